@@ -1,0 +1,136 @@
+"""Evaluation datasets: DIV2K validation, benchmark folders, and the built-in sample set.
+
+Layouts (``data_path`` is the root):
+- ``DIV2K``: ``DIV2K_valid_HR/0801.png`` ... and optional
+  ``DIV2K_valid_LR_bicubic/X<s>/0801x<s>.png`` (official layout).
+- any benchmark ``<Set>``: ``benchmark/<Set>/HR/*.png`` and optional
+  ``benchmark/<Set>/LR_bicubic/X<s>/<name>x<s>.png``.
+- ``Samples``: photos bundled with scikit-image (no download), used when the
+  shipped defaults find no DIV2K.
+
+When an LR file is absent it is made from the (mod-cropped) HR image with the
+MATLAB-compatible bicubic and cached under ``cache_dir``.
+"""
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from src.data.image_io import ImageError, list_images, read_rgb, write_png
+from src.data.imresize import imresize
+from src.data.transforms import gt_multiple, modcrop
+
+SAMPLE_SET = "Samples"
+# Real photographs that ship inside the scikit-image wheel (no network needed).
+_SAMPLE_FILES = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "ihc.png",
+                 "motorcycle_left.png", "rocket.jpg")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A configured dataset folder does not exist or holds no images."""
+
+
+@dataclass
+class EvalImage:
+    name: str
+    hr_path: str
+    lr_path: Optional[str] = None
+
+
+@dataclass
+class EvalSet:
+    name: str
+    hr_dir: str
+    images: List[EvalImage] = field(default_factory=list)
+    note: str = ""
+
+
+def _howto(name, data_path):
+    if name == "DIV2K":
+        return (f"download DIV2K_valid_HR (and optionally DIV2K_valid_LR_bicubic) and unzip into {data_path}, "
+                "or set --data_path / --eval_datasets")
+    return (f"put the HR images in {os.path.join(data_path, 'benchmark', name, 'HR')} "
+            "(LR is made with MATLAB bicubic if absent), or set --data_path / --eval_datasets")
+
+
+def dataset_dirs(data_path, name, scale):
+    """(hr_dir, lr_dir, lr_name_pattern) for a dataset name."""
+    if name == "DIV2K":
+        return (os.path.join(data_path, "DIV2K_valid_HR"),
+                os.path.join(data_path, "DIV2K_valid_LR_bicubic", f"X{scale}"), "{stem}x{scale}.png")
+    root = os.path.join(data_path, "benchmark", name)
+    return os.path.join(root, "HR"), os.path.join(root, "LR_bicubic", f"X{scale}"), "{stem}x{scale}.png"
+
+
+def dataset_exists(data_path, name, scale=2):
+    if name == SAMPLE_SET:
+        return True
+    hr_dir = dataset_dirs(data_path, name, scale)[0]
+    return os.path.isdir(hr_dir) and bool(list_images(hr_dir))
+
+
+def resolve_eval_set(data_path, name, scale):
+    if name == SAMPLE_SET:
+        return sample_set()
+    hr_dir, lr_dir, pattern = dataset_dirs(data_path, name, scale)
+    if not os.path.isdir(hr_dir):
+        raise DatasetNotFoundError(f"dataset {name} not found: {hr_dir} does not exist; {_howto(name, data_path)}")
+    files = list_images(hr_dir)
+    if not files:
+        raise DatasetNotFoundError(f"dataset {name}: no images in {hr_dir}; {_howto(name, data_path)}")
+    images = []
+    for path in files:
+        stem = os.path.splitext(os.path.basename(path))[0]
+        lr_path = os.path.join(lr_dir, pattern.format(stem=stem, scale=scale))
+        images.append(EvalImage(stem, path, lr_path if os.path.isfile(lr_path) else None))
+    return EvalSet(name, hr_dir, images)
+
+
+def sample_set():
+    import skimage  # pylint: disable=import-outside-toplevel
+    folder = os.path.join(os.path.dirname(skimage.__file__), "data")
+    images = [EvalImage(os.path.splitext(f)[0], os.path.join(folder, f))
+              for f in _SAMPLE_FILES if os.path.isfile(os.path.join(folder, f))]
+    if not images:
+        raise DatasetNotFoundError(f"no bundled sample images found in {folder}; reinstall scikit-image")
+    return EvalSet(SAMPLE_SET, folder, images,
+                   note=f"built-in sample set: {len(images)} photos bundled with scikit-image")
+
+
+def _cache_path(cache_dir, eval_set, image, scale, multiple):
+    tag = hashlib.sha1(os.path.abspath(eval_set.hr_dir).encode()).hexdigest()[:8]
+    return os.path.join(cache_dir, "lr_bicubic", f"{eval_set.name}-{tag}", f"X{scale}_mod{multiple}",
+                        f"{image.name}x{scale}.png")
+
+
+def load_pair(eval_set, image, scale, gt_mod=12, cache_dir=None):
+    """Return (lr, hr) uint8 RGB arrays following the evaluation protocol.
+
+    HR is cropped to a multiple of lcm(gt_mod, scale). A given LR file is cropped
+    to match; otherwise LR = MATLAB-bicubic(HR, 1/scale), cached when ``cache_dir`` is set.
+    """
+    hr_full = read_rgb(image.hr_path)
+    multiple = gt_multiple(gt_mod, scale)
+    if min(hr_full.shape[:2]) < multiple:
+        raise ImageError(f"{image.hr_path} is {hr_full.shape[1]}x{hr_full.shape[0]}, smaller than "
+                         f"x{scale} with HR crop multiple {multiple}; remove it or lower --gt_mod")
+    hr = modcrop(hr_full, multiple)
+    lr_h, lr_w = hr.shape[0] // scale, hr.shape[1] // scale
+    if image.lr_path:
+        lr = read_rgb(image.lr_path)
+        if lr.shape[0] < lr_h or lr.shape[1] < lr_w:
+            raise ImageError(f"{image.lr_path} is {lr.shape[1]}x{lr.shape[0]} but x{scale} of "
+                             f"{image.hr_path} needs at least {lr_w}x{lr_h}; is it the X{scale} LR?")
+        return lr[:lr_h, :lr_w], hr
+    cached = _cache_path(cache_dir, eval_set, image, scale, multiple) if cache_dir else None
+    if cached and os.path.isfile(cached):
+        try:
+            lr = read_rgb(cached)
+            if lr.shape[:2] == (lr_h, lr_w):
+                return lr, hr
+        except ImageError:
+            pass  # unreadable cache entry: make it again
+    lr = imresize(hr, 1.0 / scale)
+    if cached:
+        write_png(cached, lr)
+    return lr, hr

@@ -1,0 +1,99 @@
+"""Whole-image super-resolution with a MindSpore Cell: tiling and self-ensemble.
+
+Tiling: the LR image is cut into ``tile_size`` squares, each run with
+``tile_overlap`` extra LR pixels of real context on every side, and only the
+tile's own region of the output is kept. With ``tile_overlap`` at least the
+model's receptive-field radius (the default, -1) the result equals the untiled
+output. ``tile_size`` 0 picks a size from ``max_tile_mem_gb``; -1 never tiles.
+"""
+import math
+
+import numpy as np
+import mindspore as ms
+from mindspore import Tensor, nn
+
+from src.data.transforms import tensor_to_uint8, uint8_to_tensor
+
+_BYTES_PER_VALUE = 4
+_LIVE_BUFFERS = 3  # input, output and one temporary of the widest layer
+
+
+def peak_bytes_per_lr_pixel(net, scale):
+    """Conservative activation bytes per LR pixel: widest conv output, as if at HR resolution."""
+    widest = max((c.out_channels for _, c in net.cells_and_names() if isinstance(c, nn.Conv2d)), default=64)
+    return widest * scale * scale * _BYTES_PER_VALUE * _LIVE_BUFFERS
+
+
+def auto_tile_size(net, scale, overlap, max_mem_gb):
+    side = int(math.sqrt(max_mem_gb * 2 ** 30 / peak_bytes_per_lr_pixel(net, scale))) - 2 * overlap
+    return max(64, side // 8 * 8)
+
+
+def _ensemble_forward(x, k):
+    if k & 1:
+        x = x[:, :, :, ::-1]
+    if k & 2:
+        x = x[:, :, ::-1, :]
+    if k & 4:
+        x = x.transpose(0, 1, 3, 2)
+    return np.ascontiguousarray(x)
+
+
+def _ensemble_inverse(y, k):
+    if k & 4:
+        y = y.transpose(0, 1, 3, 2)
+    if k & 2:
+        y = y[:, :, ::-1, :]
+    if k & 1:
+        y = y[:, :, :, ::-1]
+    return y
+
+
+class SRPredictor:
+    """Runs ``net`` on uint8 RGB images and returns uint8 RGB SR images."""
+
+    def __init__(self, net, scale, tile_size=0, tile_overlap=-1, self_ensemble=False, max_tile_mem_gb=6.0):
+        self.net = net
+        self.scale = int(scale)
+        self.self_ensemble = bool(self_ensemble)
+        self.overlap = int(tile_overlap) if tile_overlap >= 0 else int(getattr(net, "receptive_radius", 16))
+        self.max_tile_mem_gb = float(max_tile_mem_gb)
+        if tile_size == 0:
+            tile_size = auto_tile_size(net, self.scale, self.overlap, self.max_tile_mem_gb)
+        self.tile_size = int(tile_size)
+        net.set_train(False)
+        # One compiled graph for every image size.
+        net.set_inputs(Tensor(shape=[1, 3, None, None], dtype=ms.float32))
+
+    def _run(self, x):
+        return self.net(Tensor(x, ms.float32)).asnumpy()
+
+    def forward(self, x):
+        """Float NCHW in [0,1] -> float NCHW output (tiled when larger than the tile size)."""
+        _, _, h, w = x.shape
+        tile = self.tile_size
+        if tile < 0 or (h <= tile and w <= tile):
+            return self._run(x)
+        s, ov = self.scale, self.overlap
+        out = np.empty((x.shape[0], 3, h * s, w * s), dtype=np.float32)
+        for y0 in range(0, h, tile):
+            y1 = min(y0 + tile, h)
+            for x0 in range(0, w, tile):
+                x1 = min(x0 + tile, w)
+                py0, px0 = max(y0 - ov, 0), max(x0 - ov, 0)
+                patch = self._run(np.ascontiguousarray(x[:, :, py0:min(y1 + ov, h), px0:min(x1 + ov, w)]))
+                oy, ox = (y0 - py0) * s, (x0 - px0) * s
+                out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = patch[:, :, oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s]
+        return out
+
+    def predict_float(self, lr):
+        x = uint8_to_tensor(lr)
+        if not self.self_ensemble:
+            return self.forward(x)
+        acc = np.zeros((1, 3, lr.shape[0] * self.scale, lr.shape[1] * self.scale), dtype=np.float64)
+        for k in range(8):
+            acc += _ensemble_inverse(self.forward(_ensemble_forward(x, k)), k)
+        return (acc / 8).astype(np.float32)
+
+    def predict(self, lr):
+        return tensor_to_uint8(self.predict_float(lr))

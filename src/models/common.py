@@ -1,0 +1,56 @@
+"""Building blocks shared by the SR model families.
+
+Channel order convention: every model ends in MindSpore's ``DepthToSpace``,
+whose input channel for sub-pixel (i, j) of colour c is ``(i*s + j)*C + c``
+("DCR"). PyTorch's ``PixelShuffle`` uses ``c*s*s + i*s + j`` ("CRD"); weight
+conversion permutes the affected conv channels with :func:`crd_to_dcr`.
+"""
+import numpy as np
+from mindspore import nn, ops
+
+
+def conv2d(in_ch, out_ch, kernel_size=3, has_bias=True):
+    """'Same'-padded conv as used throughout the SR families."""
+    return nn.Conv2d(in_ch, out_ch, kernel_size, pad_mode="pad", padding=kernel_size // 2,
+                     has_bias=has_bias)
+
+
+def crd_to_dcr(channels, scale):
+    """Index array ``p`` with ``dcr_tensor = crd_tensor[p]`` for ``channels = C*scale**2``."""
+    s2 = scale * scale
+    if channels % s2:
+        raise ValueError(f"{channels} channels is not a multiple of scale^2 = {s2}")
+    colours = channels // s2
+    return np.array([c * s2 + k for k in range(s2) for c in range(colours)], dtype=np.int64)
+
+
+class PixelShuffle(nn.Cell):
+    """Depth-to-space in DCR order (MindSpore's native order, exports to ONNX DepthToSpace)."""
+
+    def __init__(self, scale):
+        super().__init__()
+        self.d2s = ops.DepthToSpace(scale)
+
+    def construct(self, x):
+        return self.d2s(x)
+
+
+class Anchor(nn.Cell):
+    """The input repeated scale^2 times along channels, in DCR order (every sub-pixel gets its colour)."""
+
+    def __init__(self, scale):
+        super().__init__()
+        self.multiples = (1, scale * scale, 1, 1)
+
+    def construct(self, x):
+        return ops.tile(x, self.multiples)
+
+
+def parse_mc_variant(variant, family):
+    """Parse 'M4C28' -> (4, 28)."""
+    text = str(variant).upper()
+    if text.startswith("M") and "C" in text:
+        m_str, c_str = text[1:].split("C", 1)
+        if m_str.isdigit() and c_str.isdigit():
+            return int(m_str), int(c_str)
+    raise ValueError(f"{family}: variant '{variant}' is not of the form M<blocks>C<channels>, e.g. M4C28")

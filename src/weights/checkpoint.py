@@ -1,0 +1,100 @@
+"""MindSpore checkpoint I/O: atomic save with model metadata, checked load.
+
+Every checkpoint the project writes carries ``model``, ``variant`` and
+``scale`` entries, so that loading into a model of another scale or variant
+fails with a message that says which one the file was made for.
+"""
+import os
+
+import numpy as np
+import mindspore as ms
+
+META_KEYS = ("model", "variant", "scale")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used for the requested model."""
+
+
+def save_checkpoint(params, path, meta=None):
+    """Write ``params`` (a Cell or ``{name: array}``) to ``path`` atomically.
+
+    The file is first written next to the target and then renamed, so a reader
+    never sees a partial checkpoint and an existing file survives a crash.
+    """
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if isinstance(params, dict):
+        params = [{"name": k, "data": ms.Tensor(np.asarray(v))} for k, v in params.items()]
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp{os.getpid()}.ckpt")
+    try:
+        ms.save_checkpoint(params, tmp, append_dict={k: v for k, v in (meta or {}).items()})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def read_checkpoint(path):
+    """Return ``(params {name: np.ndarray}, meta {key: value})``."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path} (check --pre_trained)")
+    try:
+        raw = ms.load_checkpoint(path)
+    except Exception as exc:  # MindSpore raises ValueError/RuntimeError for corrupt files
+        raise CheckpointError(
+            f"{path} is not a readable MindSpore checkpoint ({str(exc).splitlines()[0][:120]}); "
+            "for a PyTorch .pth run scripts/convert_torch_weights.py first") from None
+    meta = {}
+    params = {}
+    for name, value in raw.items():
+        if name in META_KEYS:
+            meta[name] = value if not isinstance(value, ms.Parameter) else value.asnumpy().item()
+        else:
+            params[name] = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+    return params, meta
+
+
+def check_fit(net, params, source="checkpoint"):
+    """Raise CheckpointError listing every missing, unexpected or mis-shaped parameter."""
+    expected = {p.name: tuple(p.shape) for p in net.get_parameters()}
+    problems = []
+    for name, shape in expected.items():
+        if name not in params:
+            problems.append(f"{name} missing")
+        elif tuple(params[name].shape) != shape:
+            problems.append(f"{name}: {source} {tuple(params[name].shape)} vs model {shape}")
+    problems += [f"{name} unexpected" for name in params if name not in expected]
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; ... {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise CheckpointError(
+            f"{source} does not fit {describe(net)}: {shown} "
+            "(wrong --model/--variant/--scale for these weights?)")
+
+
+def describe(net):
+    return f"{getattr(net, 'model_name', type(net).__name__)}-{getattr(net, 'variant', '?')} x{getattr(net, 'scale', '?')}"
+
+
+def load_into(net, path):
+    """Load a checkpoint into ``net`` after checking metadata, names and shapes."""
+    params, meta = read_checkpoint(path)
+    scale = getattr(net, "scale", None)
+    if "scale" in meta and scale is not None and int(meta["scale"]) != int(scale):
+        raise CheckpointError(
+            f"{path} was trained for x{meta['scale']} but the model is x{scale}; "
+            f"pass --scale {meta['scale']} or a x{scale} checkpoint")
+    model = getattr(net, "model_name", None)
+    if "model" in meta and model and str(meta["model"]) != model:
+        raise CheckpointError(
+            f"{path} holds a '{meta['model']}' model but --model is '{model}'; pass --model {meta['model']}")
+    check_fit(net, params, source=os.path.basename(path))
+    ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in params.items()},
+                           strict_load=True)
+    return meta
+
+
+def model_meta(net):
+    return {"model": getattr(net, "model_name", ""), "variant": getattr(net, "variant", ""),
+            "scale": int(getattr(net, "scale", 0))}
