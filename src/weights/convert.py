@@ -48,9 +48,13 @@ class _Mapper:
 
 
 def _extend(perm, channels):
-    """A permutation for the first len(perm) channels; padding channels keep their place."""
+    """A permutation for the first len(perm) channels; padding channels keep their place.
+
+    Weights with fewer channels than the shuffle needs are left as they are, so
+    that ``check_fit`` reports the shape mismatch with every other one.
+    """
     if channels < len(perm):
-        raise CheckpointError(f"conv has {channels} channels, fewer than the {len(perm)} the pixel shuffle needs")
+        return np.arange(channels)
     return np.concatenate([perm, np.arange(len(perm), channels)])
 
 
