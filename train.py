@@ -3,6 +3,7 @@
     python train.py --config_path DIV2K_config.yaml --model abpn --scale 2 \
         --train_path ../shared/data/train --val_data_path ../shared/data --val_datasets Set5
 """
+import functools
 import sys
 
 import model_utils  # noqa: F401  (CPU runtime defaults before mindspore loads)
@@ -17,7 +18,7 @@ def main(argv=None):
     from src.errors import USER_ERRORS  # pylint: disable=import-outside-toplevel
     try:
         init_context(config.device_target, config.mode, device_info(config)["device_id"])
-        train(config)
+        train(config, log=functools.partial(print, flush=True))
     except USER_ERRORS + (FloatingPointError,) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ class ABPN(nn.Cell):
         self.upsample = PixelShuffle(scale)
         # Receptive field radius in LR pixels: one per 3x3 conv.
         self.receptive_radius = num_block + 3
+        self.peak_channels = max(num_feat, out_ch)
 
     def construct(self, x):
         y = self.relu(self.conv_first(x))

@@ -47,6 +47,7 @@ class ECBSRPlain(nn.Cell):
         self.anchor = Anchor(scale)
         self.upsample = PixelShuffle(scale)
         self.receptive_radius = num_block + 2
+        self.peak_channels = max(num_feat, n_colors * scale * scale)
 
     def construct(self, x):
         y = x

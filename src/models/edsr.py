@@ -68,6 +68,8 @@ class EDSR(nn.Cell):
         self.conv_last = conv2d(num_feat, n_colors)
         # LR-pixel radius: head + 2 per block + after-body, plus upsampler/tail convs in LR units.
         self.receptive_radius = 2 * num_block + 2 + 2
+        # Widest activation per LR pixel: each upsampler stage holds num_feat * factor^2 channels.
+        self.peak_channels = num_feat * scale * scale
 
     def construct(self, x):
         x = (x - self.mean) * RGB_RANGE

@@ -47,6 +47,7 @@ class ETDSPlain(nn.Cell):
         self.relu = nn.ReLU()
         self.upsample = PixelShuffle(scale)
         self.receptive_radius = num_block + 2
+        self.peak_channels = max(num_feat, mid)
 
     def construct(self, x):
         y = self.relu(self.conv_first(x))
