@@ -104,3 +104,19 @@ def test_sample_set_is_bundled():
     assert len(ev.images) >= 5
     lr, hr = load_pair(ev, ev.images[0], 2, gt_mod=12)
     assert hr.shape[0] == 2 * lr.shape[0] and hr.shape[2] == 3
+
+
+def test_div2k_official_layout(tmp_path):
+    rng = np.random.default_rng(3)
+    hr = rng.integers(0, 256, (52, 70, 3)).astype(np.uint8)
+    _write(tmp_path / "DIV2K_valid_HR" / "0801.png", hr[:, :, ::-1])
+    _write(tmp_path / "DIV2K_valid_HR" / "0802.png", hr[:, :, ::-1])
+    official_lr = rng.integers(0, 256, (26, 35, 3)).astype(np.uint8)
+    _write(tmp_path / "DIV2K_valid_LR_bicubic" / "X2" / "0801x2.png", official_lr[:, :, ::-1])
+    ev = resolve_eval_set(str(tmp_path), "DIV2K", 2)
+    assert [i.name for i in ev.images] == ["0801", "0802"]
+    assert ev.images[0].lr_path.endswith(os.path.join("X2", "0801x2.png")) and ev.images[1].lr_path is None
+    lr, hr_c = load_pair(ev, ev.images[0], 2, gt_mod=12)
+    assert hr_c.shape == (48, 60, 3) and (lr == official_lr[:24, :30]).all()
+    lr2, _ = load_pair(ev, ev.images[1], 2, gt_mod=12)
+    assert (lr2 == imresize(hr[:48, :60], 0.5)).all()

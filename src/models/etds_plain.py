@@ -1,9 +1,13 @@
-"""ETDS inference form (Chao et al., CVPR 2023): the plain net ETDS converts to.
+"""Plain conv nets with an equivalent-transformed clip: the deploy form of ETDS, and
+the ET (equivalent transformation) forms of ABPN and ECBSR.
 
-conv_first -> M x (conv3x3 + ReLU) -> conv_last + ReLU -> 1x1 conv_clip + ReLU
--> pixel shuffle. ``conv_clip`` carries the equivalent-transformed clip
-``relu(1 - relu(1 - y))``. At x3 one padding channel (27 -> 28) keeps the channel
-count a multiple of 4 for mobile kernels; it is dropped before the shuffle.
+``PlainSR``: conv_first -> hidden 3x3 convs (ReLU or PReLU) -> conv_last + ReLU ->
+1x1 ``conv_clip`` + ReLU -> drop padding channels -> pixel shuffle. With
+``conv_last`` computing ``1 - z`` and ``conv_clip`` = ``-I``, bias 1, the tail is
+``relu(1 - relu(1 - z)) = clip(z, 0, 1)``. At x3 one padding channel (27 -> 28)
+keeps the channel count a multiple of 4 for mobile kernels.
+
+ETDS deploy variants (``etds``):
 
 | variant | ETDS name | M | C (total channels) |
 |---------|-----------|---|--------------------|
@@ -12,7 +16,10 @@ count a multiple of 4 for mobile kernels; it is dropped before the shuffle.
 | M6C32   | ETDS-M    | 6 | 32 |
 | M7C48   | ETDS-L    | 7 | 48 |
 
-Input and output: RGB in [0, 1], NCHW.
+ET forms (``abpn_et``, ``ecbsr_et``): an ABPN/ECBSR ``M<m>C<c>`` carried in
+``c + 4`` channels (3 identity channels hold the input for the anchor, 1 zero);
+``abpn_et`` keeps ABPN's extra tail conv (3s^2+3 channels at x3, 3s^2+4 otherwise,
+as published). Input and output: RGB in [0, 1], NCHW.
 """
 from mindspore import nn
 
@@ -26,6 +33,7 @@ VARIANTS = {
 }
 ALIASES = {"T": "M5C16", "S": "M4C32", "M": "M6C32", "L": "M7C48"}
 DEFAULT_VARIANT = "M4C32"
+ET_EXTRA = 4  # identity channels (n_colors) + padding, as published
 
 
 def padded_channels(n_colors, scale):
@@ -34,33 +42,70 @@ def padded_channels(n_colors, scale):
     return out_ch + 1 if scale == 3 else out_ch
 
 
-class ETDSPlain(nn.Cell):
-    def __init__(self, scale, num_block=4, num_feat=32, n_colors=3):
+class PlainSR(nn.Cell):
+    """conv_first + hidden convs (widths[1:]) + conv_last/conv_clip tail + pixel shuffle."""
+
+    def __init__(self, scale, widths, act="relu", n_colors=3):
         super().__init__()
-        self.scale = scale
+        self.scale, self.n_colors, self.widths, self.act_type = scale, n_colors, list(widths), act
         self.out_ch = n_colors * scale * scale
         mid = padded_channels(n_colors, scale)
-        self.conv_first = conv2d(n_colors, num_feat)
-        self.backbone_convs = nn.CellList([conv2d(num_feat, num_feat) for _ in range(num_block)])
-        self.conv_last = conv2d(num_feat, mid)
+        self.conv_first = conv2d(n_colors, widths[0])
+        self.backbone_convs = nn.CellList([conv2d(a, b) for a, b in zip(widths[:-1], widths[1:])])
+        if act == "prelu":
+            self.acts = nn.CellList([nn.PReLU(channel=w, w=0.25) for w in widths])
+        elif act == "relu":
+            self.acts = nn.CellList([nn.ReLU() for _ in widths])
+        else:
+            raise ValueError(f"act must be 'relu' or 'prelu', not '{act}'")
+        self.conv_last = conv2d(widths[-1], mid)
         self.conv_clip = conv2d(mid, mid, kernel_size=1)
         self.relu = nn.ReLU()
         self.upsample = PixelShuffle(scale)
-        self.receptive_radius = num_block + 2
-        self.peak_channels = max(num_feat, mid)
+        self.receptive_radius = len(widths) + 1
+        self.peak_channels = max(max(widths), mid)
 
     def construct(self, x):
-        y = self.relu(self.conv_first(x))
-        for conv in self.backbone_convs:
-            y = self.relu(conv(y))
+        y = self.acts[0](self.conv_first(x))
+        for i, conv in enumerate(self.backbone_convs):
+            y = self.acts[i + 1](conv(y))
         y = self.relu(self.conv_clip(self.relu(self.conv_last(y))))
         return self.upsample(y[:, :self.out_ch])
 
 
-def build(variant, scale, **kwargs):
+class ETDSPlain(PlainSR):
+    """ETDS inference form: M+1 convs of C channels (published parameter names)."""
+
+    def __init__(self, scale, num_block=4, num_feat=32, n_colors=3):
+        super().__init__(scale, [num_feat] * (num_block + 1), "relu", n_colors)
+
+
+def abpn_et_widths(num_block, num_feat, scale, n_colors=3):
+    tail = n_colors * scale * scale + (3 if scale == 3 else 4)
+    return [num_feat + ET_EXTRA] * (num_block + 1) + [tail]
+
+
+def ecbsr_et_widths(num_block, num_feat):
+    return [num_feat + ET_EXTRA] * (num_block + 1)
+
+
+def _spec(variant, family, table=None):
     key = ALIASES.get(str(variant).upper(), str(variant).upper())
-    spec = VARIANTS.get(key)
-    if spec is None:
-        num_block, num_feat = parse_mc_variant(variant, "etds")
-        spec = dict(num_block=num_block, num_feat=num_feat)
-    return ETDSPlain(scale, **spec, **kwargs)
+    if table and key in table:
+        return table[key]["num_block"], table[key]["num_feat"]
+    return parse_mc_variant(variant, family)
+
+
+def build(variant, scale, n_colors=3):
+    num_block, num_feat = _spec(variant, "etds", VARIANTS)
+    return ETDSPlain(scale, num_block, num_feat, n_colors)
+
+
+def build_abpn_et(variant, scale, n_colors=3):
+    num_block, num_feat = _spec(variant, "abpn_et")
+    return PlainSR(scale, abpn_et_widths(num_block, num_feat, scale, n_colors), "relu", n_colors)
+
+
+def build_ecbsr_et(variant, scale, n_colors=3):
+    num_block, num_feat = _spec(variant, "ecbsr_et")
+    return PlainSR(scale, ecbsr_et_widths(num_block, num_feat), "prelu", n_colors)

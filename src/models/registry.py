@@ -1,16 +1,51 @@
-"""Model registry: build any network by ``model`` + ``variant`` + ``scale``.
+"""Model registry: build any network by ``model`` + ``variant`` + ``scale`` (+ ``form``).
 
-| model | file            | variants                                  | form |
-|-------|-----------------|-------------------------------------------|------|
-| abpn  | abpn.py         | M4C28 (default), any M<m>C<c>              | published |
-| edsr  | edsr.py         | baseline (default), full                  | published |
-| etds  | etds_plain.py   | M5C16/T, M4C32/S (default), M6C32/M, M7C48/L | inference (plain) |
-| ecbsr | ecbsr_plain.py  | M4C8, M4C16 (default), M4C32, M10C32, M16C64 | inference (plain) |
+| model    | file                     | variants                                   | training form       | deploy form |
+|----------|--------------------------|--------------------------------------------|---------------------|-------------|
+| abpn     | abpn.py                  | M4C28 (default), any M<m>C<c>              | ABPN                | ABPN        |
+| abpn_et  | etds_plain.py            | M4C28, any M<m>C<c>                        | -                   | PlainSR (ET of ABPN) |
+| edsr     | edsr.py                  | baseline (default), full                   | EDSR                | EDSR        |
+| etds     | etds.py, etds_plain.py   | M5C16/T, M4C32/S (default), M6C32/M, M7C48/L | ETDS (dual stream) | ETDSPlain   |
+| ecbsr    | ecbsr.py, ecbsr_plain.py | M4C8, M4C16 (default), M4C32, M10C32, M16C64 | ECBSR (ECBs)      | ECBSRPlain  |
+| ecbsr_et | etds_plain.py            | M4C16, any M<m>C<c>                        | -                   | PlainSR (ET of ECBSR) |
+| sesr     | sesr.py, adder.py        | M3, M5 (default), M7, M11, XL              | SESR (expanded / collapsed / collapsed_adder) | SESRDeploy |
+
+``form="deploy"`` (the default) is what evaluation and export use; training
+builds ``form="train"`` and :func:`to_deploy` converts. Family options
+(``n_colors``, ``act``, ``linear_block_type``, ``feature_size``, ``adder_eta``) are
+passed only to the families that take them.
 """
-from src.models import abpn, ecbsr_plain, edsr, etds_plain
+from src.models import abpn, ecbsr, edsr, etds, etds_plain, sesr
 
-_FAMILIES = {"abpn": abpn, "edsr": edsr, "etds": etds_plain, "ecbsr": ecbsr_plain}
 SUPPORTED_SCALES = (2, 3, 4)
+OPTION_KEYS = ("n_colors", "act", "linear_block_type", "feature_size", "adder_eta")
+
+
+class _Family:
+    def __init__(self, module, build_train, build_deploy, converter=None, options=("n_colors",), defaults=None):
+        self.variants = module.VARIANTS
+        self.default_variant = module.DEFAULT_VARIANT
+        self.build_train = build_train
+        self.build_deploy = build_deploy
+        self.converter = converter
+        self.options = options
+        self.defaults = defaults or {}
+
+
+def _form_builder(module, form):
+    return lambda variant, scale, **kw: module.build(variant, scale, form=form, **kw)
+
+
+_FAMILIES = {
+    "abpn": _Family(abpn, abpn.build, abpn.build),
+    "abpn_et": _Family(abpn, None, etds_plain.build_abpn_et),
+    "edsr": _Family(edsr, edsr.build, edsr.build, options=()),
+    "etds": _Family(etds, _form_builder(etds, "train"), _form_builder(etds, "deploy"), etds.to_deploy),
+    "ecbsr": _Family(ecbsr, _form_builder(ecbsr, "train"), _form_builder(ecbsr, "deploy"), ecbsr.to_deploy),
+    "ecbsr_et": _Family(ecbsr, None, etds_plain.build_ecbsr_et),
+    "sesr": _Family(sesr, _form_builder(sesr, "train"), _form_builder(sesr, "deploy"), sesr.to_deploy,
+                    options=OPTION_KEYS, defaults={"n_colors": 1}),
+}
 
 
 def list_models():
@@ -18,11 +53,11 @@ def list_models():
 
 
 def list_variants(model):
-    return sorted(_family(model).VARIANTS)
+    return sorted(_family(model).variants)
 
 
 def default_variant(model):
-    return _family(model).DEFAULT_VARIANT
+    return _family(model).default_variant
 
 
 def _family(model):
@@ -32,17 +67,53 @@ def _family(model):
     return _FAMILIES[key]
 
 
-def create_model(model, variant=None, scale=2, **kwargs):
-    """Build a network Cell; ``variant`` None or '' selects the family default."""
+def family_options(model, options):
+    """Family defaults overridden by the given options the family takes (None, '' and 0 mean 'default')."""
+    fam = _family(model)
+    merged = dict(fam.defaults)
+    merged.update({k: v for k, v in (options or {}).items() if k in fam.options and v not in (None, "", 0)})
+    return merged
+
+
+def create_model(model, variant=None, scale=2, form="deploy", **options):
+    """Build a network Cell; ``variant`` None/'' selects the family default."""
     scale = int(scale)
     if scale not in SUPPORTED_SCALES:
         raise ValueError(f"scale {scale} is not supported; choose one of {SUPPORTED_SCALES}")
-    family = _family(model)
-    net = family.build(variant or family.DEFAULT_VARIANT, scale, **kwargs)
+    if form not in ("train", "deploy"):
+        raise ValueError(f"form must be 'train' or 'deploy', not '{form}'")
+    fam = _family(model)
+    builder = fam.build_train if form == "train" else fam.build_deploy
+    if builder is None:
+        raise ValueError(f"model '{model}' has only a deploy form")
+    variant = variant or fam.default_variant
+    opts = family_options(model, options)
+    net = builder(variant, scale, **opts)
     net.model_name = str(model).lower()
-    net.variant = str(variant or family.DEFAULT_VARIANT)
+    net.variant = str(variant)
+    net.form = form
+    net.options = opts
     return net
 
 
-def create_model_from_config(config):
-    return create_model(config.model, config.variant, config.scale)
+def to_deploy(net):
+    """The deploy form of ``net`` (itself when the family has one form)."""
+    if getattr(net, "form", "deploy") == "deploy":
+        return net
+    fam = _family(net.model_name)
+    if fam.converter is None:
+        deployed = net
+    else:
+        net.set_train(False)
+        deployed = fam.converter(net)
+    deployed.model_name, deployed.variant, deployed.form = net.model_name, net.variant, "deploy"
+    deployed.options = dict(getattr(net, "options", {}))
+    return deployed
+
+
+def config_options(config):
+    return {k: config.get(k) for k in OPTION_KEYS if config.get(k) is not None}
+
+
+def create_model_from_config(config, form="deploy"):
+    return create_model(config.model, config.variant, config.scale, form=form, **config_options(config))

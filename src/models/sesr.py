@@ -1,0 +1,224 @@
+"""SESR: collapsible linear blocks (Bhardwaj et al., MLSys 2022).
+
+| variant | m (3x3 blocks) | f (features) | feature_size (expansion) | params x2 | MACs x2, 360x640 |
+|---------|----------------|--------------|--------------------------|-----------|------------------|
+| M3      | 3              | 16           | 256                      | 8.91K     | 2.05G            |
+| M5      | 5              | 16           | 256                      | 13.52K    | 3.11G            |
+| M7      | 7              | 16           | 256                      | 18.13K    | 4.18G            |
+| M11     | 11             | 16           | 64                       | 27.34K    | 6.30G            |
+| XL      | 11             | 32           | 64                       | 105.38K   | 24.28G           |
+
+(params/MACs: collapsed conv weights, as in the paper's table; printed by
+``scripts/model_summary.py``.)
+
+Structure (as the published code): ``f0 = B_in(x - 0.5)`` (5x5 linear block, no
+activation); m times ``y = act(B_i(y) + y)`` (3x3 linear blocks with a short
+residual); ``y = B_out(y + f0) + x`` (5x5 block to n_colors*s^2 channels, input
+added to every sub-pixel channel); depth-to-space; clip to [0, 1]. x4 uses two
+depth-to-space x2 stages as published (x3 one stage).
+
+Linear block forms (``linear_block_type``):
+- ``expanded``: kxk conv to ``feature_size`` channels, 1x1 conv to the output.
+- ``collapsed``: the same parameters, but every forward pass first collapses them
+  into one kxk kernel (Algorithm 1) with the short residual folded in as an
+  identity kernel (Algorithm 2), then runs that single conv. Gradients still
+  reach the expanded weights. Biases collapse exactly: ``b = W2 b1 + b2``.
+- ``collapsed_adder``: AdderSESR (see adder.py): the 3x3 blocks become adder
+  layers with batch norm; the 5x5 blocks stay collapsed linear blocks.
+The deploy form (:class:`SESRDeploy`) is plain convolutions holding the collapsed
+kernels; :func:`to_deploy` builds it from any training form.
+
+``n_colors``: 1 (Y in, Y out; published) or 3 (RGB). For Y models, evaluation
+upscales CbCr with bicubic and recombines (see ``src/engine/inference.py``).
+Input and output in [0, 1].
+"""
+import numpy as np
+import mindspore as ms
+from mindspore import Tensor, nn, ops
+
+from src.models.common import PixelShuffle, conv2d
+
+VARIANTS = {
+    "M3": dict(m=3, f=16, feature_size=256),
+    "M5": dict(m=5, f=16, feature_size=256),
+    "M7": dict(m=7, f=16, feature_size=256),
+    "M11": dict(m=11, f=16, feature_size=64),
+    "XL": dict(m=11, f=32, feature_size=64),
+}
+DEFAULT_VARIANT = "M5"
+BLOCK_TYPES = ("expanded", "collapsed", "collapsed_adder")
+
+
+def shuffle_stages(scale):
+    if scale == 4:
+        return [2, 2]
+    if scale in (2, 3):
+        return [scale]
+    raise ValueError(f"sesr supports scale 2, 3 or 4, not {scale}")
+
+
+def make_activation(act, channels):
+    if act == "prelu":
+        return nn.PReLU(channel=channels, w=0.25)
+    if act == "relu":
+        return nn.ReLU()
+    raise ValueError(f"act must be 'prelu' or 'relu', not '{act}'")
+
+
+def identity_kernel(channels, kernel_size):
+    k = np.zeros((channels, channels, kernel_size, kernel_size), np.float32)
+    for c in range(channels):
+        k[c, c, kernel_size // 2, kernel_size // 2] = 1.0
+    return k
+
+
+class LinearBlock(nn.Cell):
+    """kxk conv to ``feature_size`` then 1x1 conv, run expanded or collapsed."""
+
+    def __init__(self, in_ch, out_ch, kernel_size, feature_size, collapsed=True, residual=False):
+        super().__init__()
+        self.expand = conv2d(in_ch, feature_size, kernel_size)
+        self.project = conv2d(feature_size, out_ch, 1)
+        self.collapsed = collapsed
+        self.residual = residual and in_ch == out_ch
+        self.kernel_size = kernel_size
+        self.in_ch, self.out_ch, self.feature_size = in_ch, out_ch, feature_size
+        self.pad = kernel_size // 2
+        ident = identity_kernel(out_ch, kernel_size) if self.residual else np.zeros(
+            (out_ch, in_ch, kernel_size, kernel_size), np.float32)
+        self.identity = Tensor(ident, ms.float32)
+
+    def collapse(self):
+        """Single (kernel, bias) equal to the block, short residual included."""
+        w2 = self.project.weight.reshape(self.out_ch, self.feature_size)
+        w1 = self.expand.weight.reshape(self.feature_size, -1)
+        kernel = ops.matmul(w2, w1).reshape(self.out_ch, self.in_ch, self.kernel_size, self.kernel_size)
+        bias = ops.matmul(w2, self.expand.bias.reshape(-1, 1)).reshape(-1) + self.project.bias
+        return kernel + self.identity, bias
+
+    def construct(self, x):
+        if self.collapsed:
+            kernel, bias = self.collapse()
+            y = ops.conv2d(x, kernel, None, 1, "pad", self.pad)
+            return y + bias.reshape(1, -1, 1, 1)
+        y = self.project(self.expand(x))
+        if self.residual:
+            y = y + x
+        return y
+
+
+class SESR(nn.Cell):
+    """Training form (expanded, collapsed or collapsed_adder linear blocks)."""
+
+    def __init__(self, scale, m=5, f=16, feature_size=256, n_colors=1, act="prelu",
+                 linear_block_type="collapsed", adder_eta=0.2):
+        super().__init__()
+        if linear_block_type not in BLOCK_TYPES:
+            raise ValueError(f"linear_block_type must be one of {BLOCK_TYPES}, not '{linear_block_type}'")
+        collapsed = linear_block_type != "expanded"
+        self.scale, self.n_colors, self.m, self.f = scale, n_colors, m, f
+        self.act_type, self.linear_block_type = act, linear_block_type
+        self.input_block = LinearBlock(n_colors, f, 5, feature_size, collapsed)
+        if linear_block_type == "collapsed_adder":
+            from src.models.adder import AdderBlock  # pylint: disable=import-outside-toplevel
+            self.blocks = nn.CellList([AdderBlock(f, 3, adder_eta) for _ in range(m)])
+        else:
+            self.blocks = nn.CellList([LinearBlock(f, f, 3, feature_size, collapsed, residual=True)
+                                       for _ in range(m)])
+        self.acts = nn.CellList([make_activation(act, f) for _ in range(m)])
+        self.output_block = LinearBlock(f, n_colors * scale * scale, 5, feature_size, collapsed)
+        self.shuffles = nn.CellList([PixelShuffle(s) for s in shuffle_stages(scale)])
+        self.multiples = (1, scale * scale, 1, 1)
+        self.receptive_radius = m + 4
+        self.peak_channels = max(feature_size if not collapsed else f, n_colors * scale * scale)
+
+    def construct(self, x):
+        f0 = self.input_block(x - 0.5)
+        y = f0
+        for block, act in zip(self.blocks, self.acts):
+            y = act(block(y))
+        y = self.output_block(y + f0) + ops.tile(x, self.multiples)
+        for shuffle in self.shuffles:
+            y = shuffle(y)
+        return ops.clamp(y, 0.0, 1.0)
+
+
+class SESRDeploy(nn.Cell):
+    """Deploy form: plain 5x5 / 3x3 / 5x5 convolutions with the collapsed weights."""
+
+    def __init__(self, scale, m=5, f=16, n_colors=1, act="prelu", adder=False):
+        super().__init__()
+        self.scale, self.n_colors, self.m, self.f, self.act_type = scale, n_colors, m, f, act
+        self.conv_first = conv2d(n_colors, f, 5)
+        if adder:
+            from src.models.adder import AdderDeploy  # pylint: disable=import-outside-toplevel
+            self.body = nn.CellList([AdderDeploy(f, 3) for _ in range(m)])
+        else:
+            self.body = nn.CellList([conv2d(f, f, 3) for _ in range(m)])
+        self.acts = nn.CellList([make_activation(act, f) for _ in range(m)])
+        self.conv_last = conv2d(f, n_colors * scale * scale, 5)
+        self.shuffles = nn.CellList([PixelShuffle(s) for s in shuffle_stages(scale)])
+        self.multiples = (1, scale * scale, 1, 1)
+        self.receptive_radius = m + 4
+        self.peak_channels = max(f, n_colors * scale * scale)
+
+    def construct(self, x):
+        f0 = self.conv_first(x - 0.5)
+        y = f0
+        for conv, act in zip(self.body, self.acts):
+            y = act(conv(y))
+        y = self.conv_last(y + f0) + ops.tile(x, self.multiples)
+        for shuffle in self.shuffles:
+            y = shuffle(y)
+        return ops.clamp(y, 0.0, 1.0)
+
+
+def _np(t):
+    return t.asnumpy() if hasattr(t, "asnumpy") else np.asarray(t)
+
+
+def _set_conv(conv, kernel, bias):
+    conv.weight.set_data(Tensor(np.ascontiguousarray(kernel, np.float32)))
+    conv.bias.set_data(Tensor(np.ascontiguousarray(bias, np.float32)))
+
+
+def collapse_block_numpy(block):
+    """(kernel, bias) of a LinearBlock in float64 numpy (exact collapse)."""
+    w1 = _np(block.expand.weight).astype(np.float64)
+    b1 = _np(block.expand.bias).astype(np.float64)
+    w2 = _np(block.project.weight).astype(np.float64)[:, :, 0, 0]
+    b2 = _np(block.project.bias).astype(np.float64)
+    kernel = np.einsum("of,fikl->oikl", w2, w1)
+    if block.residual:
+        kernel = kernel + identity_kernel(block.out_ch, block.kernel_size)
+    return kernel, w2 @ b1 + b2
+
+
+def to_deploy(net):
+    """Build the :class:`SESRDeploy` equal to a training-form :class:`SESR` (in eval mode)."""
+    adder = net.linear_block_type == "collapsed_adder"
+    deploy = SESRDeploy(net.scale, net.m, net.f, net.n_colors, net.act_type, adder=adder)
+    _set_conv(deploy.conv_first, *collapse_block_numpy(net.input_block))
+    for src_block, dst in zip(net.blocks, deploy.body):
+        if adder:
+            dst.load_from_block(src_block)
+        else:
+            _set_conv(dst, *collapse_block_numpy(src_block))
+    _set_conv(deploy.conv_last, *collapse_block_numpy(net.output_block))
+    for src_act, dst_act in zip(net.acts, deploy.acts):
+        if isinstance(src_act, nn.PReLU):
+            dst_act.w.set_data(Tensor(_np(src_act.w)))
+    return deploy
+
+
+def build(variant, scale, n_colors=1, act="prelu", linear_block_type="collapsed", feature_size=None,
+          form="train", adder_eta=0.2):
+    key = str(variant).upper()
+    if key not in VARIANTS:
+        raise ValueError(f"sesr: unknown variant '{variant}'; choose one of {sorted(VARIANTS)}")
+    spec = dict(VARIANTS[key])
+    if feature_size:
+        spec["feature_size"] = int(feature_size)
+    if form == "deploy":
+        return SESRDeploy(scale, spec["m"], spec["f"], n_colors, act, adder=linear_block_type == "collapsed_adder")
+    return SESR(scale, **spec, n_colors=n_colors, act=act, linear_block_type=linear_block_type, adder_eta=adder_eta)
