@@ -38,7 +38,7 @@ def test_registry_errors():
         create_model("abpn", "big", 2)
     with pytest.raises(ValueError, match="unknown variant 'huge'"):
         create_model("edsr", "huge", 2)
-    assert set(list_models()) == {"abpn", "edsr", "etds", "ecbsr"}
+    assert set(list_models()) == {"abpn", "abpn_et", "edsr", "etds", "ecbsr", "ecbsr_et", "sesr"}
     assert "M4C32" in list_variants("etds")
 
 

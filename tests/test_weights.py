@@ -142,7 +142,7 @@ def test_checkpoint_roundtrip_and_scale_mismatch(tmp_path):
     save_checkpoint(net, path, meta=model_meta(net))  # overwrite in place
     assert os.listdir(tmp_path) == ["m.ckpt"]
     params, meta = read_checkpoint(path)
-    assert meta == {"model": "abpn", "variant": "M2C8", "scale": 3}
+    assert meta == {"model": "abpn", "variant": "M2C8", "scale": 3, "form": "deploy"}
     other = create_model("abpn", "M2C8", 3)
     load_into(other, path)
     for p in other.get_parameters():

@@ -26,6 +26,22 @@ def rgb_to_y(img):
     return img.astype(np.float64) @ _Y_COEFFS + 16.0
 
 
+_YCBCR = np.array([[65.481, 128.553, 24.966],
+                   [-37.797, -74.203, 112.0],
+                   [112.0, -93.786, -18.214]], dtype=np.float64) / 255.0
+_YCBCR_OFFSET = np.array([16.0, 128.0, 128.0]) / 255.0
+
+
+def rgb_to_ycbcr01(img):
+    """HxWx3 RGB in [0, 1] -> YCbCr in [0, 1] (MATLAB rgb2ycbcr convention)."""
+    return img.astype(np.float64) @ _YCBCR.T + _YCBCR_OFFSET
+
+
+def ycbcr01_to_rgb(img):
+    """Inverse of :func:`rgb_to_ycbcr01`."""
+    return (img.astype(np.float64) - _YCBCR_OFFSET) @ np.linalg.inv(_YCBCR).T
+
+
 def uint8_to_tensor(img):
     """HxWx3 uint8 -> 1x3xHxW float32 in [0, 1]."""
     return np.ascontiguousarray(img.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)

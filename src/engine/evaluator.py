@@ -10,8 +10,9 @@ from src.data.eval_sets import (SAMPLE_SET, dataset_exists, load_pair, resolve_e
 from src.data.image_io import write_png
 from src.engine.inference import SRPredictor
 from src.metrics import calculate_psnr, calculate_ssim
-from src.models import create_model
-from src.weights.checkpoint import CheckpointError, load_into
+from src.models.registry import config_options
+from src.weights.checkpoint import CheckpointError
+from src.weights.loader import load_for_inference
 
 
 def shipped_checkpoint(config):
@@ -96,9 +97,8 @@ def run_evaluation(config, log=print):
     names, note = select_datasets(config)
     if note:
         log(note)
-    net = create_model(config.model, config.variant, config.scale)
     ckpt = select_checkpoint(config)
-    load_into(net, ckpt)
+    net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, config_options(config))
     data_path = resolve_path(config, config.data_path)
     eval_sets = [resolve_eval_set(data_path, name, config.scale) for name in names]  # fail before work
     shave = config.scale if config.shave < 0 else config.shave

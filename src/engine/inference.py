@@ -12,7 +12,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn
 
-from src.data.transforms import tensor_to_uint8, uint8_to_tensor
+from src.data.imresize import imresize
+from src.data.transforms import rgb_to_ycbcr01, tensor_to_uint8, uint8_to_tensor, ycbcr01_to_rgb
 
 _BYTES_PER_VALUE = 4
 _LIVE_BUFFERS = 3  # input, output and one temporary of the widest layer
@@ -70,9 +71,10 @@ class SRPredictor:
         if tile_size == 0:
             tile_size = auto_tile_size(net, self.scale, self.overlap, self.max_tile_mem_gb)
         self.tile_size = int(tile_size)
+        self.n_colors = int(getattr(net, "n_colors", 3))
         net.set_train(False)
         # One compiled graph for every image size.
-        net.set_inputs(Tensor(shape=[1, 3, None, None], dtype=ms.float32))
+        net.set_inputs(Tensor(shape=[1, self.n_colors, None, None], dtype=ms.float32))
 
     def _run(self, x):
         return self.net(Tensor(x, ms.float32)).asnumpy()
@@ -84,7 +86,7 @@ class SRPredictor:
         if tile < 0 or (h <= tile and w <= tile):
             return self._run(x)
         s, ov = self.scale, self.overlap
-        out = np.empty((x.shape[0], 3, h * s, w * s), dtype=np.float32)
+        out = np.empty((x.shape[0], x.shape[1], h * s, w * s), dtype=np.float32)
         for y0 in range(0, h, tile):
             y1 = min(y0 + tile, h)
             for x0 in range(0, w, tile):
@@ -95,14 +97,24 @@ class SRPredictor:
                 out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = patch[:, :, oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s]
         return out
 
-    def predict_float(self, lr):
-        x = uint8_to_tensor(lr)
+    def _predict_channels(self, x):
         if not self.self_ensemble:
             return self.forward(x)
-        acc = np.zeros((1, 3, lr.shape[0] * self.scale, lr.shape[1] * self.scale), dtype=np.float64)
+        acc = np.zeros(x.shape[:2] + (x.shape[2] * self.scale, x.shape[3] * self.scale), dtype=np.float64)
         for k in range(8):
             acc += _ensemble_inverse(self.forward(_ensemble_forward(x, k)), k)
         return (acc / 8).astype(np.float32)
+
+    def predict_float(self, lr):
+        """uint8 HxWx3 RGB -> float 1x3xHxW RGB. Y-only models (n_colors 1) super-resolve
+        the Y channel; Cb and Cr are upscaled with MATLAB bicubic and recombined."""
+        if self.n_colors == 3:
+            return self._predict_channels(uint8_to_tensor(lr))
+        ycbcr = rgb_to_ycbcr01(lr.astype(np.float64) / 255.0)
+        y_sr = self._predict_channels(np.ascontiguousarray(ycbcr[None, None, :, :, 0], dtype=np.float32))[0, 0]
+        cbcr = imresize(ycbcr[:, :, 1:], float(self.scale))
+        rgb = ycbcr01_to_rgb(np.concatenate([y_sr[:, :, None], cbcr], axis=2))
+        return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
 
     def predict(self, lr):
         return tensor_to_uint8(self.predict_float(lr))

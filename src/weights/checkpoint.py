@@ -9,7 +9,8 @@ import os
 import numpy as np
 import mindspore as ms
 
-META_KEYS = ("model", "variant", "scale")
+META_KEYS = ("model", "variant", "scale", "form", "n_colors", "act", "linear_block_type", "feature_size",
+             "adder_eta")
 
 
 class CheckpointError(ValueError):
@@ -96,5 +97,8 @@ def load_into(net, path):
 
 
 def model_meta(net):
-    return {"model": getattr(net, "model_name", ""), "variant": getattr(net, "variant", ""),
-            "scale": int(getattr(net, "scale", 0))}
+    """Metadata stored with every checkpoint: what to build to load it."""
+    meta = {"model": getattr(net, "model_name", ""), "variant": getattr(net, "variant", ""),
+            "scale": int(getattr(net, "scale", 0)), "form": getattr(net, "form", "deploy")}
+    meta.update(getattr(net, "options", {}) or {})
+    return meta
