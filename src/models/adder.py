@@ -20,54 +20,65 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
 
-def _columns(x, k, pad):
-    """(N, C, H, W) -> (N, C*k*k, H*W) sliding k x k windows over the zero-padded input."""
-    n, c, h, w = x.shape
-    xp = ops.pad(x, (pad, pad, pad, pad))
-    patches = [xp[:, :, i:i + h, j:j + w] for i in range(k) for j in range(k)]
-    return ops.stack(patches, axis=2).reshape(n, c * k * k, h * w)
+def unfold_kernels(channels, k):
+    """One-hot kernels: ``conv2d(x, fwd)`` is im2col, ``conv2d(cols, adj)`` its adjoint (col2im).
 
-
-def _fold(cols, c, h, w, k, pad):
-    """Adjoint of :func:`_columns`: (N, C*k*k, H*W) -> (N, C, H, W)."""
-    n = cols.shape[0]
-    cols = cols.reshape(n, c, k * k, h, w)
-    out = ops.zeros((n, c, h + 2 * pad, w + 2 * pad), cols.dtype)
-    for i in range(k):
-        for j in range(k):
-            out = out + ops.pad(cols[:, :, i * k + j], (j, 2 * pad - j, i, 2 * pad - i))
-    return out[:, :, pad:pad + h, pad:pad + w]
+    ``fwd[c*k*k + i*k + j, c, i, j] = 1`` picks pixel (y+i-p, x+j-p) of channel c;
+    ``adj`` is ``fwd`` transposed and spatially flipped.
+    """
+    fwd = np.zeros((channels * k * k, channels, k, k), np.float32)
+    for c in range(channels):
+        for i in range(k):
+            for j in range(k):
+                fwd[c * k * k + i * k + j, c, i, j] = 1.0
+    adj = np.ascontiguousarray(fwd.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+    return Tensor(fwd, ms.float32), Tensor(adj, ms.float32)
 
 
 class AdderFunction(nn.Cell):
-    """Stateless adder op with the AdderNet backward (weights passed as an input)."""
+    """Stateless adder op with the AdderNet backward (weights passed as an input).
 
-    def __init__(self, kernel_size, eta=0.2):
+    Built from primitive op instances only: functional wrappers inside a custom
+    ``bprop`` fail to compile in MindSpore 2.10 graph mode.
+    """
+
+    def __init__(self, in_channels, kernel_size, eta=0.2):
         super().__init__()
         self.k = kernel_size
         self.pad = kernel_size // 2
         self.eta = eta
+        self.unfold_w, self.fold_w = unfold_kernels(in_channels, kernel_size)
+        cols = in_channels * kernel_size * kernel_size
+        self.unfold = ops.Conv2D(cols, kernel_size, pad_mode="pad", pad=self.pad)
+        self.fold = ops.Conv2D(in_channels, kernel_size, pad_mode="pad", pad=self.pad)
+        self.reduce_sum = ops.ReduceSum()
+        self.expand = ops.ExpandDims()
+        self.abs = ops.Abs()
+        self.sqrt = ops.Sqrt()
+        self.maximum = ops.Maximum()
+        self.minimum = ops.Minimum()
+
+    def _columns(self, x):
+        n, _, h, w = x.shape
+        return self.unfold(x, self.unfold_w).reshape(n, -1, h * w)  # N, C*k*k, H*W
 
     def construct(self, x, weight):
         n, _, h, w = x.shape
         out_ch = weight.shape[0]
-        cols = _columns(x, self.k, self.pad)  # N, CKK, L
-        wc = weight.reshape(out_ch, -1)
-        dist = ops.abs(ops.expand_dims(cols, 1) - wc.reshape(1, out_ch, -1, 1)).sum(axis=2)
-        return (-dist).reshape(n, out_ch, h, w)
+        diff = self.expand(self._columns(x), 1) - weight.reshape(1, out_ch, -1, 1)
+        return -self.reduce_sum(self.abs(diff), 2).reshape(n, out_ch, h, w)
 
     def bprop(self, x, weight, out, dout):
-        n, c, h, w = x.shape
+        n, _, h, w = x.shape
         out_ch = weight.shape[0]
-        cols = _columns(x, self.k, self.pad)
-        wc = weight.reshape(out_ch, -1)
-        diff = ops.expand_dims(cols, 1) - wc.reshape(1, out_ch, -1, 1)  # N, O, CKK, L : X - W
+        diff = self.expand(self._columns(x), 1) - weight.reshape(1, out_ch, -1, 1)  # N, O, CKK, L : X - W
         g = dout.reshape(n, out_ch, 1, h * w)
-        dw = (diff * g).sum(axis=(0, 3))
-        norm = ops.maximum(ops.sqrt((dw * dw).sum()), 1e-12)
+        dw = self.reduce_sum(diff * g, (0, 3))
+        norm = self.maximum(self.sqrt(self.reduce_sum(dw * dw)), 1e-12)
         dw = dw / norm * (self.eta * float(np.sqrt(weight.size)))
-        dcols = (ops.clamp(-diff, -1.0, 1.0) * g).sum(axis=1)
-        dx = _fold(dcols, c, h, w, self.k, self.pad)
+        clipped = self.maximum(self.minimum(-diff, 1.0), -1.0)  # HardTanh(W - X)
+        dcols = self.reduce_sum(clipped * g, 1).reshape(n, -1, h, w)
+        dx = self.fold(dcols, self.fold_w)
         return dx, dw.reshape(weight.shape)
 
 
@@ -77,7 +88,7 @@ class Adder2D(nn.Cell):
         self.in_channels, self.out_channels, self.kernel_size = in_ch, out_ch, kernel_size
         self.weight = Parameter(initializer(Normal(0.1), (out_ch, in_ch, kernel_size, kernel_size), ms.float32),
                                 name="weight")
-        self.op = AdderFunction(kernel_size, eta)
+        self.op = AdderFunction(in_ch, kernel_size, eta)
 
     def construct(self, x):
         return self.op(x, self.weight)

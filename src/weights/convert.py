@@ -119,7 +119,33 @@ def _edsr(m, net):
     m.conv("conv_last", names["last"])
 
 
+def _abpn_et(m, net):
+    """Published ABPN_ET layout: backbone.0, backbone.{2..M+1}.0, backbone.{M+2}, .{M+4}, .{M+6} (1x1 clip)."""
+    perm = crd_to_dcr(net.out_ch, net.scale)
+    hidden = len(net.backbone_convs) - 1
+    m.conv("conv_first", "backbone.0")
+    for i in range(hidden):
+        m.conv(f"backbone_convs.{i}", f"backbone.{i + 2}.0")
+    m.conv(f"backbone_convs.{hidden}", f"backbone.{hidden + 2}")
+    m.conv("conv_last", f"backbone.{hidden + 4}", out_perm=perm)
+    m.conv("conv_clip", f"backbone.{hidden + 6}", out_perm=perm, in_perm=perm)
+
+
+def _ecbsr_et(m, net):
+    """Published ECBSRET layout: backbone.i.0 conv + backbone.i.1 PReLU, then conv_last and 1x1 clip."""
+    perm = crd_to_dcr(net.out_ch, net.scale)
+    hidden = len(net.backbone_convs)
+    m.conv("conv_first", "backbone.0.0")
+    m.copy("acts.0.w", "backbone.0.1.weight")
+    for i in range(hidden):
+        m.conv(f"backbone_convs.{i}", f"backbone.{i + 1}.0")
+        m.copy(f"acts.{i + 1}.w", f"backbone.{i + 1}.1.weight")
+    m.conv("conv_last", f"backbone.{hidden + 1}.0", out_perm=perm)
+    m.conv("conv_clip", f"backbone.{hidden + 2}.0", out_perm=perm, in_perm=perm)
+
+
 _FAMILY_MAPS = {"abpn": (_abpn, ()), "etds": (_etds, ()), "ecbsr": (_ecbsr, ()),
+                "abpn_et": (_abpn_et, ()), "ecbsr_et": (_ecbsr_et, ()),
                 "edsr": (_edsr, ("sub_mean.", "add_mean."))}
 
 

@@ -1,0 +1,29 @@
+"""Initialise a model from a checkpoint of the same family at another scale.
+
+Used to start x4 training from an x2 checkpoint (as SESR does): every tensor whose
+name and shape match is copied; the rest (the scale-dependent output layer) keep
+their initialisation. Returns what was copied and skipped so callers can report it.
+"""
+from mindspore import Parameter, Tensor
+import mindspore as ms
+
+from src.weights.checkpoint import CheckpointError, read_checkpoint
+
+
+def transfer_weights(net, ckpt_path):
+    """Copy matching tensors from ``ckpt_path`` into ``net``; returns (copied_names, skipped_names)."""
+    params, meta = read_checkpoint(ckpt_path)
+    model = getattr(net, "model_name", None)
+    if "model" in meta and model and meta["model"] != model:
+        raise CheckpointError(f"{ckpt_path} holds a '{meta['model']}' model, cannot initialise '{model}' from it")
+    own = {p.name: p for p in net.get_parameters()}
+    copied, skipped = [], []
+    for name, value in params.items():
+        if name in own and tuple(own[name].shape) == tuple(value.shape):
+            copied.append(name)
+        else:
+            skipped.append(name)
+    if not copied:
+        raise CheckpointError(f"no tensor of {ckpt_path} fits {model}: names or shapes all differ")
+    ms.load_param_into_net(net, {k: Parameter(Tensor(params[k]), name=k) for k in copied}, strict_load=False)
+    return copied, skipped
