@@ -1,6 +1,7 @@
 """Training patches from any folder of HR images.
 
-Every image is read once, mod-cropped to the scale and downscaled with the
+Patches are RGB, or the BT.601 Y channel (MATLAB convention, [0, 1]) for
+``n_colors=1`` models. Every image is read once, mod-cropped to the scale and downscaled with the
 MATLAB-compatible bicubic; the (LR, HR) pairs stay in memory. Batches are random
 LR crops of ``patch_size`` with the aligned HR crop, and random horizontal /
 vertical flips and transposition.
@@ -11,7 +12,7 @@ import numpy as np
 
 from src.data.image_io import IMAGE_EXTENSIONS, ImageError, read_rgb
 from src.data.imresize import imresize
-from src.data.transforms import modcrop
+from src.data.transforms import modcrop, rgb_to_ycbcr01
 
 
 def find_images(root):
@@ -25,8 +26,8 @@ def find_images(root):
 
 
 class PatchSampler:
-    def __init__(self, root, scale, patch_size, seed=0):
-        self.scale, self.patch = int(scale), int(patch_size)
+    def __init__(self, root, scale, patch_size, seed=0, n_colors=3):
+        self.scale, self.patch, self.n_colors = int(scale), int(patch_size), int(n_colors)
         paths = find_images(root)
         self.pairs = []
         skipped = []
@@ -62,5 +63,11 @@ class PatchSampler:
                 lr_p, hr_p = lr_p.transpose(1, 0, 2), hr_p.transpose(1, 0, 2)
             lrs.append(lr_p)
             hrs.append(hr_p)
-        to_nchw = lambda a: np.ascontiguousarray(np.stack(a).transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
-        return to_nchw(lrs), to_nchw(hrs)
+        return self._to_nchw(lrs), self._to_nchw(hrs)
+
+    def _to_nchw(self, patches):
+        """uint8 HWC RGB patches -> float NCHW in [0, 1]: RGB, or the Y channel for 1-colour models."""
+        batch = np.stack(patches).astype(np.float32) / 255.0
+        if self.n_colors == 1:
+            batch = rgb_to_ycbcr01(batch)[..., :1]
+        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)

@@ -18,8 +18,10 @@ from src.data.eval_sets import resolve_eval_set
 from src.data.train_set import PatchSampler
 from src.engine.evaluator import evaluate_set, resolve_path
 from src.engine.inference import SRPredictor
-from src.models import create_model
+from src.engine.losses import SRLoss
+from src.models.registry import config_options, create_model, has_training_form, to_deploy
 from src.weights.checkpoint import load_into, model_meta, save_checkpoint
+from src.weights.transfer import transfer_weights
 
 
 def cosine_lr(base_lr, min_lr, total_steps, warmup_steps=0):
@@ -34,7 +36,8 @@ def cosine_lr(base_lr, min_lr, total_steps, warmup_steps=0):
 
 
 def _validate(net, config, eval_sets):
-    predictor = SRPredictor(net, config.scale, tile_size=-1)
+    """PSNR of the deploy form of the current weights (what eval.py would report)."""
+    predictor = SRPredictor(to_deploy(net), config.scale, tile_size=-1)
     scores = {s.name: evaluate_set(predictor, s, config)["psnr"] for s in eval_sets}
     net.set_train(True)
     return scores
@@ -42,10 +45,18 @@ def _validate(net, config, eval_sets):
 
 def train(config, log=print):
     ms.set_seed(config.seed)
-    net = create_model(config.model, config.variant, config.scale)
+    form = "train" if has_training_form(config.model) else "deploy"
+    net = create_model(config.model, config.variant, config.scale, form=form, **config_options(config))
     if config.pre_trained:
         load_into(net, config.pre_trained)
-    sampler = PatchSampler(resolve_path(config, config.train_path), config.scale, config.patch_size, config.seed)
+    elif config.get("init_from"):
+        copied, skipped = transfer_weights(net, resolve_path(config, config.init_from))
+        log(f"initialised from {config.init_from}: copied {len(copied)} tensors, kept {len(skipped)} "
+            f"of the model's own ({', '.join(skipped[:4])}{', ...' if len(skipped) > 4 else ''})")
+    if hasattr(net, "train_outputs"):
+        net.train_outputs = True  # ETDS: (out, r_out) for the residual loss term
+    sampler = PatchSampler(resolve_path(config, config.train_path), config.scale, config.patch_size, config.seed,
+                           n_colors=getattr(net, "n_colors", 3))
     log(f"training {config.model}-{net.variant} x{config.scale} on {len(sampler)} images "
         f"({len(sampler.skipped)} too small), batch {config.batch_size}, LR patch {config.patch_size}, "
         f"{config.total_steps} steps")
@@ -53,7 +64,7 @@ def train(config, log=print):
     eval_sets = [resolve_eval_set(val_root, n, config.scale) for n in config.val_datasets]
     lrs = cosine_lr(config.lr, config.min_lr, config.total_steps, config.warmup_steps)
     opt = nn.Adam(net.trainable_params(), learning_rate=lrs, beta1=0.9, beta2=0.999)
-    step_cell = nn.TrainOneStepCell(nn.WithLossCell(net, nn.L1Loss()), opt)
+    step_cell = nn.TrainOneStepCell(SRLoss(net, config.get("residual_loss_weight", 0.5)), opt)
     step_cell.set_train(True)
     out_dir = resolve_path(config, config.ckpt_dir)
     os.makedirs(out_dir, exist_ok=True)

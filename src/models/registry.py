@@ -96,6 +96,10 @@ def create_model(model, variant=None, scale=2, form="deploy", **options):
     return net
 
 
+def has_training_form(model):
+    return _family(model).build_train is not None
+
+
 def to_deploy(net):
     """The deploy form of ``net`` (itself when the family has one form)."""
     if getattr(net, "form", "deploy") == "deploy":

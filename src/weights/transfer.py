@@ -11,15 +11,19 @@ from src.weights.checkpoint import CheckpointError, read_checkpoint
 
 
 def transfer_weights(net, ckpt_path):
-    """Copy matching tensors from ``ckpt_path`` into ``net``; returns (copied_names, skipped_names)."""
+    """Copy matching tensors from ``ckpt_path`` into ``net``.
+
+    Returns (copied, kept): names of the model's tensors taken from the checkpoint,
+    and of those left at their initialisation (missing or differently shaped there).
+    """
     params, meta = read_checkpoint(ckpt_path)
     model = getattr(net, "model_name", None)
     if "model" in meta and model and meta["model"] != model:
         raise CheckpointError(f"{ckpt_path} holds a '{meta['model']}' model, cannot initialise '{model}' from it")
     own = {p.name: p for p in net.get_parameters()}
     copied, skipped = [], []
-    for name, value in params.items():
-        if name in own and tuple(own[name].shape) == tuple(value.shape):
+    for name, param in own.items():
+        if name in params and tuple(params[name].shape) == tuple(param.shape):
             copied.append(name)
         else:
             skipped.append(name)
