@@ -34,8 +34,8 @@ def main(argv=None):
     hw = tuple(int(v) for v in args.input_size.split(","))
     models = list_models() if args.model == "all" else [args.model]
     print(f"x{args.scale}, LR {hw[0]}x{hw[1]} -> {hw[0] * args.scale}x{hw[1] * args.scale}; energy per image")
-    header = (f"{'model':<10}{'variant':<10}{'weights':>9}{'params':>9}{'MACs':>9}{'mults':>9}{'adds':>9}"
-              f"{'fp32 mJ':>10}{'int8 mJ':>10}")
+    header = (f"{'model':<11}{'variant':<10}{'weights':>9}{'params':>9}{'MACs':>11}{'mults':>11}{'adds':>11}"
+              f"{'fp32 mJ':>11}{'int8 mJ':>10}")
     print(header)
     for model in models:
         variants = list_variants(model) if args.variant == "all" else [args.variant]
@@ -43,9 +43,10 @@ def main(argv=None):
             net = create_model(model, variant, args.scale, n_colors=args.n_colors,
                                linear_block_type=args.linear_block_type)
             c = count(net, hw)
-            print(f"{model:<10}{variant:<10}{_fmt(c.weights):>9}{_fmt(c.params):>9}"
-                  f"{_fmt(c.conv_macs + c.adder_macs):>9}{_fmt(c.multiplications):>9}{_fmt(c.additions):>9}"
-                  f"{c.energy_mj('fp32'):>10.2f}{c.energy_mj('int8'):>10.3f}")
+            label = "addersesr" if c.adder_macs else model
+            print(f"{label:<11}{variant:<10}{_fmt(c.weights):>9}{_fmt(c.params):>9}"
+                  f"{_fmt(c.conv_macs + c.adder_macs):>11}{_fmt(c.multiplications):>11}{_fmt(c.additions):>11}"
+                  f"{c.energy_mj('fp32'):>11.2f}{c.energy_mj('int8'):>10.3f}")
     return 0
 
 
