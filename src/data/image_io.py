@@ -9,6 +9,8 @@ import os
 import cv2
 import numpy as np
 
+from src.utils.atomic import atomic_target
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -36,16 +38,9 @@ def read_rgb(path):
 
 def write_png(path, rgb):
     """Write an HxWx3 uint8 RGB array as PNG via a temp file and rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}.png")
-    try:
+    with atomic_target(path, suffix=".png") as tmp:
         if not cv2.imwrite(tmp, np.ascontiguousarray(rgb[:, :, ::-1])):
             raise ImageError(f"could not write {path} (disk full or no permission?)")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

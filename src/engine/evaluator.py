@@ -10,6 +10,7 @@ from src.data.eval_sets import (SAMPLE_SET, dataset_exists, load_pair, resolve_e
 from src.data.image_io import write_png
 from src.engine.inference import SRPredictor
 from src.metrics import calculate_psnr, calculate_ssim
+from src.utils.atomic import atomic_target
 from src.models.registry import config_options
 from src.weights.checkpoint import CheckpointError
 from src.weights.loader import load_for_inference
@@ -84,12 +85,8 @@ def format_table(results):
 
 
 def write_json(path, payload):
-    path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_target(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         json.dump(payload, fh, indent=2)
-    os.replace(tmp, path)
 
 
 def run_evaluation(config, log=print):

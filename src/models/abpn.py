@@ -9,7 +9,7 @@ Input and output: RGB in [0, 1], NCHW. The output is clipped to [0, 1].
 """
 from mindspore import nn, ops
 
-from src.models.common import Anchor, PixelShuffle, conv2d, parse_mc_variant
+from src.models.common import Anchor, PixelShuffle, conv2d, mc_spec
 
 VARIANTS = {"M4C28": dict(num_block=4, num_feat=28)}
 DEFAULT_VARIANT = "M4C28"
@@ -41,8 +41,4 @@ class ABPN(nn.Cell):
 
 
 def build(variant, scale, **kwargs):
-    spec = VARIANTS.get(str(variant).upper())
-    if spec is None:
-        num_block, num_feat = parse_mc_variant(variant, "abpn")
-        spec = dict(num_block=num_block, num_feat=num_feat)
-    return ABPN(scale, **spec, **kwargs)
+    return ABPN(scale, **mc_spec(variant, VARIANTS, "abpn"), **kwargs)

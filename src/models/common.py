@@ -46,6 +46,16 @@ class Anchor(nn.Cell):
         return ops.tile(x, self.multiples)
 
 
+def mc_spec(variant, table, family, aliases=None):
+    """``dict(num_block, num_feat)`` for a named variant in ``table`` or any 'M<m>C<c>' string."""
+    key = str(variant).upper()
+    key = (aliases or {}).get(key, key)
+    if key in table:
+        return dict(table[key])
+    num_block, num_feat = parse_mc_variant(variant, family)
+    return dict(num_block=num_block, num_feat=num_feat)
+
+
 def parse_mc_variant(variant, family):
     """Parse 'M4C28' -> (4, 28)."""
     text = str(variant).upper()

@@ -6,13 +6,8 @@ scaled Sobel-x, Sobel-y or Laplacian with learnable per-channel scale and bias.
 The 1x1 output is padded with its own bias (not zeros) before the 3x3 stage, so
 that re-parameterisation into a single 3x3 conv is exact at the borders.
 
-| variant | M  | C  |
-|---------|----|----|
-| M4C8    | 4  | 8  |
-| M4C16   | 4  | 16 |
-| M4C32   | 4  | 32 |
-| M10C32  | 10 | 32 |
-| M16C64  | 16 | 64 |
+Variants (M blocks, C channels) as listed in ecbsr_plain.py: M4C8, M4C16 (default),
+M4C32, M10C32, M16C64, or any M<m>C<c>.
 
 :func:`to_deploy` re-parameterises into :class:`~src.models.ecbsr_plain.ECBSRPlain`
 (conv3x3 + PReLU). Input and output RGB (or Y) in [0, 1]; no output clip.
@@ -22,7 +17,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
-from src.models.common import Anchor, PixelShuffle, conv2d, parse_mc_variant
+from src.models.common import Anchor, PixelShuffle, conv2d, mc_spec
 from src.models.ecbsr_plain import VARIANTS, DEFAULT_VARIANT, ECBSRPlain  # noqa: F401
 
 _EDGE_MASKS = {
@@ -139,10 +134,7 @@ def to_deploy(net):
 
 
 def build(variant, scale, n_colors=3, form="train"):
-    spec = VARIANTS.get(str(variant).upper())
-    if spec is None:
-        num_block, num_feat = parse_mc_variant(variant, "ecbsr")
-        spec = dict(num_block=num_block, num_feat=num_feat)
+    spec = mc_spec(variant, VARIANTS, "ecbsr")
     if form == "deploy":
         return ECBSRPlain(scale, **spec, n_colors=n_colors)
     return ECBSR(scale, **spec, n_colors=n_colors)

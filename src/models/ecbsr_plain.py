@@ -15,7 +15,7 @@ Input and output: RGB in [0, 1], NCHW (output not clipped, as published).
 """
 from mindspore import nn
 
-from src.models.common import Anchor, PixelShuffle, conv2d, parse_mc_variant
+from src.models.common import Anchor, PixelShuffle, conv2d, mc_spec
 
 VARIANTS = {
     "M4C8": dict(num_block=4, num_feat=8),
@@ -57,8 +57,4 @@ class ECBSRPlain(nn.Cell):
 
 
 def build(variant, scale, **kwargs):
-    spec = VARIANTS.get(str(variant).upper())
-    if spec is None:
-        num_block, num_feat = parse_mc_variant(variant, "ecbsr")
-        spec = dict(num_block=num_block, num_feat=num_feat)
-    return ECBSRPlain(scale, **spec, **kwargs)
+    return ECBSRPlain(scale, **mc_spec(variant, VARIANTS, "ecbsr"), **kwargs)

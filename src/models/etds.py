@@ -22,7 +22,8 @@ from mindspore import Tensor, nn, ops
 
 from src.models.common import PixelShuffle, conv2d
 from src.models.equivalent import install_clip_tail
-from src.models.etds_plain import ALIASES, DEFAULT_VARIANT, VARIANTS, ETDSPlain, _spec  # noqa: F401
+from src.models.common import mc_spec
+from src.models.etds_plain import ALIASES, DEFAULT_VARIANT, VARIANTS, ETDSPlain  # noqa: F401
 
 
 class ETDS(nn.Cell):
@@ -119,7 +120,7 @@ def to_deploy(net):
 
 
 def build(variant, scale, n_colors=3, form="train", train_outputs=False):
-    num_block, num_feat = _spec(variant, "etds", VARIANTS)
+    spec = mc_spec(variant, VARIANTS, "etds", ALIASES)
     if form == "deploy":
-        return ETDSPlain(scale, num_block, num_feat, n_colors)
-    return ETDS(scale, num_block, num_feat, n_colors, train_outputs=train_outputs)
+        return ETDSPlain(scale, **spec, n_colors=n_colors)
+    return ETDS(scale, **spec, n_colors=n_colors, train_outputs=train_outputs)

@@ -23,7 +23,7 @@ as published). Input and output: RGB in [0, 1], NCHW.
 """
 from mindspore import nn
 
-from src.models.common import PixelShuffle, conv2d, parse_mc_variant
+from src.models.common import PixelShuffle, conv2d, mc_spec
 
 VARIANTS = {
     "M5C16": dict(num_block=5, num_feat=16),
@@ -89,23 +89,15 @@ def ecbsr_et_widths(num_block, num_feat):
     return [num_feat + ET_EXTRA] * (num_block + 1)
 
 
-def _spec(variant, family, table=None):
-    key = ALIASES.get(str(variant).upper(), str(variant).upper())
-    if table and key in table:
-        return table[key]["num_block"], table[key]["num_feat"]
-    return parse_mc_variant(variant, family)
-
-
 def build(variant, scale, n_colors=3):
-    num_block, num_feat = _spec(variant, "etds", VARIANTS)
-    return ETDSPlain(scale, num_block, num_feat, n_colors)
+    return ETDSPlain(scale, **mc_spec(variant, VARIANTS, "etds", ALIASES), n_colors=n_colors)
 
 
 def build_abpn_et(variant, scale, n_colors=3):
-    num_block, num_feat = _spec(variant, "abpn_et")
-    return PlainSR(scale, abpn_et_widths(num_block, num_feat, scale, n_colors), "relu", n_colors)
+    spec = mc_spec(variant, {}, "abpn_et")
+    return PlainSR(scale, abpn_et_widths(spec["num_block"], spec["num_feat"], scale, n_colors), "relu", n_colors)
 
 
 def build_ecbsr_et(variant, scale, n_colors=3):
-    num_block, num_feat = _spec(variant, "ecbsr_et")
-    return PlainSR(scale, ecbsr_et_widths(num_block, num_feat), "prelu", n_colors)
+    spec = mc_spec(variant, {}, "ecbsr_et")
+    return PlainSR(scale, ecbsr_et_widths(spec["num_block"], spec["num_feat"]), "prelu", n_colors)

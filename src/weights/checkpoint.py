@@ -9,6 +9,8 @@ import os
 import numpy as np
 import mindspore as ms
 
+from src.utils.atomic import atomic_target
+
 META_KEYS = ("model", "variant", "scale", "form", "n_colors", "act", "linear_block_type", "feature_size",
              "adder_eta")
 
@@ -23,18 +25,11 @@ def save_checkpoint(params, path, meta=None):
     The file is first written next to the target and then renamed, so a reader
     never sees a partial checkpoint and an existing file survives a crash.
     """
-    path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     if isinstance(params, dict):
         params = [{"name": k, "data": ms.Tensor(np.asarray(v))} for k, v in params.items()]
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp{os.getpid()}.ckpt")
-    try:
-        ms.save_checkpoint(params, tmp, append_dict={k: v for k, v in (meta or {}).items()})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    with atomic_target(path, suffix=".ckpt") as tmp:
+        ms.save_checkpoint(params, tmp, append_dict=dict(meta or {}))
+    return os.path.abspath(path)
 
 
 def read_checkpoint(path):
