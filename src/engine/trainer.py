@@ -1,9 +1,13 @@
 """Single-process training loop: L1 loss, Adam, cosine learning rate, periodic validation.
 
-The step is one compiled graph (``nn.TrainOneStepCell``). Validation uses the
-evaluation engine, so reported PSNR equals what eval.py prints. The best and
-the last checkpoint are written atomically with model metadata; a CSV log of
-loss and validation PSNR is kept beside them.
+The step is one compiled graph (:class:`~src.engine.train_step.TrainStep`): it can
+freeze the ETDS residual stream for the first ``freeze_residual_steps``, skips
+updates whose loss or gradients are not finite (stopping after ``max_bad_steps``
+in a row), and keeps an EMA of the weights when ``ema_decay`` > 0. Validation
+runs the deploy form of the evaluation weights (EMA if enabled) through the
+evaluation engine, so reported PSNR equals what eval.py prints. The best and the
+last checkpoint (evaluation weights) are written atomically with model
+metadata; a CSV log of loss and validation PSNR is kept beside them.
 """
 import csv
 import math
@@ -19,6 +23,7 @@ from src.data.train_set import PatchSampler
 from src.engine.evaluator import evaluate_set, resolve_path
 from src.engine.inference import SRPredictor
 from src.engine.losses import SRLoss
+from src.engine.train_step import TrainStep
 from src.models.registry import config_options, create_model, has_training_form, to_deploy
 from src.weights.checkpoint import load_into, model_meta, save_checkpoint
 from src.weights.transfer import transfer_weights
@@ -36,11 +41,21 @@ def cosine_lr(base_lr, min_lr, total_steps, warmup_steps=0):
 
 
 def _validate(net, config, eval_sets):
-    """PSNR of the deploy form of the current weights (what eval.py would report)."""
+    """PSNR of the deploy form of ``net`` (what eval.py would report)."""
     predictor = SRPredictor(to_deploy(net), config.scale, tile_size=-1)
-    scores = {s.name: evaluate_set(predictor, s, config)["psnr"] for s in eval_sets}
-    net.set_train(True)
-    return scores
+    return {s.name: evaluate_set(predictor, s, config)["psnr"] for s in eval_sets}
+
+
+def _evaluation_net(net, step_cell, config, form):
+    """``net`` itself, or (with EMA) a copy of it holding the EMA weights."""
+    ema = step_cell.ema_weights()
+    if not ema:
+        return net
+    clone = create_model(config.model, config.variant, config.scale, form=form, **config_options(config))
+    values = {p.name: p.data.asnumpy() for p in net.get_parameters()}
+    values.update(ema)
+    ms.load_param_into_net(clone, {k: ms.Parameter(Tensor(v), name=k) for k, v in values.items()})
+    return clone
 
 
 def train(config, log=print):
@@ -64,8 +79,15 @@ def train(config, log=print):
     eval_sets = [resolve_eval_set(val_root, n, config.scale) for n in config.val_datasets]
     lrs = cosine_lr(config.lr, config.min_lr, config.total_steps, config.warmup_steps)
     opt = nn.Adam(net.trainable_params(), learning_rate=lrs, beta1=0.9, beta2=0.999)
-    step_cell = nn.TrainOneStepCell(SRLoss(net, config.get("residual_loss_weight", 0.5)), opt)
+    freeze_steps = int(config.get("freeze_residual_steps", 0))
+    frozen = net.residual_parameters() if freeze_steps > 0 and hasattr(net, "residual_parameters") else []
+    if freeze_steps > 0:
+        log(f"freezing {len(frozen)} residual-stream tensors for the first {freeze_steps} steps")
+    step_cell = TrainStep(SRLoss(net, config.get("residual_loss_weight", 0.5)), opt, frozen,
+                          float(config.get("ema_decay", 0.0)))
     step_cell.set_train(True)
+    max_bad = int(config.get("max_bad_steps", 10))
+    bad_run = 0
     out_dir = resolve_path(config, config.ckpt_dir)
     os.makedirs(out_dir, exist_ok=True)
     stem = f"{config.model}_{net.variant}_x{config.scale}"
@@ -76,22 +98,33 @@ def train(config, log=print):
         writer.writerow(["step", "loss", "lr", "seconds"] + [f"psnr_{s.name}" for s in eval_sets])
         for step in range(1, config.total_steps + 1):
             lr_b, hr_b = sampler.batch(config.batch_size)
-            loss = float(step_cell(Tensor(lr_b), Tensor(hr_b)).asnumpy())
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss} at step {step}; lower --lr")
-            losses.append(loss)
+            freeze = Tensor(1.0 if step <= freeze_steps else 0.0, ms.float32)
+            loss, finite = step_cell(Tensor(lr_b), Tensor(hr_b), freeze)
+            if not bool(finite.asnumpy()):
+                bad_run += 1
+                if bad_run >= max_bad:
+                    raise FloatingPointError(
+                        f"{bad_run} consecutive steps with a non-finite loss or gradient (last: step {step}), "
+                        "updates skipped; lower --lr or check the training images")
+                continue
+            bad_run = 0
+            losses.append(float(loss.asnumpy()))
             if step % config.val_every == 0 or step == config.total_steps:
-                scores = _validate(net, config, eval_sets)
+                eval_net = _evaluation_net(net, step_cell, config, form)
+                scores = _validate(eval_net, config, eval_sets)
+                step_cell.set_train(True)
                 elapsed = time.time() - start
-                mean_loss = float(np.mean(losses[-config.val_every:]))
+                mean_loss = float(np.mean(losses[-config.val_every:])) if losses else float("nan")
                 writer.writerow([step, f"{mean_loss:.6f}", f"{lrs[step - 1]:.3e}", f"{elapsed:.0f}"]
                                 + [f"{v:.4f}" for v in scores.values()])
                 fh.flush()
                 first = next(iter(scores.values()))
-                save_checkpoint(net, os.path.join(out_dir, f"{stem}_last.ckpt"), meta=model_meta(net))
+                eval_net.model_name, eval_net.variant, eval_net.form = net.model_name, net.variant, net.form
+                eval_net.options = net.options
+                save_checkpoint(eval_net, os.path.join(out_dir, f"{stem}_last.ckpt"), meta=model_meta(net))
                 if first > best:
                     best = first
-                    save_checkpoint(net, os.path.join(out_dir, f"{stem}_best.ckpt"), meta=model_meta(net))
+                    save_checkpoint(eval_net, os.path.join(out_dir, f"{stem}_best.ckpt"), meta=model_meta(net))
                 eta = elapsed / step * (config.total_steps - step)
                 log(f"step {step}/{config.total_steps} loss {mean_loss:.4f} lr {lrs[step - 1]:.2e} "
                     + " ".join(f"{k} {v:.2f}" for k, v in scores.items())
