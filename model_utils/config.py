@@ -114,21 +114,15 @@ def load_yaml(path):
     return cfg, helper, choices
 
 
-class _Parser(argparse.ArgumentParser):
-    def __init__(self, *args, valid_keys=(), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.valid_keys = valid_keys
-
-
 def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None):
     """Parse ``argv`` (default ``sys.argv[1:]``) into a :class:`Config`."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config_path", default=default_path)
     known, _ = pre.parse_known_args(argv)
     cfg, helper, choices = load_yaml(known.config_path)
 
-    parser = argparse.ArgumentParser(description=description, parents=[pre],
+    parser = argparse.ArgumentParser(description=description, parents=[pre], allow_abbrev=False,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     overridable = []
     for key, default in cfg.items():

@@ -47,6 +47,12 @@ def test_unknown_key_lists_valid_keys(cfg_path, capsys):
     assert "--sclae" in err and "valid keys:" in err and "scale" in err
 
 
+def test_abbreviated_keys_are_not_guessed(cfg_path, capsys):
+    with pytest.raises(SystemExit):
+        get_config(["--config_path", cfg_path, "--scal", "3"])
+    assert "unknown option(s) --scal" in capsys.readouterr().err
+
+
 def test_choices_and_bad_bool_rejected(cfg_path, capsys):
     with pytest.raises(SystemExit):
         get_config(["--config_path", cfg_path, "--scale", "5"])
