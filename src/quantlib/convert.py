@@ -1,0 +1,166 @@
+"""Turn a float model into a fake-quantized one (PTQ4SR placement).
+
+Every ``nn.Conv2d`` (and ``nn.Dense``) becomes a quantized layer that fake-quantizes
+its input activation (per tensor, asymmetric) and its weight (per output channel,
+symmetric by default). Parameter names stay those of the float model, plus
+``<layer>.act_quant.lower/upper`` and ``<layer>.weight_quant.lower/upper``.
+
+Per-layer precision (:class:`QuantConfig`):
+- ``int8_scope``: name patterns (fnmatch) kept at W8A8 when ``w_bit`` or ``a_bit`` < 8;
+  the token ``first_last`` (default) means the first and the last quantizable layer;
+- ``fp_scope``: name patterns left in floating point;
+- ``bit_table``: ``{pattern: [w_bit, a_bit]}`` overriding everything else.
+A pattern that matches no layer is an error listing the layer names.
+"""
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import numpy as np
+from mindspore import Tensor, nn
+
+from src.quantlib.fake_quant import FakeQuant, check_bits
+
+
+@dataclass
+class QuantConfig:
+    w_bit: int = 8
+    a_bit: int = 8
+    w_symmetric: bool = True
+    int8_scope: List[str] = field(default_factory=lambda: ["first_last"])
+    fp_scope: List[str] = field(default_factory=list)
+    bit_table: Dict[str, list] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.w_bit = check_bits(self.w_bit, "w_bit")
+        self.a_bit = check_bits(self.a_bit, "a_bit")
+        self.int8_scope = [s for s in _as_list(self.int8_scope)]
+        self.fp_scope = [s for s in _as_list(self.fp_scope)]
+        for pattern, bits in (self.bit_table or {}).items():
+            if not isinstance(bits, (list, tuple)) or len(bits) != 2:
+                raise ValueError(f"bit_table['{pattern}'] must be [w_bit, a_bit], not {bits!r}")
+            check_bits(bits[0], f"bit_table['{pattern}'] w_bit")
+            check_bits(bits[1], f"bit_table['{pattern}'] a_bit")
+
+
+def _as_list(value):
+    if value in (None, "", []):
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return list(value)
+
+
+class _QuantMixin:
+    def _init_quantizers(self, w_bit, a_bit, w_symmetric, out_channels, weight_size):
+        self.act_quant = FakeQuant(a_bit, symmetric=False)
+        self.weight_quant = FakeQuant(w_bit, symmetric=w_symmetric, channels=out_channels,
+                                      elements_per_bound=weight_size // out_channels)
+        self.w_bit, self.a_bit = check_bits(w_bit), check_bits(a_bit)
+
+
+class QuantConv2d(nn.Conv2d, _QuantMixin):
+    def __init__(self, conv, w_bit, a_bit, w_symmetric=True):
+        super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                         pad_mode=conv.pad_mode, padding=conv.padding, dilation=conv.dilation, group=conv.group,
+                         has_bias=conv.has_bias)
+        self.weight.set_data(Tensor(conv.weight.asnumpy()))
+        if conv.has_bias:
+            self.bias.set_data(Tensor(conv.bias.asnumpy()))
+        self._init_quantizers(w_bit, a_bit, w_symmetric, conv.out_channels, int(conv.weight.size))
+
+    def construct(self, x):
+        out = self.conv2d(self.act_quant(x), self.weight_quant(self.weight))
+        if self.has_bias:
+            out = self.bias_add(out, self.bias)
+        return out
+
+
+class QuantDense(nn.Dense, _QuantMixin):
+    def __init__(self, dense, w_bit, a_bit, w_symmetric=True):
+        super().__init__(dense.in_channels, dense.out_channels, has_bias=dense.has_bias)
+        self.weight.set_data(Tensor(dense.weight.asnumpy()))
+        if dense.has_bias:
+            self.bias.set_data(Tensor(dense.bias.asnumpy()))
+        self._init_quantizers(w_bit, a_bit, w_symmetric, dense.out_channels, int(dense.weight.size))
+        self.weight_quant.lower.set_data(Tensor(np.full((dense.out_channels, 1), -1.0, np.float32)))
+        self.weight_quant.upper.set_data(Tensor(np.full((dense.out_channels, 1), 1.0, np.float32)))
+
+    def construct(self, x):
+        out = self.matmul(self.act_quant(x), self.weight_quant(self.weight))
+        if self.has_bias:
+            out = self.bias_add(out, self.bias)
+        return out
+
+
+QUANT_TYPES = (QuantConv2d, QuantDense)
+
+
+def quantizable_layers(net):
+    return [(name, cell) for name, cell in net.cells_and_names()
+            if isinstance(cell, (nn.Conv2d, nn.Dense)) and not isinstance(cell, QUANT_TYPES)]
+
+
+def quant_layers(net):
+    return [(name, cell) for name, cell in net.cells_and_names() if isinstance(cell, QUANT_TYPES)]
+
+
+def _matches(name, pattern):
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def layer_bits(names, qcfg):
+    """{layer name: (w_bit, a_bit) or None for floating point}."""
+    plan = {n: (qcfg.w_bit, qcfg.a_bit) for n in names}
+    patterns = []
+    if qcfg.w_bit and qcfg.a_bit and (qcfg.w_bit < 8 or qcfg.a_bit < 8) or qcfg.int8_scope != ["first_last"]:
+        for pattern in qcfg.int8_scope:
+            chosen = [names[0], names[-1]] if pattern == "first_last" else [n for n in names if _matches(n, pattern)]
+            if pattern != "first_last":
+                patterns.append(("int8_scope", pattern, chosen))
+            for n in chosen:
+                plan[n] = (8, 8)
+    for pattern in qcfg.fp_scope:
+        chosen = [n for n in names if _matches(n, pattern)]
+        patterns.append(("fp_scope", pattern, chosen))
+        for n in chosen:
+            plan[n] = None
+    for pattern, bits in (qcfg.bit_table or {}).items():
+        chosen = [n for n in names if _matches(n, pattern)]
+        patterns.append(("bit_table", pattern, chosen))
+        for n in chosen:
+            plan[n] = (int(bits[0]), int(bits[1]))
+    for kind, pattern, chosen in patterns:
+        if not chosen:
+            raise ValueError(f"{kind} pattern '{pattern}' matches no layer; layers: {', '.join(names)}")
+    return plan
+
+
+def _replace(net, name, new_cell):
+    parts = name.split(".")
+    parent = net
+    for part in parts[:-1]:
+        parent = parent[int(part)] if part.isdigit() else getattr(parent, part)
+    last = parts[-1]
+    if last.isdigit():
+        parent[int(last)] = new_cell
+    else:
+        setattr(parent, last, new_cell)
+    for local, param in new_cell.parameters_and_names():
+        param.name = f"{name}.{local}"
+
+
+def quantize_model(net, qcfg):
+    """Replace quantizable layers of ``net`` in place; returns ``{name: (w_bit, a_bit) | None}``."""
+    layers = quantizable_layers(net)
+    if not layers:
+        raise ValueError(f"{type(net).__name__} has no Conv2d/Dense layer to quantize")
+    plan = layer_bits([n for n, _ in layers], qcfg)
+    for name, cell in layers:
+        bits = plan[name]
+        if bits is None:
+            continue
+        wrapper = QuantConv2d if isinstance(cell, nn.Conv2d) else QuantDense
+        _replace(net, name, wrapper(cell, bits[0], bits[1], qcfg.w_symmetric))
+    net.quant_plan = plan
+    return plan

@@ -1,0 +1,98 @@
+"""Uniform affine fake quantization with learnable bounds.
+
+``FakeQuant`` maps x to the nearest point of a ``bits``-bit integer grid and back:
+
+- symmetric (weights, default): ``s = u / (2^(b-1) - 1)``,
+  ``x_q = clamp(round(x / s), -(2^(b-1)-1), 2^(b-1)-1) * s`` (narrow range, zero exact);
+- asymmetric (activations): ``s = (u - l) / (2^b - 1)``, integer zero point
+  ``z = clamp(round(-l / s), 0, 2^b - 1)``, ``x_q = (clamp(round(x / s) + z, 0, 2^b - 1) - z) * s``
+  (the QuantizeLinear/DequantizeLinear form, so an int8 export can be exact).
+
+Rounding is ``floor(v + 0.5)`` (``ops.round`` exports an ONNX graph onnxruntime
+rejects) with a straight-through estimator applied to the rounded value only, so
+the bounds ``l``/``u`` receive the LSQ gradient through ``s`` and the clamp. Their
+gradient is scaled by ``1 / sqrt(n * q_max)`` (LSQ), n = elements per bound, so
+they learn at a rate comparable to the weights. ``bits`` 0 (or >= 32) disables.
+"""
+import numpy as np
+from mindspore import Parameter, Tensor, nn, ops
+
+MIN_BITS, MAX_BITS = 2, 8
+
+
+def round_ste(v):
+    """floor(v + 0.5) forward, identity gradient."""
+    return v + ops.stop_gradient(ops.floor(v + 0.5) - v)
+
+
+def scale_grad(t, factor):
+    """Value of ``t``, gradient multiplied by ``factor``."""
+    return t * factor + ops.stop_gradient(t - t * factor)
+
+
+def check_bits(bits, what="bits"):
+    bits = int(bits)
+    if bits == 0 or bits >= 32:
+        return 0
+    if not MIN_BITS <= bits <= MAX_BITS:
+        raise ValueError(f"{what} must be between {MIN_BITS} and {MAX_BITS} (or 0/32 for no quantization), not {bits}")
+    return bits
+
+
+class FakeQuant(nn.Cell):
+    def __init__(self, bits, symmetric=False, channels=0, elements_per_bound=1):
+        """``channels`` > 0: one (lower, upper) pair per output channel (axis 0 of a weight)."""
+        super().__init__()
+        self.bits = check_bits(bits)
+        self.enabled = self.bits > 0
+        self.symmetric = bool(symmetric)
+        shape = (channels, 1, 1, 1) if channels > 0 else (1,)
+        self.lower = Parameter(Tensor(np.full(shape, -1.0, np.float32)), name="lower")
+        self.upper = Parameter(Tensor(np.full(shape, 1.0, np.float32)), name="upper")
+        bits = max(self.bits, 2)
+        self.q_max = float(2 ** (bits - 1) - 1 if self.symmetric else 2 ** bits - 1)
+        self.grad_factor = float(1.0 / np.sqrt(max(1, elements_per_bound) * self.q_max))
+        self.eps = 1e-8
+
+    def set_bounds(self, lower, upper):
+        lower = np.asarray(lower, np.float32).reshape(self.lower.shape)
+        upper = np.asarray(upper, np.float32).reshape(self.upper.shape)
+        if self.symmetric:
+            upper = np.maximum(np.abs(lower), np.abs(upper))
+            lower = -upper
+        upper = np.maximum(upper, lower + 1e-6)
+        self.lower.set_data(Tensor(lower))
+        self.upper.set_data(Tensor(upper))
+
+    def bounds(self):
+        return self.lower.asnumpy().copy(), self.upper.asnumpy().copy()
+
+    def construct(self, x):
+        if not self.enabled:
+            return x
+        upper = scale_grad(self.upper, self.grad_factor)
+        if self.symmetric:
+            step = ops.maximum(upper, self.eps) / self.q_max
+            q = ops.clamp(round_ste(x / step), -self.q_max, self.q_max)
+            return q * step
+        lower = scale_grad(self.lower, self.grad_factor)
+        step = ops.maximum(upper - lower, self.eps) / self.q_max
+        zero = ops.clamp(round_ste(-lower / step), 0.0, self.q_max)
+        q = ops.clamp(round_ste(x / step) + zero, 0.0, self.q_max)
+        return (q - zero) * step
+
+
+def quantize_np(x, lower, upper, bits, symmetric):
+    """Numpy reference of :class:`FakeQuant` (float64), for tests and calibration search."""
+    x = np.asarray(x, np.float64)
+    if symmetric:
+        q_max = 2 ** (bits - 1) - 1
+        step = np.maximum(upper, 1e-8) / q_max
+        return np.clip(np.floor(x / step + 0.5), -q_max, q_max) * step
+    q_max = 2 ** bits - 1
+    step = np.maximum(upper - lower, 1e-8) / q_max
+    zero = np.clip(np.floor(-lower / step + 0.5), 0, q_max)
+    return (np.clip(np.floor(x / step + 0.5) + zero, 0, q_max) - zero) * step
+
+
+__all__ = ["FakeQuant", "quantize_np", "round_ste", "scale_grad", "check_bits"]
