@@ -12,8 +12,8 @@ from src.engine.inference import SRPredictor
 from src.metrics import calculate_psnr, calculate_ssim
 from src.utils.atomic import atomic_target
 from src.models.registry import config_options
-from src.weights.checkpoint import CheckpointError
-from src.weights.loader import load_for_inference
+from src.weights.checkpoint import CheckpointError, read_checkpoint
+from src.weights.loader import load_for_inference, quant_config_of
 
 
 def shipped_checkpoint(config):
@@ -95,12 +95,14 @@ def run_evaluation(config, log=print):
     if note:
         log(note)
     ckpt = select_checkpoint(config)
-    net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, config_options(config))
     data_path = resolve_path(config, config.data_path)
     eval_sets = [resolve_eval_set(data_path, name, config.scale) for name in names]  # fail before work
-    shave = config.scale if config.shave < 0 else config.shave
-    protocol = {"channel": config.metric_channel, "shave": shave, "gt_mod": config.gt_mod,
-                "lr": "file if present, else MATLAB bicubic of HR"}
+    _, meta = read_checkpoint(ckpt)
+    if config.get("quant_method") or quant_config_of(meta) is not None:
+        return _run_quantized(config, ckpt, names, eval_sets, note, log)
+    net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, config_options(config))
+    protocol = _protocol(config)
+    shave = protocol["shave"]
     log(f"evaluating {config.model}-{net.variant} x{config.scale} from {ckpt} on {', '.join(names)} "
         f"[{config.metric_channel.upper()} channel, shave {shave}, HR mod {config.gt_mod}"
         f"{', self-ensemble x8' if config.self_ensemble else ''}]")
@@ -123,4 +125,39 @@ def run_evaluation(config, log=print):
         resolve_path(config, config.output_path), f"eval_{config.model}_{net.variant}_x{config.scale}.json")
     write_json(result_file, report)
     log(f"results written to {result_file}" + (f"; SR images in {save_dir}" if save_dir else ""))
+    return report
+
+
+def _protocol(config):
+    shave = config.scale if config.shave < 0 else config.shave
+    return {"channel": config.metric_channel, "shave": shave, "gt_mod": config.gt_mod,
+            "lr": "file if present, else MATLAB bicubic of HR"}
+
+
+def _run_quantized(config, ckpt, names, eval_sets, note, log):
+    """Float and quantized model on the same sets; the report's ``results`` are the quantized ones."""
+    from src.engine.quant_eval import build_quantized, format_side_by_side, predictor_for  # pylint: disable=import-outside-toplevel
+    fp_net, q_net, info = build_quantized(config, ckpt, config_options(config),
+                                          lambda p: resolve_path(config, p), log)
+    label = f"W{info['w_bit']}A{info['a_bit']} {info['method']}"
+    log(f"evaluating {config.model}-{fp_net.variant} x{config.scale} from {ckpt}: FP and {label} on {', '.join(names)}")
+    save_dir = None
+    if config.save_sr:
+        save_dir = os.path.join(resolve_path(config, config.output_path),
+                                f"sr_{config.model}_{fp_net.variant}_x{config.scale}_w{info['w_bit']}a{info['a_bit']}")
+    fp_pred, q_pred = predictor_for(fp_net, config), predictor_for(q_net, config)
+    fp_results, q_results = {}, {}
+    start = time.time()
+    for eval_set in eval_sets:
+        fp_results[eval_set.name] = evaluate_set(fp_pred, eval_set, config)
+        q_results[eval_set.name] = evaluate_set(q_pred, eval_set, config, save_dir)
+    log(format_side_by_side(fp_results, q_results, label))
+    report = {"results": q_results, "results_fp": fp_results, "quant": info, "model": config.model,
+              "variant": fp_net.variant, "scale": config.scale, "pre_trained": ckpt, "protocol": _protocol(config),
+              "self_ensemble": bool(config.self_ensemble), "data_note": note, "seconds": round(time.time() - start, 2)}
+    result_file = config.result_file or os.path.join(
+        resolve_path(config, config.output_path),
+        f"eval_{config.model}_{fp_net.variant}_x{config.scale}_w{info['w_bit']}a{info['a_bit']}_{info['method']}.json")
+    write_json(result_file, report)
+    log(f"results written to {result_file}")
     return report

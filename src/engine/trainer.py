@@ -58,13 +58,53 @@ def _evaluation_net(net, step_cell, config, form):
     return clone
 
 
+def _build_qat_net(config, log):
+    """Deploy form with fake quantizers, initialised from a float (or calibrated) checkpoint."""
+    from src.engine.quant_eval import pac_config_from, quant_config_from  # pylint: disable=import-outside-toplevel
+    from src.quantlib.calib_data import batches_of, calibration_patches  # pylint: disable=import-outside-toplevel
+    from src.quantlib.calibrate import calibrate  # pylint: disable=import-outside-toplevel
+    from src.quantlib.pac import pixel_aware_calibration  # pylint: disable=import-outside-toplevel
+    from src.weights.checkpoint import read_checkpoint  # pylint: disable=import-outside-toplevel
+    from src.weights.loader import load_for_inference, load_quantized, quant_config_of  # pylint: disable=import-outside-toplevel
+    if not config.pre_trained:
+        raise ValueError("--qat True needs --pre_trained: the float (or calibrated) checkpoint to fine-tune")
+    if config.get("ema_decay", 0.0) > 0:
+        raise ValueError("--qat True does not support --ema_decay yet; set --ema_decay 0")
+    ckpt = resolve_path(config, config.pre_trained)
+    _, meta = read_checkpoint(ckpt)
+    options = config_options(config)
+    if quant_config_of(meta) is not None:
+        net, _ = load_quantized(config.model, config.variant, config.scale, ckpt, options)
+        qcfg = quant_config_of(meta)
+        log(f"QAT from calibrated checkpoint {ckpt} (W{qcfg.w_bit}A{qcfg.a_bit})")
+    else:
+        method = config.quant_method or "dbdc"
+        qcfg = quant_config_from(config)
+        fp_net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, options)
+        net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, options)
+        patches = calibration_patches(resolve_path(config, config.calib_path), config.calib_num, config.scale,
+                                      config.pac_hr_patch, config.calib_seed, int(getattr(net, "n_colors", 3)))
+        calibrate(net, batches_of(patches, config.pac_batch), method, qcfg, config.percentile, config.dbdc_p)
+        if method == "dbdc_pac":
+            pixel_aware_calibration(net, fp_net, patches, pac_config_from(config), log=log)
+        log(f"QAT initialised by {method} calibration, W{qcfg.w_bit}A{qcfg.a_bit}")
+    net.model_name, net.variant, net.form = config.model, net.variant, "deploy"
+    net.options = options
+    net.quant_meta = {"quant_config": qcfg.to_json(), "quant_method": "qat"}
+    return net
+
+
 def train(config, log=print):
     ms.set_seed(config.seed)
-    form = "train" if has_training_form(config.model) else "deploy"
-    net = create_model(config.model, config.variant, config.scale, form=form, **config_options(config))
-    if config.pre_trained:
+    if config.get("qat"):
+        form = "deploy"
+        net = _build_qat_net(config, log)
+    else:
+        form = "train" if has_training_form(config.model) else "deploy"
+        net = create_model(config.model, config.variant, config.scale, form=form, **config_options(config))
+    if config.pre_trained and not config.get("qat"):
         load_into(net, config.pre_trained)
-    elif config.get("init_from"):
+    elif config.get("init_from") and not config.get("qat"):
         copied, skipped = transfer_weights(net, resolve_path(config, config.init_from))
         log(f"initialised from {config.init_from}: copied {len(copied)} tensors, kept {len(skipped)} "
             f"of the model's own ({', '.join(skipped[:4])}{', ...' if len(skipped) > 4 else ''})")
@@ -90,7 +130,7 @@ def train(config, log=print):
     bad_run = 0
     out_dir = resolve_path(config, config.ckpt_dir)
     os.makedirs(out_dir, exist_ok=True)
-    stem = f"{config.model}_{net.variant}_x{config.scale}"
+    stem = f"{config.model}_{net.variant}_x{config.scale}" + ("_qat" if config.get("qat") else "")
     log_path = os.path.join(out_dir, f"{stem}_train_log.csv")
     best, losses, start = -1.0, [], time.time()
     with open(log_path, "w", newline="", encoding="utf-8") as fh:
@@ -121,10 +161,11 @@ def train(config, log=print):
                 first = next(iter(scores.values()))
                 eval_net.model_name, eval_net.variant, eval_net.form = net.model_name, net.variant, net.form
                 eval_net.options = net.options
-                save_checkpoint(eval_net, os.path.join(out_dir, f"{stem}_last.ckpt"), meta=model_meta(net))
+                meta = dict(model_meta(net), **getattr(net, "quant_meta", {}))
+                save_checkpoint(eval_net, os.path.join(out_dir, f"{stem}_last.ckpt"), meta=meta)
                 if first > best:
                     best = first
-                    save_checkpoint(eval_net, os.path.join(out_dir, f"{stem}_best.ckpt"), meta=model_meta(net))
+                    save_checkpoint(eval_net, os.path.join(out_dir, f"{stem}_best.ckpt"), meta=meta)
                 eta = elapsed / step * (config.total_steps - step)
                 log(f"step {step}/{config.total_steps} loss {mean_loss:.4f} lr {lrs[step - 1]:.2e} "
                     + " ".join(f"{k} {v:.2f}" for k, v in scores.items())

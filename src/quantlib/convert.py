@@ -31,6 +31,12 @@ class QuantConfig:
     fp_scope: List[str] = field(default_factory=list)
     bit_table: Dict[str, list] = field(default_factory=dict)
 
+    def to_json(self):
+        import json  # pylint: disable=import-outside-toplevel
+        return json.dumps({"w_bit": self.w_bit, "a_bit": self.a_bit, "w_symmetric": self.w_symmetric,
+                           "int8_scope": self.int8_scope, "fp_scope": self.fp_scope,
+                           "bit_table": {k: list(v) for k, v in (self.bit_table or {}).items()}})
+
     def __post_init__(self):
         self.w_bit = check_bits(self.w_bit, "w_bit")
         self.a_bit = check_bits(self.a_bit, "a_bit")

@@ -12,7 +12,7 @@ import mindspore as ms
 from src.utils.atomic import atomic_target
 
 META_KEYS = ("model", "variant", "scale", "form", "n_colors", "act", "linear_block_type", "feature_size",
-             "adder_eta")
+             "adder_eta", "quant_config", "quant_method")
 
 
 class CheckpointError(ValueError):
@@ -74,7 +74,11 @@ def describe(net):
 
 
 def load_into(net, path):
-    """Load a checkpoint into ``net`` after checking metadata, names and shapes."""
+    """Load a checkpoint into ``net`` after checking metadata, names and shapes.
+
+    Quantizer bounds in the file are ignored when ``net`` is a float model, so a
+    calibrated checkpoint also serves as the float model it was made from.
+    """
     params, meta = read_checkpoint(path)
     scale = getattr(net, "scale", None)
     if "scale" in meta and scale is not None and int(meta["scale"]) != int(scale):
@@ -85,6 +89,8 @@ def load_into(net, path):
     if "model" in meta and model and str(meta["model"]) != model:
         raise CheckpointError(
             f"{path} holds a '{meta['model']}' model but --model is '{model}'; pass --model {meta['model']}")
+    if not any(".act_quant." in p.name or ".weight_quant." in p.name for p in net.get_parameters()):
+        params = {k: v for k, v in params.items() if ".act_quant." not in k and ".weight_quant." not in k}
     check_fit(net, params, source=os.path.basename(path))
     ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in params.items()},
                            strict_load=True)

@@ -3,18 +3,49 @@
 Checkpoints record ``form`` (train/deploy) and the family options
 (``n_colors``, ``linear_block_type``, ...). A training-form checkpoint (e.g. a
 collapsed-SESR or dual-stream ETDS run) is loaded into the training form and
-converted, so evaluation and export always run the deploy form.
+converted, so evaluation and export always run the deploy form. A calibrated
+(quantized) checkpoint also records its ``quant_config``; :func:`load_for_inference`
+then returns the float deploy model and :func:`load_quantized` the quantized one.
 """
+import json
+
 from src.models.registry import OPTION_KEYS, create_model, to_deploy
-from src.weights.checkpoint import load_into, read_checkpoint
+from src.quantlib.convert import QuantConfig, quantize_model
+from src.weights.checkpoint import CheckpointError, load_into, read_checkpoint
 
 
-def load_for_inference(model, variant, scale, ckpt_path, options=None):
-    """Return ``(deploy_net, meta)`` for ``ckpt_path``; the checkpoint's own options win."""
-    _, meta = read_checkpoint(ckpt_path)
+def _build(model, variant, scale, meta, options):
     opts = dict(options or {})
     opts.update({k: meta[k] for k in OPTION_KEYS if k in meta})
     form = meta.get("form", "deploy")
-    net = create_model(model, variant, scale, form=form if form in ("train", "deploy") else "deploy", **opts)
+    return create_model(model, variant, scale, form=form if form in ("train", "deploy") else "deploy", **opts)
+
+
+def load_for_inference(model, variant, scale, ckpt_path, options=None):
+    """Return ``(float deploy net, meta)`` for ``ckpt_path``; the checkpoint's own options win."""
+    _, meta = read_checkpoint(ckpt_path)
+    net = _build(model, variant, scale, meta, options)
     load_into(net, ckpt_path)
     return to_deploy(net), meta
+
+
+def quant_config_of(meta):
+    """The QuantConfig stored in a calibrated checkpoint, or None."""
+    if "quant_config" not in meta:
+        return None
+    try:
+        return QuantConfig(**json.loads(str(meta["quant_config"])))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"unreadable quant_config in checkpoint: {exc}") from None
+
+
+def load_quantized(model, variant, scale, ckpt_path, options=None):
+    """Return ``(quantized deploy net, meta)`` from a calibrated checkpoint (no recalibration)."""
+    _, meta = read_checkpoint(ckpt_path)
+    qcfg = quant_config_of(meta)
+    if qcfg is None:
+        raise CheckpointError(f"{ckpt_path} holds no quantizer bounds; calibrate with --quant_method first")
+    net = _build(model, variant, scale, {**meta, "form": "deploy"}, options)
+    quantize_model(net, qcfg)
+    load_into(net, ckpt_path)
+    return net, meta

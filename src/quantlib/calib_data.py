@@ -1,0 +1,53 @@
+"""Unlabeled calibration patches: N LR patches drawn deterministically from an image folder.
+
+Only images at least ``hr_patch`` pixels on each side are used. Each patch is an HR crop of ``hr_patch`` pixels (at a seeded random image and
+position) downscaled with the MATLAB-compatible bicubic, so only the chosen images
+are read. No ground truth is used by calibration.
+"""
+import numpy as np
+from PIL import Image
+
+from src.data.image_io import ImageError, read_rgb
+from src.data.imresize import imresize
+from src.data.train_set import find_images
+from src.data.transforms import rgb_to_ycbcr01
+
+
+def _image_size(path):
+    """(height, width) from the file header (no full decode); (0, 0) if unreadable."""
+    try:
+        with Image.open(path) as img:
+            return img.size[1], img.size[0]
+    except (OSError, ValueError):
+        return 0, 0
+
+
+def calibration_patches(folder, num, scale, hr_patch=192, seed=0, n_colors=3):
+    """float32 array (num, n_colors, hr_patch/scale, hr_patch/scale) in [0, 1]."""
+    hr_patch = hr_patch // scale * scale
+    found = find_images(folder)
+    paths = [p for p in found if min(_image_size(p)) >= hr_patch]
+    if not paths:
+        raise ImageError(f"no image in calibration folder {folder} holds a {hr_patch}px patch "
+                         f"({len(found)} images found); set --calib_path or lower --pac_hr_patch")
+    rng = np.random.default_rng(seed)
+    picks = sorted(rng.integers(0, len(paths), num).tolist())
+    patches, cache = [], {}
+    for idx in picks:
+        if idx not in cache:
+            cache.clear()
+            cache[idx] = read_rgb(paths[idx])
+        img = cache[idx]
+        if min(img.shape[:2]) < hr_patch:
+            raise ImageError(f"{paths[idx]} is smaller than the {hr_patch}px calibration patch; lower --pac_hr_patch")
+        y = int(rng.integers(0, img.shape[0] - hr_patch + 1))
+        x = int(rng.integers(0, img.shape[1] - hr_patch + 1))
+        lr = imresize(img[y:y + hr_patch, x:x + hr_patch], 1.0 / scale).astype(np.float32) / 255.0
+        if n_colors == 1:
+            lr = rgb_to_ycbcr01(lr)[..., :1].astype(np.float32)
+        patches.append(lr.transpose(2, 0, 1))
+    return np.ascontiguousarray(np.stack(patches), dtype=np.float32)
+
+
+def batches_of(patches, batch_size):
+    return [patches[i:i + batch_size] for i in range(0, len(patches), batch_size)]

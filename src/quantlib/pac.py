@@ -1,0 +1,104 @@
+"""Pixel-aware calibration (PaC, PTQ4SR): tune quantizer bounds to match the float model.
+
+Only the bounds move, never the weights. Loss on a batch of unlabeled LR patches:
+``L1(q(x), fp(x)) + feature_weight * mean_l L1(q_l(x), fp_l(x))`` where ``_l`` are the
+outputs of every quantized layer but the last (the intermediate block outputs).
+Unlike the published code, which detaches the quantized features so that this term
+never reaches the bounds, the quantized features keep their gradient here.
+
+Two phases, each with Adam and a cosine decay: activation bounds
+(``act_lr`` -> ``act_lr_min``), then weight bounds (``weight_lr`` -> ``weight_lr_min``).
+Runs in PyNative mode (features are read with forward hooks).
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import mindspore as ms
+from mindspore import Tensor, nn, ops
+
+from src.quantlib.convert import quant_layers
+
+
+@dataclass
+class PaCConfig:
+    act_iters: int = 250
+    weight_iters: int = 250
+    act_lr: float = 5e-3
+    act_lr_min: float = 2e-3
+    weight_lr: float = 5e-6
+    weight_lr_min: float = 2e-6
+    batch_size: int = 2
+    feature_weight: float = 5.0
+    seed: int = 0
+
+
+def _cosine(start, end, steps):
+    if steps <= 1:
+        return [start] * max(steps, 1)
+    return [end + 0.5 * (start - end) * (1 + math.cos(math.pi * i / (steps - 1))) for i in range(steps)]
+
+
+def _features(net, layers, x):
+    feats = []
+    handles = [layer.register_forward_hook(lambda _c, _i, out: feats.append(out)) for layer in layers]
+    try:
+        out = net(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return out, feats
+
+
+def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
+    """Optimise ``qnet``'s bounds in place; returns the loss history per phase."""
+    layers = [layer for _, layer in quant_layers(qnet)]
+    fp_layers = [cell for name, cell in fp_net.cells_and_names() if name in {n for n, _ in quant_layers(qnet)}]
+    if len(fp_layers) != len(layers):
+        raise ValueError("the float model's layers do not match the quantized model's")
+    taps_q, taps_fp = layers[:-1], fp_layers[:-1]
+    rng = np.random.default_rng(cfg.seed)
+    previous_mode = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    history = {}
+    try:
+        qnet.set_train(False)
+        fp_net.set_train(False)
+        phases = (("activation", [p for l in layers if l.act_quant.enabled for p in (l.act_quant.lower, l.act_quant.upper)],
+                   cfg.act_iters, cfg.act_lr, cfg.act_lr_min),
+                  ("weight", [p for l in layers if l.weight_quant.enabled
+                              for p in ((l.weight_quant.upper,) if l.weight_quant.symmetric
+                                        else (l.weight_quant.lower, l.weight_quant.upper))],
+                   cfg.weight_iters, cfg.weight_lr, cfg.weight_lr_min))
+        for phase, params, iters, lr, lr_min in phases:
+            if not params or iters <= 0:
+                continue
+            opt = nn.Adam(params, learning_rate=_cosine(lr, lr_min, iters))
+
+            def loss_fn(x, fp_out, fp_feats):
+                out, feats = _features(qnet, taps_q, x)
+                loss = ops.abs(out - fp_out).mean()
+                if feats:
+                    feat = sum(ops.abs(f - t).mean() for f, t in zip(feats, fp_feats)) / len(feats)
+                    loss = loss + cfg.feature_weight * feat
+                return loss
+
+            grad_fn = ms.value_and_grad(loss_fn, grad_position=None, weights=params)
+            losses = []
+            for it in range(iters):
+                idx = rng.choice(len(patches), cfg.batch_size, replace=False)
+                x = Tensor(patches[idx])
+                fp_out, fp_feats = _features(fp_net, taps_fp, x)
+                loss, grads = grad_fn(x, ops.stop_gradient(fp_out), [ops.stop_gradient(f) for f in fp_feats])
+                opt(grads)
+                for layer in layers:  # keep lower < upper
+                    lo, up = layer.act_quant.lower, layer.act_quant.upper
+                    if not layer.act_quant.symmetric and phase == "activation":
+                        up.set_data(ops.maximum(up, lo + 1e-4))
+                losses.append(float(loss.asnumpy()))
+                if log and (it + 1) % max(1, iters // 5) == 0:
+                    log(f"PaC {phase} bounds: iteration {it + 1}/{iters}, loss {np.mean(losses[-10:]):.5f}")
+            history[phase] = losses
+    finally:
+        ms.set_context(mode=previous_mode)
+    return history

@@ -1,0 +1,98 @@
+"""eval.py with --quant_method, calibrated checkpoints, and train.py --qat, end to end on tiny data."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from model_utils.config import get_config
+from src.engine.trainer import train
+from src.models import create_model
+from src.weights.checkpoint import model_meta, read_checkpoint, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quant")
+    rng = np.random.default_rng(0)
+    for folder, n, size in (("data/benchmark/Q/HR", 2, 48), ("calib", 3, 96)):
+        os.makedirs(root / folder)
+        for i in range(n):
+            img = cv2.resize(rng.integers(0, 256, (size // 8, size // 8, 3)).astype(np.uint8), (size, size))
+            cv2.imwrite(str(root / folder / f"{i}.png"), img)
+    net = create_model("abpn", "M2C8", 2)
+    ckpt = str(root / "fp.ckpt")
+    save_checkpoint(net, ckpt, meta=model_meta(net))
+    return root, ckpt
+
+
+def _args(root, ckpt, *extra):
+    return ["--model", "abpn", "--variant", "M2C8", "--scale", "2", "--pre_trained", ckpt,
+            "--data_path", str(root / "data"), "--eval_datasets", "Q", "--calib_path", str(root / "calib"),
+            "--calib_num", "4", "--pac_hr_patch", "32", "--cache_dir", str(root / "cache"),
+            "--output_path", str(root / "out"), *extra]
+
+
+def run_eval(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+
+
+def test_calibrate_evaluate_save_and_reload(setup):
+    root, ckpt = setup
+    qckpt = str(root / "q.ckpt")
+    proc = run_eval(*_args(root, ckpt, "--quant_method", "dbdc_pac", "--w_bit", "4", "--a_bit", "4",
+                           "--pac_act_iters", "3", "--pac_weight_iters", "2", "--save_quant_ckpt", qckpt,
+                           "--result_file", str(root / "a.json")))
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads((root / "a.json").read_text())
+    assert first["quant"]["method"] == "dbdc_pac" and not first["quant"]["from_checkpoint"]
+    assert set(first["results_fp"]) == set(first["results"]) == {"Q"}
+    assert "W4A4 dbdc_pac" in proc.stdout and "drop (dB)" in proc.stdout
+    _, meta = read_checkpoint(qckpt)
+    assert json.loads(meta["quant_config"])["w_bit"] == 4 and meta["quant_method"] == "dbdc_pac"
+    again = run_eval(*_args(root, qckpt, "--result_file", str(root / "b.json")))
+    assert again.returncode == 0, again.stderr
+    second = json.loads((root / "b.json").read_text())
+    assert second["quant"]["from_checkpoint"] and "calibrated" not in again.stdout
+    assert second["results"]["Q"]["psnr"] == pytest.approx(first["results"]["Q"]["psnr"], abs=1e-9)
+    assert second["results_fp"]["Q"]["psnr"] == pytest.approx(first["results_fp"]["Q"]["psnr"], abs=1e-9)
+
+
+@pytest.mark.parametrize("extra,expected", [
+    (["--quant_method", "dbdc", "--w_bit", "9"], "w_bit must be between 2 and 8"),
+    (["--quant_method", "kmeans"], "--quant_method 'kmeans' is not one of"),
+    (["--quant_method", "minmax", "--w_bit", "4", "--fp_scope", "tail*"], "fp_scope pattern 'tail*' matches no layer"),
+])
+def test_bad_quant_config_one_line_error(setup, extra, expected):
+    root, ckpt = setup
+    proc = run_eval(*_args(root, ckpt, *extra))
+    assert proc.returncode == 2
+    lines = [l for l in proc.stderr.splitlines() if l.strip() and "WARNING" not in l and not l.startswith(" ")
+             and "usage:" not in l]
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+
+
+def test_qat_trains_and_saves_a_quantized_checkpoint(setup, tmp_path):
+    root, ckpt = setup
+    cfg = get_config(["--model", "abpn", "--variant", "M2C8", "--scale", "2", "--qat", "True", "--pre_trained", ckpt,
+                      "--quant_method", "minmax", "--w_bit", "4", "--a_bit", "4", "--train_path", str(root / "calib"),
+                      "--calib_path", str(root / "calib"), "--calib_num", "4", "--pac_hr_patch", "32",
+                      "--val_data_path", str(root / "data"), "--val_datasets", "Q", "--patch_size", "16",
+                      "--batch_size", "2", "--total_steps", "3", "--val_every", "3", "--lr", "0.001",
+                      "--ckpt_dir", str(tmp_path), "--cache_dir", str(tmp_path / "c")])
+    lines = []
+    train(cfg, log=lines.append)
+    assert any(l.startswith("QAT initialised by minmax calibration, W4A4") for l in lines)
+    out = str(tmp_path / "abpn_M2C8_x2_qat_last.ckpt")
+    params, meta = read_checkpoint(out)
+    assert meta["quant_method"] == "qat" and "conv_up.act_quant.upper" in params
+    start, _ = read_checkpoint(ckpt)
+    assert not np.array_equal(params["body.0.weight"], start["body.0.weight"])  # weights were trained
+    proc = run_eval(*_args(root, out, "--result_file", str(tmp_path / "r.json")))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["quant"]["method"] == "qat"
