@@ -96,3 +96,18 @@ def test_qat_trains_and_saves_a_quantized_checkpoint(setup, tmp_path):
     proc = run_eval(*_args(root, out, "--result_file", str(tmp_path / "r.json")))
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "r.json").read_text())["quant"]["method"] == "qat"
+
+
+def test_ptq_sweep_writes_table_json_and_plot(setup, tmp_path):
+    root, ckpt = setup
+    args = _args(root, ckpt, "--methods", "minmax,dbdc", "--bits", "8,4")
+    args[args.index("--output_path") + 1] = str(tmp_path)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "ptq_sweep.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    stem = tmp_path / "ptq_sweep_abpn_M2C8_x2"
+    table = (stem.with_suffix(".md")).read_text()
+    assert "| minmax | W8A8 |" in table and "| dbdc | W4A4 |" in table
+    rows = json.loads(stem.with_suffix(".json").read_text())["rows"]
+    assert [(r["method"], r["bits"]) for r in rows] == [("minmax", 8), ("dbdc", 8), ("minmax", 4), ("dbdc", 4)]
+    assert stem.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

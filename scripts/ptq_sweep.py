@@ -1,0 +1,96 @@
+"""Post-training quantization sweep: methods x bit widths -> Markdown table, JSON and a PSNR-vs-bits plot.
+
+    python scripts/ptq_sweep.py --config_path DIV2K_config.yaml --model abpn --scale 3 \
+        --pre_trained abpn_x3.ckpt --data_path ../shared/data --eval_datasets Set5,Set14 \
+        --calib_path ../shared/data/train --methods minmax,percentile,omse,dbdc,dbdc_pac --bits 8,6,4
+
+Every other flag is an eval.py flag. Bits are used for weights and activations
+alike (WbAb); the first and last layers stay W8A8 (int8_scope). Writes
+``<output_path>/ptq_sweep_<model>_<variant>_x<scale>.{md,json,png}``.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import model_utils  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
+from model_utils.config import get_config  # noqa: E402
+
+
+def _pop(argv, flag, default):
+    if flag in argv:
+        i = argv.index(flag)
+        value = argv[i + 1]
+        del argv[i:i + 2]
+        return value
+    return default
+
+
+def markdown(rows, sets):
+    head = "| method | bits | " + " | ".join(f"{s} PSNR / SSIM" for s in sets) + " | calibration (s) |"
+    lines = [head, "|" + "---|" * (3 + len(sets))]
+    for r in rows:
+        cells = " | ".join(f"{r['psnr'][s]:.2f} / {r['ssim'][s]:.4f}" for s in sets)
+        lines.append(f"| {r['method']} | {r['label']} | {cells} | {r['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def plot(rows, fp, sets, path, title):
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4), squeeze=False)
+    for ax, name in zip(axes[0], sets):
+        for method in dict.fromkeys(r["method"] for r in rows):
+            pts = sorted((r["bits"], r["psnr"][name]) for r in rows if r["method"] == method)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
+        ax.axhline(fp[name], color="k", linestyle="--", label="FP32")
+        ax.set_xlabel("bits (weights = activations)")
+        ax.set_ylabel("PSNR (dB, Y)")
+        ax.set_title(f"{title} - {name}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    methods = _pop(argv, "--methods", "minmax,percentile,omse,dbdc,dbdc_pac").split(",")
+    bits = [int(b) for b in _pop(argv, "--bits", "8,6,4").split(",")]
+    base = get_config(argv, description="PTQ sweep")
+    from src.engine.evaluator import resolve_path, run_evaluation  # pylint: disable=import-outside-toplevel
+    from src.engine.context import init_context  # pylint: disable=import-outside-toplevel
+    init_context(base.device_target, base.mode)
+    rows, fp = [], None
+    out_dir = resolve_path(base, base.output_path)
+    stem = os.path.join(out_dir, f"ptq_sweep_{base.model}_{base.variant}_x{base.scale}")
+    for b in bits:
+        for method in methods:
+            cfg = base.replace(quant_method=method, w_bit=b, a_bit=b, save_quant_ckpt="",
+                               result_file=f"{stem}_w{b}a{b}_{method}.json")
+            report = run_evaluation(cfg, log=lambda *_: None)
+            fp = {k: v["psnr"] for k, v in report["results_fp"].items()}
+            rows.append({"method": method, "bits": b, "label": f"W{b}A{b}",
+                         "psnr": {k: v["psnr"] for k, v in report["results"].items()},
+                         "ssim": {k: v["ssim"] for k, v in report["results"].items()},
+                         "seconds": report["quant"]["calibration_seconds"]})
+            print(f"W{b}A{b} {method:<11}" + "  ".join(f"{k} {v:.2f}" for k, v in rows[-1]["psnr"].items())
+                  + f"  (calibration {rows[-1]['seconds']:.1f} s)", flush=True)
+    sets = list(fp)
+    table = "FP32: " + ", ".join(f"{k} {v:.2f}" for k, v in fp.items()) + "\n\n" + markdown(rows, sets)
+    with open(stem + ".md", "w", encoding="utf-8") as fh:
+        fh.write(table + "\n")
+    with open(stem + ".json", "w", encoding="utf-8") as fh:
+        json.dump({"fp": fp, "rows": rows}, fh, indent=2)
+    plot(rows, fp, sets, stem + ".png", f"{base.model}-{base.variant} x{base.scale}")
+    print(table)
+    print(f"wrote {stem}.md, {stem}.json, {stem}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
