@@ -129,3 +129,15 @@ def test_calibrated_model_save_load_identical(tmp_path):
     np.testing.assert_array_equal(other(x).asnumpy(), net(x).asnumpy())
     fp = create_model("abpn", "M4C28", 3)
     assert np.abs(fp(x).asnumpy() - net(x).asnumpy()).max() > 1e-4  # really quantized
+
+
+def test_asymmetric_range_always_contains_zero():
+    """A lower bound above 0 must not shrink the grid to [0, u - l] (zero-point form)."""
+    fq = FakeQuant(8, symmetric=False)
+    fq.set_bounds(0.3, 1.0)
+    assert fq.bounds()[0].item() == 0.0  # nudged
+    fq.lower.set_data(Tensor(np.array([0.3], np.float32)))  # e.g. after an optimiser step
+    x = np.linspace(0, 1, 11).astype(np.float32)
+    np.testing.assert_allclose(fq(Tensor(x)).asnumpy(), x, atol=1.0 / 255)  # full [0, 1] range kept
+    fq.project()
+    assert fq.bounds()[0].item() == 0.0

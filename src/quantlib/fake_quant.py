@@ -7,6 +7,9 @@
 - asymmetric (activations): ``s = (u - l) / (2^b - 1)``, integer zero point
   ``z = clamp(round(-l / s), 0, 2^b - 1)``, ``x_q = (clamp(round(x / s) + z, 0, 2^b - 1) - z) * s``
   (the QuantizeLinear/DequantizeLinear form, so an int8 export can be exact).
+  Such a grid always contains 0, so the range is kept as ``l <= 0 <= u``: bounds
+  are nudged when set, and the forward pass uses ``min(l, 0)`` and ``max(u, 0)``
+  (a lower bound above 0 would otherwise silently shrink the range to [0, u - l]).
 
 Rounding is ``floor(v + 0.5)`` (``ops.round`` exports an ONNX graph onnxruntime
 rejects) with a straight-through estimator applied to the rounded value only, so
@@ -60,12 +63,18 @@ class FakeQuant(nn.Cell):
         if self.symmetric:
             upper = np.maximum(np.abs(lower), np.abs(upper))
             lower = -upper
+        else:
+            lower, upper = np.minimum(lower, 0.0), np.maximum(upper, 0.0)
         upper = np.maximum(upper, lower + 1e-6)
         self.lower.set_data(Tensor(lower))
         self.upper.set_data(Tensor(upper))
 
     def bounds(self):
         return self.lower.asnumpy().copy(), self.upper.asnumpy().copy()
+
+    def project(self):
+        """Put the bound parameters back into their valid region after an optimiser step."""
+        self.set_bounds(*self.bounds())
 
     def construct(self, x):
         if not self.enabled:
@@ -75,7 +84,8 @@ class FakeQuant(nn.Cell):
             step = ops.maximum(upper, self.eps) / self.q_max
             q = ops.clamp(round_ste(x / step), -self.q_max, self.q_max)
             return q * step
-        lower = scale_grad(self.lower, self.grad_factor)
+        upper = ops.maximum(upper, 0.0)
+        lower = ops.minimum(scale_grad(self.lower, self.grad_factor), 0.0)
         step = ops.maximum(upper - lower, self.eps) / self.q_max
         zero = ops.clamp(round_ste(-lower / step), 0.0, self.q_max)
         q = ops.clamp(round_ste(x / step) + zero, 0.0, self.q_max)
@@ -90,6 +100,7 @@ def quantize_np(x, lower, upper, bits, symmetric):
         step = np.maximum(upper, 1e-8) / q_max
         return np.clip(np.floor(x / step + 0.5), -q_max, q_max) * step
     q_max = 2 ** bits - 1
+    lower, upper = np.minimum(lower, 0.0), np.maximum(upper, 0.0)
     step = np.maximum(upper - lower, 1e-8) / q_max
     zero = np.clip(np.floor(-lower / step + 0.5), 0, q_max)
     return (np.clip(np.floor(x / step + 0.5) + zero, 0, q_max) - zero) * step

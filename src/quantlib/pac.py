@@ -2,7 +2,8 @@
 
 Only the bounds move, never the weights. Loss on a batch of unlabeled LR patches:
 ``L1(q(x), fp(x)) + feature_weight * mean_l L1(q_l(x), fp_l(x))`` where ``_l`` are the
-outputs of every quantized layer but the last (the intermediate block outputs).
+intermediate block outputs: the inputs of every quantized layer but the first
+(post-activation features, read before that layer quantizes them).
 Unlike the published code, which detaches the quantized features so that this term
 never reaches the bounds, the quantized features keep their gradient here.
 
@@ -41,7 +42,7 @@ def _cosine(start, end, steps):
 
 def _features(net, layers, x):
     feats = []
-    handles = [layer.register_forward_hook(lambda _c, _i, out: feats.append(out)) for layer in layers]
+    handles = [layer.register_forward_pre_hook(lambda _c, inputs: feats.append(inputs[0])) for layer in layers]
     try:
         out = net(x)
     finally:
@@ -56,7 +57,7 @@ def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
     fp_layers = [cell for name, cell in fp_net.cells_and_names() if name in {n for n, _ in quant_layers(qnet)}]
     if len(fp_layers) != len(layers):
         raise ValueError("the float model's layers do not match the quantized model's")
-    taps_q, taps_fp = layers[:-1], fp_layers[:-1]
+    taps_q, taps_fp = layers[1:], fp_layers[1:]
     rng = np.random.default_rng(cfg.seed)
     previous_mode = ms.get_context("mode")
     ms.set_context(mode=ms.PYNATIVE_MODE)
@@ -91,10 +92,8 @@ def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
                 fp_out, fp_feats = _features(fp_net, taps_fp, x)
                 loss, grads = grad_fn(x, ops.stop_gradient(fp_out), [ops.stop_gradient(f) for f in fp_feats])
                 opt(grads)
-                for layer in layers:  # keep lower < upper
-                    lo, up = layer.act_quant.lower, layer.act_quant.upper
-                    if not layer.act_quant.symmetric and phase == "activation":
-                        up.set_data(ops.maximum(up, lo + 1e-4))
+                for layer in layers:  # keep lower <= 0 <= upper and lower < upper
+                    (layer.act_quant if phase == "activation" else layer.weight_quant).project()
                 losses.append(float(loss.asnumpy()))
                 if log and (it + 1) % max(1, iters // 5) == 0:
                     log(f"PaC {phase} bounds: iteration {it + 1}/{iters}, loss {np.mean(losses[-10:]):.5f}")
