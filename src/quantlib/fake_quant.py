@@ -72,10 +72,6 @@ class FakeQuant(nn.Cell):
     def bounds(self):
         return self.lower.asnumpy().copy(), self.upper.asnumpy().copy()
 
-    def project(self):
-        """Put the bound parameters back into their valid region after an optimiser step."""
-        self.set_bounds(*self.bounds())
-
     def construct(self, x):
         if not self.enabled:
             return x

@@ -91,9 +91,9 @@ def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
                 x = Tensor(patches[idx])
                 fp_out, fp_feats = _features(fp_net, taps_fp, x)
                 loss, grads = grad_fn(x, ops.stop_gradient(fp_out), [ops.stop_gradient(f) for f in fp_feats])
+                # No projection of the bounds here: resetting parameter data between steps froze
+                # the optimisation; FakeQuant's forward already keeps lower <= 0 <= upper.
                 opt(grads)
-                for layer in layers:  # keep lower <= 0 <= upper and lower < upper
-                    (layer.act_quant if phase == "activation" else layer.weight_quant).project()
                 losses.append(float(loss.asnumpy()))
                 if log and (it + 1) % max(1, iters // 5) == 0:
                     log(f"PaC {phase} bounds: iteration {it + 1}/{iters}, loss {np.mean(losses[-10:]):.5f}")
