@@ -24,3 +24,14 @@ def shared_dir():
 
 requires_shared = pytest.mark.skipif(
     shared_dir() is None, reason="SR_SHARED is not set to the shared data folder (../shared)")
+
+
+def write_smooth_images(folder, count, size, seed=0):
+    """``count`` smooth (upscaled noise) uint8 RGB PNGs of ``size`` x ``size`` in ``folder``."""
+    import cv2
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    for i in range(count):
+        small = rng.integers(0, 256, (max(1, size // 8), max(1, size // 8), 3)).astype(np.uint8)
+        cv2.imwrite(os.path.join(str(folder), f"{i}.png"), cv2.resize(small, (size, size)))

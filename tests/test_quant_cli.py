@@ -4,11 +4,10 @@ import os
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, write_smooth_images
 from model_utils.config import get_config
 from src.engine.trainer import train
 from src.models import create_model
@@ -18,12 +17,8 @@ from src.weights.checkpoint import model_meta, read_checkpoint, save_checkpoint
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("quant")
-    rng = np.random.default_rng(0)
-    for folder, n, size in (("data/benchmark/Q/HR", 2, 48), ("calib", 3, 96)):
-        os.makedirs(root / folder)
-        for i in range(n):
-            img = cv2.resize(rng.integers(0, 256, (size // 8, size // 8, 3)).astype(np.uint8), (size, size))
-            cv2.imwrite(str(root / folder / f"{i}.png"), img)
+    write_smooth_images(root / "data" / "benchmark" / "Q" / "HR", 2, 48)
+    write_smooth_images(root / "calib", 3, 96, seed=1)
     net = create_model("abpn", "M2C8", 2)
     ckpt = str(root / "fp.ckpt")
     save_checkpoint(net, ckpt, meta=model_meta(net))

@@ -1,11 +1,11 @@
 """Every family trains a few steps through the training engine; its checkpoint evaluates as the deploy form."""
 import os
 
-import cv2
 import numpy as np
 import pytest
 import mindspore as ms
 
+from conftest import write_smooth_images
 from model_utils.config import get_config
 from src.engine.trainer import train
 from src.weights.checkpoint import read_checkpoint
@@ -15,14 +15,8 @@ from src.weights.loader import load_for_inference
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("traindata")
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        img = cv2.resize(rng.integers(0, 256, (12, 12, 3)).astype(np.uint8), (96, 96))
-        os.makedirs(root / "train", exist_ok=True)
-        cv2.imwrite(str(root / "train" / f"t{i}.png"), img)
-    os.makedirs(root / "data" / "benchmark" / "Val" / "HR")
-    cv2.imwrite(str(root / "data" / "benchmark" / "Val" / "HR" / "v.png"),
-                cv2.resize(rng.integers(0, 256, (6, 6, 3)).astype(np.uint8), (48, 48)))
+    write_smooth_images(root / "train", 3, 96)
+    write_smooth_images(root / "data" / "benchmark" / "Val" / "HR", 1, 48, seed=1)
     return root
 
 
