@@ -29,7 +29,7 @@ def resolve_path(config, path):
     if os.path.exists(path):
         return path
     root = os.path.dirname(os.path.abspath(config.path)) if config.path else os.getcwd()
-    return os.path.join(root, path)
+    return os.path.normpath(os.path.join(root, path))
 
 
 def select_checkpoint(config):
