@@ -6,13 +6,19 @@ whose input channel for sub-pixel (i, j) of colour c is ``(i*s + j)*C + c``
 conversion permutes the affected conv channels with :func:`crd_to_dcr`.
 """
 import numpy as np
-from mindspore import nn, ops
+from mindspore import Tensor, nn, ops
 
 
 def conv2d(in_ch, out_ch, kernel_size=3, has_bias=True):
     """'Same'-padded conv as used throughout the SR families."""
     return nn.Conv2d(in_ch, out_ch, kernel_size, pad_mode="pad", padding=kernel_size // 2,
                      has_bias=has_bias)
+
+
+def set_conv(conv, weight, bias):
+    """Write numpy ``weight`` and ``bias`` (any float dtype) into ``conv`` as float32."""
+    conv.weight.set_data(Tensor(np.ascontiguousarray(weight, np.float32)))
+    conv.bias.set_data(Tensor(np.ascontiguousarray(bias, np.float32)))
 
 
 def crd_to_dcr(channels, scale):

@@ -17,7 +17,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
-from src.models.common import Anchor, PixelShuffle, conv2d, mc_spec
+from src.models.common import Anchor, PixelShuffle, conv2d, mc_spec, set_conv
 from src.models.ecbsr_plain import VARIANTS, DEFAULT_VARIANT, ECBSRPlain  # noqa: F401
 
 _EDGE_MASKS = {
@@ -123,13 +123,9 @@ def to_deploy(net):
     plain = ECBSRPlain(net.scale, net.num_block, net.num_feat, net.n_colors)
     ecbs = list(net.backbone)
     for ecb, block in zip(ecbs[:-1], plain.blocks):
-        kernel, bias = ecb.rep_params()
-        block.conv.weight.set_data(Tensor(kernel.astype(np.float32)))
-        block.conv.bias.set_data(Tensor(bias.astype(np.float32)))
+        set_conv(block.conv, *ecb.rep_params())
         block.act.w.set_data(Tensor(ecb.act.w.asnumpy()))
-    kernel, bias = ecbs[-1].rep_params()
-    plain.conv_last.weight.set_data(Tensor(kernel.astype(np.float32)))
-    plain.conv_last.bias.set_data(Tensor(bias.astype(np.float32)))
+    set_conv(plain.conv_last, *ecbs[-1].rep_params())
     return plain
 
 

@@ -12,16 +12,12 @@ The result is a :class:`~src.models.etds_plain.PlainSR` whose output equals
 import numpy as np
 from mindspore import Tensor
 
+from src.models.common import set_conv
 from src.models.etds_plain import PlainSR, abpn_et_widths, ecbsr_et_widths
 
 
 def _np(p):
     return p.asnumpy().astype(np.float64)
-
-
-def _set(conv, weight, bias):
-    conv.weight.set_data(Tensor(weight.astype(np.float32)))
-    conv.bias.set_data(Tensor(bias.astype(np.float32)))
 
 
 def _embed(conv, out_total, in_total, n_colors, carry_from=None, carry_to=None):
@@ -43,11 +39,11 @@ def install_clip_tail(plain, weight, bias, out_ch):
     mid = plain.conv_last.out_channels
     w_last, b_last = np.zeros((mid,) + weight.shape[1:]), np.zeros(mid)
     w_last[:out_ch], b_last[:out_ch] = -weight[:out_ch], 1.0 - bias[:out_ch]
-    _set(plain.conv_last, w_last, b_last)
+    set_conv(plain.conv_last, w_last, b_last)
     clip_w, clip_b = np.zeros((mid, mid, 1, 1)), np.zeros(mid)
     for c in range(out_ch):
         clip_w[c, c, 0, 0], clip_b[c] = -1.0, 1.0
-    _set(plain.conv_clip, clip_w, clip_b)
+    set_conv(plain.conv_clip, clip_w, clip_b)
 
 
 def _anchor_taps(weight, out_ch, n_colors, carry_from):
@@ -65,11 +61,11 @@ def abpn_to_et(abpn):
     widths = abpn_et_widths(m, feat, s, n)
     plain = PlainSR(s, widths, "relu", n)
     width = widths[0]
-    _set(plain.conv_first, *_embed(abpn.conv_first, width, n, n, 0, feat))
+    set_conv(plain.conv_first, *_embed(abpn.conv_first, width, n, n, 0, feat))
     for i, conv in enumerate(abpn.body):
-        _set(plain.backbone_convs[i], *_embed(conv, width, width, n, feat, feat))
+        set_conv(plain.backbone_convs[i], *_embed(conv, width, width, n, feat, feat))
     out_ch = n * s * s
-    _set(plain.backbone_convs[m], *_embed(abpn.conv_up, widths[-1], width, n, feat, out_ch))
+    set_conv(plain.backbone_convs[m], *_embed(abpn.conv_up, widths[-1], width, n, feat, out_ch))
     weight, bias = _embed(abpn.conv_last, out_ch, widths[-1], n)
     install_clip_tail(plain, _anchor_taps(weight, out_ch, n, out_ch), bias, out_ch)
     return plain
@@ -83,9 +79,9 @@ def ecbsr_to_et(ecbsr_plain):
     widths = ecbsr_et_widths(m, feat)
     width = widths[0]
     plain = PlainSR(s, widths, "prelu", n)
-    _set(plain.conv_first, *_embed(blocks[0].conv, width, n, n, 0, feat))
+    set_conv(plain.conv_first, *_embed(blocks[0].conv, width, n, n, 0, feat))
     for i, block in enumerate(blocks[1:]):
-        _set(plain.backbone_convs[i], *_embed(block.conv, width, width, n, feat, feat))
+        set_conv(plain.backbone_convs[i], *_embed(block.conv, width, width, n, feat, feat))
     for block, act in zip(blocks, plain.acts):
         slope = np.ones(width)
         slope[:feat] = _np(block.act.w)

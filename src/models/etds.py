@@ -20,7 +20,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from src.models.common import PixelShuffle, conv2d
+from src.models.common import PixelShuffle, conv2d, set_conv
 from src.models.equivalent import install_clip_tail
 from src.models.common import mc_spec
 from src.models.etds_plain import ALIASES, DEFAULT_VARIANT, VARIANTS, ETDSPlain  # noqa: F401
@@ -94,25 +94,20 @@ def _w(conv):
     return conv.weight.asnumpy().astype(np.float64), conv.bias.asnumpy().astype(np.float64)
 
 
-def _set(conv, weight, bias):
-    conv.weight.set_data(Tensor(weight.astype(np.float32)))
-    conv.bias.set_data(Tensor(bias.astype(np.float32)))
-
-
 def to_deploy(net):
     """Merge the dual-stream :class:`ETDS` into the plain :class:`ETDSPlain` (same outputs, clipped)."""
     plain = ETDSPlain(net.scale, net.num_block, net.num_feat, net.n_colors)
     main = net.num_feat - net.res
     wf, bf = _w(net.conv_first)
     wrf, brf = _w(net.conv_residual_first)
-    _set(plain.conv_first, np.concatenate([wf, wrf]), np.concatenate([bf, brf]))
+    set_conv(plain.conv_first, np.concatenate([wf, wrf]), np.concatenate([bf, brf]))
     for i in range(net.num_block):
         wb, bb = _w(net.backbone_convs[i])
         wr, br = _w(net.residual_convs[i])
         wa, ba = _w(net.add_residual_convs[i])
         weight = np.zeros((net.num_feat, net.num_feat, 3, 3))
         weight[:main, :main], weight[:main, main:], weight[main:, main:] = wb, wa, wr
-        _set(plain.backbone_convs[i], weight, np.concatenate([bb + ba, br]))
+        set_conv(plain.backbone_convs[i], weight, np.concatenate([bb + ba, br]))
     wl, bl = _w(net.conv_last)
     wrl, brl = _w(net.conv_residual_last)
     install_clip_tail(plain, np.concatenate([wl, wrl], axis=1), bl + brl, wl.shape[0])

@@ -36,7 +36,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from src.models.common import PixelShuffle, conv2d
+from src.models.common import PixelShuffle, conv2d, set_conv
 
 VARIANTS = {
     "M3": dict(m=3, f=16, feature_size=256),
@@ -177,11 +177,6 @@ def _np(t):
     return t.asnumpy() if hasattr(t, "asnumpy") else np.asarray(t)
 
 
-def _set_conv(conv, kernel, bias):
-    conv.weight.set_data(Tensor(np.ascontiguousarray(kernel, np.float32)))
-    conv.bias.set_data(Tensor(np.ascontiguousarray(bias, np.float32)))
-
-
 def collapse_block_numpy(block):
     """(kernel, bias) of a LinearBlock in float64 numpy (exact collapse)."""
     w1 = _np(block.expand.weight).astype(np.float64)
@@ -198,13 +193,13 @@ def to_deploy(net):
     """Build the :class:`SESRDeploy` equal to a training-form :class:`SESR` (in eval mode)."""
     adder = net.linear_block_type == "collapsed_adder"
     deploy = SESRDeploy(net.scale, net.m, net.f, net.n_colors, net.act_type, adder=adder)
-    _set_conv(deploy.conv_first, *collapse_block_numpy(net.input_block))
+    set_conv(deploy.conv_first, *collapse_block_numpy(net.input_block))
     for src_block, dst in zip(net.blocks, deploy.body):
         if adder:
             dst.load_from_block(src_block)
         else:
-            _set_conv(dst, *collapse_block_numpy(src_block))
-    _set_conv(deploy.conv_last, *collapse_block_numpy(net.output_block))
+            set_conv(dst, *collapse_block_numpy(src_block))
+    set_conv(deploy.conv_last, *collapse_block_numpy(net.output_block))
     for src_act, dst_act in zip(net.acts, deploy.acts):
         if isinstance(src_act, nn.PReLU):
             dst_act.w.set_data(Tensor(_np(src_act.w)))

@@ -54,7 +54,8 @@ def _features(net, layers, x):
 def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
     """Optimise ``qnet``'s bounds in place; returns the loss history per phase."""
     layers = [layer for _, layer in quant_layers(qnet)]
-    fp_layers = [cell for name, cell in fp_net.cells_and_names() if name in {n for n, _ in quant_layers(qnet)}]
+    names = {n for n, _ in quant_layers(qnet)}
+    fp_layers = [cell for name, cell in fp_net.cells_and_names() if name in names]
     if len(fp_layers) != len(layers):
         raise ValueError("the float model's layers do not match the quantized model's")
     taps_q, taps_fp = layers[1:], fp_layers[1:]
