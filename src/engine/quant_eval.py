@@ -17,9 +17,11 @@ def quant_config_from(config):
 
 
 def pac_config_from(config):
-    return PaCConfig(config.pac_act_iters, config.pac_weight_iters, config.pac_act_lr, config.pac_act_lr_min,
-                     config.pac_weight_lr, config.pac_weight_lr_min, config.pac_batch, config.pac_feature_weight,
-                     config.calib_seed)
+    return PaCConfig(act_iters=config.pac_act_iters, weight_iters=config.pac_weight_iters,
+                     act_lr=config.pac_act_lr, act_lr_min=config.pac_act_lr_min, weight_lr=config.pac_weight_lr,
+                     weight_lr_min=config.pac_weight_lr_min, batch_size=config.pac_batch,
+                     feature_weight=config.pac_feature_weight,
+                     relative_features=bool(config.get("pac_relative_features", True)), seed=config.calib_seed)
 
 
 def build_quantized(config, ckpt, options, resolve, log):
