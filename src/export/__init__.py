@@ -1,0 +1,1 @@
+"""Export for mobile runtimes: MindIR (dynamic H/W), ONNX float (dynamic H/W) and int8 QDQ ONNX."""

@@ -1,0 +1,93 @@
+"""ONNX float export: MindSpore's exporter (fixed shape), then dynamic H/W and opset 13.
+
+``mindspore.export(..., file_format="ONNX")`` writes the traced shape into the
+graph input and output and into ``value_info``. The height and width of the
+input and output are renamed to symbolic dimensions (``height``/``width``,
+``out_height``/``out_width``) and the stale intermediate shapes dropped, so one
+file serves every image size. A graph that bakes a size into a constant (for
+example a Reshape) would then fail on another size: :func:`check_dynamic` runs
+the file at two sizes to catch that. Opset 13 is needed for per-channel
+Quantize/DequantizeLinear in the int8 variant.
+"""
+import os
+import tempfile
+
+import numpy as np
+import onnx
+from onnx import version_converter
+
+import mindspore as ms
+from mindspore import Tensor
+
+OPSET = 13
+
+
+def _mark_dynamic(model):
+    for value, names in ((model.graph.input[0], ("height", "width")),
+                         (model.graph.output[0], ("out_height", "out_width"))):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) != 4:
+            raise ValueError(f"expected a 4-D graph {value.name}, got {len(dims)} dimensions")
+        for dim, name in zip(dims[2:], names):
+            dim.ClearField("dim_value")
+            dim.dim_param = name
+    del model.graph.value_info[:]
+    return model
+
+
+def traced_onnx(net, example):
+    """The ONNX model MindSpore writes for ``example`` (a float NCHW array), as a ModelProto."""
+    net.set_train(False)
+    with tempfile.TemporaryDirectory() as tmp:
+        stem = os.path.join(tmp, "net")
+        ms.export(net, Tensor(example), file_name=stem, file_format="ONNX")
+        return onnx.load(stem + ".onnx")
+
+
+def float_onnx(net, example):
+    """Float ModelProto with dynamic H/W at opset 13, checked by ``onnx.checker``."""
+    model = traced_onnx(net, example)
+    if model.opset_import[0].version < OPSET:
+        model = version_converter.convert_version(model, OPSET)
+    model = _mark_dynamic(model)
+    onnx.checker.check_model(model)
+    return model
+
+
+def save_onnx(model, path):
+    """Atomic write of a ModelProto."""
+    from src.utils.atomic import atomic_target  # pylint: disable=import-outside-toplevel
+    with atomic_target(path, suffix=".onnx") as tmp:
+        onnx.save(model, tmp)
+    return path
+
+
+def ort_session(path_or_model, threads=0, optimized_path=None):
+    import onnxruntime as ort  # pylint: disable=import-outside-toplevel
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    if optimized_path:
+        options.optimized_model_filepath = optimized_path
+    source = path_or_model if isinstance(path_or_model, str) else path_or_model.SerializeToString()
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, x):
+    return session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})[0]
+
+
+def max_diff(session, net, inputs):
+    """Max |ORT(x) - MindSpore(x)| over ``inputs`` (checks the dynamic sizes too)."""
+    worst = 0.0
+    for x in inputs:
+        ref = net(Tensor(x)).asnumpy()
+        try:
+            out = run_onnx(session, x)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ValueError(f"onnxruntime failed on input {tuple(x.shape)}: {str(exc).splitlines()[0]}") from None
+        if out.shape != ref.shape:
+            raise ValueError(f"ONNX output {out.shape} differs from MindSpore's {ref.shape} for {tuple(x.shape)}")
+        worst = max(worst, float(np.abs(out - ref).max()))
+    return worst

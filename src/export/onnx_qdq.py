@@ -1,0 +1,198 @@
+"""Real int8 ONNX: the float graph with QuantizeLinear/DequantizeLinear from the calibrated bounds.
+
+For every Conv whose weight is ``<layer>.weight`` of a quantized layer of ``qnet``:
+
+- input: ``QuantizeLinear -> DequantizeLinear`` with the layer's activation scale
+  ``(u - l) / (2^a - 1)`` and uint8 zero point ``round(-l / scale)`` (the grid of
+  :class:`~src.quantlib.fake_quant.FakeQuant`); below 8 bits a ``Clip`` to the
+  ``a``-bit range comes first, so the uint8 tensor holds the same integers;
+- weight: int8 per output channel (``axis=0``), symmetric, zero point 0,
+  ``DequantizeLinear`` with the per-channel scale;
+- bias: int32 with scale ``activation scale x weight scale`` (what an integer
+  kernel adds to its int32 accumulator).
+
+onnxruntime fuses ``DQ -> Conv -> (Relu) -> Q`` into ``QLinearConv`` (its optimised
+graph shows it, see :func:`integer_kernels`). A Conv followed by something other than
+Relu (PReLU in SESR/ECBSR, a residual Add in EDSR) has no Q after it, so it would stay
+a float Conv; given ``output_ranges`` (observed with :func:`observe_output_ranges`) such
+a Conv's output gets its own uint8 Q/DQ (8-bit min/max), except for the last
+quantized layer, whose output is the image. Differences from the fake-quant model:
+integer-kernel requantisation rounding, the int32 bias and those 8-bit output steps.
+"""
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from src.quantlib.convert import quant_layers
+
+INTEGER_KERNELS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger")
+
+
+def _act_params(fq):
+    """(scale, zero_point, clip_low, clip_high) of an asymmetric activation quantizer, float32 like the Cell."""
+    lower, upper = (np.float32(v.ravel()[0]) for v in fq.bounds())
+    lower, upper = np.minimum(lower, np.float32(0)), np.maximum(upper, np.float32(0))
+    q_max = np.float32(fq.q_max)
+    step = np.float32(np.maximum(upper - lower, np.float32(fq.eps)) / q_max)
+    zero = np.float32(np.clip(np.floor(-lower / step + np.float32(0.5)), 0, q_max))
+    return step, int(zero), np.float32(-zero * step), np.float32((q_max - zero) * step)
+
+
+def _weight_params(fq, weight):
+    """(int8 weight, per-channel float32 scale) of a symmetric weight quantizer."""
+    if not fq.symmetric:
+        raise ValueError("int8 ONNX export needs symmetric weights; calibrate with --w_symmetric True")
+    q_max = np.float32(fq.q_max)
+    upper = fq.bounds()[1].reshape(-1).astype(np.float32)
+    step = (np.maximum(upper, np.float32(fq.eps)) / q_max).astype(np.float32)
+    w_int = np.clip(np.floor(weight / step.reshape((-1,) + (1,) * (weight.ndim - 1)) + np.float32(0.5)),
+                    -q_max, q_max)
+    return w_int.astype(np.int8), step
+
+
+def _const(name, array):
+    return numpy_helper.from_array(np.asarray(array), name)
+
+
+def observe_output_ranges(qnet, inputs):
+    """{layer name: (min, max)} of every quantized layer's output over ``inputs`` (PyNative, hooks)."""
+    import mindspore as ms  # pylint: disable=import-outside-toplevel
+    ranges, handles = {}, []
+    for name, layer in quant_layers(qnet):
+        def hook(_cell, _inputs, output, _name=name):
+            out = output.asnumpy()
+            lo, hi = ranges.get(_name, (np.inf, -np.inf))
+            ranges[_name] = (min(lo, float(out.min())), max(hi, float(out.max())))
+        handles.append(layer.register_forward_hook(hook))
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        for x in inputs:
+            qnet(ms.Tensor(x))
+    finally:
+        for handle in handles:
+            handle.remove()
+        ms.set_context(mode=previous)
+    return ranges
+
+
+def _output_qdq(layer_name, out_name, value_range):
+    """Nodes and initializers of a uint8 Q/DQ on a Conv output; returns (nodes, inits, new output name)."""
+    lo, hi = min(value_range[0], 0.0), max(value_range[1], 0.0)
+    step = np.float32(max(hi - lo, 1e-8) / 255.0)
+    zero = np.uint8(np.clip(np.floor(-lo / step + 0.5), 0, 255))
+    p = f"{layer_name}.out"
+    nodes = [helper.make_node("QuantizeLinear", [p + "_float", p + "_scale", p + "_zero_point"], [p + "_q"],
+                              name=p + "_quantize"),
+             helper.make_node("DequantizeLinear", [p + "_q", p + "_scale", p + "_zero_point"], [out_name],
+                              name=p + "_dequantize")]
+    return nodes, [_const(p + "_scale", step), _const(p + "_zero_point", zero)], p + "_float"
+
+
+def quantize_onnx(float_model, qnet, output_ranges=None):
+    """QDQ ModelProto from the float ModelProto of the same network and the calibrated ``qnet``."""
+    layers = {name: layer for name, layer in quant_layers(qnet)}
+    last_layer = list(layers)[-1] if layers else None
+    consumers = {}
+    for node in float_model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    if not layers:
+        raise ValueError("the model holds no quantizer bounds: --quant int8 needs a calibrated or QAT "
+                         "checkpoint (eval.py --quant_method dbdc --save_quant_ckpt FILE)")
+    graph = float_model.graph
+    inits = {t.name: t for t in graph.initializer}
+    new_nodes, new_inits, done, drop = [], [], set(), set()
+    for node in graph.node:
+        layer_name = node.input[1][:-len(".weight")] if node.op_type == "Conv" and node.input[1].endswith(
+            ".weight") else None
+        layer = layers.get(layer_name)
+        if layer is None:
+            new_nodes.append(node)
+            continue
+        a_on, w_on = layer.act_quant.enabled, layer.weight_quant.enabled
+        if a_on and layer.act_quant.bits > 8 or w_on and layer.weight_quant.bits > 8:
+            raise ValueError(f"layer {layer_name} uses more than 8 bits; int8 export needs <= 8")
+        x_name = node.input[0]
+        act_step = None
+        if a_on:
+            act_step, zero, low, high = _act_params(layer.act_quant)
+            p = f"{layer_name}.act"
+            new_inits += [_const(p + "_scale", act_step), _const(p + "_zero_point", np.uint8(zero))]
+            if layer.act_quant.bits < 8:
+                new_inits += [_const(p + "_clip_min", low), _const(p + "_clip_max", high)]
+                new_nodes.append(helper.make_node("Clip", [x_name, p + "_clip_min", p + "_clip_max"],
+                                                  [p + "_clipped"], name=p + "_clip"))
+                x_name = p + "_clipped"
+            new_nodes.append(helper.make_node("QuantizeLinear", [x_name, p + "_scale", p + "_zero_point"],
+                                              [p + "_q"], name=p + "_quantize"))
+            new_nodes.append(helper.make_node("DequantizeLinear", [p + "_q", p + "_scale", p + "_zero_point"],
+                                              [p + "_dq"], name=p + "_dequantize"))
+            x_name = p + "_dq"
+        inputs = [x_name] + list(node.input[1:])
+        if w_on:
+            weight = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+            w_int, w_step = _weight_params(layer.weight_quant, weight)
+            p = f"{layer_name}.weight"
+            new_inits += [_const(p + "_quantized", w_int), _const(p + "_scale", w_step),
+                          _const(p + "_zero_point", np.zeros(len(w_step), np.int8))]
+            new_nodes.append(helper.make_node("DequantizeLinear", [p + "_quantized", p + "_scale", p + "_zero_point"],
+                                              [p + "_dq"], name=p + "_dequantize", axis=0))
+            inputs[1] = p + "_dq"
+            drop.add(node.input[1])
+            if a_on and len(node.input) > 2 and node.input[2]:
+                bias = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32)
+                b_step = (act_step * w_step).astype(np.float32)
+                b_int = np.clip(np.floor(bias / b_step + 0.5), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+                p = f"{layer_name}.bias"
+                new_inits += [_const(p + "_quantized", b_int), _const(p + "_scale", b_step),
+                              _const(p + "_zero_point", np.zeros(len(b_step), np.int32))]
+                new_nodes.append(helper.make_node("DequantizeLinear",
+                                                  [p + "_quantized", p + "_scale", p + "_zero_point"],
+                                                  [p + "_dq"], name=p + "_dequantize", axis=0))
+                inputs[2] = p + "_dq"
+                drop.add(node.input[2])
+        conv = onnx.NodeProto()
+        conv.CopyFrom(node)
+        del conv.input[:]
+        conv.input.extend(inputs)
+        new_nodes.append(conv)
+        out_name = node.output[0]
+        if (output_ranges and layer_name in output_ranges and layer_name != last_layer
+                and set(consumers.get(out_name, [])) != {"Relu"}):
+            nodes, q_inits, float_name = _output_qdq(layer_name, out_name, output_ranges[layer_name])
+            conv.output[0] = float_name
+            new_nodes.extend(nodes)
+            new_inits.extend(q_inits)
+        done.add(layer_name)
+    missing = sorted(set(layers) - done)
+    if missing:
+        raise ValueError(f"quantized layers not found as Conv nodes in the ONNX graph: {', '.join(missing)}")
+    model = onnx.ModelProto()
+    model.CopyFrom(float_model)
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+    kept = [t for t in graph.initializer if t.name not in drop]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept + new_inits)
+    onnx.checker.check_model(model)
+    return model
+
+
+def integer_kernels(path):
+    """{op type: count} of integer kernels in onnxruntime's optimised graph of the file at ``path``."""
+    import os  # pylint: disable=import-outside-toplevel
+    import tempfile  # pylint: disable=import-outside-toplevel
+    from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
+    with tempfile.TemporaryDirectory() as tmp:
+        optimized = os.path.join(tmp, "optimized.onnx")
+        ort_session(path, optimized_path=optimized)
+        graph = onnx.load(optimized).graph
+    counts = {}
+    for node in graph.node:
+        if node.op_type in INTEGER_KERNELS:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+__all__ = ["quantize_onnx", "integer_kernels", "INTEGER_KERNELS"]

@@ -1,0 +1,188 @@
+"""export.py / infer.py: MindIR and ONNX (float, dynamic H/W; int8 QDQ) for every default model."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import ROOT, requires_shared, shared_dir, write_smooth_images
+from src.export.mindir import export_mindir, mindir_max_diff
+from src.export.onnx_float import float_onnx, max_diff, ort_session, save_onnx
+from src.export.onnx_qdq import integer_kernels, observe_output_ranges, quantize_onnx
+from src.models import create_model
+from src.models.registry import default_variant, to_deploy
+from src.quantlib.calibrate import calibrate
+from src.quantlib.convert import QuantConfig
+from src.weights.checkpoint import model_meta, save_checkpoint
+
+DEFAULT_MODELS = [("abpn", 3), ("etds", 3), ("ecbsr", 2), ("sesr", 2), ("edsr", 2)]
+RNG = np.random.default_rng(0)
+
+
+def _net(model, scale):
+    return to_deploy(create_model(model, default_variant(model), scale, form="train"))
+
+
+def _inputs(n_colors, sizes=((20, 28), (13, 17))):
+    return [RNG.random((1, n_colors, h, w)).astype(np.float32) for h, w in sizes]
+
+
+@pytest.mark.parametrize("model,scale", DEFAULT_MODELS)
+def test_onnx_float_dynamic_hw_matches_mindspore(model, scale, tmp_path):
+    net = _net(model, scale)
+    xs = _inputs(int(getattr(net, "n_colors", 3)))
+    proto = float_onnx(net, xs[0])
+    dims = [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim[2:]]
+    assert dims == ["height", "width"] and proto.opset_import[0].version == 13
+    path = save_onnx(proto, str(tmp_path / "m.onnx"))
+    onnx.checker.check_model(onnx.load(path))
+    assert max_diff(ort_session(path), net, xs) < 1e-4  # two sizes: the dynamic shape really runs
+
+
+@pytest.mark.parametrize("model,scale", DEFAULT_MODELS)
+def test_mindir_dynamic_hw_round_trip(model, scale, tmp_path):
+    net = _net(model, scale)
+    path = export_mindir(net, int(getattr(net, "n_colors", 3)), str(tmp_path / "m"))
+    assert path.endswith(".mindir") and os.path.isfile(path)
+    assert mindir_max_diff(path, net, _inputs(int(getattr(net, "n_colors", 3)))) < 1e-5
+
+
+def _calibrated(model, scale, bits=8):
+    fp, q = _net(model, scale), _net(model, scale)
+    q_params = {p.name: p for p in q.get_parameters()}
+    for p in fp.get_parameters():
+        q_params[p.name].set_data(p.data)
+    n = int(getattr(fp, "n_colors", 3))
+    calibrate(q, [RNG.random((2, n, 16, 16)).astype(np.float32) for _ in range(2)], "dbdc", QuantConfig(bits, bits))
+    return fp, q
+
+
+@pytest.mark.parametrize("model,scale", [("abpn", 3), ("sesr", 2)])
+def test_int8_qdq_runs_integer_kernels_and_matches_fake_quant(model, scale, tmp_path):
+    fp, q = _calibrated(model, scale)
+    xs = _inputs(int(getattr(fp, "n_colors", 3)))
+    path = save_onnx(quantize_onnx(float_onnx(fp, xs[0]), q, observe_output_ranges(q, xs)), str(tmp_path / "q.onnx"))
+    types = {n.op_type for n in onnx.load(path).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= types
+    assert integer_kernels(path).get("QLinearConv", 0) + integer_kernels(path).get("ConvInteger", 0) > 0
+    assert max_diff(ort_session(path), q, xs) < 0.02  # integer requantisation rounding only
+
+
+def test_int8_needs_symmetric_weights_and_calibration(tmp_path):
+    fp = _net("abpn", 2)
+    with pytest.raises(ValueError, match="calibrated or QAT"):
+        quantize_onnx(float_onnx(fp, _inputs(3)[0]), _net("abpn", 2))
+    fp2, q = _net("abpn", 2), _net("abpn", 2)
+    calibrate(q, [RNG.random((1, 3, 12, 12)).astype(np.float32)], "minmax",
+              QuantConfig(8, 8, w_symmetric=False))
+    with pytest.raises(ValueError, match="symmetric"):
+        quantize_onnx(float_onnx(fp2, _inputs(3)[0]), q)
+
+
+# ---- command line -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    net = create_model("abpn", "M2C8", 3)
+    fp = str(root / "fp.ckpt")
+    save_checkpoint(net, fp, meta=model_meta(net))
+    write_smooth_images(root / "calib", 3, 96, seed=3)
+    write_smooth_images(root / "photos", 2, 40, seed=4)
+    return root, fp
+
+
+def _run(script, *args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+
+
+def _base(root, ckpt, *extra):
+    return ["--model", "abpn", "--variant", "M2C8", "--scale", "3", "--pre_trained", ckpt,
+            "--output_path", str(root / "out"), "--input_shape", "1,3,24,40", *extra]
+
+
+def test_export_cli_float_onnx_and_mindir_then_infer(ckpts):
+    root, ckpt = ckpts
+    proc = _run("export.py", *_base(root, ckpt, "--file_format", "ONNX"))
+    assert proc.returncode == 0, proc.stderr
+    assert "max |diff|" in proc.stdout
+    onnx_path = str(root / "out" / "abpn_M2C8_x3.onnx")
+    assert os.path.isfile(onnx_path)
+    proc = _run("export.py", *_base(root, ckpt, "--file_format", "MINDIR"))
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.isfile(str(root / "out" / "abpn_M2C8_x3.mindir"))
+    outs = {}
+    for name, extra in (("onnx", ["--file_name", onnx_path]), ("ckpt", [])):
+        proc = _run("infer.py", "--model", "abpn", "--variant", "M2C8", "--scale", "3", "--pre_trained", ckpt,
+                    "--input_path", str(root / "photos"), "--output_path", str(root / name), *extra)
+        assert proc.returncode == 0, proc.stderr
+        import cv2  # pylint: disable=import-outside-toplevel
+        outs[name] = [cv2.imread(str(root / name / f"{i}_x3.png")) for i in range(2)]
+        assert all(o is not None and o.shape == (120, 120, 3) for o in outs[name])
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(outs["onnx"], outs["ckpt"])) <= 1
+
+
+def test_export_cli_int8_from_calibrated_checkpoint(ckpts):
+    root, ckpt = ckpts
+    qckpt = str(root / "w8a8.ckpt")
+    proc = _run("eval.py", "--model", "abpn", "--variant", "M2C8", "--scale", "3", "--pre_trained", ckpt,
+                "--quant_method", "dbdc", "--calib_path", str(root / "calib"), "--calib_num", "4",
+                "--pac_hr_patch", "48", "--save_quant_ckpt", qckpt, "--data_path", str(root / "nodata"),
+                "--eval_datasets", "Samples", "--output_path", str(root / "out"))
+    assert proc.returncode == 0, proc.stderr
+    proc = _run("export.py", *_base(root, qckpt, "--file_format", "ONNX", "--quant", "int8"))
+    assert proc.returncode == 0, proc.stderr
+    assert "QLinearConv" in proc.stdout and os.path.isfile(str(root / "out" / "abpn_M2C8_x3_int8.onnx"))
+
+
+@pytest.mark.parametrize("extra,expected", [
+    (["--file_format", "TFLITE"], "not one of"),
+    (["--file_format", "ONNX", "--input_shape", "3,24,40"], "4-D"),
+    (["--file_format", "ONNX", "--input_shape", "1,1,24,40"], "channels"),
+    (["--file_format", "AIR"], "Ascend"),
+    (["--file_format", "ONNX", "--quant", "int8"], "calibrated or QAT"),
+    (["--file_format", "MINDIR", "--quant", "int8"], "ONNX"),
+    (["--file_format", "ONNX", "--scale", "2"], "x3"),
+])
+def test_export_cli_bad_inputs(ckpts, extra, expected):
+    root, ckpt = ckpts
+    args = _base(root, ckpt)
+    args = [a for i, a in enumerate(args) if not (args[i - 1] == "--scale" and "--scale" in extra)
+            and not (a == "--scale" and "--scale" in extra)] + extra
+    proc = _run("export.py", *args)
+    assert proc.returncode == 2
+    assert expected in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_infer_cli_bad_inputs(ckpts, tmp_path):
+    root, ckpt = ckpts
+    proc = _run("infer.py", "--model", "abpn", "--variant", "M2C8", "--scale", "3", "--pre_trained", ckpt,
+                "--input_path", str(tmp_path / "missing"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    proc = _run("infer.py", "--file_name", str(tmp_path / "model.tflite"), "--input_path", str(root / "photos"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+@requires_shared
+def test_int8_onnx_psnr_within_0_05_db_of_fake_quant(tmp_path):
+    """Published ABPN x3, W8A8 DBDC on 20 patches of ../shared train images, Set5 (Y)."""
+    from scripts.bench_export_latency import set5_psnr  # pylint: disable=import-outside-toplevel
+    from scripts.convert_torch_weights import main as convert_main  # pylint: disable=import-outside-toplevel
+    from src.engine.runners import OnnxRunner  # pylint: disable=import-outside-toplevel
+    from src.quantlib.calib_data import batches_of, calibration_patches  # pylint: disable=import-outside-toplevel
+    from src.weights.loader import load_for_inference  # pylint: disable=import-outside-toplevel
+    shared = shared_dir()
+    ckpt = str(tmp_path / "abpn.ckpt")
+    assert convert_main(["--src", os.path.join(shared, "weights", "etds_repo_x3", "ABPN_M4C28_x3.pth"),
+                         "--dst", ckpt, "--model", "abpn", "--variant", "M4C28", "--scale", "3"]) == 0
+    fp, q = (load_for_inference("abpn", "M4C28", 3, ckpt)[0] for _ in range(2))
+    patches = calibration_patches(os.path.join(shared, "data", "train"), 20, 3, 192, 0, 3)
+    calibrate(q, batches_of(patches, 2), "dbdc", QuantConfig(8, 8))
+    ranges = observe_output_ranges(q, batches_of(patches, 2))
+    path = save_onnx(quantize_onnx(float_onnx(fp, patches[:1]), q, ranges), str(tmp_path / "q.onnx"))
+    data = os.path.join(shared, "data")
+    fake, real = set5_psnr(q, 3, data), set5_psnr(OnnxRunner(path), 3, data)
+    assert fake > 33.3 and abs(real - fake) < 0.05
