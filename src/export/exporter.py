@@ -117,6 +117,12 @@ def run_export(config, log=print):
         from src.export.onnx_float import float_onnx, max_diff, ort_session, save_onnx  # pylint: disable=import-outside-toplevel
         if config.quant == "int8":
             from src.export.onnx_qdq import integer_kernels, observe_output_ranges, quantize_onnx  # pylint: disable=import-outside-toplevel
+            from src.quantlib.convert import quant_layers  # pylint: disable=import-outside-toplevel
+            low = sorted({min(l.w_bit or 8, l.a_bit or 8) for _, l in quant_layers(q_net)} - {8})
+            if low:
+                log(f"note: layers at {low[0]} bits are stored in int8/uint8 containers; below 8 bits a Clip keeps "
+                    "the activation integers but stops onnxruntime fusing that Conv, and the int32 bias "
+                    "(scale = activation x weight scale) is coarse, so expect a larger gap than at W8A8")
             ranges = observe_output_ranges(q_net, inputs)
             save_onnx(quantize_onnx(float_onnx(fp_net, inputs[0]), q_net, ranges), path)
             if config.export_check:
