@@ -15,8 +15,9 @@ onnxruntime fuses ``DQ -> Conv -> (Relu) -> Q`` into ``QLinearConv`` (its optimi
 graph shows it, see :func:`integer_kernels`). A Conv followed by something other than
 Relu (PReLU in SESR/ECBSR, a residual Add in EDSR) has no Q after it, so it would stay
 a float Conv; given ``output_ranges`` (observed with :func:`observe_output_ranges`) such
-a Conv's output gets its own uint8 Q/DQ (8-bit min/max), except for the last
-quantized layer, whose output is the image. Differences from the fake-quant model:
+a Conv's output gets its own uint8 Q/DQ (8-bit min/max); this includes the last
+layer (its output is the residual added to the upsampled input), so that it too
+runs as ``QLinearConv`` (``quantize_last=False`` keeps it float). Differences from the fake-quant model:
 integer-kernel requantisation rounding, the int32 bias and those 8-bit output steps.
 """
 import numpy as np
@@ -89,7 +90,7 @@ def _output_qdq(layer_name, out_name, value_range):
     return nodes, [_const(p + "_scale", step), _const(p + "_zero_point", zero)], p + "_float"
 
 
-def quantize_onnx(float_model, qnet, output_ranges=None):
+def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
     """QDQ ModelProto from the float ModelProto of the same network and the calibrated ``qnet``."""
     layers = {name: layer for name, layer in quant_layers(qnet)}
     last_layer = list(layers)[-1] if layers else None
@@ -158,7 +159,7 @@ def quantize_onnx(float_model, qnet, output_ranges=None):
         conv.input.extend(inputs)
         new_nodes.append(conv)
         out_name = node.output[0]
-        if (output_ranges and layer_name in output_ranges and layer_name != last_layer
+        if (output_ranges and layer_name in output_ranges and (quantize_last or layer_name != last_layer)
                 and set(consumers.get(out_name, [])) != {"Relu"}):
             nodes, q_inits, float_name = _output_qdq(layer_name, out_name, output_ranges[layer_name])
             conv.output[0] = float_name
