@@ -94,10 +94,16 @@ def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
     """QDQ ModelProto from the float ModelProto of the same network and the calibrated ``qnet``."""
     layers = {name: layer for name, layer in quant_layers(qnet)}
     last_layer = list(layers)[-1] if layers else None
-    consumers = {}
-    for node in float_model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node.op_type)
+    users = _consumers(float_model.graph)
+
+    def feeds_quantized_convs(name):
+        """True if every reader of ``name`` is a quantized Conv that quantizes it as its input."""
+        readers = users.get(name, [])
+        return bool(readers) and all(
+            n.op_type == "Conv" and n.input[0] == name and n.input[1].endswith(".weight")
+            and n.input[1][:-len(".weight")] in layers and layers[n.input[1][:-len(".weight")]].act_quant.enabled
+            for n in readers)
+    after_relu = {}  # Relu output -> (layer name, range): quantize there (a Relu no quantized conv reads)
     if not layers:
         raise ValueError("the model holds no quantizer bounds: --quant int8 needs a calibrated or QAT "
                          "checkpoint (eval.py --quant_method dbdc --save_quant_ckpt FILE)")
@@ -110,6 +116,12 @@ def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
         layer = layers.get(layer_name)
         if layer is None:
             new_nodes.append(node)
+            if node.op_type == "Relu" and node.output[0] in after_relu:
+                owner, value_range = after_relu[node.output[0]]
+                nodes, q_inits, float_name = _output_qdq(owner, node.output[0], (0.0, max(value_range[1], 0.0)))
+                node.output[0] = float_name
+                new_nodes.extend(nodes)
+                new_inits.extend(q_inits)
             continue
         a_on, w_on = layer.act_quant.enabled, layer.weight_quant.enabled
         if a_on and layer.act_quant.bits > 8 or w_on and layer.weight_quant.bits > 8:
@@ -159,12 +171,16 @@ def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
         conv.input.extend(inputs)
         new_nodes.append(conv)
         out_name = node.output[0]
-        if (output_ranges and layer_name in output_ranges and (quantize_last or layer_name != last_layer)
-                and set(consumers.get(out_name, [])) != {"Relu"}):
-            nodes, q_inits, float_name = _output_qdq(layer_name, out_name, output_ranges[layer_name])
-            conv.output[0] = float_name
-            new_nodes.extend(nodes)
-            new_inits.extend(q_inits)
+        if output_ranges and layer_name in output_ranges and (quantize_last or layer_name != last_layer):
+            readers = users.get(out_name, [])
+            if len(readers) == 1 and readers[0].op_type == "Relu":
+                if not feeds_quantized_convs(readers[0].output[0]):
+                    after_relu[readers[0].output[0]] = (layer_name, output_ranges[layer_name])
+            else:
+                nodes, q_inits, float_name = _output_qdq(layer_name, out_name, output_ranges[layer_name])
+                conv.output[0] = float_name
+                new_nodes.extend(nodes)
+                new_inits.extend(q_inits)
         done.add(layer_name)
     missing = sorted(set(layers) - done)
     if missing:
@@ -201,6 +217,7 @@ __all__ = ["quantize_onnx", "integer_kernels", "INTEGER_KERNELS"]
 
 
 def _consumers(graph):
+    """{tensor name: [nodes reading it]}."""
     out = {}
     for node in graph.node:
         for name in node.input:
