@@ -7,22 +7,16 @@
 import sys
 
 import model_utils  # noqa: F401  (CPU runtime defaults before mindspore loads)
-from model_utils.config import get_config
-from model_utils.device_adapter import device_info
+from model_utils.entry import run_entry
+
+
+def _engine():
+    from src.export.exporter import run_export  # pylint: disable=import-outside-toplevel
+    return run_export
 
 
 def main(argv=None):
-    config = get_config(argv, description="Export an SR model (MINDIR, ONNX, AIR).")
-    from src.engine.context import init_context  # pylint: disable=import-outside-toplevel
-    from src.errors import USER_ERRORS  # pylint: disable=import-outside-toplevel
-    from src.export.exporter import run_export  # pylint: disable=import-outside-toplevel
-    try:
-        init_context(config.device_target, config.mode, device_info(config)["device_id"])
-        run_export(config)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_entry(argv, "Export an SR model (MINDIR, ONNX, AIR).", _engine)
 
 
 if __name__ == "__main__":
