@@ -8,7 +8,7 @@ from src.quantlib.calibrate import calibrate
 from src.quantlib.convert import QuantConfig
 from src.quantlib.pac import PaCConfig, pixel_aware_calibration
 from src.weights.checkpoint import model_meta, save_checkpoint
-from src.weights.loader import load_for_inference, load_quantized, quant_config_of
+from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of
 
 
 def quant_config_from(config):
@@ -24,26 +24,30 @@ def pac_config_from(config):
                      relative_features=bool(config.get("pac_relative_features", True)), seed=config.calib_seed)
 
 
+def calibrate_from_config(q_net, fp_net, config, method, qcfg, calib_path, log):
+    """Convert and calibrate ``q_net`` with ``method`` on ``calib_num`` patches from ``calib_path``
+    (then PaC against ``fp_net`` for ``dbdc_pac``); returns the number of patches used."""
+    patches = calibration_patches(calib_path, config.calib_num, config.scale, config.pac_hr_patch, config.calib_seed,
+                                  int(getattr(fp_net, "n_colors", 3)))
+    calibrate(q_net, batches_of(patches, config.pac_batch), method, qcfg, config.percentile, config.dbdc_p)
+    if method == "dbdc_pac":
+        pixel_aware_calibration(q_net, fp_net, patches, pac_config_from(config), log=log)
+    return len(patches)
+
+
 def build_quantized(config, ckpt, options, resolve, log):
     """(fp_net, q_net, info): a calibrated checkpoint is used as is; otherwise calibrate now."""
-    fp_net, meta = load_for_inference(config.model, config.variant, config.scale, ckpt, options)
-    if quant_config_of(meta) is not None:
-        q_net, _ = load_quantized(config.model, config.variant, config.scale, ckpt, options)
+    fp_net, q_net, meta = load_float_and_quantized(config.model, config.variant, config.scale, ckpt, options)
+    if q_net is not None:
         qcfg = quant_config_of(meta)
         return fp_net, q_net, {"method": str(meta.get("quant_method", "?")), "w_bit": qcfg.w_bit,
                                "a_bit": qcfg.a_bit, "calibration_seconds": 0.0, "from_checkpoint": True}
     qcfg = quant_config_from(config)
     q_net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, options)
-    n_colors = int(getattr(fp_net, "n_colors", 3))
     start = time.time()
-    patches = calibration_patches(resolve(config.calib_path), config.calib_num, config.scale, config.pac_hr_patch,
-                                  config.calib_seed, n_colors)
-    calibrate(q_net, batches_of(patches, config.pac_batch), config.quant_method, qcfg, config.percentile,
-              config.dbdc_p)
-    if config.quant_method == "dbdc_pac":
-        pixel_aware_calibration(q_net, fp_net, patches, pac_config_from(config), log=log)
+    count = calibrate_from_config(q_net, fp_net, config, config.quant_method, qcfg, resolve(config.calib_path), log)
     seconds = time.time() - start
-    log(f"calibrated {config.quant_method} W{qcfg.w_bit}A{qcfg.a_bit} on {len(patches)} patches from "
+    log(f"calibrated {config.quant_method} W{qcfg.w_bit}A{qcfg.a_bit} on {count} patches from "
         f"{config.calib_path} in {seconds:.1f} s")
     q_net.model_name, q_net.variant, q_net.scale = fp_net.model_name, fp_net.variant, fp_net.scale
     q_net.form, q_net.options = "deploy", getattr(fp_net, "options", {})

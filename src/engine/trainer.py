@@ -60,33 +60,23 @@ def _evaluation_net(net, step_cell, config, form):
 
 def _build_qat_net(config, log):
     """Deploy form with fake quantizers, initialised from a float (or calibrated) checkpoint."""
-    from src.engine.quant_eval import pac_config_from, quant_config_from  # pylint: disable=import-outside-toplevel
-    from src.quantlib.calib_data import batches_of, calibration_patches  # pylint: disable=import-outside-toplevel
-    from src.quantlib.calibrate import calibrate  # pylint: disable=import-outside-toplevel
-    from src.quantlib.pac import pixel_aware_calibration  # pylint: disable=import-outside-toplevel
-    from src.weights.checkpoint import read_checkpoint  # pylint: disable=import-outside-toplevel
-    from src.weights.loader import load_for_inference, load_quantized, quant_config_of  # pylint: disable=import-outside-toplevel
+    from src.engine.quant_eval import calibrate_from_config, quant_config_from  # pylint: disable=import-outside-toplevel
+    from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of  # pylint: disable=import-outside-toplevel
     if not config.pre_trained:
         raise ValueError("--qat True needs --pre_trained: the float (or calibrated) checkpoint to fine-tune")
     if config.get("ema_decay", 0.0) > 0:
         raise ValueError("--qat True does not support --ema_decay yet; set --ema_decay 0")
     ckpt = resolve_path(config, config.pre_trained)
-    _, meta = read_checkpoint(ckpt)
     options = config_options(config)
-    if quant_config_of(meta) is not None:
-        net, _ = load_quantized(config.model, config.variant, config.scale, ckpt, options)
+    fp_net, net, meta = load_float_and_quantized(config.model, config.variant, config.scale, ckpt, options)
+    if net is not None:
         qcfg = quant_config_of(meta)
         log(f"QAT from calibrated checkpoint {ckpt} (W{qcfg.w_bit}A{qcfg.a_bit})")
     else:
         method = config.quant_method or "dbdc"
         qcfg = quant_config_from(config)
-        fp_net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, options)
         net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, options)
-        patches = calibration_patches(resolve_path(config, config.calib_path), config.calib_num, config.scale,
-                                      config.pac_hr_patch, config.calib_seed, int(getattr(net, "n_colors", 3)))
-        calibrate(net, batches_of(patches, config.pac_batch), method, qcfg, config.percentile, config.dbdc_p)
-        if method == "dbdc_pac":
-            pixel_aware_calibration(net, fp_net, patches, pac_config_from(config), log=log)
+        calibrate_from_config(net, fp_net, config, method, qcfg, resolve_path(config, config.calib_path), log)
         log(f"QAT initialised by {method} calibration, W{qcfg.w_bit}A{qcfg.a_bit}")
     net.model_name, net.variant, net.form = config.model, net.variant, "deploy"
     net.options = options

@@ -16,9 +16,10 @@ def _model_for(config, log):
         raise FileNotFoundError(f"model file {source} does not exist; pass --file_name (.ckpt, .mindir, .onnx) "
                                 "or --pre_trained")
     if source.lower().endswith(".ckpt"):
-        from src.export.exporter import load_nets  # pylint: disable=import-outside-toplevel
         from src.models.registry import config_options  # pylint: disable=import-outside-toplevel
-        fp_net, q_net, _ = load_nets(config, source, config_options(config))
+        from src.weights.loader import load_float_and_quantized  # pylint: disable=import-outside-toplevel
+        fp_net, q_net, _ = load_float_and_quantized(config.model, config.variant, config.scale, source,
+                                                    config_options(config))
         net = q_net if q_net is not None else fp_net
         return net, config.scale, f"{config.model}-{config.variant} x{config.scale} checkpoint {source}"
     from src.engine.runners import open_exported  # pylint: disable=import-outside-toplevel

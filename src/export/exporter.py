@@ -15,8 +15,7 @@ from src.data.eval_sets import sample_set
 from src.data.image_io import read_rgb
 from src.data.transforms import rgb_to_ycbcr01
 from src.utils.atomic import atomic_target
-from src.weights.loader import load_for_inference, load_quantized, quant_config_of
-from src.weights.checkpoint import read_checkpoint
+from src.weights.loader import load_float_and_quantized
 
 FLOAT_TOLERANCE = 1e-4
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
@@ -52,15 +51,6 @@ def example_inputs(shape):
     return out
 
 
-def load_nets(config, ckpt, options):
-    """(float deploy net, quantized net or None, meta)."""
-    fp_net, meta = load_for_inference(config.model, config.variant, config.scale, ckpt, options)
-    q_net = None
-    if quant_config_of(meta) is not None:
-        q_net, _ = load_quantized(config.model, config.variant, config.scale, ckpt, options)
-    return fp_net, q_net, meta
-
-
 def default_file_name(config, quant):
     from src.engine.evaluator import resolve_path  # pylint: disable=import-outside-toplevel
     stem = f"{config.model}_{config.variant}_x{config.scale}" + ("_int8" if quant == "int8" else "")
@@ -87,8 +77,8 @@ def run_export(config, log=print):
     from src.engine.evaluator import select_checkpoint  # pylint: disable=import-outside-toplevel
     from src.models.registry import config_options  # pylint: disable=import-outside-toplevel
     ckpt = select_checkpoint(config)
-    read_checkpoint(ckpt)  # clear error for a missing / corrupt file before building anything
-    fp_net, q_net, _ = load_nets(config, ckpt, config_options(config))
+    fp_net, q_net, _ = load_float_and_quantized(config.model, config.variant, config.scale, ckpt,
+                                                config_options(config))
     _check_request(config, q_net)
     n_colors = int(getattr(fp_net, "n_colors", 3))
     shape = parse_input_shape(config.input_shape, n_colors)

@@ -49,3 +49,12 @@ def load_quantized(model, variant, scale, ckpt_path, options=None):
     quantize_model(net, qcfg)
     load_into(net, ckpt_path)
     return net, meta
+
+
+def load_float_and_quantized(model, variant, scale, ckpt_path, options=None):
+    """``(float deploy net, quantized net or None, meta)``: the quantized net only for a calibrated checkpoint."""
+    fp_net, meta = load_for_inference(model, variant, scale, ckpt_path, options)
+    q_net = None
+    if quant_config_of(meta) is not None:
+        q_net, _ = load_quantized(model, variant, scale, ckpt_path, options)
+    return fp_net, q_net, meta
