@@ -20,6 +20,9 @@ layer (its output is the residual added to the upsampled input), so that it too
 runs as ``QLinearConv`` (``quantize_last=False`` keeps it float). Differences from the fake-quant model:
 integer-kernel requantisation rounding, the int32 bias and those 8-bit output steps.
 """
+import os
+import tempfile
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -30,24 +33,19 @@ INTEGER_KERNELS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger
 
 
 def _act_params(fq):
-    """(scale, zero_point, clip_low, clip_high) of an asymmetric activation quantizer, float32 like the Cell."""
-    lower, upper = (np.float32(v.ravel()[0]) for v in fq.bounds())
-    lower, upper = np.minimum(lower, np.float32(0)), np.maximum(upper, np.float32(0))
+    """(scale, zero_point, clip_low, clip_high) of an asymmetric activation quantizer (its own grid)."""
+    step, zero = (np.float32(v.ravel()[0]) for v in fq.grid())
     q_max = np.float32(fq.q_max)
-    step = np.float32(np.maximum(upper - lower, np.float32(fq.eps)) / q_max)
-    zero = np.float32(np.clip(np.floor(-lower / step + np.float32(0.5)), 0, q_max))
     return step, int(zero), np.float32(-zero * step), np.float32((q_max - zero) * step)
 
 
 def _weight_params(fq, weight):
-    """(int8 weight, per-channel float32 scale) of a symmetric weight quantizer."""
+    """(int8 weight, per-channel float32 scale) of a symmetric weight quantizer (its own grid)."""
     if not fq.symmetric:
         raise ValueError("int8 ONNX export needs symmetric weights; calibrate with --w_symmetric True")
-    q_max = np.float32(fq.q_max)
-    upper = fq.bounds()[1].reshape(-1).astype(np.float32)
-    step = (np.maximum(upper, np.float32(fq.eps)) / q_max).astype(np.float32)
+    step = fq.grid()[0].reshape(-1)
     w_int = np.clip(np.floor(weight / step.reshape((-1,) + (1,) * (weight.ndim - 1)) + np.float32(0.5)),
-                    -q_max, q_max)
+                    -fq.q_max, fq.q_max)
     return w_int.astype(np.int8), step
 
 
@@ -199,8 +197,6 @@ def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
 
 def integer_kernels(path):
     """{op type: count} of integer kernels in onnxruntime's optimised graph of the file at ``path``."""
-    import os  # pylint: disable=import-outside-toplevel
-    import tempfile  # pylint: disable=import-outside-toplevel
     from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
     with tempfile.TemporaryDirectory() as tmp:
         optimized = os.path.join(tmp, "optimized.onnx")
@@ -241,6 +237,10 @@ def pad_conv_channels(model, multiple=4):
     consumers = _consumers(graph)
     producers = {o: n for n in graph.node for o in n.output}
     padded, slices = 0, []
+
+    def _set(init_name, array):
+        inits[init_name].CopyFrom(numpy_helper.from_array(array, init_name))
+
     for conv in [n for n in graph.node if n.op_type == "Conv"]:
         w_dq = producers.get(conv.input[1])
         if w_dq is None or w_dq.op_type != "DequantizeLinear" or w_dq.input[0] not in inits:
@@ -268,9 +268,6 @@ def pad_conv_channels(model, multiple=4):
             continue
         if nxt is None and name == conv.output[0]:
             continue  # a float Conv output: nothing gained
-
-        def _set(init_name, array):
-            inits[init_name].CopyFrom(numpy_helper.from_array(array, init_name))
 
         w_scale = numpy_helper.to_array(inits[w_dq.input[1]])
         _set(w_dq.input[0], np.concatenate([w, np.zeros((extra,) + w.shape[1:], w.dtype)]))

@@ -72,6 +72,18 @@ class FakeQuant(nn.Cell):
     def bounds(self):
         return self.lower.asnumpy().copy(), self.upper.asnumpy().copy()
 
+    def grid(self):
+        """(step, zero point) as float32 arrays shaped like the bounds: the grid ``construct`` uses
+        (zero point 0 when symmetric), for exporters that write integer tensors."""
+        lower, upper = self.bounds()
+        if self.symmetric:
+            step = np.maximum(upper, np.float32(self.eps)) / np.float32(self.q_max)
+            return step.astype(np.float32), np.zeros_like(step, np.float32)
+        lower, upper = np.minimum(lower, np.float32(0)), np.maximum(upper, np.float32(0))
+        step = (np.maximum(upper - lower, np.float32(self.eps)) / np.float32(self.q_max)).astype(np.float32)
+        zero = np.clip(np.floor(-lower / step + np.float32(0.5)), 0, self.q_max).astype(np.float32)
+        return step, zero
+
     def construct(self, x):
         if not self.enabled:
             return x

@@ -59,12 +59,13 @@ def _features(net, layers, x):
     return out, feats
 
 
-def _feature_scale(feature, fp_out, relative):
-    """Divisor of a feature's L1 term: 1, or its mean magnitude relative to the output's, so that
-    every layer weighs like the output term whatever the scale of its activations."""
+def _feature_scales(features, fp_out, relative):
+    """Divisors of the feature L1 terms: 1, or each feature's mean magnitude relative to the output's,
+    so that every layer weighs like the output term whatever the scale of its activations."""
     if not relative:
-        return 1.0
-    return max(float(ops.abs(feature).mean().asnumpy()), 1e-6) / max(float(ops.abs(fp_out).mean().asnumpy()), 1e-6)
+        return [1.0] * len(features)
+    out_mag = max(float(ops.abs(fp_out).mean().asnumpy()), 1e-6)
+    return [max(float(ops.abs(f).mean().asnumpy()), 1e-6) / out_mag for f in features]
 
 
 def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
@@ -107,7 +108,7 @@ def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
                 idx = rng.choice(len(patches), cfg.batch_size, replace=False)
                 x = Tensor(patches[idx])
                 fp_out, fp_feats = _features(fp_net, taps_fp, x)
-                scales = [_feature_scale(f, fp_out, cfg.relative_features) for f in fp_feats]
+                scales = _feature_scales(fp_feats, fp_out, cfg.relative_features)
                 loss, grads = grad_fn(x, ops.stop_gradient(fp_out), [ops.stop_gradient(f) for f in fp_feats], scales)
                 # No projection of the bounds here: resetting parameter data between steps froze
                 # the optimisation; FakeQuant's forward already keeps lower <= 0 <= upper.
