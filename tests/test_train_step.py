@@ -79,13 +79,12 @@ def test_trainer_stops_after_consecutive_bad_steps(tmp_path, monkeypatch):
     (tmp_path / "data" / "benchmark" / "Val" / "HR").mkdir(parents=True)
     for name, folder in (("a", tmp_path / "train"), ("v", tmp_path / "data" / "benchmark" / "Val" / "HR")):
         cv2.imwrite(str(folder / f"{name}.png"), RNG.integers(0, 256, (48, 48, 3)).astype(np.uint8))
-    real_batch = train_set.PatchSampler.batch
+    real_item = train_set.PatchSource.__getitem__
 
-    def nan_batch(self, n):
-        lr, hr = real_batch(self, n)
-        lr[:] = np.nan
-        return lr, hr
-    monkeypatch.setattr(train_set.PatchSampler, "batch", nan_batch)
+    def nan_item(self, position):
+        lr, hr = real_item(self, position)
+        return np.full_like(lr, np.nan), hr
+    monkeypatch.setattr(train_set.PatchSource, "__getitem__", nan_item)
     cfg = get_config(["--model", "abpn", "--variant", "M2C8", "--scale", "2", "--train_path", str(tmp_path / "train"),
                       "--val_data_path", str(tmp_path / "data"), "--val_datasets", "Val", "--patch_size", "8",
                       "--batch_size", "2", "--total_steps", "20", "--val_every", "10", "--max_bad_steps", "3",

@@ -1,18 +1,32 @@
-"""Training patches from any folder of HR images.
+"""Training data: (LR, HR) image pairs, random patches, and the MindSpore pipeline.
 
-Patches are RGB, or the BT.601 Y channel (MATLAB convention, [0, 1]) for
-``n_colors=1`` models. Every image is read once, mod-cropped to the scale and downscaled with the
-MATLAB-compatible bicubic; the (LR, HR) pairs stay in memory. Batches are random
-LR crops of ``patch_size`` with the aligned HR crop, and random horizontal /
-vertical flips and transposition.
+Sources (``train_path``):
+- the official DIV2K layout: ``DIV2K_train_HR/`` with ``DIV2K_train_LR_bicubic/X{s}/``
+  beside it (``0001x2.png``); ``train_path`` may be the DIV2K root or its HR folder;
+- any folder (searched recursively) of HR images: the LR image is made with the
+  project's MATLAB-compatible bicubic and cached as PNG under ``cache_dir``.
+
+Each sample is a random LR crop of ``patch_size`` with the aligned HR crop, random
+horizontal / vertical flips and transposition, and (optionally) a random RGB channel
+order. Samples are addressed by their position in the training stream, not by an
+image index: position ``p`` picks image ``perm_e[p mod n]`` of a seeded permutation
+for epoch ``e = p // n`` and draws its crop and flips from ``default_rng([seed, p])``.
+The stream is therefore a pure function of ``(seed, p)``: resuming at step ``k``
+(``StreamSampler(start_step=k)``) continues exactly where an uninterrupted run
+would be, with any number of workers, and rank ``r`` of ``w`` data-parallel
+workers takes its own slice of every global batch.
 """
+import hashlib
 import os
 
 import numpy as np
 
-from src.data.image_io import IMAGE_EXTENSIONS, ImageError, read_rgb
+from src.data.image_io import IMAGE_EXTENSIONS, ImageError, read_rgb, write_png
 from src.data.imresize import imresize
 from src.data.transforms import modcrop, rgb_to_ycbcr01
+
+DIV2K_HR = "DIV2K_train_HR"
+DIV2K_LR = "DIV2K_train_LR_bicubic"
 
 
 def find_images(root):
@@ -25,49 +39,182 @@ def find_images(root):
     return sorted(found)
 
 
-class PatchSampler:
-    def __init__(self, root, scale, patch_size, seed=0, n_colors=3):
-        self.scale, self.patch, self.n_colors = int(scale), int(patch_size), int(n_colors)
-        paths = find_images(root)
-        self.pairs = []
-        skipped = []
+def _div2k_dirs(root, scale):
+    """(hr_dir, lr_dir) when ``root`` is a DIV2K root or its HR folder with the X{s} LR folder beside it."""
+    for hr_dir in (os.path.join(root, DIV2K_HR), root):
+        if os.path.basename(os.path.normpath(hr_dir)) != DIV2K_HR or not os.path.isdir(hr_dir):
+            continue
+        lr_dir = os.path.join(os.path.dirname(os.path.normpath(hr_dir)), DIV2K_LR, f"X{scale}")
+        if os.path.isdir(lr_dir):
+            return hr_dir, lr_dir
+    return None
+
+
+def _lr_cache_path(cache_dir, hr_path, scale):
+    stat = os.stat(hr_path)
+    key = f"{os.path.abspath(hr_path)}|{stat.st_size}|{int(stat.st_mtime)}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    stem = os.path.splitext(os.path.basename(hr_path))[0]
+    return os.path.join(cache_dir, "train_lr", f"X{scale}", f"{stem}-{digest}.png")
+
+
+def _make_lr(hr, hr_path, scale, cache_dir):
+    """MATLAB-bicubic LR of an (already mod-cropped) HR image, read from / written to the cache."""
+    cached = _lr_cache_path(cache_dir, hr_path, scale) if cache_dir else None
+    shape = (hr.shape[0] // scale, hr.shape[1] // scale)
+    if cached and os.path.isfile(cached):
+        try:
+            lr = read_rgb(cached)
+            if lr.shape[:2] == shape:
+                return lr
+        except ImageError:
+            pass  # unreadable cache entry: make it again
+    lr = imresize(hr, 1.0 / scale)
+    if cached:
+        write_png(cached, lr)
+    return lr
+
+
+class TrainPairs:
+    """All usable (LR, HR) uint8 RGB pairs of ``root`` for ``scale``, in memory when they fit."""
+
+    def __init__(self, root, scale, patch_size, cache_dir=None, max_memory_gb=4.0):
+        self.scale, self.patch = int(scale), int(patch_size)
+        self.cache_dir = cache_dir
+        div2k = _div2k_dirs(root, self.scale)
+        paths = find_images(div2k[0] if div2k else root)
+        self.source = "DIV2K official layout" if div2k else "HR folder (LR by MATLAB bicubic, cached)"
+        self.lr_paths = {}
+        if div2k:
+            for path in paths:
+                stem = os.path.splitext(os.path.basename(path))[0]
+                self.lr_paths[path] = os.path.join(div2k[1], f"{stem}x{self.scale}.png")
+        self.paths, self.skipped, self.unreadable = [], [], []
+        self._cache = {}
+        need = self.patch * self.scale
+        budget = max_memory_gb * 2 ** 30
         for path in paths:
-            hr = modcrop(read_rgb(path), self.scale)
-            if min(hr.shape[:2]) < self.patch * self.scale:
-                skipped.append(os.path.basename(path))
+            try:
+                hr = read_rgb(path)
+            except ImageError as exc:
+                self.unreadable.append(f"{os.path.basename(path)} ({exc})")
                 continue
-            self.pairs.append((imresize(hr, 1.0 / self.scale), hr))
-        if not self.pairs:
-            raise ImageError(f"no usable training images in {root}: {len(paths)} found, "
-                             f"{len(skipped)} smaller than a {self.patch * self.scale}px HR patch")
-        self.skipped = skipped
-        self.rng = np.random.default_rng(seed)
+            if min(hr.shape[:2]) < need:
+                self.skipped.append(os.path.basename(path))
+                continue
+            self.paths.append(path)
+            pair_bytes = hr.size * (1 + 1 / self.scale ** 2)
+            if pair_bytes <= budget:  # decoded pairs stay in memory while they fit
+                self._cache[len(self.paths) - 1] = self._load(len(self.paths) - 1, hr)
+                budget -= pair_bytes
+        if not self.paths:
+            detail = f"{len(paths)} images found" if paths else "no image files found"
+            if paths:
+                detail += (f", {len(self.skipped)} smaller than a {need}px HR patch (lower --patch_size)"
+                           f", {len(self.unreadable)} unreadable")
+            raise ImageError(f"no usable training images in {root}: {detail}")
+        self.in_memory = len(self._cache) == len(self.paths)
 
     def __len__(self):
-        return len(self.pairs)
+        return len(self.paths)
 
-    def batch(self, batch_size):
-        lrs, hrs = [], []
-        p, s = self.patch, self.scale
-        for idx in self.rng.integers(0, len(self.pairs), batch_size):
-            lr, hr = self.pairs[idx]
-            y = int(self.rng.integers(0, lr.shape[0] - p + 1))
-            x = int(self.rng.integers(0, lr.shape[1] - p + 1))
-            lr_p, hr_p = lr[y:y + p, x:x + p], hr[y * s:(y + p) * s, x * s:(x + p) * s]
-            flips = self.rng.integers(0, 2, 3)
-            if flips[0]:
-                lr_p, hr_p = lr_p[:, ::-1], hr_p[:, ::-1]
-            if flips[1]:
-                lr_p, hr_p = lr_p[::-1], hr_p[::-1]
-            if flips[2]:
-                lr_p, hr_p = lr_p.transpose(1, 0, 2), hr_p.transpose(1, 0, 2)
-            lrs.append(lr_p)
-            hrs.append(hr_p)
-        return self._to_nchw(lrs), self._to_nchw(hrs)
+    def _load(self, index, hr=None):
+        path = self.paths[index]
+        hr = modcrop(read_rgb(path) if hr is None else hr, self.scale)
+        lr_path = self.lr_paths.get(path)
+        if lr_path is None:
+            return _make_lr(hr, path, self.scale, self.cache_dir), hr
+        if not os.path.isfile(lr_path):
+            raise ImageError(f"{lr_path} is missing: DIV2K LR X{self.scale} must hold one file per HR image")
+        lr = read_rgb(lr_path)
+        h, w = hr.shape[0] // self.scale, hr.shape[1] // self.scale
+        if lr.shape[0] < h or lr.shape[1] < w:
+            raise ImageError(f"{lr_path} is {lr.shape[1]}x{lr.shape[0]}, too small for x{self.scale} of {path}")
+        return lr[:h, :w], hr
 
-    def _to_nchw(self, patches):
-        """uint8 HWC RGB patches -> float NCHW in [0, 1]: RGB, or the Y channel for 1-colour models."""
-        batch = np.stack(patches).astype(np.float32) / 255.0
+    def pair(self, index):
+        cached = self._cache.get(index)
+        return cached if cached is not None else self._load(index)
+
+
+class PatchSource:
+    """Random-access sample source for ``GeneratorDataset``: ``source[position] -> (lr, hr)``.
+
+    Arrays are float32 CHW in [0, 1], RGB or (``n_colors=1``) the BT.601 Y channel.
+    """
+
+    def __init__(self, pairs, seed=0, n_colors=3, channel_shuffle=False, enlarge_ratio=1):
+        self.pairs, self.seed, self.n_colors = pairs, int(seed), int(n_colors)
+        self.epoch_size = len(pairs) * max(1, int(enlarge_ratio))
+        self.channel_shuffle = bool(channel_shuffle) and self.n_colors == 3
+        self._perm_epoch, self._perm = -1, None
+
+    def __len__(self):
+        return self.epoch_size
+
+    def image_of(self, position):
+        """Image index of a stream position: every image ``enlarge_ratio`` times per epoch, shuffled."""
+        epoch = position // self.epoch_size
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, 0x5eed, epoch]).permutation(self.epoch_size)
+            self._perm_epoch = epoch
+        return int(self._perm[position % self.epoch_size]) % len(self.pairs)
+
+    def __getitem__(self, position):
+        position = int(position)
+        lr, hr = self.pairs.pair(self.image_of(position))
+        rng = np.random.default_rng([self.seed, position])
+        p, s = self.pairs.patch, self.pairs.scale
+        y = int(rng.integers(0, lr.shape[0] - p + 1))
+        x = int(rng.integers(0, lr.shape[1] - p + 1))
+        lr_p, hr_p = lr[y:y + p, x:x + p], hr[y * s:(y + p) * s, x * s:(x + p) * s]
+        hflip, vflip, transpose = rng.integers(0, 2, 3)
+        if hflip:
+            lr_p, hr_p = lr_p[:, ::-1], hr_p[:, ::-1]
+        if vflip:
+            lr_p, hr_p = lr_p[::-1], hr_p[::-1]
+        if transpose:
+            lr_p, hr_p = lr_p.transpose(1, 0, 2), hr_p.transpose(1, 0, 2)
+        if self.channel_shuffle:
+            order = rng.permutation(3)
+            lr_p, hr_p = lr_p[..., order], hr_p[..., order]
+        return self._to_chw(lr_p), self._to_chw(hr_p)
+
+    def _to_chw(self, patch):
+        arr = patch.astype(np.float32) / 255.0
         if self.n_colors == 1:
-            batch = rgb_to_ycbcr01(batch)[..., :1]
-        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
+            arr = rgb_to_ycbcr01(arr)[..., :1]
+        return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
+
+
+class StreamSampler:
+    """Stream positions of ``rank``'s share of the global batches ``start_step .. total_steps - 1``.
+
+    Global batch ``k`` holds positions ``k*B*w .. (k+1)*B*w - 1``; rank ``r`` takes
+    ``k*B*w + r*B .. + B - 1``.
+    """
+
+    def __init__(self, batch_size, total_steps, start_step=0, rank=0, world=1):
+        self.batch, self.total, self.start = int(batch_size), int(total_steps), int(start_step)
+        self.rank, self.world = int(rank), int(world)
+
+    def __len__(self):
+        return max(0, self.total - self.start) * self.batch
+
+    def __iter__(self):
+        for step in range(self.start, self.total):
+            base = (step * self.world + self.rank) * self.batch
+            yield from range(base, base + self.batch)
+
+
+def create_train_dataset(pairs, config, n_colors, start_step=0, rank=0, world=1):
+    """Batched ``GeneratorDataset`` of ``(lr, hr)`` for steps ``start_step .. total_steps - 1``."""
+    import mindspore.dataset as ds  # pylint: disable=import-outside-toplevel
+    source = PatchSource(pairs, seed=config.seed, n_colors=n_colors,
+                         channel_shuffle=config.get("channel_shuffle", False),
+                         enlarge_ratio=config.get("dataset_enlarge_ratio", 1))
+    sampler = StreamSampler(config.batch_size, config.total_steps, start_step, rank, world)
+    workers = max(1, int(config.get("num_workers", 2)))
+    dataset = ds.GeneratorDataset(source, column_names=["lr", "hr"], sampler=sampler,
+                                  num_parallel_workers=workers, python_multiprocessing=False)
+    return dataset.batch(config.batch_size, drop_remainder=True), source

@@ -1,19 +1,33 @@
-"""One compiled optimisation step with freezing, a finite-value guard and weight EMA.
+"""One compiled optimisation step: loss scaling, gradient all-reduce and clipping, freezing,
+a finite-value guard and weight EMA.
 
 - ``frozen``: parameters whose gradients are zeroed while the ``freeze`` input is 1
   (ETDS freezes its residual stream for the first iterations). With Adam their
   moments stay zero, so they do not move at all while frozen.
+- ``loss_scale``: ``"none"``, ``"static"`` (gradients of ``loss * scale``, divided
+  back) or ``"dynamic"`` (the scale halves on a non-finite step and doubles after
+  ``scale_window`` finite ones). Used with mixed precision on GPU/Ascend.
+- ``reduce_grads``: averages gradients over data-parallel workers (msrun).
+- ``clip_norm`` > 0: gradients are clipped to that global L2 norm.
 - The update is applied only when the loss and every gradient are finite; the step
   returns that flag so the trainer can stop after too many bad steps in a row.
+  (This tensor-dependent branch also makes the compiled CPU step faster than an
+  unconditional update.)
 - ``ema_decay`` > 0 keeps an exponential moving average of the trainable weights,
   updated after every applied step (used for validation and checkpoints).
+
+All state (optimizer moments, EMA, loss scale) is held in Parameters of this Cell,
+so saving the Cell saves everything a resumed run needs.
 """
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 import mindspore as ms
 
+LOSS_SCALES = ("none", "static", "dynamic")
+
 _mask_grad = ops.MultitypeFuncGraph("mask_grad")
 _ema_update = ops.MultitypeFuncGraph("ema_update")
 _all_finite = ops.MultitypeFuncGraph("all_finite")
+_unscale = ops.MultitypeFuncGraph("unscale")
 
 
 @_mask_grad.register("Tensor", "Tensor", "Tensor")
@@ -31,13 +45,21 @@ def _finite(grad):
     return ops.isfinite(grad).all()
 
 
+@_unscale.register("Tensor", "Tensor")
+def _divide(scale, grad):
+    return grad / ops.cast(scale, grad.dtype)
+
+
 class TrainStep(nn.Cell):
-    def __init__(self, loss_cell, optimizer, frozen=(), ema_decay=0.0):
+    def __init__(self, loss_cell, optimizer, frozen=(), ema_decay=0.0, clip_norm=0.0,
+                 loss_scale="none", loss_scale_value=65536.0, scale_window=1000, reduce_grads=False):
         super().__init__(auto_prefix=False)
+        if loss_scale not in LOSS_SCALES:
+            raise ValueError(f"loss_scale must be one of {LOSS_SCALES}, not '{loss_scale}'")
         self.loss_cell = loss_cell
         self.optimizer = optimizer
         self.weights = optimizer.parameters
-        self.grad = ops.GradOperation(get_by_list=True)
+        self.grad = ops.GradOperation(get_by_list=True, sens_param=True)
         self.hyper_map = ops.HyperMap()
         frozen_names = {p.name for p in frozen}
         self.frozen_flags = tuple(Tensor(1.0 if p.name in frozen_names else 0.0, ms.float32) for p in self.weights)
@@ -46,18 +68,49 @@ class TrainStep(nn.Cell):
         self.ema = ParameterTuple(
             [Parameter(p.data.copy(), name=f"ema.{p.name}", requires_grad=False) for p in self.weights]
             if self.use_ema else [])
+        self.clip_norm = float(clip_norm)
+        self.use_clip = self.clip_norm > 0
+        self.dynamic_scale = loss_scale == "dynamic"
+        self.loss_scale = Parameter(Tensor(loss_scale_value if loss_scale != "none" else 1.0, ms.float32),
+                                    name="loss_scale", requires_grad=False)
+        self.good_steps = Parameter(Tensor(0, ms.int32), name="loss_scale_good_steps", requires_grad=False)
+        self.scale_window = int(scale_window)
+        self.reduce_grads = bool(reduce_grads)
+        self.reducer = nn.DistributedGradReducer(self.weights, mean=True) if self.reduce_grads else None
 
     def construct(self, lr, hr, freeze):
         loss = self.loss_cell(lr, hr)
-        grads = self.grad(self.loss_cell, self.weights)(lr, hr)
+        sens = ops.fill(loss.dtype, loss.shape, 1.0) * ops.cast(self.loss_scale, loss.dtype)
+        grads = self.grad(self.loss_cell, self.weights)(lr, hr, sens)
+        grads = self.hyper_map(ops.partial(_unscale, self.loss_scale), grads)
+        if self.reduce_grads:
+            grads = self.reducer(grads)
         grads = self.hyper_map(ops.partial(_mask_grad, freeze), self.frozen_flags, grads)
         finite = ops.isfinite(loss) and ops.stack(self.hyper_map(_all_finite, grads)).all()
         if finite:
+            if self.use_clip:
+                grads = ops.clip_by_global_norm(grads, self.clip_norm)
             self.optimizer(grads)
             if self.use_ema:
                 self.hyper_map(ops.partial(_ema_update, self.ema_decay), self.ema, self.weights)
+        if self.dynamic_scale:
+            self._update_scale(finite)
         return loss, finite
+
+    def _update_scale(self, finite):
+        if finite:
+            ops.assign_add(self.good_steps, Tensor(1, ms.int32))
+            if self.good_steps >= self.scale_window:
+                ops.assign(self.loss_scale, self.loss_scale * 2.0)
+                ops.assign(self.good_steps, Tensor(0, ms.int32))
+        else:
+            ops.assign(self.loss_scale, ops.maximum(self.loss_scale / 2.0, Tensor(1.0, ms.float32)))
+            ops.assign(self.good_steps, Tensor(0, ms.int32))
 
     def ema_weights(self):
         """``{parameter name: EMA value}`` (empty without EMA)."""
         return {e.name[len("ema."):]: e.data.asnumpy() for e in self.ema}
+
+    def state_values(self):
+        """``{name: array}`` of every parameter the step holds (weights, optimizer, EMA, loss scale)."""
+        return {p.name: p.data.asnumpy() for p in self.get_parameters()}

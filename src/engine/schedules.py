@@ -1,0 +1,49 @@
+"""Per-step learning-rate schedules (lists handed to the optimizer), with linear warm-up.
+
+- ``cosine``: ``lr`` decays to ``min_lr`` over the steps after warm-up.
+- ``multistep``: ``lr`` times ``lr_gamma`` at each step of ``lr_milestones``
+  (BasicSR/EDSR style; e.g. ABPN's published halving schedule).
+"""
+import math
+
+
+def _warm(base_lr, step, warmup_steps):
+    return base_lr * (step + 1) / warmup_steps
+
+
+def cosine_lr(base_lr, min_lr, total_steps, warmup_steps=0):
+    lrs = []
+    for step in range(total_steps):
+        if step < warmup_steps:
+            lrs.append(_warm(base_lr, step, warmup_steps))
+        else:
+            t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+            lrs.append(min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * t)))
+    return lrs
+
+
+def multistep_lr(base_lr, milestones, gamma, total_steps, warmup_steps=0):
+    marks = sorted(int(m) for m in milestones)
+    if any(m <= 0 for m in marks):
+        raise ValueError(f"lr_milestones must be positive step numbers, got {list(milestones)}")
+    lrs = []
+    for step in range(total_steps):
+        if step < warmup_steps:
+            lrs.append(_warm(base_lr, step, warmup_steps))
+        else:
+            lrs.append(base_lr * gamma ** sum(1 for m in marks if step >= m))
+    return lrs
+
+
+def lr_schedule(config):
+    """The per-step learning rates that ``config`` asks for."""
+    kind = str(config.get("lr_scheduler", "cosine")).lower()
+    warmup = int(config.get("warmup_steps", 0))
+    if warmup >= config.total_steps:
+        raise ValueError(f"warmup_steps ({warmup}) must be below total_steps ({config.total_steps})")
+    if kind == "cosine":
+        return cosine_lr(config.lr, config.min_lr, config.total_steps, warmup)
+    if kind == "multistep":
+        return multistep_lr(config.lr, config.get("lr_milestones", []), float(config.get("lr_gamma", 0.5)),
+                            config.total_steps, warmup)
+    raise ValueError(f"lr_scheduler must be 'cosine' or 'multistep', not '{kind}'")
