@@ -98,8 +98,13 @@ def _list_parser(default):
     return parse
 
 
-def load_yaml(path):
-    """Return (config, help, choices) from a 1-3 document YAML file."""
+def load_yaml(path, _seen=()):
+    """Return (config, help, choices) from a 1-3 document YAML file.
+
+    A file whose config holds ``_base_: other.yaml`` (relative to the file) is a
+    preset: it starts from that file's config, help and choices and overrides
+    only the keys it lists, each of which must exist in the base.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config file not found: {path} (pass --config_path)")
     with open(path, "r", encoding="utf-8") as fh:
@@ -108,10 +113,21 @@ def load_yaml(path):
         raise ValueError(f"{path}: the first YAML document must be a mapping of config keys")
     if len(docs) > 3:
         raise ValueError(f"{path}: at most 3 YAML documents (config, help, choices), found {len(docs)}")
-    cfg = docs[0]
+    cfg = dict(docs[0])
     helper = docs[1] if len(docs) > 1 else {}
     choices = docs[2] if len(docs) > 2 else {}
-    return cfg, helper, choices
+    base = cfg.pop("_base_", None)
+    if base is None:
+        return cfg, helper, choices
+    base_path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), str(base)))
+    if base_path in _seen:
+        raise ValueError(f"{path}: _base_ chain loops back to {base_path}")
+    base_cfg, base_help, base_choices = load_yaml(base_path, _seen + (base_path,))
+    unknown = sorted(set(cfg) - set(base_cfg))
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)} (not in its base {base}); "
+                         f"valid keys: {', '.join(sorted(base_cfg))}")
+    return dict(base_cfg, **cfg), dict(base_help, **helper), dict(base_choices, **choices)
 
 
 def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None):
