@@ -4,7 +4,9 @@ A state file ``<stem>_state_<step>.ckpt`` holds the weights, the optimizer momen
 and step counter, the EMA, the loss scale and, as metadata, the step, the data seed
 and stream position, the best validation PSNR and the model description. Files are
 written atomically (temp file + rename), so a file with this name is always
-complete; the newest ``keep`` are kept. Resuming takes the newest readable one.
+complete; the newest ``keep`` are kept. Resuming takes the newest readable one
+(the learning-rate schedule itself is rebuilt from the resumed run's options, so
+``--total_steps`` may be raised to extend a finished run).
 """
 import glob
 import json
@@ -16,6 +18,7 @@ import mindspore as ms
 
 from src.weights.checkpoint import CheckpointError, save_checkpoint
 
+SCHEDULE_PARAMS = ("learning_rate",)
 _STATE_RE = re.compile(r"_state_(\d+)\.ckpt$")
 
 
@@ -49,14 +52,20 @@ def _read_state(path):
 
 
 def load_latest_state(step_cell, out_dir, stem, log=print):
-    """Load the newest readable state into ``step_cell``; return its progress dict (None if no state)."""
+    """Load the newest readable state into ``step_cell``; return its progress dict (None if no state).
+
+    Temp files left by a killed writer (``.<name>.tmp<pid>.ckpt``) are removed, never read.
+    """
+    for stale in glob.glob(os.path.join(glob.escape(out_dir), f".{glob.escape(stem)}_*.tmp*")):
+        os.remove(stale)
     for path in list_states(out_dir, stem):
         try:
             values, progress = _read_state(path)
         except Exception as exc:  # pylint: disable=broad-except  (unreadable: fall back to an older one)
             log(f"skipping unreadable training state {path}: {str(exc).splitlines()[0][:100]}")
             continue
-        own = {p.name: p for p in step_cell.get_parameters()}
+        # the schedule comes from this run's config (so a run can be extended), not from the file
+        own = {p.name: p for p in step_cell.get_parameters() if p.name not in SCHEDULE_PARAMS}
         missing = sorted(set(own) - set(values))
         misfit = sorted(k for k in own if k in values and tuple(values[k].shape) != tuple(own[k].shape))
         if missing or misfit:
