@@ -4,6 +4,8 @@ import os
 import sys
 import time
 
+from model_utils.config import PROJECT_ROOT
+
 from tqdm import tqdm
 
 from src.data.eval_sets import (SAMPLE_SET, dataset_exists, load_pair, resolve_eval_set)
@@ -23,13 +25,17 @@ def shipped_checkpoint(config):
 
 
 def resolve_path(config, path):
-    """Relative paths in the config are relative to the project root (where the YAML lives)."""
+    """A relative path as given if it exists from the working directory, else relative to the
+    folder of the YAML file; presets in the project's ``configs/`` count as living in the
+    project root (so their ``pretrained/...`` and ``./outputs/...`` mean the project's)."""
     if not path or os.path.isabs(path):
         return path
     if os.path.exists(path):
         return path
-    root = os.path.dirname(os.path.abspath(config.path)) if config.path else os.getcwd()
-    return os.path.normpath(os.path.join(root, path))
+    base = os.path.dirname(os.path.abspath(config.path)) if config.path else os.getcwd()
+    if base == os.path.join(PROJECT_ROOT, "configs"):
+        base = PROJECT_ROOT
+    return os.path.normpath(os.path.join(base, path))
 
 
 def select_checkpoint(config):
@@ -38,9 +44,13 @@ def select_checkpoint(config):
     shipped = shipped_checkpoint(config)
     if os.path.isfile(shipped):
         return shipped
+    folder = os.path.dirname(shipped)
+    others = sorted(f for f in os.listdir(folder) if f.endswith(f"_x{config.scale}.ckpt")) if os.path.isdir(folder) else []
+    hint = f" (shipped for x{config.scale}: {', '.join(others)}; pick one with --model/--variant)" if others else ""
     raise CheckpointError(
         f"no --pre_trained given and no shipped checkpoint {shipped} for {config.model}-{config.variant} "
-        f"x{config.scale}; pass --pre_trained FILE.ckpt (convert PyTorch weights with scripts/convert_torch_weights.py)")
+        f"x{config.scale}{hint}; pass --pre_trained FILE.ckpt (convert PyTorch weights with "
+        "scripts/convert_torch_weights.py)")
 
 
 def select_datasets(config):
