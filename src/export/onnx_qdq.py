@@ -19,6 +19,17 @@ a Conv's output gets its own uint8 Q/DQ (8-bit min/max); this includes the last
 layer (its output is the residual added to the upsampled input), so that it too
 runs as ``QLinearConv`` (``quantize_last=False`` keeps it float). Differences from the fake-quant model:
 integer-kernel requantisation rounding, the int32 bias and those 8-bit output steps.
+
+Channel counts onnxruntime's integer convolution handles badly (measured on this
+machine, one conv on 360x640, float in/out; see README):
+
+- fewer than 16 input channels (the image-facing first conv: 1->16 5x5 int8 6.1 ms
+  vs float 1.7 ms, 3->28 3x3 5.1 vs 2.7 ms): such a conv keeps its quantized input
+  (Q/DQ) but gets its dequantized weights as float constants, so onnxruntime runs
+  it as a float Conv on exactly the fake-quant values;
+- fewer than 16 or a non-multiple of 4 output channels (SESR's 16->4 5x5 output
+  conv 14.0 ms, padded to 16->16 7.0 ms; ABPN's 27 -> 28): zero filters are added
+  (:func:`pad_conv_channels`), exact.
 """
 import os
 import tempfile
@@ -30,6 +41,8 @@ from onnx import helper, numpy_helper
 from src.quantlib.convert import quant_layers
 
 INTEGER_KERNELS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger")
+MIN_INT8_IN_CHANNELS = 16
+MIN_INT8_OUT_CHANNELS = 16
 
 
 def _act_params(fq):
@@ -141,8 +154,15 @@ def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
                                               [p + "_dq"], name=p + "_dequantize"))
             x_name = p + "_dq"
         inputs = [x_name] + list(node.input[1:])
-        if w_on:
-            weight = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+        weight = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+        if w_on and weight.shape[1] < MIN_INT8_IN_CHANNELS:
+            w_int, w_step = _weight_params(layer.weight_quant, weight)
+            p = f"{layer_name}.weight"
+            new_inits.append(_const(p + "_fq", (w_int.astype(np.float32) * w_step.reshape(-1, 1, 1, 1))
+                                    .astype(np.float32)))
+            inputs[1] = p + "_fq"
+            drop.add(node.input[1])
+        elif w_on:
             w_int, w_step = _weight_params(layer.weight_quant, weight)
             p = f"{layer_name}.weight"
             new_inits += [_const(p + "_quantized", w_int), _const(p + "_scale", w_step),
@@ -221,8 +241,9 @@ def _consumers(graph):
     return out
 
 
-def pad_conv_channels(model, multiple=4):
-    """Pad the output channels of int8 Convs to a multiple of ``multiple`` (in place).
+def pad_conv_channels(model, multiple=4, min_channels=MIN_INT8_OUT_CHANNELS):
+    """Pad the output channels of int8 Convs to a multiple of ``multiple``, and to at least
+    ``min_channels`` (in place).
 
     onnxruntime's integer convolution is about twice as slow with 27 output channels
     (ABPN at x3) as with 28. A Conv whose output reaches exactly one other Conv
@@ -246,7 +267,7 @@ def pad_conv_channels(model, multiple=4):
         if w_dq is None or w_dq.op_type != "DequantizeLinear" or w_dq.input[0] not in inits:
             continue
         w = numpy_helper.to_array(inits[w_dq.input[0]])
-        extra = (-w.shape[0]) % multiple
+        extra = max(min_channels, w.shape[0] + (-w.shape[0]) % multiple) - w.shape[0]
         if extra == 0 or any(a.name == "group" and a.i != 1 for a in conv.attribute):
             continue
         name, nxt = conv.output[0], None
