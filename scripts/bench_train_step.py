@@ -178,11 +178,14 @@ def bench_torch(args, lr, hr):
     return result
 
 
-def torch_subprocess(args):
-    """The torch side in a fresh interpreter (``--only torch``) with the user's original environment."""
+def torch_subprocess(args, isa=None):
+    """The torch side in a fresh interpreter (``--only torch``) with the user's original environment
+    (or with ``ONEDNN_MAX_CPU_ISA=isa``)."""
     env = dict(os.environ)
     env.pop("ONEDNN_MAX_CPU_ISA", None)
-    if _ORIGINAL_ISA is not None:
+    if isa is not None:
+        env["ONEDNN_MAX_CPU_ISA"] = isa
+    elif _ORIGINAL_ISA is not None:
         env["ONEDNN_MAX_CPU_ISA"] = _ORIGINAL_ISA
     cmd = [sys.executable, os.path.abspath(__file__), "--only", "torch", "--emit_json",
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch_size", str(args.batch_size),
@@ -240,6 +243,11 @@ def report(results, args):
         print()
         print(f"ratio MindSpore/PyTorch = {ratio:.2f}x (target <= {TARGET_RATIO}x): {'met' if met else 'not met'}")
         summary.update(ratio=ratio, target_met=met)
+    if "mindspore" in results and "torch_same_isa" in results:
+        same = results["mindspore"]["median_ms"] / results["torch_same_isa"]["median_ms"]
+        print(f"for reference, with torch's oneDNN capped like MindSpore's "
+              f"(ONEDNN_MAX_CPU_ISA={results['torch_same_isa']['onednn_max_cpu_isa']}): {same:.2f}x")
+        summary.update(ratio_same_isa=same)
     return summary
 
 
@@ -255,6 +263,8 @@ def parse_args(argv=None):
     parser.add_argument("--only", choices=("both", "mindspore", "torch"), default="both")
     parser.add_argument("--torch_process", choices=("same", "sub"), default="same",
                         help="torch side in this process after MindSpore (default) or in a fresh subprocess")
+    parser.add_argument("--torch_same_isa", action="store_true",
+                        help="also time torch (subprocess) with the oneDNN ISA cap MindSpore runs with (AVX2 here)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--emit_json", action="store_true", help=argparse.SUPPRESS)
@@ -275,6 +285,9 @@ def main(argv=None):
     elif args.only == "both":
         results["torch"] = (torch_subprocess(args) if args.torch_process == "sub"
                             else torch_same_process(args, lr, hr))
+    if args.torch_same_isa and "mindspore" in results and results["mindspore"]["onednn_max_cpu_isa"]:
+        results["torch_same_isa"] = torch_subprocess(args, isa=results["mindspore"]["onednn_max_cpu_isa"])
+        results["torch_same_isa"]["framework"] += f", ONEDNN_MAX_CPU_ISA={results['mindspore']['onednn_max_cpu_isa']}"
     if args.emit_json:
         print(JSON_MARKER + json.dumps(results["torch"]))
         return 0

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import mindspore as ms
+from mindspore import Tensor
 
 from src.models import create_model, list_models, list_variants
 from src.models.common import crd_to_dcr
@@ -58,3 +59,15 @@ def test_anchor_adds_input_to_every_subpixel():
     x = np.random.default_rng(0).random((1, 3, 5, 4)).astype(np.float32)
     y = net(ms.Tensor(x)).asnumpy()
     np.testing.assert_allclose(y, np.repeat(np.repeat(x, 3, axis=2), 3, axis=3), atol=1e-7)
+
+
+@pytest.mark.parametrize("scale,channels", [(2, 4), (3, 27), (4, 48)])
+def test_pixel_shuffle_training_path_equals_depth_to_space(scale, channels):
+    from src.models.common import PixelShuffle
+    x = Tensor(np.random.default_rng(scale).random((2, channels, 5, 7)).astype(np.float32))
+    shuffle = PixelShuffle(scale)
+    shuffle.set_train(False)
+    kernel = shuffle(x).asnumpy()
+    shuffle.set_train(True)
+    np.testing.assert_array_equal(shuffle(x).asnumpy(), kernel)
+    assert kernel.shape == (2, channels // scale ** 2, 5 * scale, 7 * scale)

@@ -31,13 +31,26 @@ def crd_to_dcr(channels, scale):
 
 
 class PixelShuffle(nn.Cell):
-    """Depth-to-space in DCR order (MindSpore's native order, exports to ONNX DepthToSpace)."""
+    """Depth-to-space in DCR order (MindSpore's native order, exports to ONNX DepthToSpace).
+
+    In training mode the same permutation runs as reshape + transpose: on CPU that is
+    ~8x faster than the DepthToSpace kernel (16x27x64x64: 2.3 vs 18 ms) and its
+    gradient avoids the equally slow SpaceToDepth. Inference, evaluation and export
+    (dynamic shapes, ONNX DepthToSpace) use the kernel.
+    """
 
     def __init__(self, scale):
         super().__init__()
+        self.scale = int(scale)
         self.d2s = ops.DepthToSpace(scale)
 
     def construct(self, x):
+        if self.training:
+            n, channels, h, w = x.shape
+            s = self.scale
+            c = channels // (s * s)
+            y = x.reshape(n, s, s, c, h, w).transpose(0, 3, 4, 1, 5, 2)
+            return y.reshape(n, c, h * s, w * s)
         return self.d2s(x)
 
 
