@@ -162,4 +162,29 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None):
         if key in values and values[key] not in allowed:
             parser.error(f"--{key} {values[key]!r} is not one of {allowed}")
     values["config_path"] = known.config_path
+    try:
+        resolve_model_defaults(values)
+    except ValueError as exc:
+        parser.error(str(exc))
     return Config(values, cli_keys=overrides.keys(), path=known.config_path)
+
+
+def resolve_model_defaults(values):
+    """Replace ``model: auto`` / ``variant: auto`` (in place).
+
+    ``model: auto`` takes the shipped default for the scale from ``default_models``
+    (``{scale: "model/variant"}``); ``variant: auto`` then takes that variant, or for
+    an explicitly chosen model the family default from ``default_variants``.
+    """
+    model, variant = str(values.get("model", "")), str(values.get("variant", ""))
+    chosen_variant = None
+    if model == "auto":
+        table = values.get("default_models") or {}
+        entry = table.get(values.get("scale")) or table.get(str(values.get("scale")))
+        if not entry:
+            raise ValueError(f"--model auto: no default model for scale {values.get('scale')} in default_models; "
+                             "pass --model and --variant")
+        model, _, chosen_variant = str(entry).partition("/")
+        values["model"] = model
+    if variant == "auto":
+        values["variant"] = chosen_variant or (values.get("default_variants") or {}).get(model, "")

@@ -97,3 +97,15 @@ def test_local_adapter_reads_msrun_env(monkeypatch):
     monkeypatch.setenv("MS_WORKER_NUM", "2")
     monkeypatch.setenv("DEVICE_ID", "3")
     assert (local_adapter.get_rank_id(), local_adapter.get_device_num(), local_adapter.get_device_id()) == (1, 2, 3)
+
+
+def test_auto_model_picks_the_shipped_default_for_the_scale(tmp_path):
+    assert [(c.model, c.variant) for c in (get_config(["--scale", s]) for s in ("2", "3", "4"))] == \
+        [("sesr", "M5"), ("abpn", "M4C28"), ("sesr", "M5")]
+    assert (get_config(["--model", "edsr"]).variant, get_config(["--model", "etds", "--scale", "3"]).variant) == \
+        ("baseline", "M4C32")
+    assert get_config(["--model", "abpn", "--variant", "M2C8"]).variant == "M2C8"
+    bad = tmp_path / "c.yaml"
+    bad.write_text("model: auto\nvariant: auto\nscale: 3\ndefault_models: {2: sesr/M5}\ndefault_variants: {}\n")
+    with pytest.raises(SystemExit):
+        get_config(["--config_path", str(bad)])
