@@ -20,16 +20,14 @@ layer (its output is the residual added to the upsampled input), so that it too
 runs as ``QLinearConv`` (``quantize_last=False`` keeps it float). Differences from the fake-quant model:
 integer-kernel requantisation rounding, the int32 bias and those 8-bit output steps.
 
-Channel counts onnxruntime's integer convolution handles badly (measured on this
-machine, one conv on 360x640, float in/out; see README):
-
-- fewer than 16 input channels (the image-facing first conv: 1->16 5x5 int8 6.1 ms
-  vs float 1.7 ms, 3->28 3x3 5.1 vs 2.7 ms): such a conv keeps its quantized input
-  (Q/DQ) but gets its dequantized weights as float constants, so onnxruntime runs
-  it as a float Conv on exactly the fake-quant values;
-- fewer than 16 or a non-multiple of 4 output channels (SESR's 16->4 5x5 output
-  conv 14.0 ms, padded to 16->16 7.0 ms; ABPN's 27 -> 28): zero filters are added
-  (:func:`pad_conv_channels`), exact.
+onnxruntime's integer convolution is slow for fewer than 16 or a non-multiple of 4
+output channels (measured on this machine, one conv on 360x640, float in/out: SESR's
+16->4 5x5 output conv 14.0 ms int8 vs 11.4 ms float, padded to 16->16 7.0 ms; see
+README), so such int8 convs get zero filters (:func:`pad_conv_channels`, exact).
+Convs with few input channels (the image-facing first conv) are slow in int8 too,
+but cannot simply be left float: given a DQ input and a Q output, onnxruntime
+quantizes float weights itself (per tensor) and fuses anyway, which cost 0.05 dB on
+ABPN x3 Set5 when tried.
 """
 import os
 import tempfile
@@ -41,7 +39,6 @@ from onnx import helper, numpy_helper
 from src.quantlib.convert import quant_layers
 
 INTEGER_KERNELS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger")
-MIN_INT8_IN_CHANNELS = 16
 MIN_INT8_OUT_CHANNELS = 16
 
 
@@ -154,15 +151,8 @@ def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
                                               [p + "_dq"], name=p + "_dequantize"))
             x_name = p + "_dq"
         inputs = [x_name] + list(node.input[1:])
-        weight = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
-        if w_on and weight.shape[1] < MIN_INT8_IN_CHANNELS:
-            w_int, w_step = _weight_params(layer.weight_quant, weight)
-            p = f"{layer_name}.weight"
-            new_inits.append(_const(p + "_fq", (w_int.astype(np.float32) * w_step.reshape(-1, 1, 1, 1))
-                                    .astype(np.float32)))
-            inputs[1] = p + "_fq"
-            drop.add(node.input[1])
-        elif w_on:
+        if w_on:
+            weight = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
             w_int, w_step = _weight_params(layer.weight_quant, weight)
             p = f"{layer_name}.weight"
             new_inits += [_const(p + "_quantized", w_int), _const(p + "_scale", w_step),
