@@ -9,7 +9,6 @@
   ``tensorboard --logdir``).
 """
 import csv
-import io
 import os
 import time
 
@@ -43,10 +42,8 @@ class TrainLogger:
         return [r for r in rows if r and r[0].isdigit() and int(r[0]) <= resume_step]
 
     def _write_csv(self, rows):
-        buf = io.StringIO()
-        csv.writer(buf).writerows(rows)
         with atomic_target(self.csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-            fh.write(buf.getvalue())
+            csv.writer(fh).writerows(rows)
 
     def line(self, text):
         """Print ``text`` and append it to the log file."""

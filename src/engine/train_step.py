@@ -70,6 +70,7 @@ class TrainStep(nn.Cell):
             if self.use_ema else [])
         self.clip_norm = float(clip_norm)
         self.use_clip = self.clip_norm > 0
+        self.scaled = loss_scale != "none"
         self.dynamic_scale = loss_scale == "dynamic"
         self.loss_scale = Parameter(Tensor(loss_scale_value if loss_scale != "none" else 1.0, ms.float32),
                                     name="loss_scale", requires_grad=False)
@@ -82,7 +83,8 @@ class TrainStep(nn.Cell):
         loss = self.loss_cell(lr, hr)
         sens = ops.fill(loss.dtype, loss.shape, 1.0) * ops.cast(self.loss_scale, loss.dtype)
         grads = self.grad(self.loss_cell, self.weights)(lr, hr, sens)
-        grads = self.hyper_map(ops.partial(_unscale, self.loss_scale), grads)
+        if self.scaled:  # without scaling the scale is 1: skip a division of every gradient
+            grads = self.hyper_map(ops.partial(_unscale, self.loss_scale), grads)
         if self.reduce_grads:
             grads = self.reducer(grads)
         grads = self.hyper_map(ops.partial(_mask_grad, freeze), self.frozen_flags, grads)

@@ -144,8 +144,9 @@ def train(config, log=print):
     rank, world = init_distributed()
     main = rank == 0
     ms.set_seed(config.seed)
-    net, form = build_network(config, log if main else (lambda *_: None))
-    loss_scale = mixed_precision(net, config, log if main else (lambda *_: None))
+    main_log = log if main else (lambda *_: None)
+    net, form = build_network(config, main_log)
+    loss_scale = mixed_precision(net, config, main_log)
     n_colors = getattr(net, "n_colors", 3)
     pairs = TrainPairs(resolve_path(config, config.train_path), config.scale, config.patch_size,
                        cache_dir=resolve_path(config, config.cache_dir),
@@ -212,9 +213,10 @@ def train(config, log=print):
         if step % log_every == 0 and main:
             rate, eta, _ = progress.speed(step)
             epoch = step * config.batch_size * world / max(1, len(source))
-            logger.line(f"step {step}/{config.total_steps} epoch {epoch:.1f} loss {progress.mean_loss(log_every):.4f} "
+            mean_loss = progress.mean_loss(log_every)
+            logger.line(f"step {step}/{config.total_steps} epoch {epoch:.1f} loss {mean_loss:.4f} "
                         f"lr {lrs[step - 1]:.2e}{progress.scores} | {rate:.2f} it/s, ETA {eta / 60:.0f} min")
-            logger.scalars(step, {"train/loss": progress.mean_loss(log_every), "train/lr": lrs[step - 1]})
+            logger.scalars(step, {"train/loss": mean_loss, "train/lr": lrs[step - 1]})
         last = step == config.total_steps
         if main and (step % config.val_every == 0 or last):
             best = _validate_and_keep(net, step_cell, config, form, eval_sets, out_dir, stem, best, logger,
@@ -238,12 +240,12 @@ def _validate_and_keep(net, step_cell, config, form, eval_sets, out_dir, stem, b
     logger.validation_row(step, mean_loss, lrs[step - 1], elapsed, scores)
     meta = dict(model_meta(net), **getattr(net, "quant_meta", {}))
     save_checkpoint(eval_net, os.path.join(out_dir, f"{stem}_last.ckpt"), meta=meta)
-    progress.scores = " | last val " + " ".join(f"{k} {v:.2f}" for k, v in scores.items())
+    scores_text = " ".join(f"{k} {v:.2f}" for k, v in scores.items())
+    progress.scores = " | last val " + scores_text
     first = next(iter(scores.values()))
     if first > best:
         best = first
         save_checkpoint(eval_net, os.path.join(out_dir, f"{stem}_best.ckpt"), meta=meta)
-    logger.line(f"step {step}/{config.total_steps} validation "
-                + " ".join(f"{k} {v:.2f}" for k, v in scores.items())
-                + f" (best {best:.2f}) loss {mean_loss:.4f} | {rate:.2f} it/s, ETA {eta / 60:.0f} min")
+    logger.line(f"step {step}/{config.total_steps} validation {scores_text}"
+                f" (best {best:.2f}) loss {mean_loss:.4f} | {rate:.2f} it/s, ETA {eta / 60:.0f} min")
     return best
