@@ -147,7 +147,7 @@ class PatchSource:
         self.pairs, self.seed, self.n_colors = pairs, int(seed), int(n_colors)
         self.epoch_size = len(pairs) * max(1, int(enlarge_ratio))
         self.channel_shuffle = bool(channel_shuffle) and self.n_colors == 3
-        self._perm_epoch, self._perm = -1, None
+        self._perm = (-1, None)  # (epoch, permutation), replaced as one object: loader threads share it
 
     def __len__(self):
         return self.epoch_size
@@ -155,10 +155,11 @@ class PatchSource:
     def image_of(self, position):
         """Image index of a stream position: every image ``enlarge_ratio`` times per epoch, shuffled."""
         epoch = position // self.epoch_size
-        if epoch != self._perm_epoch:
-            self._perm = np.random.default_rng([self.seed, 0x5eed, epoch]).permutation(self.epoch_size)
-            self._perm_epoch = epoch
-        return int(self._perm[position % self.epoch_size]) % len(self.pairs)
+        cached_epoch, perm = self._perm
+        if cached_epoch != epoch:
+            perm = np.random.default_rng([self.seed, 0x5eed, epoch]).permutation(self.epoch_size)
+            self._perm = (epoch, perm)
+        return int(perm[position % self.epoch_size]) % len(self.pairs)
 
     def __getitem__(self, position):
         position = int(position)
