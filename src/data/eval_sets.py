@@ -16,8 +16,8 @@ import os
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from src.data.image_io import ImageError, list_images, read_rgb, write_png
-from src.data.imresize import imresize
+from src.data.image_io import ImageError, list_images, read_rgb
+from src.data.imresize import bicubic_lr
 from src.data.transforms import gt_multiple, modcrop
 
 SAMPLE_SET = "Samples"
@@ -123,14 +123,4 @@ def load_pair(eval_set, image, scale, gt_mod=12, cache_dir=None):
                              f"{image.hr_path} needs at least {lr_w}x{lr_h}; is it the X{scale} LR?")
         return lr[:lr_h, :lr_w], hr
     cached = _cache_path(cache_dir, eval_set, image, scale, multiple) if cache_dir else None
-    if cached and os.path.isfile(cached):
-        try:
-            lr = read_rgb(cached)
-            if lr.shape[:2] == (lr_h, lr_w):
-                return lr, hr
-        except ImageError:
-            pass  # unreadable cache entry: make it again
-    lr = imresize(hr, 1.0 / scale)
-    if cached:
-        write_png(cached, lr)
-    return lr, hr
+    return bicubic_lr(hr, scale, cached), hr

@@ -8,6 +8,7 @@ MATLAB's ``imresizemex`` returns the input class). Weights and sums are
 computed in float64.
 """
 import math
+import os
 
 import numpy as np
 
@@ -77,3 +78,24 @@ def imresize(img, scale=None, output_shape=None, antialias=True):
     for axis in sorted(range(2), key=lambda a: scales[a]):  # stable: height first on ties
         out = _resize_axis(out, axis, output_shape[axis], scales[axis], antialias, as_uint8)
     return out
+
+
+def bicubic_lr(hr, scale, cache_path=None):
+    """``imresize(hr, 1/scale)`` of a mod-cropped uint8 HR image, read from / written to ``cache_path``.
+
+    A cache entry is used only if it decodes and has the expected LR size; otherwise
+    the LR image is made again and the entry rewritten (atomically).
+    """
+    from src.data.image_io import ImageError, read_rgb, write_png  # pylint: disable=import-outside-toplevel
+    shape = (hr.shape[0] // scale, hr.shape[1] // scale)
+    if cache_path and os.path.isfile(cache_path):
+        try:
+            lr = read_rgb(cache_path)
+            if lr.shape[:2] == shape:
+                return lr
+        except ImageError:
+            pass  # unreadable cache entry: make it again
+    lr = imresize(hr, 1.0 / scale)
+    if cache_path:
+        write_png(cache_path, lr)
+    return lr

@@ -21,8 +21,8 @@ import os
 
 import numpy as np
 
-from src.data.image_io import IMAGE_EXTENSIONS, ImageError, read_rgb, write_png
-from src.data.imresize import imresize
+from src.data.image_io import IMAGE_EXTENSIONS, ImageError, read_rgb
+from src.data.imresize import bicubic_lr
 from src.data.transforms import modcrop, rgb_to_ycbcr01
 
 DIV2K_HR = "DIV2K_train_HR"
@@ -56,23 +56,6 @@ def _lr_cache_path(cache_dir, hr_path, scale):
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     stem = os.path.splitext(os.path.basename(hr_path))[0]
     return os.path.join(cache_dir, "train_lr", f"X{scale}", f"{stem}-{digest}.png")
-
-
-def _make_lr(hr, hr_path, scale, cache_dir):
-    """MATLAB-bicubic LR of an (already mod-cropped) HR image, read from / written to the cache."""
-    cached = _lr_cache_path(cache_dir, hr_path, scale) if cache_dir else None
-    shape = (hr.shape[0] // scale, hr.shape[1] // scale)
-    if cached and os.path.isfile(cached):
-        try:
-            lr = read_rgb(cached)
-            if lr.shape[:2] == shape:
-                return lr
-        except ImageError:
-            pass  # unreadable cache entry: make it again
-    lr = imresize(hr, 1.0 / scale)
-    if cached:
-        write_png(cached, lr)
-    return lr
 
 
 class TrainPairs:
@@ -123,7 +106,8 @@ class TrainPairs:
         hr = modcrop(read_rgb(path) if hr is None else hr, self.scale)
         lr_path = self.lr_paths.get(path)
         if lr_path is None:
-            return _make_lr(hr, path, self.scale, self.cache_dir), hr
+            cached = _lr_cache_path(self.cache_dir, path, self.scale) if self.cache_dir else None
+            return bicubic_lr(hr, self.scale, cached), hr
         if not os.path.isfile(lr_path):
             raise ImageError(f"{lr_path} is missing: DIV2K LR X{self.scale} must hold one file per HR image")
         lr = read_rgb(lr_path)
