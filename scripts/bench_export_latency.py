@@ -50,7 +50,7 @@ def bench_model(spec, args):
     import numpy as np  # pylint: disable=import-outside-toplevel
     from mindspore import Tensor  # pylint: disable=import-outside-toplevel
     from src.engine.runners import OnnxRunner  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_float import float_onnx, ort_session, run_onnx, save_onnx  # pylint: disable=import-outside-toplevel
+    from src.export.onnx_float import float_onnx, optimized_float, ort_session, run_onnx, save_onnx  # pylint: disable=import-outside-toplevel
     from src.export.onnx_qdq import integer_kernels, observe_output_ranges, quantize_onnx  # pylint: disable=import-outside-toplevel
     from src.models.registry import create_model  # pylint: disable=import-outside-toplevel
     from src.quantlib.calib_data import batches_of, calibration_patches  # pylint: disable=import-outside-toplevel
@@ -74,7 +74,7 @@ def bench_model(spec, args):
     q_net.set_train(False)
     out_dir = args.out_dir
     float_model = float_onnx(fp_net, x)  # traced once: MindSpore cannot export the same Cell twice
-    fp_path = save_onnx(float_model, os.path.join(out_dir, f"{model}_{variant}_x{scale}.onnx"))
+    fp_path = save_onnx(optimized_float(float_model), os.path.join(out_dir, f"{model}_{variant}_x{scale}.onnx"))
     int8_path = save_onnx(quantize_onnx(float_model, q_net, observe_output_ranges(q_net, batches_of(patches, 2))),
                           os.path.join(out_dir, f"{model}_{variant}_x{scale}_int8.onnx"))
     kernels = integer_kernels(int8_path)

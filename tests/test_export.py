@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT, requires_shared, shared_dir, write_smooth_images
 from src.export.mindir import export_mindir, mindir_max_diff
-from src.export.onnx_float import float_onnx, max_diff, ort_session, save_onnx
+from src.export.onnx_float import float_onnx, max_diff, ort_session, run_onnx, save_onnx
 from src.export.onnx_qdq import integer_kernels, observe_output_ranges, quantize_onnx
 from src.models import create_model
 from src.models.registry import default_variant, to_deploy
@@ -32,13 +32,36 @@ def _inputs(n_colors, sizes=((20, 28), (13, 17))):
 @pytest.mark.parametrize("model,scale", DEFAULT_MODELS)
 def test_onnx_float_dynamic_hw_matches_mindspore(model, scale, tmp_path):
     net = _net(model, scale)
-    xs = _inputs(int(getattr(net, "n_colors", 3)))
-    proto = float_onnx(net, xs[0])
+    xs = _inputs(int(getattr(net, "n_colors", 3)), sizes=((20, 28), (13, 17), (9, 10)))
+    proto = float_onnx(net, xs[0], optimize=True)
     dims = [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim[2:]]
     assert dims == ["height", "width"] and proto.opset_import[0].version == 13
+    strided = [n for n in proto.graph.node if n.op_type == "Conv"
+               and [a.ints for a in n.attribute if a.name == "strides"][0] != [1, 1]]
+    # SESR's 16->4 and ECBSR's 16->12 sub-pixel output convs become one strided conv
+    assert len(strided) == (1 if model in ("sesr", "ecbsr") else 0)
     path = save_onnx(proto, str(tmp_path / "m.onnx"))
     onnx.checker.check_model(onnx.load(path))
-    assert max_diff(ort_session(path), net, xs) < 1e-4  # two sizes: the dynamic shape really runs
+    # three sizes, two of them odd: the dynamic shape really runs, and the rewrite's pad and crop are exact
+    assert max_diff(ort_session(path), net, xs) < 1e-4
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_strided_subpixel_rewrite_is_exact_and_keeps_the_graph_outputs(scale):
+    from src.export.onnx_float import optimized_float  # pylint: disable=import-outside-toplevel
+    net = _net("sesr", scale)
+    xs = _inputs(1, sizes=((12, 15), (11, 7)))
+    raw = float_onnx(net, xs[0])
+    opt = optimized_float(raw)
+    ops_raw, ops_opt = [n.op_type for n in raw.graph.node], [n.op_type for n in opt.graph.node]
+    assert "Tile" in ops_raw and "Tile" not in ops_opt  # the tiled input residual now enters on the phase grid
+    assert ops_opt.count("DepthToSpace") == 1 and ops_raw.count("Conv") == ops_opt.count("Conv")
+    conv = [n for n in opt.graph.node if n.op_type == "Conv"][-1]
+    weight = {t.name: t for t in opt.graph.initializer}[conv.input[1]]
+    assert list(weight.dims) == [scale ** 4, 16, 5 + scale - 1, 5 + scale - 1]
+    out_raw, out_opt = (run_onnx(ort_session(m), xs[1]) for m in (raw, opt))
+    assert out_raw.shape == out_opt.shape == (1, 1, 11 * scale, 7 * scale)
+    assert np.abs(out_raw - out_opt).max() < 1e-5
 
 
 @pytest.mark.parametrize("model,scale", DEFAULT_MODELS)

@@ -123,7 +123,7 @@ def run_export(config, log=print):
                 log(f"onnxruntime optimised graph: {report['integer_kernels']}; max |int8 ONNX - fake-quant "
                     f"MindSpore| {report['max_abs_diff']:.4f} (integer requantisation rounding)")
         else:
-            save_onnx(float_onnx(net, inputs[0]), path)
+            save_onnx(float_onnx(net, inputs[0], optimize=True), path)
             if config.export_check:
                 report["max_abs_diff"] = max_diff(ort_session(path), net, inputs)
                 log(f"onnxruntime vs MindSpore at {inputs[0].shape[2:]} and {inputs[1].shape[2:]} (dynamic H/W): "

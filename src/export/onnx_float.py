@@ -44,14 +44,27 @@ def traced_onnx(net, example):
         return onnx.load(stem + ".onnx")
 
 
-def float_onnx(net, example):
-    """Float ModelProto with dynamic H/W at opset 13, checked by ``onnx.checker``."""
+def float_onnx(net, example, optimize=False):
+    """Float ModelProto with dynamic H/W at opset 13, checked by ``onnx.checker``; with ``optimize``
+    sub-pixel output convs are rewritten as strided convs (:mod:`src.export.onnx_subpixel`, exact).
+    The int8 exporter takes the graph as traced (the default) and rewrites after quantizing."""
     model = traced_onnx(net, example)
     if model.opset_import[0].version < OPSET:
         model = version_converter.convert_version(model, OPSET)
     model = _mark_dynamic(model)
     onnx.checker.check_model(model)
+    if optimize:
+        model = optimized_float(model)
     return model
+
+
+def optimized_float(model):
+    """A copy of a float ModelProto with the exact graph rewrites of the float export applied."""
+    from src.export.onnx_subpixel import strided_subpixel_convs  # pylint: disable=import-outside-toplevel
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    strided_subpixel_convs(out)
+    return out
 
 
 def save_onnx(model, path):

@@ -36,6 +36,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from src.export.onnx_subpixel import strided_subpixel_convs
 from src.quantlib.convert import quant_layers
 
 INTEGER_KERNELS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger")
@@ -85,11 +86,14 @@ def observe_output_ranges(qnet, inputs):
     return ranges
 
 
-def _output_qdq(layer_name, out_name, value_range):
-    """Nodes and initializers of a uint8 Q/DQ on a Conv output; returns (nodes, inits, new output name)."""
+def _output_qdq(layer_name, out_name, value_range, grid=None):
+    """Nodes and initializers of a uint8 Q/DQ on a Conv output; returns (nodes, inits, new output name).
+    ``grid`` (scale, zero point) overrides the 8-bit min/max grid of ``value_range``."""
     lo, hi = min(value_range[0], 0.0), max(value_range[1], 0.0)
     step = np.float32(max(hi - lo, 1e-8) / 255.0)
     zero = np.uint8(np.clip(np.floor(-lo / step + 0.5), 0, 255))
+    if grid is not None:
+        step, zero = np.float32(grid[0]), np.uint8(grid[1])
     p = f"{layer_name}.out"
     nodes = [helper.make_node("QuantizeLinear", [p + "_float", p + "_scale", p + "_zero_point"], [p + "_q"],
                               name=p + "_quantize"),
@@ -111,6 +115,16 @@ def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
             n.op_type == "Conv" and n.input[0] == name and n.input[1].endswith(".weight")
             and n.input[1][:-len(".weight")] in layers and layers[n.input[1][:-len(".weight")]].act_quant.enabled
             for n in readers)
+    def reader_grid(name):
+        """(scale, zero point) of an 8-bit quantized Conv reading ``name`` (None if there is none): a
+        Conv output that also feeds a residual is quantized once, on that Conv's input grid, so that
+        onnxruntime needs no DequantizeLinear -> QuantizeLinear re-quantisation between them."""
+        for reader in users.get(name, []):
+            layer_name = reader.input[1][:-len(".weight")] if reader.op_type == "Conv" else None
+            layer = layers.get(layer_name)
+            if layer is not None and reader.input[0] == name and layer.act_quant.enabled and layer.act_quant.bits == 8:
+                return _act_params(layer.act_quant)[:2]
+        return None
     after_relu = {}  # Relu output -> (layer name, range): quantize there (a Relu no quantized conv reads)
     if not layers:
         raise ValueError("the model holds no quantizer bounds: --quant int8 needs a calibrated or QAT "
@@ -185,7 +199,8 @@ def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
                 if not feeds_quantized_convs(readers[0].output[0]):
                     after_relu[readers[0].output[0]] = (layer_name, output_ranges[layer_name])
             else:
-                nodes, q_inits, float_name = _output_qdq(layer_name, out_name, output_ranges[layer_name])
+                nodes, q_inits, float_name = _output_qdq(layer_name, out_name, output_ranges[layer_name],
+                                                         reader_grid(out_name))
                 conv.output[0] = float_name
                 new_nodes.extend(nodes)
                 new_inits.extend(q_inits)
@@ -200,9 +215,42 @@ def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
     kept = [t for t in graph.initializer if t.name not in drop]
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept + new_inits)
+    _drop_requantization(model)
+    strided_subpixel_convs(model)
     pad_conv_channels(model)
     onnx.checker.check_model(model)
     return model
+
+
+def _drop_requantization(model):
+    """Remove ``DequantizeLinear -> QuantizeLinear`` pairs with the same scale and zero point (the
+    QuantizeLinear's readers take the DequantizeLinear's integer input)."""
+    graph = model.graph
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    rename, dropped = {}, []
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear":
+            continue
+        dq = producers.get(node.input[0])
+        if dq is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3 or len(node.input) < 3:
+            continue
+        same = all(a in values and b in values and values[a].dtype == values[b].dtype
+                   and np.array_equal(values[a], values[b]) for a, b in zip(dq.input[1:3], node.input[1:3]))
+        if same:
+            rename[node.output[0]] = dq.input[0]
+            dropped.append(node)
+    for node in dropped:
+        graph.node.remove(node)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    # DequantizeLinear nodes nobody reads any more
+    read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    for node in [n for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] not in read]:
+        graph.node.remove(node)
+    return len(dropped)
 
 
 def integer_kernels(path):
