@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import pytest
 import mindspore as ms
 from mindspore import Tensor
 
@@ -81,3 +82,15 @@ def test_feature_term_reaches_the_bounds():
     finally:
         ms.set_context(mode=ms.GRAPH_MODE)
     assert abs(float(grad.asnumpy().ravel()[0])) > 0
+
+
+
+def test_pac_l2_loss_lowers_the_calibration_loss_and_bad_loss_is_rejected():
+    with pytest.raises(ValueError, match="pac_loss must be 'l1' or 'l2'"):
+        PaCConfig(loss="huber")
+    rng = np.random.default_rng(3)
+    calib = _smooth(rng, 8)
+    fp, q = _pair()
+    calibrate(q, [calib[:4], calib[4:]], "dbdc", QuantConfig(4, 4))
+    history = pixel_aware_calibration(q, fp, calib, PaCConfig(act_iters=30, weight_iters=0, batch_size=8, loss="l2"))
+    assert np.mean(history["activation"][-5:]) < np.mean(history["activation"][:5])

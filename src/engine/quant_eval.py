@@ -21,7 +21,8 @@ def pac_config_from(config):
                      act_lr=config.pac_act_lr, act_lr_min=config.pac_act_lr_min, weight_lr=config.pac_weight_lr,
                      weight_lr_min=config.pac_weight_lr_min, batch_size=config.pac_batch,
                      feature_weight=config.pac_feature_weight,
-                     relative_features=bool(config.get("pac_relative_features", True)), seed=config.calib_seed)
+                     relative_features=bool(config.get("pac_relative_features", True)),
+                     loss=str(config.get("pac_loss", "l1")), seed=config.calib_seed)
 
 
 def calibrate_from_config(q_net, fp_net, config, method, qcfg, calib_path, log):
@@ -29,7 +30,8 @@ def calibrate_from_config(q_net, fp_net, config, method, qcfg, calib_path, log):
     (then PaC against ``fp_net`` for ``dbdc_pac``); returns the number of patches used."""
     patches = calibration_patches(calib_path, config.calib_num, config.scale, config.pac_hr_patch, config.calib_seed,
                                   int(getattr(fp_net, "n_colors", 3)))
-    calibrate(q_net, batches_of(patches, config.pac_batch), method, qcfg, config.percentile, config.dbdc_p)
+    calibrate(q_net, batches_of(patches, int(config.get("calib_batch", 2))), method, qcfg, config.percentile,
+              config.dbdc_p)
     if method == "dbdc_pac":
         pixel_aware_calibration(q_net, fp_net, patches, pac_config_from(config), log=log)
     return len(patches)

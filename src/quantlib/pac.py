@@ -1,7 +1,8 @@
 """Pixel-aware calibration (PaC, PTQ4SR): tune quantizer bounds to match the float model.
 
 Only the bounds move, never the weights. Loss on a batch of unlabeled LR patches:
-``L1(q(x), fp(x)) + feature_weight * mean_l L1(q_l(x), fp_l(x))`` where ``_l`` are the
+``L1(q(x), fp(x)) + feature_weight * mean_l L1(q_l(x), fp_l(x))`` (``loss="l2"``: squared
+errors instead; measured on ABPN x3 W8A8 Set5 / Set14: L1 33.486 / 29.739, L2 33.480 / 29.750) where ``_l`` are the
 intermediate block outputs: the inputs of every quantized layer but the first
 (post-activation features, read before that layer quantizes them).
 Unlike the published code, which detaches the quantized features so that this term
@@ -39,7 +40,12 @@ class PaCConfig:
     batch_size: int = 2
     feature_weight: float = 5.0
     relative_features: bool = True
+    loss: str = "l1"
     seed: int = 0
+
+    def __post_init__(self):
+        if self.loss not in ("l1", "l2"):
+            raise ValueError(f"pac_loss must be 'l1' or 'l2', not '{self.loss}'")
 
 
 def _cosine(start, end, steps):
@@ -59,13 +65,14 @@ def _features(net, layers, x):
     return out, feats
 
 
-def _feature_scales(features, fp_out, relative):
-    """Divisors of the feature L1 terms: 1, or each feature's mean magnitude relative to the output's,
-    so that every layer weighs like the output term whatever the scale of its activations."""
+def _feature_scales(features, fp_out, relative, power=1):
+    """Divisors of the feature terms: 1, or each feature's mean magnitude relative to the output's
+    (squared for the L2 loss), so that every layer weighs like the output term whatever the scale
+    of its activations."""
     if not relative:
         return [1.0] * len(features)
     out_mag = max(float(ops.abs(fp_out).mean().asnumpy()), 1e-6)
-    return [max(float(ops.abs(f).mean().asnumpy()), 1e-6) / out_mag for f in features]
+    return [(max(float(ops.abs(f).mean().asnumpy()), 1e-6) / out_mag) ** power for f in features]
 
 
 def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
@@ -93,12 +100,13 @@ def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
             if not params or iters <= 0:
                 continue
             opt = nn.Adam(params, learning_rate=_cosine(lr, lr_min, iters))
+            distance = ops.abs if cfg.loss == "l1" else ops.square
 
             def loss_fn(x, fp_out, fp_feats, feat_scales):
                 out, feats = _features(qnet, taps_q, x)
-                loss = ops.abs(out - fp_out).mean()
+                loss = distance(out - fp_out).mean()
                 if feats and cfg.feature_weight:
-                    feat = sum(ops.abs(f - t).mean() / s for f, t, s in zip(feats, fp_feats, feat_scales))
+                    feat = sum(distance(f - t).mean() / s for f, t, s in zip(feats, fp_feats, feat_scales))
                     loss = loss + cfg.feature_weight * feat / len(feats)
                 return loss
 
@@ -108,7 +116,7 @@ def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
                 idx = rng.choice(len(patches), cfg.batch_size, replace=False)
                 x = Tensor(patches[idx])
                 fp_out, fp_feats = _features(fp_net, taps_fp, x)
-                scales = _feature_scales(fp_feats, fp_out, cfg.relative_features)
+                scales = _feature_scales(fp_feats, fp_out, cfg.relative_features, 1 if cfg.loss == "l1" else 2)
                 loss, grads = grad_fn(x, ops.stop_gradient(fp_out), [ops.stop_gradient(f) for f in fp_feats], scales)
                 # No projection of the bounds here: resetting parameter data between steps froze
                 # the optimisation; FakeQuant's forward already keeps lower <= 0 <= upper.
