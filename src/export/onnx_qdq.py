@@ -23,7 +23,8 @@ integer-kernel requantisation rounding, the int32 bias and those 8-bit output st
 onnxruntime's integer convolution is slow for fewer than 16 or a non-multiple of 4
 output channels (measured on this machine, one conv on 360x640, float in/out: SESR's
 16->4 5x5 output conv 14.0 ms int8 vs 11.4 ms float, padded to 16->16 7.0 ms; see
-README), so such int8 convs get zero filters (:func:`pad_conv_channels`, exact).
+README), so such int8 convs get zero filters (:func:`pad_conv_channels`, exact), unless
+they are sub-pixel output convs, which :mod:`src.export.onnx_subpixel` rewrites first.
 Convs with few input channels (the image-facing first conv) are slow in int8 too,
 but cannot simply be left float: given a DQ input and a Q output, onnxruntime
 quantizes float weights itself (per tensor) and fuses anyway, which cost 0.05 dB on
@@ -36,6 +37,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from src.export.onnx_graph import consumers, drop_dead, producers
 from src.export.onnx_subpixel import strided_subpixel_convs
 from src.quantlib.convert import quant_layers
 
@@ -106,7 +108,7 @@ def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
     """QDQ ModelProto from the float ModelProto of the same network and the calibrated ``qnet``."""
     layers = {name: layer for name, layer in quant_layers(qnet)}
     last_layer = list(layers)[-1] if layers else None
-    users = _consumers(float_model.graph)
+    users = consumers(float_model.graph)
 
     def feeds_quantized_convs(name):
         """True if every reader of ``name`` is a quantized Conv that quantizes it as its input."""
@@ -227,12 +229,12 @@ def _drop_requantization(model):
     QuantizeLinear's readers take the DequantizeLinear's integer input)."""
     graph = model.graph
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
+    writers = producers(graph)
     rename, dropped = {}, []
     for node in graph.node:
         if node.op_type != "QuantizeLinear":
             continue
-        dq = producers.get(node.input[0])
+        dq = writers.get(node.input[0])
         if dq is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3 or len(node.input) < 3:
             continue
         same = all(a in values and b in values and values[a].dtype == values[b].dtype
@@ -246,10 +248,7 @@ def _drop_requantization(model):
         for i, name in enumerate(node.input):
             if name in rename:
                 node.input[i] = rename[name]
-    # DequantizeLinear nodes nobody reads any more
-    read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
-    for node in [n for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] not in read]:
-        graph.node.remove(node)
+    drop_dead(graph)  # the DequantizeLinear nodes nobody reads any more
     return len(dropped)
 
 
@@ -270,15 +269,6 @@ def integer_kernels(path):
 __all__ = ["quantize_onnx", "integer_kernels", "INTEGER_KERNELS"]
 
 
-def _consumers(graph):
-    """{tensor name: [nodes reading it]}."""
-    out = {}
-    for node in graph.node:
-        for name in node.input:
-            out.setdefault(name, []).append(node)
-    return out
-
-
 def pad_conv_channels(model, multiple=4, min_channels=MIN_INT8_OUT_CHANNELS):
     """Pad the output channels of int8 Convs to a multiple of ``multiple``, and to at least
     ``min_channels`` (in place).
@@ -293,15 +283,15 @@ def pad_conv_channels(model, multiple=4, min_channels=MIN_INT8_OUT_CHANNELS):
     """
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    consumers = _consumers(graph)
-    producers = {o: n for n in graph.node for o in n.output}
+    readers = consumers(graph)
+    writers = producers(graph)
     padded, slices = 0, []
 
     def _set(init_name, array):
         inits[init_name].CopyFrom(numpy_helper.from_array(array, init_name))
 
     for conv in [n for n in graph.node if n.op_type == "Conv"]:
-        w_dq = producers.get(conv.input[1])
+        w_dq = writers.get(conv.input[1])
         if w_dq is None or w_dq.op_type != "DequantizeLinear" or w_dq.input[0] not in inits:
             continue
         w = numpy_helper.to_array(inits[w_dq.input[0]])
@@ -310,7 +300,7 @@ def pad_conv_channels(model, multiple=4, min_channels=MIN_INT8_OUT_CHANNELS):
             continue
         name, nxt = conv.output[0], None
         while True:  # follow the single chain of element-wise per-tensor ops
-            users = consumers.get(name, [])
+            users = readers.get(name, [])
             if len(users) != 1:
                 break
             user = users[0]
@@ -320,7 +310,7 @@ def pad_conv_channels(model, multiple=4, min_channels=MIN_INT8_OUT_CHANNELS):
             if user.op_type not in ("Relu", "QuantizeLinear", "DequantizeLinear") or user.input[0] != name:
                 break
             name = user.output[0]
-        nxt_dq = producers.get(nxt.input[1]) if nxt is not None else None
+        nxt_dq = writers.get(nxt.input[1]) if nxt is not None else None
         if nxt is not None and (nxt_dq is None or nxt_dq.op_type != "DequantizeLinear"
                                 or nxt_dq.input[0] not in inits
                                 or any(a.name == "group" and a.i != 1 for a in nxt.attribute)):
@@ -334,7 +324,7 @@ def pad_conv_channels(model, multiple=4, min_channels=MIN_INT8_OUT_CHANNELS):
         zp = numpy_helper.to_array(inits[w_dq.input[2]])
         _set(w_dq.input[2], np.concatenate([zp, np.zeros(extra, zp.dtype)]))
         if len(conv.input) > 2 and conv.input[2]:
-            b_dq = producers.get(conv.input[2])
+            b_dq = writers.get(conv.input[2])
             if b_dq is not None and b_dq.op_type == "DequantizeLinear":
                 act_scale = float(numpy_helper.to_array(inits[b_dq.input[1]])[0] / w_scale[0])
                 for idx, fill in ((0, 0), (1, act_scale), (2, 0)):  # bias scale = activation x weight scale
@@ -351,7 +341,7 @@ def pad_conv_channels(model, multiple=4, min_channels=MIN_INT8_OUT_CHANNELS):
             slices.append((name, w.shape[0]))
         padded += 1
     for name, channels in slices:
-        last = producers[name]
+        last = writers[name]
         last.output[0] = name + "_padded"
         consts = [numpy_helper.from_array(np.array([v], np.int64), f"{name}_slice_{k}")
                   for k, v in (("starts", 0), ("ends", channels), ("axes", 1))]

@@ -27,25 +27,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from src.export.onnx_graph import attr, constant_values, consumers, drop_dead, producers
+
 MAX_OUT_CHANNELS = 16
-
-
-def _attr(node, name, default=None):
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return helper.get_attribute_value(attribute)
-    return default
-
-
-def _constant_values(graph, name):
-    """Value of ``name`` if it is an initializer or a Constant node's output, else None."""
-    for init in graph.initializer:
-        if init.name == name:
-            return numpy_helper.to_array(init)
-    for node in graph.node:
-        if node.op_type == "Constant" and node.output[0] == name:
-            return numpy_helper.to_array(_attr(node, "value"))
-    return None
 
 
 def _single_user(users, name):
@@ -84,7 +68,7 @@ def _residual_index(cout, r, channels_t, source):
     return index
 
 
-def _conv_parts(graph, conv, producers, inits):
+def _conv_parts(graph, conv, writers, inits):
     """(kind, weight array, bias array or None, weight DQ node, bias DQ node) of a Conv whose weight is a
     float initializer ('float') or a per-channel DequantizeLinear of one ('int8'); None otherwise."""
     w_name = conv.input[1]
@@ -94,10 +78,10 @@ def _conv_parts(graph, conv, producers, inits):
         if b_name and bias is None:
             return None
         return "float", numpy_helper.to_array(inits[w_name]), bias, None, None
-    w_dq = producers.get(w_name)
+    w_dq = writers.get(w_name)
     if w_dq is None or w_dq.op_type != "DequantizeLinear" or w_dq.input[0] not in inits:
         return None
-    b_dq = producers.get(b_name) if b_name else None
+    b_dq = writers.get(b_name) if b_name else None
     if b_name and (b_dq is None or b_dq.op_type != "DequantizeLinear" or b_dq.input[0] not in inits):
         return None
     bias = numpy_helper.to_array(inits[b_dq.input[0]]) if b_dq is not None else None
@@ -106,10 +90,10 @@ def _conv_parts(graph, conv, producers, inits):
 
 def _is_plain_same_conv(conv, w):
     kh, kw = w.shape[2:]
-    return (kh % 2 == 1 and kw % 2 == 1 and _attr(conv, "group", 1) == 1
-            and list(_attr(conv, "strides", [1, 1])) == [1, 1] and list(_attr(conv, "dilations", [1, 1])) == [1, 1]
-            and list(_attr(conv, "pads", [0, 0, 0, 0])) == [kh // 2, kw // 2, kh // 2, kw // 2]
-            and _attr(conv, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"))
+    return (kh % 2 == 1 and kw % 2 == 1 and attr(conv, "group", 1) == 1
+            and list(attr(conv, "strides", [1, 1])) == [1, 1] and list(attr(conv, "dilations", [1, 1])) == [1, 1]
+            and list(attr(conv, "pads", [0, 0, 0, 0])) == [kh // 2, kw // 2, kh // 2, kw // 2]
+            and attr(conv, "auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET"))
 
 
 def strided_subpixel_convs(model, max_out_channels=MAX_OUT_CHANNELS):
@@ -122,9 +106,9 @@ def strided_subpixel_convs(model, max_out_channels=MAX_OUT_CHANNELS):
         if match is None:
             break
         _rewrite(graph, *match)
+        drop_dead(graph)  # the replaced conv, its Q/DQ, Add and Tile
         done += 1
     if done:
-        _drop_dead(graph)
         del graph.value_info[:]
         onnx.checker.check_model(model)
     return done
@@ -143,15 +127,11 @@ def _channel_dims(model):
 
 def _find(graph, max_out_channels, channels):
     inits = {t.name: t for t in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
-    users = {}
-    for node in graph.node:
-        for name in node.input:
-            users.setdefault(name, []).append(node)
+    writers, users = producers(graph), consumers(graph)
     for conv in graph.node:
-        if conv.op_type != "Conv" or conv.name.endswith("_strided_subpixel"):
+        if conv.op_type != "Conv":
             continue
-        parts = _conv_parts(graph, conv, producers, inits)
+        parts = _conv_parts(graph, conv, writers, inits)
         if parts is None or parts[1].ndim != 4 or not _is_plain_same_conv(conv, parts[1]):
             continue
         cout = parts[1].shape[0]
@@ -162,30 +142,31 @@ def _find(graph, max_out_channels, channels):
             user = _single_user(users, name)
             if user is None or user.op_type not in ("QuantizeLinear", "DequantizeLinear") or user.input[0] != name:
                 break
-            scale = _constant_values(graph, user.input[1])
+            scale = constant_values(graph, user.input[1])
             if scale is None or scale.size != 1:
                 break
             qdq.append(user)
             name = user.output[0]
         user = _single_user(users, name)
-        add, residual = None, None
+        add, residual, tile = None, None, None
         if user is not None and user.op_type == "Add":
             add = user
             residual = add.input[1] if add.input[0] == name else add.input[0]
-            tile = producers.get(residual)
-            if not (tile is not None and tile.op_type == "Tile" or channels.get(residual) == cout):
+            tile = writers.get(residual)
+            tile = tile if tile is not None and tile.op_type == "Tile" else None
+            if tile is None and channels.get(residual) != cout:
                 continue  # a residual broadcast over channels (or of unknown shape) is not handled
             user = _single_user(users, add.output[0])
-        if user is None or user.op_type != "DepthToSpace" or _attr(user, "mode", b"DCR") not in (b"DCR", "DCR"):
+        if user is None or user.op_type != "DepthToSpace" or attr(user, "mode", b"DCR") not in (b"DCR", "DCR"):
             continue
-        r = int(_attr(user, "blocksize"))
+        r = int(attr(user, "blocksize"))
         if r < 2 or cout % (r * r):
             continue
-        return conv, parts, qdq, add, residual, user, r
+        return conv, parts, qdq, add, residual, tile, user, r
     return None
 
 
-def _rewrite(graph, conv, parts, qdq, add, residual, d2s, r):
+def _rewrite(graph, conv, parts, qdq, add, residual, tile, d2s, r):
     kind, w, bias, w_dq, b_dq = parts
     cout = w.shape[0]
     kh, kw = w.shape[2:]
@@ -205,14 +186,14 @@ def _rewrite(graph, conv, parts, qdq, add, residual, d2s, r):
                 continue
             new_inits.append(numpy_helper.from_array(np.ascontiguousarray(values), f"{base}.{tag}_quantized"))
             for idx, part in ((1, "scale"), (2, "zero_point")):
-                per = _constant_values(graph, dq.input[idx]) if len(dq.input) > idx and dq.input[idx] else None
+                per = constant_values(graph, dq.input[idx]) if len(dq.input) > idx and dq.input[idx] else None
                 if per is None:  # optional zero point: zeros of the quantized type
                     per = np.zeros(cout, values.dtype)
                 per = per[source] if per.size == cout else per
                 new_inits.append(numpy_helper.from_array(np.ascontiguousarray(per), f"{base}.{tag}_{part}"))
             nodes.append(helper.make_node("DequantizeLinear", [f"{base}.{tag}_quantized", f"{base}.{tag}_scale",
                                                                f"{base}.{tag}_zero_point"], [f"{base}.{tag}_dq"],
-                                          name=f"{base}.{tag}_dequantize", axis=_attr(dq, "axis", 1)))
+                                          name=f"{base}.{tag}_dequantize", axis=attr(dq, "axis", 1)))
     conv_inputs = [conv.input[0], w_in] + ([b_in] if bias is not None else [])
     nodes.append(helper.make_node("Conv", conv_inputs, [stem + "_strided_out"], name=stem + "_strided_subpixel",
                                   kernel_shape=[kh + r - 1, kw + r - 1], strides=[r, r],
@@ -233,9 +214,8 @@ def _rewrite(graph, conv, parts, qdq, add, residual, d2s, r):
                   numpy_helper.from_array(np.array([0, 0], np.int64), stem + "_zeros2")]
     if add is not None:
         source_t, channels_t = residual, cout
-        tile = next((n for n in graph.node if n.op_type == "Tile" and n.output[0] == residual), None)
         if tile is not None:
-            repeats = _constant_values(graph, tile.input[1])
+            repeats = constant_values(graph, tile.input[1])
             if repeats is not None and list(repeats[[0, 2, 3]]) == [1, 1, 1] and cout % int(repeats[1]) == 0:
                 source_t, channels_t = tile.input[0], cout // int(repeats[1])
         index = _residual_index(cout, r, channels_t, source)
@@ -266,22 +246,6 @@ def _rewrite(graph, conv, parts, qdq, add, residual, d2s, r):
     for offset, node in enumerate(nodes):
         graph.node.insert(position + offset, node)
     graph.initializer.extend(new_inits)
-
-
-def _drop_dead(graph):
-    """Remove nodes and initializers no graph output depends on."""
-    needed = {o.name for o in graph.output}
-    keep = []
-    for node in reversed(list(graph.node)):
-        if any(o in needed for o in node.output):
-            keep.append(node)
-            needed.update(i for i in node.input if i)
-    keep.reverse()
-    del graph.node[:]
-    graph.node.extend(keep)
-    inits = [t for t in graph.initializer if t.name in needed]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
 
 
 __all__ = ["strided_subpixel_convs", "MAX_OUT_CHANNELS"]

@@ -100,7 +100,7 @@ def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
             if not params or iters <= 0:
                 continue
             opt = nn.Adam(params, learning_rate=_cosine(lr, lr_min, iters))
-            distance = ops.abs if cfg.loss == "l1" else ops.square
+            distance, power = (ops.abs, 1) if cfg.loss == "l1" else (ops.square, 2)
 
             def loss_fn(x, fp_out, fp_feats, feat_scales):
                 out, feats = _features(qnet, taps_q, x)
@@ -116,7 +116,7 @@ def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
                 idx = rng.choice(len(patches), cfg.batch_size, replace=False)
                 x = Tensor(patches[idx])
                 fp_out, fp_feats = _features(fp_net, taps_fp, x)
-                scales = _feature_scales(fp_feats, fp_out, cfg.relative_features, 1 if cfg.loss == "l1" else 2)
+                scales = _feature_scales(fp_feats, fp_out, cfg.relative_features, power)
                 loss, grads = grad_fn(x, ops.stop_gradient(fp_out), [ops.stop_gradient(f) for f in fp_feats], scales)
                 # No projection of the bounds here: resetting parameter data between steps froze
                 # the optimisation; FakeQuant's forward already keeps lower <= 0 <= upper.

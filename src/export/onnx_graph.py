@@ -1,0 +1,50 @@
+"""Small read/write helpers over an ONNX GraphProto, shared by the export rewrites."""
+from onnx import helper, numpy_helper
+
+
+def consumers(graph):
+    """{tensor name: [nodes reading it]}."""
+    out = {}
+    for node in graph.node:
+        for name in node.input:
+            out.setdefault(name, []).append(node)
+    return out
+
+
+def producers(graph):
+    """{tensor name: node writing it}."""
+    return {o: n for n in graph.node for o in n.output}
+
+
+def attr(node, name, default=None):
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return default
+
+
+def constant_values(graph, name):
+    """Value of ``name`` if it is an initializer or a Constant node's output, else None."""
+    for init in graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return numpy_helper.to_array(attr(node, "value"))
+    return None
+
+
+def drop_dead(graph):
+    """Remove nodes and initializers no graph output depends on."""
+    needed = {o.name for o in graph.output}
+    keep = []
+    for node in reversed(list(graph.node)):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+    keep.reverse()
+    del graph.node[:]
+    graph.node.extend(keep)
+    inits = [t for t in graph.initializer if t.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
