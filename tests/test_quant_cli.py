@@ -58,6 +58,22 @@ def test_calibrate_evaluate_save_and_reload(setup):
     assert second["results_fp"]["Q"]["psnr"] == pytest.approx(first["results_fp"]["Q"]["psnr"], abs=1e-9)
 
 
+def test_equalize_keeps_the_float_row_and_the_saved_model_reloads(setup):
+    root, ckpt = setup
+    plain = run_eval(*_args(root, ckpt, "--quant_method", "minmax", "--result_file", str(root / "p.json")))
+    qckpt = str(root / "eq.ckpt")
+    proc = run_eval(*_args(root, ckpt, "--quant_method", "minmax", "--equalize", "True", "--save_quant_ckpt", qckpt,
+                           "--result_file", str(root / "e.json")))
+    assert plain.returncode == 0 and proc.returncode == 0, plain.stderr + proc.stderr
+    assert "equalised the activation ranges of 4 conv pairs" in proc.stdout
+    eq, base = json.loads((root / "e.json").read_text()), json.loads((root / "p.json").read_text())
+    assert eq["results_fp"]["Q"]["psnr"] == pytest.approx(base["results_fp"]["Q"]["psnr"], abs=1e-3)
+    again = run_eval(*_args(root, qckpt, "--result_file", str(root / "e2.json")))
+    assert again.returncode == 0, again.stderr
+    reloaded = json.loads((root / "e2.json").read_text())
+    assert reloaded["results"]["Q"]["psnr"] == pytest.approx(eq["results"]["Q"]["psnr"], abs=1e-9)
+
+
 @pytest.mark.parametrize("extra,expected", [
     (["--quant_method", "dbdc", "--w_bit", "9"], "w_bit must be between 2 and 8"),
     (["--quant_method", "kmeans"], "--quant_method 'kmeans' is not one of"),

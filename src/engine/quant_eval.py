@@ -6,6 +6,7 @@ from src.engine.inference import SRPredictor
 from src.quantlib.calib_data import batches_of, calibration_patches
 from src.quantlib.calibrate import calibrate
 from src.quantlib.convert import QuantConfig
+from src.quantlib.equalize import equalization_pairs, equalize
 from src.quantlib.pac import PaCConfig, pixel_aware_calibration
 from src.weights.checkpoint import model_meta, save_checkpoint
 from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of
@@ -27,11 +28,15 @@ def pac_config_from(config):
 
 def calibrate_from_config(q_net, fp_net, config, method, qcfg, calib_path, log):
     """Convert and calibrate ``q_net`` with ``method`` on ``calib_num`` patches from ``calib_path``
-    (then PaC against ``fp_net`` for ``dbdc_pac``); returns the number of patches used."""
+    (then PaC against ``fp_net`` for ``dbdc_pac``); returns the number of patches used.
+    With ``equalize``, both float models are first equalised with the same scales (exact in float)."""
     patches = calibration_patches(calib_path, config.calib_num, config.scale, config.pac_hr_patch, config.calib_seed,
                                   int(getattr(fp_net, "n_colors", 3)))
-    calibrate(q_net, batches_of(patches, int(config.get("calib_batch", 2))), method, qcfg, config.percentile,
-              config.dbdc_p)
+    batches = batches_of(patches, int(config.get("calib_batch", 2)))
+    if config.get("equalize", False):
+        equalize(fp_net, batches, others=(q_net,))
+        log(f"equalised the activation ranges of {len(equalization_pairs(fp_net))} conv pairs")
+    calibrate(q_net, batches, method, qcfg, config.percentile, config.dbdc_p)
     if method == "dbdc_pac":
         pixel_aware_calibration(q_net, fp_net, patches, pac_config_from(config), log=log)
     return len(patches)

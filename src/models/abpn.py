@@ -39,6 +39,11 @@ class ABPN(nn.Cell):
         y = self.upsample(y + self.anchor(x))
         return ops.clamp(y, 0.0, 1.0)
 
+    def equalization_pairs(self):
+        """Conv pairs separated only by a ReLU (see src/quantlib/equalize.py)."""
+        names = ["conv_first"] + [f"body.{i}" for i in range(len(self.body))] + ["conv_up", "conv_last"]
+        return list(zip(names[:-1], names[1:]))
+
 
 def build(variant, scale, **kwargs):
     return ABPN(scale, **mc_spec(variant, VARIANTS, "abpn"), **kwargs)

@@ -55,6 +55,11 @@ class ECBSRPlain(nn.Cell):
             y = block(y)
         return self.upsample(self.conv_last(y) + self.anchor(x))
 
+    def equalization_pairs(self):
+        """Conv pairs separated only by a PReLU (see src/quantlib/equalize.py)."""
+        names = [f"blocks.{i}.conv" for i in range(len(self.blocks))] + ["conv_last"]
+        return list(zip(names[:-1], names[1:]))
+
 
 def build(variant, scale, **kwargs):
     return ECBSRPlain(scale, **mc_spec(variant, VARIANTS, "ecbsr"), **kwargs)

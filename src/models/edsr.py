@@ -78,6 +78,10 @@ class EDSR(nn.Cell):
         out = self.conv_last(self.upsample(feat))
         return out / RGB_RANGE + self.mean
 
+    def equalization_pairs(self):
+        """conv1 -> ReLU -> conv2 of every residual block (see src/quantlib/equalize.py)."""
+        return [(f"body.{i}.conv1", f"body.{i}.conv2") for i in range(len(self.body))]
+
 
 def build(variant, scale, **kwargs):
     spec = VARIANTS.get(str(variant).lower())

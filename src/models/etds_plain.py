@@ -72,6 +72,12 @@ class PlainSR(nn.Cell):
         y = self.relu(self.conv_clip(self.relu(self.conv_last(y))))
         return self.upsample(y[:, :self.out_ch])
 
+    def equalization_pairs(self):
+        """Conv pairs separated only by a ReLU/PReLU (see src/quantlib/equalize.py)."""
+        names = (["conv_first"] + [f"backbone_convs.{i}" for i in range(len(self.backbone_convs))]
+                 + ["conv_last", "conv_clip"])
+        return list(zip(names[:-1], names[1:]))
+
 
 class ETDSPlain(PlainSR):
     """ETDS inference form: M+1 convs of C channels (published parameter names)."""

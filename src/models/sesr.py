@@ -172,6 +172,14 @@ class SESRDeploy(nn.Cell):
             y = shuffle(y)
         return ops.clamp(y, 0.0, 1.0)
 
+    def equalization_pairs(self):
+        """Body conv pairs separated only by the activation (see src/quantlib/equalize.py); the
+        first conv and the last body conv also feed the long residual, so they are not scaled."""
+        if not all(isinstance(conv, nn.Conv2d) for conv in self.body):
+            return []
+        names = [f"body.{i}" for i in range(len(self.body))]
+        return list(zip(names[:-1], names[1:]))
+
 
 def _np(t):
     return t.asnumpy() if hasattr(t, "asnumpy") else np.asarray(t)
