@@ -98,6 +98,9 @@ def test_int8_qdq_runs_integer_kernels_and_matches_fake_quant(model, scale, tmp_
         # integer convs: at least 16 output channels, a multiple of 4 (SESR's 16->4 output conv is padded)
         w = shapes[conv.input[1][:-len("_dq")] + "_quantized"]
         assert w[0] >= 16 and w[0] % 4 == 0, (conv.name, w)
+    # the sub-pixel rewrite reads the LR size from the graph input, not from a dequantised feature map
+    for shape in (n for n in graph.node if n.op_type == "Shape"):
+        assert shape.input[0] == graph.input[0].name, shape.input
     kernels = integer_kernels(path)
     assert kernels.get("QLinearConv", 0) + kernels.get("ConvInteger", 0) > 0
     assert max_diff(ort_session(path), q, xs) < 0.02  # integer requantisation rounding only
