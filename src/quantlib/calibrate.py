@@ -12,17 +12,13 @@ from src.quantlib.convert import quant_layers, quantizable_layers, quantize_mode
 from src.quantlib.observers import METHODS, ActivationObserver, weight_bounds
 
 
-def collect_activation_bounds(net, batches, method, a_bit=8, percentile=0.9999, dbdc_p=1e-4):
-    """``{layer name: (lower, upper)}`` of every quantizable layer's input over ``batches``."""
-    if method not in METHODS:
-        raise ValueError(f"unknown quant_method '{method}'; choose one of {METHODS}")
-    observers = {}
+def observe_inputs(net, layers, on_input, batches):
+    """Run ``net`` (eval mode, PyNative) over ``batches`` and call ``on_input(name, array)`` with the
+    input of every ``(name, cell)`` in ``layers``."""
     handles = []
-    for name, layer in quantizable_layers(net):
-        observers[name] = ActivationObserver(method, a_bit, percentile, dbdc_p)
-
+    for name, layer in layers:
         def hook(_cell, inputs, _name=name):
-            observers[_name].update(inputs[0].asnumpy())
+            on_input(_name, inputs[0].asnumpy())
         handles.append(layer.register_forward_pre_hook(hook))
     previous_mode = ms.get_context("mode")
     ms.set_context(mode=ms.PYNATIVE_MODE)
@@ -34,6 +30,15 @@ def collect_activation_bounds(net, batches, method, a_bit=8, percentile=0.9999, 
         for handle in handles:
             handle.remove()
         ms.set_context(mode=previous_mode)
+
+
+def collect_activation_bounds(net, batches, method, a_bit=8, percentile=0.9999, dbdc_p=1e-4):
+    """``{layer name: (lower, upper)}`` of every quantizable layer's input over ``batches``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown quant_method '{method}'; choose one of {METHODS}")
+    layers = quantizable_layers(net)
+    observers = {name: ActivationObserver(method, a_bit, percentile, dbdc_p) for name, _ in layers}
+    observe_inputs(net, layers, lambda name, x: observers[name].update(x), batches)
     return {name: obs.bounds() for name, obs in observers.items()}
 
 

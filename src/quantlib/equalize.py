@@ -17,8 +17,9 @@ Models list the pairs that satisfy the condition with ``equalization_pairs()``
 Measured on ABPN-M4C28 x3 W8A8 (README): DBDC Set5 33.44 -> 33.49.
 """
 import numpy as np
-import mindspore as ms
 from mindspore import Tensor, nn
+
+from src.quantlib.calibrate import observe_inputs
 
 
 def equalization_pairs(net):
@@ -36,22 +37,11 @@ def _convs(net):
 def channel_ranges(net, pairs, batches):
     """``{consumer name: max |input| per channel}`` over ``batches`` (float model, PyNative)."""
     convs = _convs(net)
-    ranges, handles = {}, []
-    for _, consumer in pairs:
-        def hook(_cell, inputs, _name=consumer):
-            peak = np.abs(inputs[0].asnumpy()).max(axis=(0, 2, 3))
-            ranges[_name] = np.maximum(ranges.get(_name, 0.0), peak)
-        handles.append(convs[consumer].register_forward_pre_hook(hook))
-    previous_mode = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    try:
-        net.set_train(False)
-        for batch in batches:
-            net(Tensor(batch))
-    finally:
-        for handle in handles:
-            handle.remove()
-        ms.set_context(mode=previous_mode)
+    ranges = {}
+
+    def on_input(name, x):
+        ranges[name] = np.maximum(ranges.get(name, 0.0), np.abs(x).max(axis=(0, 2, 3)))
+    observe_inputs(net, [(consumer, convs[consumer]) for _, consumer in pairs], on_input, batches)
     return ranges
 
 
