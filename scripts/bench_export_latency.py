@@ -7,8 +7,8 @@
 For each ``model:variant:scale:checkpoint`` (empty checkpoint = random weights,
 timing only) on a 1 x C x 360 x 640 LR input: MindSpore graph mode FP32,
 onnxruntime FP32 and onnxruntime int8 (QDQ from a W8A8 DBDC calibration on
-``calib_num`` patches), median of ``--runs`` runs after ``--warmup`` runs, all in
-this process. With ``--data_path`` it also prints Set5 PSNR (Y) of the MindSpore
+``calib_num`` patches, after activation-range equalisation with ``--equalize``),
+median of ``--runs`` runs after ``--warmup`` runs, all in this process. With ``--data_path`` it also prints Set5 PSNR (Y) of the MindSpore
 fake-quant model and of the int8 ONNX file made from it.
 """
 import argparse
@@ -56,6 +56,7 @@ def bench_model(spec, args):
     from src.quantlib.calib_data import batches_of, calibration_patches  # pylint: disable=import-outside-toplevel
     from src.quantlib.calibrate import calibrate  # pylint: disable=import-outside-toplevel
     from src.quantlib.convert import QuantConfig  # pylint: disable=import-outside-toplevel
+    from src.quantlib.equalize import equalize  # pylint: disable=import-outside-toplevel
     from src.weights.loader import load_for_inference  # pylint: disable=import-outside-toplevel
     model, variant, scale, ckpt = (spec.split(":") + [""])[:4]
     scale = int(scale)
@@ -70,6 +71,8 @@ def bench_model(spec, args):
     height, width = args.input
     x = np.random.default_rng(0).random((1, n_colors, height, width)).astype(np.float32)
     patches = calibration_patches(args.calib_path, args.calib_num, scale, 192, 0, n_colors)
+    if args.equalize:  # same scales in both: the float file stays the same function
+        equalize(fp_net, batches_of(patches, 2), others=(q_net,))
     calibrate(q_net, batches_of(patches, 2), "dbdc", QuantConfig(8, 8))
     q_net.set_train(False)
     out_dir = args.out_dir
@@ -80,7 +83,8 @@ def bench_model(spec, args):
     kernels = integer_kernels(int8_path)
     tx = Tensor(x)
     fp_sess, q_sess = ort_session(fp_path, args.threads), ort_session(int8_path, args.threads)
-    row = {"model": f"{model}-{variant} x{scale}" + ("" if ckpt else " (random weights)"),
+    row = {"model": f"{model}-{variant} x{scale}" + ("" if ckpt else " (random weights)")
+                    + (" equalised" if args.equalize else ""),
            "ms_fp32": _median_ms(lambda: fp_net(tx).asnumpy(), args.warmup, args.runs),
            "ort_fp32": _median_ms(lambda: run_onnx(fp_sess, x), args.warmup, args.runs),
            "ort_int8": _median_ms(lambda: run_onnx(q_sess, x), args.warmup, args.runs),
@@ -101,6 +105,8 @@ def main():
     parser.add_argument("--calib_path", default=os.path.join(ROOT, "..", "shared", "data", "train"))
     parser.add_argument("--calib_num", type=int, default=100)
     parser.add_argument("--data_path", default="", help="root holding benchmark/Set5 (PSNR rows); empty = skip")
+    parser.add_argument("--equalize", action="store_true",
+                        help="equalise activation ranges before the W8A8 calibration (src/quantlib/equalize.py)")
     parser.add_argument("--out_dir", default=os.path.join(ROOT, "outputs", "bench_export"))
     args = parser.parse_args()
     import mindspore as ms  # pylint: disable=import-outside-toplevel
