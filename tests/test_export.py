@@ -82,7 +82,7 @@ def _calibrated(model, scale, bits=8):
     return fp, q
 
 
-@pytest.mark.parametrize("model,scale", [("abpn", 3), ("sesr", 2)])
+@pytest.mark.parametrize("model,scale", [("abpn", 3), ("sesr", 2), ("etds", 3)])
 def test_int8_qdq_runs_integer_kernels_and_matches_fake_quant(model, scale, tmp_path):
     fp, q = _calibrated(model, scale)
     xs = _inputs(int(getattr(fp, "n_colors", 3)))
@@ -101,9 +101,41 @@ def test_int8_qdq_runs_integer_kernels_and_matches_fake_quant(model, scale, tmp_
     # the sub-pixel rewrite reads the LR size from the graph input, not from a dequantised feature map
     for shape in (n for n in graph.node if n.op_type == "Shape"):
         assert shape.input[0] == graph.input[0].name, shape.input
+    if model == "etds":  # the pixel shuffle (and the padding channel's Slice) run on the uint8 output
+        writers = {o: n for n in graph.node for o in n.output}
+        d2s = next(n for n in graph.node if n.op_type == "DepthToSpace")
+        assert writers[d2s.input[0]].op_type == "Slice" and writers[writers[d2s.input[0]].input[0]].op_type == "QuantizeLinear"
+        assert graph.node[-1].op_type == "DequantizeLinear" and graph.node[-1].output[0] == graph.output[0].name
     kernels = integer_kernels(path)
     assert kernels.get("QLinearConv", 0) + kernels.get("ConvInteger", 0) > 0
     assert max_diff(ort_session(path), q, xs) < 0.02  # integer requantisation rounding only
+
+
+def test_dequantize_late_moves_dq_after_data_movement_exactly():
+    from onnx import TensorProto, helper, numpy_helper  # pylint: disable=import-outside-toplevel
+    from src.export.onnx_qdq import dequantize_late  # pylint: disable=import-outside-toplevel
+    inits = [numpy_helper.from_array(np.float32(0.02), "s"), numpy_helper.from_array(np.uint8(7), "z"),
+             numpy_helper.from_array(np.array([0], np.int64), "st"), numpy_helper.from_array(np.array([8], np.int64), "en"),
+             numpy_helper.from_array(np.array([1], np.int64), "ax")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+             helper.make_node("Slice", ["d", "st", "en", "ax"], ["sl"]),
+             helper.make_node("DepthToSpace", ["sl"], ["y"], blocksize=2, mode="DCR"),
+             helper.make_node("Relu", ["d"], ["side"])]  # a second reader keeps the first DQ in place
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 9, 5, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 10, 6]),
+                               helper.make_tensor_value_info("side", TensorProto.FLOAT, [1, 9, 5, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    x = RNG.normal(0, 2, (1, 9, 5, 3)).astype(np.float32)
+    before = [ort_session(model).run(None, {"x": x})]
+    assert dequantize_late(model) == 0  # the DQ has two readers: nothing moves
+    model.graph.node.remove(model.graph.node[-1])
+    del model.graph.output[1:]
+    assert dequantize_late(model) == 2
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["QuantizeLinear", "Slice", "DepthToSpace", "DequantizeLinear"]
+    np.testing.assert_array_equal(ort_session(model).run(None, {"x": x})[0], before[0][0])
 
 
 def test_int8_needs_symmetric_weights_and_calibration(tmp_path):
