@@ -109,6 +109,13 @@ def test_int8_qdq_runs_integer_kernels_and_matches_fake_quant(model, scale, tmp_
     kernels = integer_kernels(path)
     assert kernels.get("QLinearConv", 0) + kernels.get("ConvInteger", 0) > 0
     assert max_diff(ort_session(path), q, xs) < 0.02  # integer requantisation rounding only
+    out = run_onnx(ort_session(path), xs[1])
+    if model == "abpn":  # RGB: residual Add, shuffle and clamp on the 8-bit image grid
+        assert "Clip" not in types and kernels.get("QLinearAdd", 0) >= 1
+        assert out.min() >= 0 and out.max() <= 1
+        np.testing.assert_allclose(out * 255, np.round(out * 255), atol=1e-3)
+    if model == "sesr":  # Y channel: float output (it is converted back to RGB)
+        assert "Clip" in types and np.abs(out * 255 - np.round(out * 255)).max() > 0.01
 
 
 def test_dequantize_late_moves_dq_after_data_movement_exactly():
