@@ -8,7 +8,8 @@ For each ``model:variant:scale:checkpoint`` (empty checkpoint = random weights,
 timing only) on a 1 x C x 360 x 640 LR input: MindSpore graph mode FP32,
 onnxruntime FP32 and onnxruntime int8 (QDQ from a W8A8 DBDC calibration on
 ``calib_num`` patches, after activation-range equalisation with ``--equalize``),
-median of ``--runs`` runs after ``--warmup`` runs, all in this process. With ``--data_path`` it also prints Set5 PSNR (Y) of the MindSpore
+median of ``--runs`` runs after ``--warmup`` runs (onnxruntime: median of ``--rounds`` such
+medians, float and int8 alternating), all in this process. With ``--data_path`` it also prints Set5 PSNR (Y) of the MindSpore
 fake-quant model and of the int8 ONNX file made from it.
 """
 import argparse
@@ -82,12 +83,17 @@ def bench_model(spec, args):
                           os.path.join(out_dir, f"{model}_{variant}_x{scale}_int8.onnx"))
     kernels = integer_kernels(int8_path)
     tx = Tensor(x)
-    fp_sess, q_sess = ort_session(fp_path, args.threads), ort_session(int8_path, args.threads)
+    ort_ms = {fp_path: [], int8_path: []}
+    for _ in range(args.rounds):  # float and int8 alternate, a fresh session each round
+        for path, times in ort_ms.items():
+            session = ort_session(path, args.threads)
+            times.append(_median_ms(lambda s=session: run_onnx(s, x), args.warmup, args.runs))
+            del session
     row = {"model": f"{model}-{variant} x{scale}" + ("" if ckpt else " (random weights)")
                     + (" equalised" if args.equalize else ""),
            "ms_fp32": _median_ms(lambda: fp_net(tx).asnumpy(), args.warmup, args.runs),
-           "ort_fp32": _median_ms(lambda: run_onnx(fp_sess, x), args.warmup, args.runs),
-           "ort_int8": _median_ms(lambda: run_onnx(q_sess, x), args.warmup, args.runs),
+           "ort_fp32": statistics.median(ort_ms[fp_path]),
+           "ort_int8": statistics.median(ort_ms[int8_path]),
            "kernels": kernels}
     if args.data_path:
         row["psnr_fq"] = set5_psnr(q_net, scale, args.data_path)
@@ -101,6 +107,9 @@ def main():
     parser.add_argument("--input", default="360,640", type=lambda s: tuple(int(v) for v in s.split(",")))
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="onnxruntime timings: median over this many rounds (float and int8 alternate) "
+                             "of the per-round medians; this machine's timings drift by 10-20%% over minutes")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = all cores)")
     parser.add_argument("--calib_path", default=os.path.join(ROOT, "..", "shared", "data", "train"))
     parser.add_argument("--calib_num", type=int, default=100)
@@ -114,7 +123,8 @@ def main():
     ms.set_device("CPU")
     rows = [bench_model(spec, args) for spec in args.models.split(",") if spec]
     h, w = args.input
-    print(f"\nLatency, 1 x C x {h} x {w} LR input, median of {args.runs} runs after {args.warmup} warm-up (ms)")
+    print(f"\nLatency, 1 x C x {h} x {w} LR input, median of {args.runs} runs after {args.warmup} warm-up"
+          f"{f', median of {args.rounds} rounds for onnxruntime' if args.rounds > 1 else ''} (ms)")
     print(f"{'model':<34}{'MindSpore FP32':>15}{'ORT FP32':>10}{'ORT int8':>10}{'int8 speed-up':>15}"
           f"{'Set5 fake-quant':>17}{'Set5 int8 ONNX':>16}{'diff (dB)':>11}  integer kernels")
     for r in rows:
