@@ -71,15 +71,15 @@ def bench_model(spec, args):
     n_colors = int(getattr(fp_net, "n_colors", 3))
     height, width = args.input
     x = np.random.default_rng(0).random((1, n_colors, height, width)).astype(np.float32)
-    patches = calibration_patches(args.calib_path, args.calib_num, scale, 192, 0, n_colors)
+    batches = batches_of(calibration_patches(args.calib_path, args.calib_num, scale, 192, 0, n_colors), 2)
     if args.equalize:  # same scales in both: the float file stays the same function
-        equalize(fp_net, batches_of(patches, 2), others=(q_net,))
-    calibrate(q_net, batches_of(patches, 2), "dbdc", QuantConfig(8, 8))
+        equalize(fp_net, batches, others=(q_net,))
+    calibrate(q_net, batches, "dbdc", QuantConfig(8, 8))
     q_net.set_train(False)
     out_dir = args.out_dir
     float_model = float_onnx(fp_net, x)  # traced once: MindSpore cannot export the same Cell twice
     fp_path = save_onnx(optimized_float(float_model), os.path.join(out_dir, f"{model}_{variant}_x{scale}.onnx"))
-    int8_path = save_onnx(quantize_onnx(float_model, q_net, observe_output_ranges(q_net, batches_of(patches, 2))),
+    int8_path = save_onnx(quantize_onnx(float_model, q_net, observe_output_ranges(q_net, batches)),
                           os.path.join(out_dir, f"{model}_{variant}_x{scale}_int8.onnx"))
     kernels = integer_kernels(int8_path)
     tx = Tensor(x)

@@ -6,7 +6,7 @@ from src.engine.inference import SRPredictor
 from src.quantlib.calib_data import batches_of, calibration_patches
 from src.quantlib.calibrate import calibrate
 from src.quantlib.convert import QuantConfig
-from src.quantlib.equalize import equalization_pairs, equalize
+from src.quantlib.equalize import equalize
 from src.quantlib.pac import PaCConfig, pixel_aware_calibration
 from src.weights.checkpoint import model_meta, save_checkpoint
 from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of
@@ -34,8 +34,8 @@ def calibrate_from_config(q_net, fp_net, config, method, qcfg, calib_path, log):
                                   int(getattr(fp_net, "n_colors", 3)))
     batches = batches_of(patches, int(config.get("calib_batch", 2)))
     if config.get("equalize", False):
-        equalize(fp_net, batches, others=(q_net,))
-        log(f"equalised the activation ranges of {len(equalization_pairs(fp_net))} conv pairs")
+        scales = equalize(fp_net, batches, others=(q_net,))
+        log(f"equalised the activation ranges of {len(scales)} conv pairs")
     calibrate(q_net, batches, method, qcfg, config.percentile, config.dbdc_p)
     if method == "dbdc_pac":
         pixel_aware_calibration(q_net, fp_net, patches, pac_config_from(config), log=log)
