@@ -1,49 +1,162 @@
 """Image reading with explicit checks, and atomic PNG writing.
 
-``read_rgb`` always returns an HxWx3 uint8 RGB array: grayscale is expanded
-to three channels and alpha is dropped. 16-bit and unreadable files raise
-``ImageError`` naming the file.
+Every image is decoded by Pillow from the file's bytes, so all readers (evaluation,
+training, calibration, ``infer.py``) see the same pixels:
+
+- **Damage**: a file that ends before its image data does is refused with the file
+  named. PNG chunks are verified (CRC, ``IEND`` present) with ``Image.verify``; any
+  format whose decoder runs out of data (a truncated JPEG, libjpeg's "Premature end
+  of JPEG file", which OpenCV and a permissive Pillow fill with grey) raises, because
+  ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left ``False``. JPEG has no checksum, so
+  bytes changed *inside* the entropy-coded data (libjpeg's "Corrupt JPEG data"
+  warnings) cannot be detected by any decoder.
+- **Orientation**: the EXIF ``Orientation`` tag is applied on read
+  (``PIL.ImageOps.exif_transpose``), so a phone photo stored sideways with
+  Orientation 6 comes out upright, as every viewer shows it.
+- **Colour**: grayscale, palette, CMYK and YCbCr images become 8-bit RGB. An alpha
+  channel (RGBA, LA, palette or grayscale/RGB with a ``tRNS`` transparency key) is
+  returned separately by :func:`read_image`; :func:`read_rgb` drops it.
+- **Bit depth**: 16-bit and float images raise ``ImageError`` (only 8-bit images are
+  supported) instead of being silently reduced to 8 bits.
 """
+import io
 import os
 
 import cv2
 import numpy as np
+from PIL import Image, ImageFile, ImageOps
 
 from src.utils.atomic import atomic_target
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+_EXIF_ORIENTATION = 0x0112
+_RGB_MODES = ("1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr")
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+_DEEP_MODES = {"I;16": "uint16", "I;16L": "uint16", "I;16B": "uint16", "I;16N": "uint16",
+               "I": "int32", "F": "float32"}
 
 
 class ImageError(ValueError):
     """An image file cannot be used."""
 
 
-def read_rgb(path):
+def _deep_dtype(img):
+    """numpy dtype name of a 16-/32-bit image, or None for 8-bit data.
+
+    Pillow opens 16-bit RGB(A) PNG and TIFF files in an 8-bit mode and would drop the
+    low byte on load; the decoder's raw mode (``RGB;16B``) still tells the file's depth.
+    """
+    if img.mode in _DEEP_MODES:
+        return _DEEP_MODES[img.mode]
+    for tile in img.tile or ():
+        args = tile[3]
+        raw = args if isinstance(args, str) else (args[0] if args and isinstance(args[0], str) else "")
+        if ";16" in raw:
+            return "uint16"
+        if ";32" in raw:
+            return "uint32"
+    return None
+
+
+def _open_checked(path):
+    """Decode ``path`` with Pillow, refusing damaged, truncated and non-8-bit files.
+
+    Returns a loaded, upright (EXIF orientation applied) ``PIL.Image``.
+    """
     if not os.path.isfile(path):
         raise ImageError(f"image not found: {path}")
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ImageError(f"cannot decode image {path} (corrupt or unsupported format); re-save it as 8-bit PNG")
-    if img.dtype != np.uint8:
-        raise ImageError(f"{path} is {img.dtype} ({8 * img.dtype.itemsize}-bit); "
-                         "only 8-bit images are supported, convert it to 8-bit PNG")
-    if img.ndim == 2:
-        return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2))
-    if img.ndim != 3 or img.shape[2] not in (1, 3, 4):
-        raise ImageError(f"{path} has unsupported shape {img.shape}; expected gray, RGB or RGBA")
-    if img.shape[2] == 1:
-        return np.ascontiguousarray(np.repeat(img, 3, axis=2))
-    return np.ascontiguousarray(img[:, :, 2::-1])  # BGR(A) -> RGB, alpha dropped
+    with open(path, "rb") as fh:
+        data = fh.read()
+    undecodable = (f"cannot decode image {path} (corrupt or unsupported format); "
+                   "re-save it as 8-bit PNG")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            probe.verify()  # PNG: chunk CRCs and a complete chunk sequence up to IEND
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path}: {exc}; split it into smaller images") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(undecodable) from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        raise ImageError(f"{path} is truncated or damaged ({exc}); re-download or re-save it") from None
+    img = Image.open(io.BytesIO(data))
+    dtype = _deep_dtype(img)
+    if dtype is not None:
+        bits = 8 * np.dtype(dtype).itemsize
+        raise ImageError(f"{path} is {dtype} ({bits}-bit); only 8-bit images are supported, "
+                         "convert it to 8-bit PNG")
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise ImageError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process, so truncated "
+                         f"images would be filled with grey; set it to False to read {path}")
+    try:
+        img.load()  # raises on a decoder that runs out of data (truncated JPEG, WebP, TIFF, ...)
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+        raise ImageError(f"{path} is truncated or damaged ({exc}); re-download or re-save it") from None
+    try:
+        ImageOps.exif_transpose(img, in_place=True)
+    except (OSError, SyntaxError, ValueError, KeyError, TypeError) as exc:
+        raise ImageError(f"{path} has an unreadable EXIF orientation ({exc}); re-save it without EXIF") from None
+    return img
 
 
-def write_png(path, rgb):
-    """Write an HxWx3 uint8 RGB array as PNG via a temp file and rename."""
+def _has_alpha(img):
+    return img.mode in _ALPHA_MODES or (img.mode in ("P", "L", "RGB") and "transparency" in img.info)
+
+
+def read_image(path):
+    """Read an image file as ``(rgb, alpha)``.
+
+    ``rgb`` is an HxWx3 uint8 RGB array (grayscale expanded to three channels) and
+    ``alpha`` an HxW uint8 array (255 = opaque) when the file has an alpha channel or a
+    transparency key, else ``None``. EXIF orientation is applied. Raises ``ImageError``
+    naming the file when it is missing, undecodable, truncated or damaged, not 8-bit,
+    or in a colour mode without an RGB meaning.
+    """
+    img = _open_checked(path)
+    if _has_alpha(img):
+        rgba = np.asarray(img.convert("RGBA"))
+        return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3])
+    if img.mode not in _RGB_MODES:
+        raise ImageError(f"{path} has colour mode {img.mode}; convert it to 8-bit RGB PNG")
+    rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+    return np.ascontiguousarray(rgb), None
+
+
+def read_rgb(path):
+    """HxWx3 uint8 RGB array of ``path``; alpha, if any, is dropped (see :func:`read_image`)."""
+    return read_image(path)[0]
+
+
+def image_size(path):
+    """(width, height) of ``path`` as :func:`read_image` returns it (EXIF orientation applied),
+    from the file header without decoding the pixels. Raises ``ImageError`` when unreadable."""
+    if not os.path.isfile(path):
+        raise ImageError(f"image not found: {path}")
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"cannot decode image {path} ({exc}); re-save it as 8-bit PNG") from None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def write_png(path, image, alpha=None):
+    """Write an HxWx3 uint8 RGB array (with ``alpha``, HxW uint8, as RGBA; or an HxWx4 RGBA
+    array) as PNG via a temporary file and rename. Raises ``ImageError`` if it cannot be written."""
+    image = np.asarray(image)
+    if alpha is not None:
+        image = np.concatenate([image, np.asarray(alpha, dtype=np.uint8)[:, :, None]], axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4) or image.dtype != np.uint8:
+        raise ValueError(f"write_png needs HxWx3 or HxWx4 uint8, got {image.shape} {image.dtype}")
+    order = [2, 1, 0, 3][:image.shape[2]]  # RGB(A) -> BGR(A) for OpenCV
     with atomic_target(path, suffix=".png") as tmp:
-        if not cv2.imwrite(tmp, np.ascontiguousarray(rgb[:, :, ::-1])):
+        if not cv2.imwrite(tmp, np.ascontiguousarray(image[:, :, order])):
             raise ImageError(f"could not write {path} (disk full or no permission?)")
     return path
 
 
 def list_images(folder):
+    """Sorted paths of the image files (by extension, hidden files skipped) directly in ``folder``."""
     return sorted(os.path.join(folder, f) for f in os.listdir(folder)
                   if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))

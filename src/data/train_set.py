@@ -4,7 +4,14 @@ Sources (``train_path``):
 - the official DIV2K layout: ``DIV2K_train_HR/`` with ``DIV2K_train_LR_bicubic/X{s}/``
   beside it (``0001x2.png``); ``train_path`` may be the DIV2K root or its HR folder;
 - any folder (searched recursively) of HR images: the LR image is made with the
-  project's MATLAB-compatible bicubic and cached as PNG under ``cache_dir``.
+  project's MATLAB-compatible bicubic and cached as PNG under ``cache_dir``, keyed on
+  the HR pixels (``src.data.pairs.content_key``), so a replaced HR image with the same
+  name and size never reuses the old LR.
+
+DIV2K LR files are checked against their HR image when the pairs are built: an LR
+file whose size is not the x{s} LR size (``src.data.pairs.check_lr_size``, e.g. x2
+files under ``X3``) stops with an error naming it instead of training on misaligned
+crops.
 
 Each sample is a random LR crop of ``patch_size`` with the aligned HR crop, random
 horizontal / vertical flips and transposition, and (optionally) a random RGB channel
@@ -16,13 +23,13 @@ The stream is therefore a pure function of ``(seed, p)``: resuming at step ``k``
 would be, with any number of workers, and rank ``r`` of ``w`` data-parallel
 workers takes its own slice of every global batch.
 """
-import hashlib
 import os
 
 import numpy as np
 
-from src.data.image_io import IMAGE_EXTENSIONS, ImageError, read_rgb
+from src.data.image_io import IMAGE_EXTENSIONS, ImageError, image_size, read_rgb
 from src.data.imresize import bicubic_lr
+from src.data.pairs import check_lr_size, content_key
 from src.data.transforms import modcrop, rgb_to_ycbcr01
 
 DIV2K_HR = "DIV2K_train_HR"
@@ -50,12 +57,10 @@ def _div2k_dirs(root, scale):
     return None
 
 
-def _lr_cache_path(cache_dir, hr_path, scale):
-    stat = os.stat(hr_path)
-    key = f"{os.path.abspath(hr_path)}|{stat.st_size}|{int(stat.st_mtime)}"
-    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+def _lr_cache_path(cache_dir, hr_path, scale, hr):
+    """``<cache_dir>/train_lr/X<s>/<stem>-<content key of the mod-cropped HR>.png``."""
     stem = os.path.splitext(os.path.basename(hr_path))[0]
-    return os.path.join(cache_dir, "train_lr", f"X{scale}", f"{stem}-{digest}.png")
+    return os.path.join(cache_dir, "train_lr", f"X{scale}", f"{stem}-{content_key(hr)}.png")
 
 
 class TrainPairs:
@@ -85,6 +90,8 @@ class TrainPairs:
             if min(hr.shape[:2]) < need:
                 self.skipped.append(os.path.basename(path))
                 continue
+            if path in self.lr_paths:
+                self._check_lr(path, hr.shape)
             self.paths.append(path)
             pair_bytes = hr.size * (1 + 1 / self.scale ** 2)
             if pair_bytes <= budget:  # decoded pairs stay in memory while they fit
@@ -101,19 +108,27 @@ class TrainPairs:
     def __len__(self):
         return len(self.paths)
 
+    def _check_lr(self, path, hr_shape):
+        """The DIV2K LR file of ``path`` exists and has the x``scale`` LR size (header read only)."""
+        lr_path = self.lr_paths[path]
+        if not os.path.isfile(lr_path):
+            raise ImageError(f"{lr_path} is missing: DIV2K LR X{self.scale} must hold one file per HR image")
+        width, height = image_size(lr_path)
+        check_lr_size(lr_path, (height, width), path, hr_shape, self.scale, self.scale)
+
     def _load(self, index, hr=None):
         path = self.paths[index]
-        hr = modcrop(read_rgb(path) if hr is None else hr, self.scale)
+        hr_full = read_rgb(path) if hr is None else hr
+        hr = modcrop(hr_full, self.scale)
         lr_path = self.lr_paths.get(path)
         if lr_path is None:
-            cached = _lr_cache_path(self.cache_dir, path, self.scale) if self.cache_dir else None
+            cached = _lr_cache_path(self.cache_dir, path, self.scale, hr) if self.cache_dir else None
             return bicubic_lr(hr, self.scale, cached), hr
         if not os.path.isfile(lr_path):
             raise ImageError(f"{lr_path} is missing: DIV2K LR X{self.scale} must hold one file per HR image")
         lr = read_rgb(lr_path)
+        check_lr_size(lr_path, lr.shape, path, hr_full.shape, self.scale, self.scale)
         h, w = hr.shape[0] // self.scale, hr.shape[1] // self.scale
-        if lr.shape[0] < h or lr.shape[1] < w:
-            raise ImageError(f"{lr_path} is {lr.shape[1]}x{lr.shape[0]}, too small for x{self.scale} of {path}")
         return lr[:h, :w], hr
 
     def pair(self, index):
