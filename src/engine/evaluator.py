@@ -9,7 +9,7 @@ from model_utils.config import PROJECT_ROOT
 from tqdm import tqdm
 
 from src.data.eval_sets import (SAMPLE_SET, dataset_exists, load_pair, resolve_eval_set)
-from src.data.image_io import write_png
+from src.data.image_io import ImageError, write_png
 from src.engine.inference import SRPredictor
 from src.metrics import calculate_psnr, calculate_ssim
 from src.utils.atomic import atomic_target
@@ -68,23 +68,99 @@ def select_datasets(config):
     return names, note
 
 
+SSIM_WINDOW = 11  # SSIM's Gaussian window (src/metrics/psnr_ssim.py)
+ALPHA_POLICY = ("dropped: PSNR/SSIM use the stored RGB values of images with an alpha channel "
+                "(as BasicSR's cv2.imread in colour mode and MATLAB's imread do)")
+
+
+class SetEvaluationError(ImageError):
+    """Some images of one evaluation set failed (unreadable, wrong LR size, too small, ...).
+
+    ``set_name``; ``failures``: ``[{"name", "error"}]``; ``per_image``: the results of the
+    images that were evaluated (kept for the report). The message is one line.
+    """
+
+    def __init__(self, set_name, failures, per_image):
+        self.set_name, self.failures, self.per_image = set_name, failures, per_image
+        more = f" (and {len(failures) - 1} more image(s))" if len(failures) > 1 else ""
+        super().__init__(f"{set_name}: {failures[0]['error']}{more}")
+
+
+def check_metric_size(image, hr, shave):
+    """Raise ``ImageError`` naming the HR file when the cropped HR ``hr`` (HxWx3) leaves less
+    than SSIM's 11x11 window after shaving ``shave`` pixels at every border."""
+    h, w = hr.shape[0] - 2 * shave, hr.shape[1] - 2 * shave
+    if min(h, w) < SSIM_WINDOW:
+        raise ImageError(f"{image.hr_path} is too small for SSIM: cropped HR {hr.shape[1]}x{hr.shape[0]} leaves "
+                         f"{max(w, 0)}x{max(h, 0)} after shaving {shave} px per border, fewer than the "
+                         f"{SSIM_WINDOW}x{SSIM_WINDOW} SSIM window; remove it from the set")
+
+
 def evaluate_set(predictor, eval_set, config, save_dir=None):
+    """PSNR/SSIM of ``predictor`` on ``eval_set`` with the configured protocol.
+
+    Returns ``{"psnr", "ssim", "images", "per_image", "alpha_dropped"}`` (means over the images;
+    ``alpha_dropped`` lists images whose alpha channel was dropped, see ``ALPHA_POLICY``).
+    An image that cannot be evaluated does not stop the others: after the whole set,
+    ``SetEvaluationError`` lists every failed image and carries the per-image results.
+    """
     shave = config.scale if config.shave < 0 else config.shave
-    psnrs, ssims, per_image = [], [], []
+    psnrs, ssims, per_image, failures, alpha = [], [], [], [], []
     cache_dir = resolve_path(config, config.cache_dir)
     for image in tqdm(eval_set.images, desc=f"{eval_set.name} x{config.scale}", unit="img",
                       leave=False, file=sys.stderr, disable=len(eval_set.images) < 2):
-        lr, hr = load_pair(eval_set, image, config.scale, config.gt_mod, cache_dir)
-        sr = predictor.predict(lr)
-        psnr = calculate_psnr(sr, hr, shave, config.metric_channel)
-        ssim = calculate_ssim(sr, hr, shave, config.metric_channel)
+        try:
+            lr, hr = load_pair(eval_set, image, config.scale, config.gt_mod, cache_dir)
+            check_metric_size(image, hr, shave)
+            sr = predictor.predict(lr)
+            psnr = calculate_psnr(sr, hr, shave, config.metric_channel)
+            ssim = calculate_ssim(sr, hr, shave, config.metric_channel)
+        except ValueError as exc:  # ImageError is a ValueError
+            failures.append({"name": image.name, "error": str(exc)})
+            continue
         psnrs.append(psnr)
         ssims.append(ssim)
         per_image.append({"name": image.name, "psnr": psnr, "ssim": ssim})
+        if image.alpha_dropped:
+            alpha.append(f"{image.name} ({'+'.join(image.alpha_dropped)})")
         if save_dir:
             write_png(os.path.join(save_dir, eval_set.name, f"{image.name}.png"), sr)
+    if failures:
+        raise SetEvaluationError(eval_set.name, failures, per_image)
     return {"psnr": sum(psnrs) / len(psnrs), "ssim": sum(ssims) / len(ssims),
-            "images": len(psnrs), "per_image": per_image}
+            "images": len(psnrs), "per_image": per_image, "alpha_dropped": alpha}
+
+
+def _evaluate_sets(eval_sets, run_one, log):
+    """Run ``run_one(eval_set)`` for every set; a failing set is logged and recorded, the others go on.
+
+    Returns ``(results, failed)``: ``results[name]`` what ``run_one`` returned; ``failed[name]``
+    ``{"error", "failed_images", "per_image"}`` for each set that failed.
+    """
+    results, failed = {}, {}
+    for eval_set in eval_sets:
+        try:
+            results[eval_set.name] = run_one(eval_set)
+        except SetEvaluationError as exc:
+            for failure in exc.failures:
+                log(f"{eval_set.name}: not evaluated: {failure['error']}")
+            failed[eval_set.name] = {"error": str(exc), "failed_images": exc.failures, "per_image": exc.per_image}
+    return results, failed
+
+
+def _log_alpha(results, log):
+    for name, r in results.items():
+        if r.get("alpha_dropped"):
+            log(f"{name}: alpha channel dropped for {len(r['alpha_dropped'])} image(s) "
+                f"({', '.join(r['alpha_dropped'])}); PSNR/SSIM use their stored RGB values")
+
+
+def _raise_if_failed(failed, results, result_file):
+    if not failed:
+        return
+    kept = f"results of {', '.join(results)} and the failures are in {result_file}" if results else (
+        f"the failures are listed in {result_file}")
+    raise ImageError(f"evaluation failed: {'; '.join(f['error'] for f in failed.values())}; {kept}")
 
 
 def format_table(results):
@@ -122,18 +198,21 @@ def run_evaluation(config, log=print):
     if config.save_sr:
         save_dir = os.path.join(resolve_path(config, config.output_path),
                                 f"sr_{config.model}_{net.variant}_x{config.scale}")
-    results = {}
     start = time.time()
-    for eval_set in eval_sets:
-        results[eval_set.name] = evaluate_set(predictor, eval_set, config, save_dir)
+    results, failed = _evaluate_sets(eval_sets, lambda s: evaluate_set(predictor, s, config, save_dir), log)
     elapsed = time.time() - start
-    log(format_table(results))
+    if results:
+        log(format_table(results))
+    _log_alpha(results, log)
     report = {"results": results, "model": config.model, "variant": net.variant, "scale": config.scale,
               "pre_trained": ckpt, "protocol": protocol, "self_ensemble": bool(config.self_ensemble),
               "data_path": data_path, "data_note": note, "seconds": round(elapsed, 2)}
+    if failed:
+        report["failed"] = failed
     result_file = config.result_file or os.path.join(
         resolve_path(config, config.output_path), f"eval_{config.model}_{net.variant}_x{config.scale}.json")
     write_json(result_file, report)
+    _raise_if_failed(failed, results, result_file)
     log(f"results written to {result_file}" + (f"; SR images in {save_dir}" if save_dir else ""))
     return report
 
@@ -141,7 +220,7 @@ def run_evaluation(config, log=print):
 def _protocol(config):
     shave = config.scale if config.shave < 0 else config.shave
     return {"channel": config.metric_channel, "shave": shave, "gt_mod": config.gt_mod,
-            "lr": "file if present, else MATLAB bicubic of HR"}
+            "lr": "file if present, else MATLAB bicubic of HR", "alpha": ALPHA_POLICY}
 
 
 def _run_quantized(config, ckpt, names, eval_sets, note, log):
@@ -156,18 +235,23 @@ def _run_quantized(config, ckpt, names, eval_sets, note, log):
         save_dir = os.path.join(resolve_path(config, config.output_path),
                                 f"sr_{config.model}_{fp_net.variant}_x{config.scale}_w{info['w_bit']}a{info['a_bit']}")
     fp_pred, q_pred = predictor_for(fp_net, config), predictor_for(q_net, config)
-    fp_results, q_results = {}, {}
     start = time.time()
-    for eval_set in eval_sets:
-        fp_results[eval_set.name] = evaluate_set(fp_pred, eval_set, config)
-        q_results[eval_set.name] = evaluate_set(q_pred, eval_set, config, save_dir)
-    log(format_side_by_side(fp_results, q_results, label))
+    both, failed = _evaluate_sets(eval_sets, lambda s: (evaluate_set(fp_pred, s, config),
+                                                        evaluate_set(q_pred, s, config, save_dir)), log)
+    fp_results = {name: pair[0] for name, pair in both.items()}
+    q_results = {name: pair[1] for name, pair in both.items()}
+    if q_results:
+        log(format_side_by_side(fp_results, q_results, label))
+    _log_alpha(q_results, log)
     report = {"results": q_results, "results_fp": fp_results, "quant": info, "model": config.model,
               "variant": fp_net.variant, "scale": config.scale, "pre_trained": ckpt, "protocol": _protocol(config),
               "self_ensemble": bool(config.self_ensemble), "data_note": note, "seconds": round(time.time() - start, 2)}
+    if failed:
+        report["failed"] = failed
     result_file = config.result_file or os.path.join(
         resolve_path(config, config.output_path),
         f"eval_{config.model}_{fp_net.variant}_x{config.scale}_w{info['w_bit']}a{info['a_bit']}_{info['method']}.json")
     write_json(result_file, report)
+    _raise_if_failed(failed, q_results, result_file)
     log(f"results written to {result_file}")
     return report
