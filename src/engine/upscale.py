@@ -1,9 +1,27 @@
-"""infer.py engine: upscale an image or a folder with a checkpoint, MindIR or ONNX file."""
-import os
+"""infer.py engine: upscale an image or a folder with a checkpoint, MindIR or ONNX file.
 
+Outputs are ``<output_path>/<stem>_x<s>.png``. Inputs that would write the same file
+(``a.png`` and ``a.jpg``; compared ignoring case, as macOS and Windows file systems do)
+all get their extension in the name instead (``a_png_x2.png``, ``a_jpg_x2.png``), so
+no output overwrites another; if names still clash, or an output would replace one of
+the inputs, nothing is run and the error lists the clashes.
+
+Images with an alpha channel (RGBA, LA, palette or colour-key transparency) keep it:
+the RGB image goes through the model, the alpha channel is upscaled separately with
+the MATLAB-compatible bicubic (clipped to [0, 1]) and the output is an RGBA PNG.
+
+In a folder, an unreadable image (corrupt, truncated, 16-bit, ...) is reported on one
+line and skipped; the others are still written, and the run ends with an error (exit
+code 2) naming the skipped files. The count printed is the number of files written.
+"""
+import os
+from collections import defaultdict
+
+import numpy as np
 from tqdm import tqdm
 
-from src.data.image_io import ImageError, list_images, read_rgb, write_png
+from src.data.image_io import ImageError, list_images, read_image, write_png
+from src.data.imresize import imresize
 from src.engine.inference import SRPredictor
 
 
@@ -31,8 +49,48 @@ def _model_for(config, log):
     return runner, runner.scale, source
 
 
+def output_names(paths, scale):
+    """``{input path: output file name}`` for ``paths`` at ``scale`` (see the module doc).
+
+    Raises ``ImageError`` listing the inputs whose output names still clash.
+    """
+    def plain(path):
+        return f"{os.path.splitext(os.path.basename(path))[0]}_x{scale}.png"
+
+    def tagged(path):
+        stem, ext = os.path.splitext(os.path.basename(path))
+        return f"{stem}_{ext.lstrip('.').lower()}_x{scale}.png"
+
+    groups = defaultdict(list)
+    for path in paths:
+        groups[plain(path).lower()].append(path)
+    names = {}
+    for group in groups.values():
+        for path in group:
+            names[path] = plain(path) if len(group) == 1 else tagged(path)
+    final = defaultdict(list)
+    for path, name in names.items():
+        final[name.lower()].append(path)
+    clashes = [group for group in final.values() if len(group) > 1]
+    if clashes:
+        listed = "; ".join(" and ".join(os.path.basename(p) for p in group) + f" -> {names[group[0]]}"
+                           for group in clashes)
+        raise ImageError(f"inputs would overwrite each other's output: {listed}; rename them or upscale "
+                         "them into different --output_path folders")
+    return names
+
+
+def upscale_alpha(alpha, scale):
+    """HxW uint8 alpha -> (H*scale)x(W*scale) uint8: MATLAB-compatible bicubic in [0, 1], clipped, rounded."""
+    up = imresize(alpha.astype(np.float64) / 255.0, float(scale))
+    return np.floor(np.clip(up, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 def run_upscale(config, log=print):
-    """Write ``<output_path>/<name>_x<s>.png`` for each input image; returns the written paths."""
+    """Write ``<output_path>/<name>_x<s>.png`` for each input image; returns the written paths.
+
+    Raises ``ImageError`` (after writing the others) when images of a folder could not be read.
+    """
     from src.engine.evaluator import resolve_path  # pylint: disable=import-outside-toplevel
     src_path = resolve_path(config, config.input_path)
     if not src_path:
@@ -46,15 +104,36 @@ def run_upscale(config, log=print):
     else:
         raise FileNotFoundError(f"--input_path {src_path} does not exist")
     net, scale, described = _model_for(config, log)
+    out_dir = resolve_path(config, config.output_path)
+    targets = {path: os.path.join(out_dir, name) for path, name in output_names(images, scale).items()}
+    inputs = {os.path.normcase(os.path.realpath(p)): p for p in images}
+    overwritten = [p for p, t in targets.items() if os.path.normcase(os.path.realpath(t)) in inputs]
+    if overwritten:
+        raise ImageError(f"output would replace an input image: {', '.join(targets[p] for p in overwritten)}; "
+                         "choose another --output_path")
     tile = config.tile_size
     predictor = SRPredictor(net, scale, tile, config.tile_overlap, config.self_ensemble, config.max_tile_mem_gb)
-    out_dir = resolve_path(config, config.output_path)
     os.makedirs(out_dir, exist_ok=True)
-    written = []
+    written, skipped, with_alpha = [], [], 0
     for path in tqdm(images, desc=f"x{scale}", disable=len(images) == 1, unit="img"):
-        sr = predictor.predict(read_rgb(path))
-        target = os.path.join(out_dir, f"{os.path.splitext(os.path.basename(path))[0]}_x{scale}.png")
-        write_png(target, sr)
-        written.append(target)
-    log(f"wrote {len(written)} image(s) to {out_dir} with {described}")
+        try:
+            rgb, alpha = read_image(path)
+        except ImageError as exc:
+            if len(images) == 1:
+                raise
+            log(f"skipped: {exc}")
+            skipped.append(os.path.basename(path))
+            continue
+        sr = predictor.predict(rgb)
+        if alpha is not None:
+            with_alpha += 1
+            write_png(targets[path], sr, alpha=upscale_alpha(alpha, scale))
+        else:
+            write_png(targets[path], sr)
+        written.append(targets[path])
+    alpha_note = f" ({with_alpha} RGBA: alpha upscaled with bicubic)" if with_alpha else ""
+    log(f"wrote {len(written)} image(s){alpha_note} to {out_dir} with {described}")
+    if skipped:
+        raise ImageError(f"{len(skipped)} of {len(images)} input images could not be read and were skipped "
+                         f"({', '.join(skipped)}); the other {len(written)} were written to {out_dir}")
     return written
