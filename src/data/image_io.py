@@ -115,11 +115,10 @@ def read_image(path):
     img = _open_checked(path)
     if _has_alpha(img):
         rgba = np.asarray(img.convert("RGBA"))
-        return np.ascontiguousarray(rgba[:, :, :3]), np.ascontiguousarray(rgba[:, :, 3])
+        return np.array(rgba[:, :, :3]), np.array(rgba[:, :, 3])  # writable, contiguous copies
     if img.mode not in _RGB_MODES:
         raise ImageError(f"{path} has colour mode {img.mode}; convert it to 8-bit RGB PNG")
-    rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
-    return np.ascontiguousarray(rgb), None
+    return np.array(img if img.mode == "RGB" else img.convert("RGB")), None  # a writable copy
 
 
 def read_rgb(path):
