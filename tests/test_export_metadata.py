@@ -227,7 +227,8 @@ def test_metadata_that_disagrees_or_is_malformed_is_refused(edsr, tmp_path, chan
 # ---- item 19 (part): unreadable exported files ----------------------------------------------------
 
 def _bad_files(edsr_files, folder):
-    """{case: path}: random bytes, a truncated real export, an empty file and a PNG, per extension."""
+    """{case: path}: random bytes, a truncated real export, an empty file, a PNG and a real export of the
+    other format, per extension."""
     import cv2  # pylint: disable=import-outside-toplevel
     png = str(folder / "image.png")
     cv2.imwrite(png, np.zeros((8, 8, 3), np.uint8))
@@ -237,8 +238,10 @@ def _bad_files(edsr_files, folder):
     for ext in ("onnx", "mindir"):
         with open(edsr_files[ext], "rb") as f:
             real = f.read()
+        with open(edsr_files["mindir" if ext == "onnx" else "onnx"], "rb") as f:
+            other = f.read()
         contents = {"random": RNG.integers(0, 256, 4096, dtype=np.uint8).tobytes(), "truncated": real[:len(real) // 2],
-                    "empty": b"", "png": png_bytes}
+                    "empty": b"", "png": png_bytes, "other": other}
         for name, data in contents.items():
             path = str(folder / f"{name}.{ext}")
             with open(path, "wb") as f:
@@ -249,7 +252,7 @@ def _bad_files(edsr_files, folder):
 
 def test_unreadable_exported_files_are_refused_with_one_line(edsr, tmp_path):
     cases = _bad_files(edsr[1], tmp_path)
-    assert len(cases) == 8
+    assert len(cases) == 10
     for case, path in cases.items():
         fmt = "ONNX" if case.endswith(".onnx") else "MindIR"
         with pytest.raises(ExportedModelError) as info:
@@ -269,7 +272,7 @@ def _error_lines(stderr):
     return [line for line in stderr.splitlines() if line.strip() and not line.startswith("[WARNING]")]
 
 
-@pytest.mark.parametrize("case", ["random.onnx", "truncated.mindir", "png.mindir"])
+@pytest.mark.parametrize("case", ["random.onnx", "truncated.mindir", "png.mindir", "other.mindir"])
 def test_infer_cli_unreadable_model_exits_2_with_one_line(edsr, tmp_path, case):
     path = _bad_files(edsr[1], tmp_path)[case]
     write_smooth_images(tmp_path / "photos", 1, 16)

@@ -28,6 +28,7 @@ def _first_line(exc, limit=160):
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : ", "", text)
     text = re.sub(r"Load model from .* failed:", "", text)
+    text = re.sub(r"/\S+\.(cc|h):\d+ .*?\) (?=[A-Z])", "", text)  # onnxruntime's source line and C++ signature
     return text[:limit]
 
 

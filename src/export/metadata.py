@@ -112,7 +112,10 @@ def read_mindir_proto(path):
         proto.ParseFromString(data)
     except (DecodeError, ValueError, RuntimeError) as exc:
         raise unreadable(path, "MindIR", f"protobuf parsing failed: {str(exc)[:120] or type(exc).__name__}") from None
-    if not proto.HasField("graph") or not proto.graph.node or not proto.producer_name:
+    # MindSpore's loader needs the producer, its version (model_version) and ir_version besides a graph;
+    # an ONNX file parses as a MindIR ModelProto too, but with its versions in other fields.
+    if (not proto.HasField("graph") or not proto.graph.node or not proto.producer_name or not proto.model_version
+            or not proto.ir_version):
         raise unreadable(path, "MindIR", "no MindSpore graph in it")
     return proto
 
