@@ -14,6 +14,7 @@ import cv2
 from src.data.eval_sets import sample_set
 from src.data.image_io import read_rgb
 from src.data.transforms import rgb_to_ycbcr01
+from src.export.metadata import export_metadata
 from src.utils.atomic import atomic_target
 from src.weights.loader import load_float_and_quantized
 
@@ -88,8 +89,9 @@ def run_export(config, log=print):
     net = q_net if q_net is not None else fp_net
     kind = "int8 QDQ" if config.quant == "int8" else ("fake-quant" if q_net is not None else "float")
     inputs = example_inputs(shape)
+    metadata = export_metadata(net, kind)  # what the runners need to tile the file like the checkpoint
     report = {"file": path, "format": config.file_format, "kind": kind, "input_shape": list(shape),
-              "checkpoint": ckpt}
+              "checkpoint": ckpt, "metadata": None if config.file_format == "AIR" else metadata}
     if config.file_format == "AIR":  # reached on Ascend only
         import mindspore as ms  # pylint: disable=import-outside-toplevel
         with atomic_target(path, suffix=".air") as tmp:
@@ -97,7 +99,7 @@ def run_export(config, log=print):
     elif config.file_format == "MINDIR":
         from src.export.mindir import export_mindir, mindir_max_diff  # pylint: disable=import-outside-toplevel
         with atomic_target(path, suffix=".mindir") as tmp:
-            export_mindir(net, n_colors, tmp)
+            export_mindir(net, n_colors, tmp, metadata)
         if config.export_check:
             report["max_abs_diff"] = mindir_max_diff(path, net, inputs)
             log(f"MindIR round trip (mindspore.load + nn.GraphCell) at {inputs[0].shape[2:]} and "
@@ -114,7 +116,7 @@ def run_export(config, log=print):
                     "the activation integers but stops onnxruntime fusing that Conv, and the int32 bias "
                     "(scale = activation x weight scale) is coarse, so expect a larger gap than at W8A8")
             ranges = observe_output_ranges(q_net, inputs)
-            save_onnx(quantize_onnx(float_onnx(fp_net, inputs[0]), q_net, ranges), path)
+            save_onnx(quantize_onnx(float_onnx(fp_net, inputs[0]), q_net, ranges), path, metadata)
             if config.export_check:
                 report["integer_kernels"] = integer_kernels(path)
                 if not report["integer_kernels"]:
@@ -123,14 +125,17 @@ def run_export(config, log=print):
                 log(f"onnxruntime optimised graph: {report['integer_kernels']}; max |int8 ONNX - fake-quant "
                     f"MindSpore| {report['max_abs_diff']:.4f} (integer requantisation rounding)")
         else:
-            save_onnx(float_onnx(net, inputs[0], optimize=True), path)
+            save_onnx(float_onnx(net, inputs[0], optimize=True), path, metadata)
             if config.export_check:
                 report["max_abs_diff"] = max_diff(ort_session(path), net, inputs)
                 log(f"onnxruntime vs MindSpore at {inputs[0].shape[2:]} and {inputs[1].shape[2:]} (dynamic H/W): "
                     f"max |diff| {report['max_abs_diff']:.2e}")
                 if kind == "float":
                     _require(report["max_abs_diff"], FLOAT_TOLERANCE, "ONNX")
-    log(f"wrote {path} ({config.file_format}, {kind}, {os.path.getsize(path) / 1024:.0f} KiB) from {ckpt}")
+    recorded = "" if config.file_format == "AIR" else (
+        f"; metadata: x{metadata['sr.scale']}, {metadata['sr.n_colors']} colour(s), receptive radius "
+        f"{metadata['sr.receptive_radius']} LR pixels")
+    log(f"wrote {path} ({config.file_format}, {kind}, {os.path.getsize(path) / 1024:.0f} KiB) from {ckpt}{recorded}")
     return report
 
 

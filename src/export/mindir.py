@@ -5,13 +5,20 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn
 
+from src.export.metadata import mindir_user_info
 
-def export_mindir(net, n_colors, file_name):
-    """Write ``file_name``.mindir taking ``1 x n_colors x H x W`` for any H, W; returns the path."""
+
+def export_mindir(net, n_colors, file_name, metadata=None):
+    """Write ``file_name``.mindir taking ``1 x n_colors x H x W`` for any H, W; returns the path.
+
+    ``metadata`` (``{key: str}``, see :mod:`src.export.metadata`) goes into the
+    MindIR ``user_info``, where :class:`~src.engine.runners.MindIRRunner` reads it.
+    """
     net.set_train(False)
     dynamic = Tensor(shape=[1, n_colors, None, None], dtype=ms.float32)
     path = file_name if file_name.endswith(".mindir") else file_name + ".mindir"
-    ms.export(net, dynamic, file_name=os.path.splitext(path)[0], file_format="MINDIR")
+    extra = {"custom_func": mindir_user_info(metadata)} if metadata else {}
+    ms.export(net, dynamic, file_name=os.path.splitext(path)[0], file_format="MINDIR", **extra)
     return path
 
 

@@ -67,9 +67,13 @@ def optimized_float(model):
     return out
 
 
-def save_onnx(model, path):
-    """Atomic write of a ModelProto."""
+def save_onnx(model, path, metadata=None):
+    """Atomic write of a ModelProto; ``metadata`` (``{key: str}``, see :mod:`src.export.metadata`)
+    is stored in its ``metadata_props`` first (the ModelProto is changed in place)."""
     from src.utils.atomic import atomic_target  # pylint: disable=import-outside-toplevel
+    if metadata:
+        from src.export.metadata import attach_onnx_metadata  # pylint: disable=import-outside-toplevel
+        attach_onnx_metadata(model, metadata)
     with atomic_target(path, suffix=".onnx") as tmp:
         onnx.save(model, tmp)
     return path

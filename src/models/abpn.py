@@ -16,9 +16,11 @@ DEFAULT_VARIANT = "M4C28"
 
 
 class ABPN(nn.Cell):
+    """ABPN: ``n_colors`` x H x W in [0, 1] -> ``n_colors`` x sH x sW, clipped to [0, 1]."""
+
     def __init__(self, scale, num_block=4, num_feat=28, n_colors=3):
         super().__init__()
-        self.scale = scale
+        self.scale, self.n_colors = scale, n_colors
         out_ch = n_colors * scale * scale
         self.conv_first = conv2d(n_colors, num_feat)
         self.body = nn.CellList([conv2d(num_feat, num_feat) for _ in range(num_block)])

@@ -38,9 +38,11 @@ class ConvPReLU(nn.Cell):
 
 
 class ECBSRPlain(nn.Cell):
+    """ECBSR inference form: ``n_colors`` x H x W in [0, 1] -> ``n_colors`` x sH x sW (not clipped)."""
+
     def __init__(self, scale, num_block=4, num_feat=16, n_colors=3):
         super().__init__()
-        self.scale = scale
+        self.scale, self.n_colors = scale, n_colors
         self.blocks = nn.CellList(
             [ConvPReLU(n_colors, num_feat)] + [ConvPReLU(num_feat, num_feat) for _ in range(num_block)])
         self.conv_last = conv2d(num_feat, n_colors * scale * scale)

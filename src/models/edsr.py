@@ -57,9 +57,19 @@ class UpStage(nn.Cell):
 
 
 class EDSR(nn.Cell):
+    """EDSR: RGB 3 x H x W in [0, 1] -> 3 x sH x sW (not clipped).
+
+    RGB only: the mean shift is the DIV2K RGB mean, so ``n_colors`` other than 3
+    raises ValueError instead of building a network that ignores it.
+    """
+
     def __init__(self, scale, num_block=16, num_feat=64, res_scale=1.0, n_colors=3):
         super().__init__()
-        self.scale = scale
+        if n_colors != len(DIV2K_RGB_MEAN):
+            raise ValueError(f"edsr takes RGB images only (n_colors 3; its mean shift is the DIV2K RGB mean), "
+                             f"not n_colors {n_colors}; drop --n_colors or use a family with a Y form (sesr, abpn, "
+                             "etds, ecbsr)")
+        self.scale, self.n_colors = scale, n_colors
         self.mean = Tensor(np.array(DIV2K_RGB_MEAN, np.float32).reshape(1, 3, 1, 1), ms.float32)
         self.conv_first = conv2d(n_colors, num_feat)
         self.body = nn.SequentialCell([ResBlock(num_feat, res_scale) for _ in range(num_block)])

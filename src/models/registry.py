@@ -39,7 +39,7 @@ def _form_builder(module, form):
 _FAMILIES = {
     "abpn": _Family(abpn, abpn.build, abpn.build),
     "abpn_et": _Family(abpn, None, etds_plain.build_abpn_et),
-    "edsr": _Family(edsr, edsr.build, edsr.build, options=()),
+    "edsr": _Family(edsr, edsr.build, edsr.build),  # takes n_colors only to refuse anything but 3
     "etds": _Family(etds, _form_builder(etds, "train"), _form_builder(etds, "deploy"), etds.to_deploy),
     "ecbsr": _Family(ecbsr, _form_builder(ecbsr, "train"), _form_builder(ecbsr, "deploy"), ecbsr.to_deploy),
     "ecbsr_et": _Family(ecbsr, None, etds_plain.build_ecbsr_et),

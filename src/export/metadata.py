@@ -1,0 +1,154 @@
+"""What an exported file needs to be tiled like its checkpoint, stored inside the file.
+
+An exported graph alone tells its input channel count and scale only by running
+it, and nothing about how far each output pixel looks into the LR image. The
+runners (:mod:`src.engine.runners`) need that receptive radius for the tile
+overlap: with a smaller overlap tiles differ from the untiled output (EDSR-
+baseline looks 36 LR pixels out; the old assumption of 16 changed 3 pixels).
+
+Storage, as string key/value pairs under the ``sr.`` prefix:
+
+- ONNX: ``ModelProto.metadata_props`` (onnxruntime shows them as
+  ``get_modelmeta().custom_metadata_map``);
+- MindIR: ``ModelProto.user_info`` of the MindIR protobuf, written by
+  ``mindspore.export(..., custom_func=...)`` and read back by parsing the file
+  (``mindspore.load`` does not expose it). Inside the file, so it cannot be
+  separated from the graph the way a side file can.
+
+| key                  | value (string)                                          |
+|----------------------|---------------------------------------------------------|
+| sr.metadata_version  | ``1``                                                   |
+| sr.model, sr.variant | family and variant, e.g. ``edsr``, ``baseline``         |
+| sr.scale             | upscaling factor, e.g. ``2``                            |
+| sr.n_colors          | input/output channels: ``3`` (RGB) or ``1`` (BT.601 Y)  |
+| sr.receptive_radius  | LR pixels each output pixel depends on, per side        |
+| sr.peak_channels     | widest activation, channels per LR pixel (tile memory)  |
+| sr.kind              | ``float``, ``fake-quant`` or ``int8 QDQ``               |
+| sr.input             | layout and range of the input, for people reading it    |
+| sr.options           | JSON of the family options (``act``, ...)               |
+"""
+import json
+
+PREFIX = "sr."
+VERSION = 1
+# Bounds a valid value stays within; a file outside them is refused rather than trusted.
+_INT_KEYS = {"scale": range(1, 17), "n_colors": (1, 3), "receptive_radius": range(0, 4097),
+             "peak_channels": range(1, (1 << 20) + 1)}
+REQUIRED = ("scale", "n_colors", "receptive_radius")
+
+
+class ExportedModelError(ValueError):
+    """An exported model file (.onnx / .mindir) cannot be read or carries inconsistent metadata."""
+
+
+def unreadable(path, fmt, reason):
+    """The one-line error for a file the runtime cannot load."""
+    return ExportedModelError(f"{path} is not a readable {fmt} model ({str(reason).rstrip('. ')}); "
+                              "re-export it with export.py")
+
+
+def export_metadata(net, kind="float"):
+    """``{key: str}`` describing ``net`` (a deploy-form Cell, float or fake-quant) for tiling.
+
+    Raises ValueError when ``net`` does not declare ``scale``, ``n_colors`` or
+    ``receptive_radius`` (every registered model does), so no file claims a value
+    nobody measured.
+    """
+    missing = [k for k in REQUIRED if getattr(net, k, None) is None]
+    if missing:
+        raise ValueError(f"{type(net).__name__} does not declare {', '.join(missing)}; "
+                         "every exported model must (see src/models)")
+    n_colors = int(net.n_colors)
+    scale = int(net.scale)
+    meta = {
+        "metadata_version": str(VERSION),
+        "model": str(getattr(net, "model_name", type(net).__name__)),
+        "variant": str(getattr(net, "variant", "")),
+        "scale": str(scale),
+        "n_colors": str(n_colors),
+        "receptive_radius": str(int(net.receptive_radius)),
+        "peak_channels": str(int(getattr(net, "peak_channels", 64 * scale * scale))),
+        "kind": str(kind),
+        "input": f"1 x {n_colors} x H x W float32 in [0, 1], "
+                 + ("RGB" if n_colors == 3 else "Y of BT.601 YCbCr" if n_colors == 1 else f"{n_colors} channels"),
+        "options": json.dumps(dict(getattr(net, "options", {}) or {}), sort_keys=True),
+    }
+    return {PREFIX + k: v for k, v in meta.items()}
+
+
+def attach_onnx_metadata(model, meta):
+    """Write ``meta`` into ``model.metadata_props`` (an onnx ModelProto, changed in place), replacing
+    earlier ``sr.*`` entries and keeping any others; returns ``model``."""
+    keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(PREFIX)]
+    del model.metadata_props[:]
+    for key, value in keep + sorted(meta.items()):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model
+
+
+def mindir_user_info(meta):
+    """A ``custom_func`` for ``mindspore.export`` that stores ``meta`` in the MindIR ``user_info``."""
+    def _write(mindir_model):
+        for key, value in meta.items():
+            mindir_model.user_info[key] = value
+    return _write
+
+
+def read_mindir_proto(path):
+    """The MindIR ``ModelProto`` of ``path``; ExportedModelError when it is not a MindIR graph.
+
+    Parsing first (before ``mindspore.load``) refuses random bytes, truncated files
+    and other formats with one line instead of MindSpore's C++ error log.
+    """
+    from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
+    from mindspore.train.mind_ir_pb2 import ModelProto  # pylint: disable=import-outside-toplevel
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise unreadable(path, "MindIR", "the file is empty")
+    proto = ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise unreadable(path, "MindIR", f"protobuf parsing failed: {str(exc)[:120] or type(exc).__name__}") from None
+    # MindSpore's loader needs the producer, its version (model_version) and ir_version besides a graph;
+    # an ONNX file parses as a MindIR ModelProto too, but with its versions in other fields.
+    if (not proto.HasField("graph") or not proto.graph.node or not proto.producer_name or not proto.model_version
+            or not proto.ir_version):
+        raise unreadable(path, "MindIR", "no MindSpore graph in it")
+    return proto
+
+
+def parse_metadata(raw, path):
+    """Typed metadata from a ``{key: str}`` map (the file's ONNX metadata_props or MindIR user_info).
+
+    Returns None when the map has no ``sr.*`` entries (a file exported before
+    metadata was written), else a dict with int ``scale``, ``n_colors``,
+    ``receptive_radius``, ``peak_channels`` (None when absent) and str ``model``,
+    ``variant``, ``kind``. Raises ExportedModelError naming the key when a
+    required entry is missing or a value is not an integer within its bounds.
+    """
+    found = {k[len(PREFIX):]: str(v) for k, v in dict(raw or {}).items() if str(k).startswith(PREFIX)}
+    if not found:
+        return None
+    info = {"model": found.get("model", ""), "variant": found.get("variant", ""), "kind": found.get("kind", ""),
+            "metadata_version": found.get("metadata_version", "")}
+    for key, allowed in _INT_KEYS.items():
+        text = found.get(key)
+        if text is None:
+            if key in REQUIRED:
+                raise ExportedModelError(f"{path} has SR metadata without {PREFIX}{key}; re-export it with export.py")
+            info[key] = None
+            continue
+        try:
+            value = int(text.strip())
+        except ValueError:
+            value = None
+        if value is None or value not in allowed:
+            expected = (f"{allowed.start}..{allowed.stop - 1}" if isinstance(allowed, range)
+                        else " or ".join(map(str, allowed)))
+            raise ExportedModelError(f"{path} has a bad {PREFIX}{key} '{text[:40]}' in its metadata (expected "
+                                     f"{expected}); re-export it with export.py")
+        info[key] = value
+    return info
