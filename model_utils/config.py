@@ -230,6 +230,23 @@ def _parse_unruled(key, default, text):
         raise ConfigError(f"--{key} {text}: {exc}") from None
 
 
+def _attach_dash_values(argv, options):
+    """``--lr -1e-3`` -> ``--lr=-1e-3``: argparse takes only plain negative numbers as values, so a value
+    like ``-inf`` or ``-1e-3`` would otherwise read as an unknown option; the rules then judge it."""
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if token in options and nxt is not None and nxt.startswith("-") and not nxt.startswith("--") \
+                and nxt != "-h":
+            out.append(f"{token}={nxt}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_path=None):
     """Parse ``argv`` (default ``sys.argv[1:]``) into a validated :class:`Config`.
 
@@ -268,7 +285,7 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
                             help=f"{helper.get(key, '')} (default: {shown}{allowed})".strip(),
                             metavar=key.upper())
         overridable.append(key)
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(_attach_dash_values(argv, {f"--{k}" for k in overridable}))
     if unknown:
         bad = [u for u in unknown if u.startswith("--")] or unknown
         hints = "".join(suggest(u.lstrip("-").split("=")[0], overridable) for u in bad if u.startswith("--"))

@@ -21,6 +21,8 @@ def run_entry(argv, description, load_engine, extra_errors=(), outputs=None):
     except (FileNotFoundError, ValueError) as exc:  # no or bad config file (ConfigError is a ValueError)
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # a bad option or value (already printed as one line), or --help
+        return exc.code if isinstance(exc.code, int) else 2
     from src.errors import USER_ERRORS, error_line  # pylint: disable=import-outside-toplevel
     try:
         from src.engine.context import init_context  # pylint: disable=import-outside-toplevel

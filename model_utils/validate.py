@@ -22,7 +22,7 @@ mapping   YAML only (``default_models``, ``default_variants``, ``bit_table``)
 ========  ===========================================================================================
 
 Errors raise :class:`ConfigError` (a ``ValueError``) whose message is one line:
-``--batch_size 0: batch_size takes an integer >= 1``.
+``--batch_size 0: out of range; batch_size must be an integer in [1, 65536]``.
 """
 import difflib
 import math
@@ -41,11 +41,14 @@ class ConfigError(ValueError):
 
 
 class _Bad(Exception):
-    """Internal: a value failed its rule; ``reason`` completes the sentence "<value>: <reason>"."""
+    """Internal: a value failed its rule; ``reason`` completes the sentence "<value>: <reason>".
 
-    def __init__(self, reason):
+    ``choice`` holds the (typed) value when it is valid but not among a rule's choices.
+    """
+
+    def __init__(self, reason, choice=None):
         super().__init__(reason)
-        self.reason = reason
+        self.reason, self.choice = reason, choice
 
 
 def _fmt(v):
@@ -197,7 +200,7 @@ class Choice(Rule):
     def coerce(self, value):
         value = self.base.coerce(value)
         if value not in self.choices:
-            raise _Bad(f"not one of {self.choices}")
+            raise _Bad(f"not one of {self.choices}", choice=(value,))
         return value
 
     def allowed(self):
@@ -217,7 +220,7 @@ class Bits(Int):
         return bits
 
     def allowed(self):
-        return "an integer in [2, 8], or 0 / 32 for no quantization"
+        return "between 2 and 8 (or 0/32 for no quantization)"
 
 
 class List(Rule):
@@ -324,7 +327,7 @@ class InputShape(Rule):
         except _Bad:
             raise _Bad("not N,C,H,W integers") from None
         if len(shape) != 4:
-            raise _Bad(f"{len(shape)}-D, not N,C,H,W")
+            raise _Bad(f"{len(shape)}-D, not 4-D N,C,H,W")
         n, c, h, w = shape
         if not (1 <= n <= MAX_SHAPE_BATCH and c in (1, 3) and 1 <= h <= MAX_SHAPE_SIDE
                 and 1 <= w <= MAX_SHAPE_SIDE and n * h * w <= MAX_SHAPE_PIXELS):
@@ -457,16 +460,16 @@ def _cross_checks(values):
     if values.get("lr_scheduler") == "cosine" and "lr" in values and "min_lr" in values \
             and values["min_lr"] > values["lr"]:
         yield "min_lr", (f"--min_lr {_fmt(values['min_lr'])} is above --lr {_fmt(values['lr'])}: the cosine "
-                         "schedule would rise; min_lr takes a number in [0, lr]")
+                         "schedule would rise; min_lr must be in [0, lr]")
     for key in ("pac_act", "pac_weight"):
         low, high = values.get(f"{key}_lr_min"), values.get(f"{key}_lr")
         if low is not None and high is not None and low > high:
             yield f"{key}_lr_min", (f"--{key}_lr_min {_fmt(low)} is above --{key}_lr {_fmt(high)}; "
-                                    f"{key}_lr_min takes a number in [0, {key}_lr]")
+                                    f"{key}_lr_min must be in [0, {key}_lr]")
     scale, patch = values.get("scale"), values.get("pac_hr_patch")
     if isinstance(scale, int) and isinstance(patch, int) and patch < scale:
         yield "pac_hr_patch", (f"--pac_hr_patch {patch} is below --scale {scale}: the LR calibration patch "
-                               f"would be empty; pac_hr_patch takes an integer >= scale")
+                               f"would be empty; pac_hr_patch must be >= scale")
 
 
 def _shown(value):
@@ -491,20 +494,24 @@ def validate(values, origin=None, extra_choices=None):
         try:
             values[key] = rule.coerce(raw)
         except _Bad as exc:
-            takes = "" if exc.reason.startswith("not one of") else f"; {key} takes {rule.allowed()}"
-            raise ConfigError(f"{_where(key, raw, origin.get(key))}: {exc.reason}{takes}") from None
+            if exc.choice is not None:
+                raise ConfigError(f"{_where(key, exc.choice[0], origin.get(key), quote=True)} is not one of "
+                                  f"{rule.choices}") from None
+            raise ConfigError(f"{_where(key, raw, origin.get(key))}: {exc.reason}; "
+                              f"{key} must be {rule.allowed()}") from None
     for key, allowed in (extra_choices or {}).items():
         if key in values and values[key] not in allowed:
-            raise ConfigError(f"{_where(key, values[key], origin.get(key))}: not one of {allowed}")
+            raise ConfigError(f"{_where(key, values[key], origin.get(key), quote=True)} is not one of {allowed}")
     for _, message in _cross_checks(values):
         raise ConfigError(message)
     return values
 
 
-def _where(key, raw, source):
+def _where(key, raw, source, quote=False):
+    shown = repr(raw) if quote else _shown(raw)
     if source in (None, "cli"):
-        return f"--{key} {_shown(raw)}"
-    return f"{key}: {_shown(raw)} in {source}"
+        return f"--{key} {shown}"
+    return f"{key}: {shown} in {source}"
 
 
 def suggest(key, known):
