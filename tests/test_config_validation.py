@@ -10,7 +10,6 @@ import re
 
 import numpy as np
 import pytest
-import yaml
 
 from conftest import ROOT, write_smooth_images
 from model_utils.config import DEFAULT_CONFIG, get_config, load_yaml
