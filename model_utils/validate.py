@@ -210,9 +210,6 @@ class Choice(Rule):
 class Bits(Int):
     """Quantization bit width: 2-8, or 0 / 32 for no quantization (as ``check_bits``)."""
 
-    def __init__(self):
-        super().__init__()
-
     def coerce(self, value):
         bits = self.parse(value)
         if bits not in (0, 32) and not 2 <= bits <= 8:
