@@ -15,8 +15,17 @@ def _engine():
     return run_evaluation
 
 
+def _outputs(config, resolve):
+    """The report JSON (or the folder it goes to), SR images and a calibrated checkpoint, checked before work."""
+    report = ("file", "result_file", config.result_file) if config.result_file else \
+        ("folder", "output_path", resolve(config.output_path))
+    sr_images = ("folder", "output_path", resolve(config.output_path) if config.save_sr else "")
+    quant_ckpt = ("file", "save_quant_ckpt", resolve(config.save_quant_ckpt) if config.save_quant_ckpt else "")
+    return [report, sr_images, quant_ckpt]
+
+
 def main(argv=None):
-    return run_entry(argv, "Evaluate an SR model (PSNR/SSIM).", _engine)
+    return run_entry(argv, "Evaluate an SR model (PSNR/SSIM).", _engine, outputs=_outputs)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,15 @@ def _engine():
     return run_export
 
 
+def _outputs(config, resolve):
+    """The exported file (or the folder it goes to), checked before work."""
+    if config.file_name:
+        return [("file", "file_name", config.file_name)]
+    return [("folder", "output_path", resolve(config.output_path))]
+
+
 def main(argv=None):
-    return run_entry(argv, "Export an SR model (MINDIR, ONNX, AIR).", _engine)
+    return run_entry(argv, "Export an SR model (MINDIR, ONNX, AIR).", _engine, outputs=_outputs)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,13 @@ def _engine():
     return run_upscale
 
 
+def _outputs(config, resolve):
+    """The folder the upscaled PNGs go to, checked before work."""
+    return [("folder", "output_path", resolve(config.output_path))]
+
+
 def main(argv=None):
-    return run_entry(argv, "Upscale images with an SR model.", _engine)
+    return run_entry(argv, "Upscale images with an SR model.", _engine, outputs=_outputs)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,13 @@ def _engine():
     return functools.partial(train, log=functools.partial(print, flush=True))
 
 
+def _outputs(config, resolve):
+    """The checkpoint folder, checked before training starts."""
+    return [("folder", "ckpt_dir", resolve(config.ckpt_dir))]
+
+
 def main(argv=None):
-    return run_entry(argv, "Train an SR model.", _engine, extra_errors=(FloatingPointError,))
+    return run_entry(argv, "Train an SR model.", _engine, extra_errors=(FloatingPointError,), outputs=_outputs)
 
 
 if __name__ == "__main__":

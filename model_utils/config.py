@@ -8,6 +8,10 @@ The YAML file (``--config_path``) may hold up to three documents:
 Every scalar key can be overridden as ``--key value``; list keys take
 comma-separated values (``--eval_datasets Set5,Set14``); booleans accept
 True/False/1/0/yes/no. Unknown keys are rejected with the list of valid ones.
+
+Every value is checked once, here, against the rule table in
+:mod:`model_utils.validate` (type, range or choices; YAML and command-line values
+coerced alike), and every problem is one line naming the option and what is allowed.
 """
 import argparse
 import ast
@@ -15,6 +19,8 @@ import os
 import sys
 
 import yaml
+
+from model_utils.validate import RULES, ConfigError, suggest, validate
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(PROJECT_ROOT, "DIV2K_config.yaml")
@@ -98,74 +104,205 @@ def _list_parser(default):
     return parse
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
+    """SafeLoader that refuses a key written twice in one mapping (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is written twice (the first value would be ignored)",
+                    key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_documents(path):
+    """The non-empty YAML documents of ``path``; every problem is a one-line error naming the file."""
+    if os.path.isdir(path):
+        raise ConfigError(f"config file {path} is a folder; pass a YAML file as --config_path")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path} (pass --config_path)")
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            return [d for d in yaml.load_all(fh, Loader=_UniqueKeyLoader) if d is not None]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+        raise ConfigError(f"config file {path}: YAML error{where}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path}: YAML error: {' '.join(str(exc).split())}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _load(path, _seen=()):
+    """(config, help, choices, self_describing) of a config file, ``_base_`` resolved."""
+    docs = _read_documents(path)
+    if not docs or not isinstance(docs[0], dict):
+        raise ConfigError(f"{path}: the first YAML document must be a mapping of config keys")
+    if len(docs) > 3:
+        raise ConfigError(f"{path}: at most 3 YAML documents (config, help, choices), found {len(docs)}")
+    for index, what in ((1, "help strings"), (2, "allowed values")):
+        if len(docs) > index and not isinstance(docs[index], dict):
+            raise ConfigError(f"{path}: YAML document {index + 1} must be a mapping of {what}")
+    not_text = [repr(k) for k in docs[0] if not isinstance(k, str)]
+    if not_text:
+        raise ConfigError(f"{path}: config keys must be names, not {', '.join(not_text)}")
+    cfg = dict(docs[0])
+    helper = docs[1] if len(docs) > 1 else {}
+    choices = docs[2] if len(docs) > 2 else {}
+    self_describing = len(docs) > 1
+    base = cfg.pop("_base_", None)
+    if base is None:
+        return cfg, helper, choices, self_describing
+    base_path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), str(base)))
+    if base_path in _seen:
+        raise ConfigError(f"{path}: _base_ chain loops back to {base_path}")
+    base_cfg, base_help, base_choices, _ = _load(base_path, _seen + (base_path,))
+    unknown = sorted(set(cfg) - set(base_cfg))
+    if unknown:
+        hints = "".join(suggest(k, base_cfg) for k in unknown)
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}{hints} (not in its base {base}); "
+                          f"valid keys: {', '.join(sorted(base_cfg))}")
+    return dict(base_cfg, **cfg), dict(base_help, **helper), dict(base_choices, **choices), self_describing
+
+
 def load_yaml(path, _seen=()):
     """Return (config, help, choices) from a 1-3 document YAML file.
 
     A file whose config holds ``_base_: other.yaml`` (relative to the file) is a
     preset: it starts from that file's config, help and choices and overrides
-    only the keys it lists, each of which must exist in the base.
+    only the keys it lists, each of which must exist in the base. A missing file
+    raises ``FileNotFoundError``; a YAML syntax error, a key written twice, an
+    unknown key of a preset or a malformed document raises :class:`ConfigError`
+    (a ``ValueError``), each with one line naming the file.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file not found: {path} (pass --config_path)")
-    with open(path, "r", encoding="utf-8") as fh:
-        docs = [d for d in yaml.safe_load_all(fh) if d is not None]
-    if not docs or not isinstance(docs[0], dict):
-        raise ValueError(f"{path}: the first YAML document must be a mapping of config keys")
-    if len(docs) > 3:
-        raise ValueError(f"{path}: at most 3 YAML documents (config, help, choices), found {len(docs)}")
-    cfg = dict(docs[0])
-    helper = docs[1] if len(docs) > 1 else {}
-    choices = docs[2] if len(docs) > 2 else {}
-    base = cfg.pop("_base_", None)
-    if base is None:
-        return cfg, helper, choices
-    base_path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), str(base)))
-    if base_path in _seen:
-        raise ValueError(f"{path}: _base_ chain loops back to {base_path}")
-    base_cfg, base_help, base_choices = load_yaml(base_path, _seen + (base_path,))
-    unknown = sorted(set(cfg) - set(base_cfg))
+    cfg, helper, choices, _ = _load(path, _seen)
+    return cfg, helper, choices
+
+
+def _check_keys(cfg, path, schema_path, complete):
+    """Refuse keys of ``path`` unknown to ``schema_path``'s config, and with ``complete`` keys it lacks."""
+    if os.path.abspath(path) == os.path.abspath(schema_path):
+        return
+    schema = load_yaml(schema_path)[0]
+    name = os.path.basename(schema_path)
+    unknown = sorted(set(cfg) - set(schema))
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {', '.join(unknown)} (not in its base {base}); "
-                         f"valid keys: {', '.join(sorted(base_cfg))}")
-    return dict(base_cfg, **cfg), dict(base_help, **helper), dict(base_choices, **choices)
+        hints = "".join(suggest(k, schema) for k in unknown)
+        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}{hints}; the keys are those of "
+                          f"{name} ({schema_path}): see --help")
+    missing = [k for k in schema if k not in cfg] if complete else []
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise ConfigError(f"config file {path} lacks {len(missing)} key(s) of {name}: {shown}; start it with "
+                          f"'_base_: {schema_path}' to take the defaults for the keys it does not set")
 
 
-def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None):
-    """Parse ``argv`` (default ``sys.argv[1:]``) into a :class:`Config`."""
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line (``error: ...``, exit 2) instead of the full usage."""
+
+    def error(self, message):
+        _fail(f"{' '.join(str(message).split())} (see --help)")
+
+
+def _fail(message):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _parse_unruled(key, default, text):
+    """Command-line text of a key without a rule in RULES: typed like its default (as before the table)."""
+    parse = _list_parser(default) if isinstance(default, list) else _scalar_parser(default)
+    try:
+        return parse(text)
+    except (ValueError, argparse.ArgumentTypeError) as exc:
+        raise ConfigError(f"--{key} {text}: {exc}") from None
+
+
+def _attach_dash_values(argv, options):
+    """``--lr -1e-3`` -> ``--lr=-1e-3``: argparse takes only plain negative numbers as values, so a value
+    like ``-inf`` or ``-1e-3`` would otherwise read as an unknown option; the rules then judge it."""
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if token in options and nxt is not None and nxt.startswith("-") and not nxt.startswith("--") \
+                and nxt != "-h":
+            out.append(f"{token}={nxt}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
+def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_path=None):
+    """Parse ``argv`` (default ``sys.argv[1:]``) into a validated :class:`Config`.
+
+    Every value, from the file or the command line, passes its rule in
+    :data:`model_utils.validate.RULES` (types coerced the same way for both; see that
+    module). The config file's keys must be a subset of the project's
+    ``DIV2K_config.yaml`` keys, except that a self-describing file (one with its own help /
+    allowed-values documents, like ``DIV2K_config.yaml`` itself) is its own schema. Given
+    ``schema_path`` (the entry scripts pass ``DEFAULT_CONFIG``), every file must hold exactly
+    that file's keys: none unknown, none missing (a partial file is told to start with
+    ``_base_:``).
+
+    Raises ``FileNotFoundError`` (no config file) or :class:`ConfigError` (unreadable or
+    malformed file, unknown or missing keys). A bad option or value prints one line
+    ``error: ...`` naming the option and the allowed values and exits with code 2.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre = _Parser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config_path", default=default_path)
     known, _ = pre.parse_known_args(argv)
-    cfg, helper, choices = load_yaml(known.config_path)
+    cfg, helper, choices, self_describing = _load(known.config_path)
+    schema = schema_path or (None if self_describing else DEFAULT_CONFIG)
+    if schema:
+        _check_keys(cfg, known.config_path, schema, complete=schema_path is not None)
 
-    parser = argparse.ArgumentParser(description=description, parents=[pre], allow_abbrev=False,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = _Parser(description=description, parents=[pre], allow_abbrev=False,
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     overridable = []
     for key, default in cfg.items():
         if isinstance(default, dict):
             continue
-        parse = _list_parser(default) if isinstance(default, list) else _scalar_parser(default)
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
-        parser.add_argument(f"--{key}", type=parse, default=argparse.SUPPRESS,
-                            help=f"{helper.get(key, '')} (default: {shown})".strip(),
-                            choices=None, metavar=key.upper())
+        rule = RULES.get(key)
+        allowed = f"; {rule.allowed()}" if rule is not None else ""
+        parser.add_argument(f"--{key}", type=str, default=argparse.SUPPRESS,
+                            help=f"{helper.get(key, '')} (default: {shown}{allowed})".strip(),
+                            metavar=key.upper())
         overridable.append(key)
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(_attach_dash_values(argv, {f"--{k}" for k in overridable}))
     if unknown:
         bad = [u for u in unknown if u.startswith("--")] or unknown
-        parser.error(f"unknown option(s) {' '.join(bad)} for {os.path.basename(known.config_path)}; "
-                     f"valid keys: {', '.join(sorted(overridable))}")
+        hints = "".join(suggest(u.lstrip("-").split("=")[0], overridable) for u in bad if u.startswith("--"))
+        _fail(f"unknown option(s) {' '.join(bad)}{hints} for {os.path.basename(known.config_path)}; "
+              f"valid keys: {', '.join(sorted(overridable))}")
     overrides = {k: v for k, v in vars(args).items() if k != "config_path"}
     values = dict(cfg)
-    values.update(overrides)
-    for key, allowed in (choices or {}).items():
-        if key in values and values[key] not in allowed:
-            parser.error(f"--{key} {values[key]!r} is not one of {allowed}")
-    values["config_path"] = known.config_path
+    origin = {k: os.path.basename(known.config_path) for k in cfg}
     try:
+        for key, text in overrides.items():
+            values[key] = text if key in RULES else _parse_unruled(key, cfg[key], text)
+            origin[key] = "cli"
+        validate(values, origin, choices)
+        values["config_path"] = known.config_path
         resolve_model_defaults(values)
-    except ValueError as exc:
-        parser.error(str(exc))
+    except ValueError as exc:  # ConfigError, and resolve_model_defaults' errors
+        _fail(str(exc))
     return Config(values, cli_keys=overrides.keys(), path=known.config_path)
 
 

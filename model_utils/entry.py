@@ -1,23 +1,38 @@
-"""Shared body of the entry scripts: config -> execution context -> engine, user errors as one line."""
+"""Shared body of the entry scripts: config -> checks -> execution context -> engine, user errors as one line."""
 import sys
 
-from model_utils.config import get_config
+from model_utils.config import DEFAULT_CONFIG, get_config
 from model_utils.device_adapter import device_info
 
 
-def run_entry(argv, description, load_engine, extra_errors=()):
-    """Parse ``argv``, set up MindSpore, run ``load_engine()(config)``; exit code 2 on a user error.
+def run_entry(argv, description, load_engine, extra_errors=(), outputs=None):
+    """Parse ``argv``, check outputs, set up MindSpore, run ``load_engine()(config)``; exit code 2 on a user error.
 
     ``load_engine`` imports the engine lazily, so MindSpore loads only after the
     runtime defaults (``import model_utils``) and after ``--help`` is handled.
+    ``outputs(config, resolve)`` lists the ``(kind, option, path)`` the run writes
+    (kind ``"folder"`` or ``"file"``; ``resolve`` maps a configured path as the engines
+    do); each is checked before any work (:mod:`model_utils.outputs`). Every user error,
+    including a bad config file and an ``OSError`` such as a full disk, is printed as one
+    line ``error: ...`` (``src.errors.error_line``) with exit code 2.
     """
-    config = get_config(argv, description=description)
-    from src.engine.context import init_context  # pylint: disable=import-outside-toplevel
-    from src.errors import USER_ERRORS  # pylint: disable=import-outside-toplevel
     try:
+        config = get_config(argv, description=description, schema_path=DEFAULT_CONFIG)
+    except (FileNotFoundError, ValueError) as exc:  # no or bad config file (ConfigError is a ValueError)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # a bad option or value (already printed as one line), or --help
+        return exc.code if isinstance(exc.code, int) else 2
+    from src.errors import USER_ERRORS, error_line  # pylint: disable=import-outside-toplevel
+    try:
+        from src.engine.context import init_context  # pylint: disable=import-outside-toplevel
         init_context(config.device_target, config.mode, device_info(config)["device_id"])
+        if outputs is not None:
+            from model_utils.outputs import check_outputs  # pylint: disable=import-outside-toplevel
+            from src.engine.evaluator import resolve_path  # pylint: disable=import-outside-toplevel
+            check_outputs(outputs(config, lambda path: resolve_path(config, path)))
         load_engine()(config)
-    except USER_ERRORS + tuple(extra_errors) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except tuple(extra_errors) + USER_ERRORS as exc:
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
     return 0

@@ -32,8 +32,9 @@ def main(argv=None):
         net = create_model(args.model, args.variant, args.scale)
         params = convert_torch_state_dict(net, load_torch_state_dict(args.src))
         save_checkpoint(params, args.dst, meta=model_meta(net))
-    except (CheckpointError, UnsafeCheckpointError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (CheckpointError, UnsafeCheckpointError, ValueError, OSError) as exc:  # OSError: full disk, read-only, ...
+        from src.errors import error_line  # pylint: disable=import-outside-toplevel
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
     print(f"wrote {args.dst}: {len(params)} tensors for {args.model}-{net.variant} x{args.scale}")
     return 0

@@ -1,8 +1,43 @@
-"""Errors caused by user input; entry scripts print them as one line and exit 2."""
+"""Errors caused by user input or the environment; entry scripts print them as one line and exit 2.
+
+``OSError`` is included: a full disk (``ENOSPC``), a read-only file system, a path component
+that is a file, ... are reported by :func:`error_line` as one line naming the file and what
+to do. Every writer goes through ``src.utils.atomic``, so such a failure leaves no partial file.
+"""
+import errno
+
+from model_utils.outputs import OutputPathError
+from model_utils.validate import ConfigError
 from src.data.eval_sets import DatasetNotFoundError
 from src.data.image_io import ImageError
 from src.weights.checkpoint import CheckpointError
 from src.weights.torch_pickle import UnsafeCheckpointError
 
-USER_ERRORS = (CheckpointError, DatasetNotFoundError, ImageError, UnsafeCheckpointError,
-               FileNotFoundError, ValueError)
+USER_ERRORS = (CheckpointError, ConfigError, DatasetNotFoundError, ImageError, OutputPathError, UnsafeCheckpointError,
+               FileNotFoundError, ValueError, OSError)
+
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full; free space or write somewhere else",
+    errno.EDQUOT: "the disk quota is used up; free space or write somewhere else",
+    errno.EROFS: "the file system is read-only; write somewhere else",
+    errno.EACCES: "no permission; write somewhere else or fix the permissions",
+    errno.EPERM: "not permitted; write somewhere else or fix the permissions",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+    errno.EISDIR: "it is a folder, not a file; give a file name",
+    errno.EEXIST: "a file of that name is in the way; choose another path",
+    errno.ENAMETOOLONG: "the name is too long; choose a shorter path",
+}
+
+
+def error_line(exc):
+    """One line for a user error: the message with line breaks folded; an ``OSError`` raised by the
+    operating system (it has ``errno``) becomes ``<what failed>: <file>; <what to do>``."""
+    if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+        target = f": {exc.filename}" if exc.filename else ""
+        if exc.filename2:
+            target += f" -> {exc.filename2}"
+        hint = _OS_HINTS.get(exc.errno)
+        text = f"{exc.strerror}{target}" + (f"; {hint}" if hint else "")
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())

@@ -4,6 +4,8 @@ Only images at least ``hr_patch`` pixels on each side are used. Each patch is an
 position) downscaled with the MATLAB-compatible bicubic, so only the chosen images
 are read. No ground truth is used by calibration.
 """
+import os
+
 import numpy as np
 from PIL import Image
 
@@ -23,8 +25,20 @@ def _image_size(path):
 
 
 def calibration_patches(folder, num, scale, hr_patch=192, seed=0, n_colors=3):
-    """float32 array (num, n_colors, hr_patch/scale, hr_patch/scale) in [0, 1]."""
+    """float32 array (num, n_colors, hr_patch/scale, hr_patch/scale) in [0, 1].
+
+    ``folder`` is ``--calib_path``. Raises ``FileNotFoundError`` when it does not exist and
+    ``ImageError`` when it is a file, holds no image large enough for a patch, or every drawn
+    patch is flat (one value: blank or constant images, from which every method would fit
+    its bounds to a single value and the quantized model would clip real photos).
+    """
     hr_patch = hr_patch // scale * scale
+    if hr_patch < scale:
+        raise ImageError(f"--pac_hr_patch must be at least the scale ({scale}) to give an LR calibration patch")
+    if not os.path.exists(folder):
+        raise FileNotFoundError(f"calibration folder not found: {folder} (set --calib_path to a folder of images)")
+    if not os.path.isdir(folder):
+        raise ImageError(f"--calib_path {folder} is a file; pass a folder of unlabeled images")
     found = find_images(folder)
     paths = [p for p in found if min(_image_size(p)) >= hr_patch]
     if not paths:
@@ -46,7 +60,12 @@ def calibration_patches(folder, num, scale, hr_patch=192, seed=0, n_colors=3):
         if n_colors == 1:
             lr = rgb_to_ycbcr01(lr)[..., :1].astype(np.float32)
         patches.append(lr.transpose(2, 0, 1))
-    return np.ascontiguousarray(np.stack(patches), dtype=np.float32)
+    stacked = np.ascontiguousarray(np.stack(patches), dtype=np.float32)
+    flat = stacked.reshape(len(stacked), -1)
+    if np.all(flat.max(axis=1) == flat.min(axis=1)):
+        raise ImageError(f"all {len(stacked)} calibration patches from --calib_path {folder} are flat (one value "
+                         "each: blank or constant images); calibrate on natural photos")
+    return stacked
 
 
 def batches_of(patches, batch_size):

@@ -47,11 +47,22 @@ def dbdc_from_histogram(hist, edges, p=1e-4):
 
 
 def omse_bounds(values, bits, symmetric=False, grid=20, max_samples=200_000, seed=0):
-    """Clip range on a (lower, upper) grid shrinking [min, max] that minimises the fake-quant MSE."""
+    """Clip range on a (lower, upper) grid shrinking [min, max] that minimises the fake-quant MSE.
+
+    A tensor of one value ``c`` (a dead ReLU, a constant input) has no range to search:
+    its bounds are ``(c, c)`` (symmetric: ``(-|c|, |c|)``), as minmax gives, which
+    ``FakeQuant.set_bounds`` widens to include 0 so ``c`` sits exactly on the grid
+    (zero error). ``ValueError`` for an empty or non-finite tensor.
+    """
     values = np.asarray(values, np.float64).ravel()
+    if values.size == 0 or not np.isfinite(values).all():
+        raise ValueError("omse calibration got an empty or non-finite tensor; check the model and calibration data")
     if values.size > max_samples:
         values = np.random.default_rng(seed).choice(values, max_samples, replace=False)
     lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        amax = abs(lo)
+        return (-amax, amax) if symmetric else (lo, hi)
     if symmetric:
         amax = max(abs(lo), abs(hi))
         best = min((np.mean((quantize_np(values, -a, a, bits, True) - values) ** 2), a)
