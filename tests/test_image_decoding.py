@@ -324,3 +324,18 @@ def test_infer_single_damaged_file_is_one_line(tmp_path, ckpt_x2, capsys):
     err = [l for l in captured.err.splitlines() if l.strip()]
     assert code == 2 and len(err) == 1 and "one.jpg is truncated or damaged" in err[0]
 
+
+
+def test_folders_named_like_images_are_not_images(tmp_path, ckpt_x2, capsys):
+    """A sub-folder ``x.png/`` in an input folder is skipped, not read; read_rgb names a folder as one."""
+    from src.data.image_io import list_images  # pylint: disable=import-outside-toplevel
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(_smooth(16, 16)).save(src / "ok.png")
+    (src / "x.png").mkdir()
+    assert list_images(str(src)) == [str(src / "ok.png")]
+    with pytest.raises(ImageError, match="is a folder, not an image"):
+        read_rgb(str(src / "x.png"))
+    code, captured = _infer(ckpt_x2, src, tmp_path / "out", capsys)
+    assert code == 0 and os.listdir(tmp_path / "out") == ["ok_x2.png"]
+    assert "wrote 1 image(s)" in captured.out

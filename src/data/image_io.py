@@ -64,6 +64,8 @@ def _open_checked(path):
 
     Returns a loaded, upright (EXIF orientation applied) ``PIL.Image``.
     """
+    if os.path.isdir(path):
+        raise ImageError(f"{path} is a folder, not an image; pass an image file or the folder that holds it")
     if not os.path.isfile(path):
         raise ImageError(f"image not found: {path}")
     with open(path, "rb") as fh:
@@ -156,6 +158,10 @@ def write_png(path, image, alpha=None):
 
 
 def list_images(folder):
-    """Sorted paths of the image files (by extension, hidden files skipped) directly in ``folder``."""
+    """Sorted paths of the image files (by extension, hidden files skipped) directly in ``folder``.
+
+    Sub-folders named like images (``HR/x.png/``) are not images and are left out.
+    """
     return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                  if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
+                  if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+                  and os.path.isfile(os.path.join(folder, f)))

@@ -30,6 +30,9 @@ def _model_for(config, log):
     from src.engine.evaluator import resolve_path, select_checkpoint  # pylint: disable=import-outside-toplevel
     source = config.file_name or select_checkpoint(config)
     source = resolve_path(config, source)
+    if os.path.isdir(source):
+        raise FileNotFoundError(f"model file {source} is a folder; pass --file_name (.ckpt, .mindir, .onnx) "
+                                "or --pre_trained naming a file")
     if not os.path.isfile(source):
         raise FileNotFoundError(f"model file {source} does not exist; pass --file_name (.ckpt, .mindir, .onnx) "
                                 "or --pre_trained")
