@@ -374,7 +374,7 @@ def load_torch_weights(path, key="auto"):
         for name, value in state.items():
             if isinstance(value, _TensorRef):
                 if not isinstance(name, str):
-                    raise TorchFileError(f"{path}: tensor name {str(name)[:40]!r} is not a string")
+                    raise TorchFileError(f"{path}: tensor name {repr(name)[:40]} is not a string")
                 tensors[name] = value
         if not tensors:
             keys = ", ".join(repr(k)[:30] for k in list(state)[:6])
