@@ -7,7 +7,6 @@ output that is its own input is refused; DataParallel and BasicSR files convert 
 taken. The crafted files are written without torch by ``tests/torch_format.py``.
 """
 import hashlib
-import json
 import os
 import stat
 import subprocess
@@ -344,7 +343,7 @@ ABPN = ("abpn", "M2C8", 2, "deploy")
 @pytest.mark.parametrize("spec,meta,needle", [
     (SESR_TRAIN, dict(feature_size=10000000), "metadata feature_size=10000000 is not allowed (allowed: an integer in "
                                               "0..4096"),
-    (ABPN, dict(n_colors=7), "metadata n_colors=7 is not allowed (allowed: one of 1, 3)"),
+    (ABPN, dict(n_colors=7), "metadata n_colors=7 is not allowed (allowed: one of 1, 3; 0 or '' = the family default)"),
     (ABPN, dict(scale=99), "metadata scale=99 is not allowed (allowed: 2, 3, 4)"),
     (ABPN, dict(model="resnet"), "metadata model='resnet' is not allowed (allowed: abpn, abpn_et, ecbsr"),
     (ABPN, dict(variant="M100000C100000"), "metadata variant='M100000C100000' is not allowed (allowed: M4C28 or any "
@@ -352,9 +351,9 @@ ABPN = ("abpn", "M2C8", 2, "deploy")
     (ABPN, dict(variant="huge"), "metadata variant='huge'"),
     (ABPN, dict(form="eval"), "metadata form='eval' is not allowed (allowed: train, deploy)"),
     (("abpn_et", "M4C28", 3, "deploy"), dict(form="train"), "metadata form='train' is not allowed (allowed: deploy)"),
-    (ABPN, dict(act="gelu"), "metadata act='gelu' is not allowed (allowed: one of prelu, relu)"),
+    (ABPN, dict(act="gelu"), "metadata act='gelu' is not allowed (allowed: one of prelu, relu;"),
     (SESR_TRAIN, dict(linear_block_type="dense"), "metadata linear_block_type='dense' is not allowed (allowed: one "
-                                                  "of expanded, collapsed, collapsed_adder)"),
+                                                  "of expanded, collapsed, collapsed_adder;"),
     (SESR_TRAIN, dict(adder_eta=float("nan")), "metadata adder_eta=nan is not allowed (allowed: a finite number > 0)"),
     (SESR_TRAIN, dict(feature_size=128), "metadata feature_size=128 but input_block.expand.weight has shape "
                                          "(256, 1, 5, 5)"),
@@ -385,6 +384,9 @@ def test_valid_metadata_still_loads(tmp_path):
     assert meta["form"] == "train" and meta["act"] == "relu" and meta["feature_size"] == 128 and net.form == "deploy"
     path = _ckpt(tmp_path, ("etds", "S", 3, "deploy"), name="e.ckpt")  # an alias variant
     assert load_for_inference("etds", "S", 3, path)[1]["variant"] == "S"
+    # what QAT writes from the config: 0 / '' mean "the family default" and are ignored when building
+    path = _ckpt(tmp_path, ABPN, name="q.ckpt", meta=dict(n_colors=0, feature_size=0, act="", adder_eta=0.2))
+    assert load_for_inference("abpn", "M2C8", 2, path)[1]["n_colors"] == 0
 
 
 def test_absurd_metadata_cli_one_line(tmp_path):

@@ -137,9 +137,15 @@ def variant_allowed(model, variant):
 
 
 def option_problem(key, value):
-    """None when ``value`` is allowed for family option ``key``, else the words for what is allowed."""
+    """None when ``value`` is allowed for family option ``key``, else the words for what is allowed.
+
+    ``""`` and ``0`` mean "the family default" (as in :func:`family_options`) and are allowed for every key.
+    """
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool) and value in ("", 0):
+        return None
     if key in OPTION_CHOICES:
-        return None if value in OPTION_CHOICES[key] else f"one of {', '.join(map(str, OPTION_CHOICES[key]))}"
+        ok = not isinstance(value, bool) and value in OPTION_CHOICES[key]
+        return None if ok else f"one of {', '.join(map(str, OPTION_CHOICES[key]))}; 0 or '' = the family default"
     if key == "feature_size":
         ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_FEATURE_SIZE
         return None if ok else f"an integer in 0..{MAX_FEATURE_SIZE} (0 = the variant's default)"
