@@ -34,19 +34,24 @@ def main(argv=None):
                         help="which state dict of a wrapped file to convert: BasicSR 'params' or 'params_ema' "
                              "(auto: params_ema when both exist, with a note), or 'state_dict'/'model'")
     args = parser.parse_args(argv)
+    action = f"cannot read {args.src}"
     try:
         if not os.path.isfile(args.src):
             raise CheckpointError(f"--src file not found: {args.src}")
+        if os.path.isdir(args.dst):
+            raise ValueError(f"--dst {args.dst} is a folder; give a file name such as "
+                             f"{os.path.join(args.dst, args.model + '.ckpt')}")
         refuse_same_file(args.src, args.dst, "--dst", "--src")
         net = create_model(args.model, args.variant, args.scale)
         weights = load_torch_weights(args.src, key=args.key)
         params = convert_torch_state_dict(net, weights.state_dict)
+        action = f"cannot write {args.dst}"
         save_checkpoint(params, args.dst, meta=model_meta(net))
     except USER_ERRORS as exc:
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"error: {exc.filename or args.dst}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # permissions, full disk, a path component that is a file
+        print(f"error: {action}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     for note in weights.notes:
         print(note)

@@ -606,3 +606,18 @@ def test_export_refuses_file_name_that_is_its_checkpoint(tmp_path):
     with pytest.raises(SameFileError, match=r"--file_name .*m\.onnx is the same file as --pre_trained"):
         run_export(cfg, log=lambda *_: None)
     assert open(ckpt, "rb").read() == before and os.path.islink(link)
+
+
+def test_convert_output_path_that_cannot_be_a_file_one_line(tmp_path, capsys):
+    src = str(tmp_path / "w.pth")
+    tf.save_torch_format(_abpn_sd(0), src)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "afile").write_text("x")
+    args = ["--model", "abpn", "--variant", "M2C8", "--scale", "2"]
+    rc, out, err = _convert(capsys, "--src", src, "--dst", str(tmp_path / "folder"), *args)
+    assert rc == 2 and not out
+    _one_error_line(err, f"--dst {tmp_path / 'folder'} is a folder; give a file name such as")
+    rc, out, err = _convert(capsys, "--src", src, "--dst", str(tmp_path / "afile" / "o.ckpt"), *args)
+    assert rc == 2 and not out
+    _one_error_line(err, f"cannot write {tmp_path / 'afile' / 'o.ckpt'}: {tmp_path / 'afile'} is a file, not a folder")
+    assert sorted(os.listdir(tmp_path)) == ["afile", "folder", "w.pth"] and not os.listdir(tmp_path / "folder")

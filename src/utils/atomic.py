@@ -17,6 +17,7 @@ The final ``os.replace`` onto a target that is a symlink replaces the link itsel
 pointed to is not written.
 """
 import contextlib
+import errno
 import glob
 import os
 import stat
@@ -61,7 +62,10 @@ def atomic_target(path, suffix=""):
     """
     path = os.path.abspath(path)
     directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except FileExistsError:  # the folder's name is taken by a file
+        raise NotADirectoryError(errno.ENOTDIR, f"{directory} is a file, not a folder", directory) from None
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=f".tmp{suffix}", dir=directory)
     os.close(fd)
     stem = tmp[: len(tmp) - len(f".tmp{suffix}")]
