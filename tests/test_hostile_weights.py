@@ -105,7 +105,8 @@ def test_abpn_names_with_4_byte_storages_refused_naming_the_tensor(tmp_path, cap
 
 
 @pytest.mark.parametrize("raw,needle", [
-    (dict(shape=(4, 4), stride=(-4, 1), offset=12), r"stride \(-4, 1\) holds -4"),  # today: segfault
+    (dict(shape=(1000, 1000), stride=(-100000, 1)), r"stride \(-100000, 1\) holds -100000"),  # today: SIGSEGV
+    (dict(shape=(4, 4), stride=(-4, 1), offset=12), r"stride \(-4, 1\) holds -4"),
     (dict(shape=(4, 4), stride=(4, -1), offset=3), r"stride \(4, -1\) holds -1"),
     (dict(shape=(-4, 4)), r"size \(-4, 4\) holds -4"),
     (dict(shape=(4, 4), offset=-2), r"storage offset -2 is not an integer >= 0"),
@@ -119,7 +120,7 @@ def test_abpn_names_with_4_byte_storages_refused_naming_the_tensor(tmp_path, cap
 ])
 def test_bad_size_stride_offset_refused_naming_the_tensor(tmp_path, raw, needle):
     """Checked in-process: every one is refused before a view of the storage exists."""
-    numel = 1 if raw.get("stride") == (0,) else (7 if raw.get("stride") == (1, 1) else 16)
+    numel = 1 if raw.get("stride") == (0,) else (7 if raw.get("stride") == (1, 1) else 16)  # storage elements
     path = _hostile(tmp_path, {"body.0.weight": tf.RawTensor("0", **raw)}, {"0": _f32(numel)})
     with pytest.raises(TorchFileError, match=r"tensor 'body\.0\.weight'.*" + needle):
         load_torch_state_dict(path)

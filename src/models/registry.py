@@ -148,7 +148,7 @@ def option_problem(key, value):
         return None if ok else f"one of {', '.join(map(str, OPTION_CHOICES[key]))}; 0 or '' = the family default"
     if key == "feature_size":
         ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_FEATURE_SIZE
-        return None if ok else f"an integer in 0..{MAX_FEATURE_SIZE} (0 = the variant's default)"
+        return None if ok else f"an integer in 0..{MAX_FEATURE_SIZE}; 0 = the variant's default"
     if key == "adder_eta":
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
         return None if ok else "a finite number > 0"
