@@ -9,15 +9,40 @@ import zipfile
 
 import numpy as np
 
-_DTYPE_STORAGE = {np.dtype(np.float32): "FloatStorage", np.dtype(np.int64): "LongStorage"}
+_DTYPE_STORAGE = {np.dtype(np.float32): "FloatStorage", np.dtype(np.int64): "LongStorage",
+                  np.dtype(np.float64): "DoubleStorage", np.dtype(np.float16): "HalfStorage",
+                  np.dtype(np.int32): "IntStorage", np.dtype(np.uint8): "ByteStorage"}
+_STORAGE_NAMES = sorted(set(_DTYPE_STORAGE.values()) | {"BFloat16Storage"})
 
 
-def save_torch_format(state_dict, path):
-    """Write ``{name: np.ndarray}`` the way ``torch.save`` (zip, protocol 2) does."""
+class RawTensor:
+    """A tensor entry written verbatim (may be hostile): storage ``key``, ``shape``, ``stride``, ``offset``.
+
+    ``stride`` None means contiguous; ``storage`` is the torch storage class name; ``numel`` the
+    element count written in the storage's persistent id (None: the real count of its blob).
+    """
+
+    def __init__(self, key, shape, stride=None, offset=0, storage="FloatStorage", numel=None):
+        self.key, self.shape, self.offset, self.storage, self.numel = str(key), tuple(shape), offset, storage, numel
+        if stride is None:
+            stride, acc = [], 1
+            for dim in reversed(self.shape):
+                stride.insert(0, acc)
+                acc *= dim
+        self.stride = tuple(stride)
+
+
+def _itemsize(storage_name):
+    inv = {v: k for k, v in _DTYPE_STORAGE.items()}
+    return inv[storage_name].itemsize if storage_name in inv else 2
+
+
+def pickle_torch_tree(obj, blobs):
+    """Pickle bytes (protocol 2) of ``obj`` (dicts/lists of RawTensor) as ``torch.save`` writes data.pkl."""
     fake_torch = types.ModuleType("torch")
     fake_utils = types.ModuleType("torch._utils")
     storage_types = {}
-    for name in set(_DTYPE_STORAGE.values()):
+    for name in _STORAGE_NAMES:
         cls = type(name, (), {"__module__": "torch"})
         setattr(fake_torch, name, cls)
         storage_types[name] = cls
@@ -29,50 +54,76 @@ def save_torch_format(state_dict, path):
     fake_utils._rebuild_tensor_v2 = _rebuild_tensor_v2
 
     class _Storage:
-        def __init__(self, key, array):
-            self.key, self.array = key, array
+        def __init__(self, tensor):
+            self.tensor = tensor
 
     class _Tensor:
-        def __init__(self, storage, shape):
-            self.storage, self.shape = storage, shape
+        def __init__(self, raw):
+            self.raw = raw
 
         def __reduce__(self):
-            stride, acc = [], 1
-            for dim in reversed(self.shape):
-                stride.insert(0, acc)
-                acc *= dim
-            return (_rebuild_tensor_v2, (self.storage, 0, tuple(self.shape), tuple(stride), False,
-                                         collections.OrderedDict()))
+            r = self.raw
+            return (_rebuild_tensor_v2, (_Storage(r), r.offset, r.shape, r.stride, False, collections.OrderedDict()))
 
-    blobs = {}
-    obj = collections.OrderedDict()
-    for i, (name, arr) in enumerate(state_dict.items()):
-        arr = np.ascontiguousarray(arr)
-        blobs[str(i)] = arr.tobytes()
-        obj[name] = _Tensor(_Storage(str(i), arr), arr.shape)
+    def wrap(o):
+        if isinstance(o, RawTensor):
+            return _Tensor(o)
+        if isinstance(o, dict):
+            return collections.OrderedDict((k, wrap(v)) for k, v in o.items())
+        if isinstance(o, (list, tuple)):
+            return type(o)(wrap(v) for v in o)
+        return o
 
     class _Pickler(pickle.Pickler):
         def persistent_id(self, o):
             if isinstance(o, _Storage):
-                return ("storage", storage_types[_DTYPE_STORAGE[o.array.dtype]], o.key, "cpu", o.array.size)
+                r = o.tensor
+                numel = r.numel if r.numel is not None else len(blobs.get(r.key, b"")) // _itemsize(r.storage)
+                return ("storage", storage_types[r.storage], r.key, "cpu", numel)
             return None
 
     saved = {k: sys.modules.get(k) for k in ("torch", "torch._utils")}
     sys.modules["torch"], sys.modules["torch._utils"] = fake_torch, fake_utils
     try:
         buf = io.BytesIO()
-        _Pickler(buf, protocol=2).dump(obj)
+        _Pickler(buf, protocol=2).dump(wrap(obj))
     finally:
         for k, v in saved.items():
             if v is None:
                 sys.modules.pop(k, None)
             else:
                 sys.modules[k] = v
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("archive/data.pkl", buf.getvalue())
-        zf.writestr("archive/version", "3\n")
+    return buf.getvalue()
+
+
+def write_torch_zip(path, obj, blobs, compression=zipfile.ZIP_STORED, data_pkl=None, root="archive"):
+    """Write a torch.save-style zip: ``obj`` pickled (or ``data_pkl`` bytes as given) and ``blobs`` {key: bytes}."""
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        zf.writestr(f"{root}/data.pkl", data_pkl if data_pkl is not None else pickle_torch_tree(obj, blobs))
+        zf.writestr(f"{root}/version", "3\n")
         for key, raw in blobs.items():
-            zf.writestr(f"archive/data/{key}", raw)
+            zf.writestr(f"{root}/data/{key}", raw)
+
+
+def save_torch_format(state_dict, path, compression=zipfile.ZIP_STORED):
+    """Write ``{name: np.ndarray}`` the way ``torch.save`` (zip, protocol 2) does.
+
+    Values may also be dicts of arrays (BasicSR's ``{"params": sd, "params_ema": sd}``); each array gets
+    its own storage.
+    """
+    blobs = {}
+
+    def convert(o):
+        if isinstance(o, dict):
+            return collections.OrderedDict((k, convert(v)) for k, v in o.items())
+        if isinstance(o, np.ndarray):
+            arr = np.ascontiguousarray(o)
+            key = str(len(blobs))
+            blobs[key] = arr.tobytes()
+            return RawTensor(key, arr.shape, storage=_DTYPE_STORAGE[arr.dtype])
+        return o
+
+    write_torch_zip(path, convert(state_dict), blobs, compression=compression)
 
 
 # ---------------- numpy references of the PyTorch forwards ----------------

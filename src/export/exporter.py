@@ -15,7 +15,7 @@ from src.data.eval_sets import sample_set
 from src.data.image_io import read_rgb
 from src.data.transforms import rgb_to_ycbcr01
 from src.export.metadata import export_metadata
-from src.utils.atomic import atomic_target
+from src.utils.atomic import atomic_target, refuse_same_file
 from src.weights.loader import load_float_and_quantized
 
 FLOAT_TOLERANCE = 1e-4
@@ -86,6 +86,7 @@ def run_export(config, log=print):
     path = config.file_name or default_file_name(config, config.quant)
     if not path.endswith(EXTENSIONS[config.file_format]):
         path += EXTENSIONS[config.file_format]
+    refuse_same_file(ckpt, path, "--file_name", "--pre_trained")
     net = q_net if q_net is not None else fp_net
     kind = "int8 QDQ" if config.quant == "int8" else ("fake-quant" if q_net is not None else "float")
     inputs = example_inputs(shape)

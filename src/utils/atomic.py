@@ -1,23 +1,107 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename."""
+"""Atomic file writes: write to an exclusively created temporary file beside the target, then rename.
+
+Temporary names are ``.<target name>.<random>.tmp<suffix>``, made by :func:`tempfile.mkstemp`
+in the target's folder: unpredictable, and created with ``O_CREAT | O_EXCL | O_NOFOLLOW``, so a
+file or symlink planted in advance at any name can neither be reused nor followed.
+
+Writers that take a *path* (``mindspore.save_checkpoint``, ``mindspore.export``, ``onnx.save``,
+``cv2.imwrite``, ``open``) then reopen that name, which is our own regular file: mkstemp has just
+created it, so there is nothing for them to follow. (``mindspore.save_checkpoint`` deletes it and
+writes ``<temp stem>.tmp`` before renaming it back; that name carries the same random part.) Someone
+who can delete files in the target folder could swap the name for a link between our creation and
+the writer's open - but such a user can replace the target itself anyway; folders with the sticky
+bit (``/tmp``) forbid it. Before the rename the temporary path is checked to be a regular file,
+never a link.
+
+The final ``os.replace`` onto a target that is a symlink replaces the link itself; the file it
+pointed to is not written.
+"""
 import contextlib
+import errno
+import glob
 import os
+import stat
+import tempfile
+
+_MKSTEMP_MODE = 0o600
+
+
+class SameFileError(ValueError):
+    """An output path names the input file (same path, a symlink to it or a hard link)."""
+
+
+def _umask():
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read it the portable way (set and restore at once)
+    os.umask(mask)
+    return mask
+
+
+def temp_prefix(path):
+    """The fixed head of every temporary name :func:`atomic_target` uses for ``path`` (for stale-file globs)."""
+    return f".{os.path.basename(os.path.abspath(path))}."
 
 
 @contextlib.contextmanager
 def atomic_target(path, suffix=""):
-    """Yield a temporary path next to ``path``; on success it replaces ``path``.
+    """Yield a fresh temporary path next to ``path``; on success it replaces ``path``.
 
-    A crash or exception leaves any existing ``path`` untouched and removes the
-    temporary file, so readers never see a partial file. ``suffix`` keeps an
-    extension some writers insist on (``.ckpt``, ``.png``).
+    The temporary file already exists (empty, created exclusively) when the caller gets its name;
+    writers open it by name. A crash or exception leaves any existing ``path`` untouched and removes
+    the temporary file and anything a writer derived from its name. ``suffix`` keeps an extension
+    some writers insist on (``.ckpt``, ``.png``, ``.mindir``, ``.onnx``). The written file gets the
+    usual ``0o666 & ~umask`` permissions unless the writer set its own (MindSpore makes checkpoints
+    read-only). Raises OSError when the folder cannot be created or written, ValueError when the
+    temporary path was replaced by something other than a regular file.
     """
     path = os.path.abspath(path)
     directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}{suffix}")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except FileExistsError:  # the folder's name is taken by a file
+        raise NotADirectoryError(errno.ENOTDIR, f"{directory} is a file, not a folder", directory) from None
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=f".tmp{suffix}", dir=directory)
+    os.close(fd)
+    stem = tmp[: len(tmp) - len(f".tmp{suffix}")]
     try:
         yield tmp
+        info = os.lstat(tmp)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"temporary file {tmp} was replaced by a link or special file while writing "
+                             f"{path}; not installing it (someone else writes to {directory}?)")
+        if stat.S_IMODE(info.st_mode) == _MKSTEMP_MODE:  # untouched by the writer: the mode open() would give
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for leftover in glob.glob(glob.escape(stem) + ".tmp*"):  # ours, or derived from its random name by a writer
+            try:
+                if not stat.S_ISDIR(os.lstat(leftover).st_mode):
+                    os.remove(leftover)
+            except OSError:
+                pass
+
+
+def refuse_same_file(src, dst, what="--dst", src_what="--src"):
+    """Raise :class:`SameFileError` when writing ``dst`` would replace the input ``src``.
+
+    Catches the same path, a symlink to the input (either way) and a hard link (same device and
+    inode). A ``dst`` that does not exist yet cannot be the input. ``what``/``src_what`` name the
+    options in the one-line message.
+    """
+    if not src or not dst:
+        return
+    same = os.path.realpath(src) == os.path.realpath(dst)
+    if not same:
+        try:
+            same = os.path.samefile(src, dst)
+        except OSError:
+            same = False
+    if same:
+        raise SameFileError(f"{what} {dst} is the same file as {src_what} {src}; writing it would replace the "
+                            f"input - choose another {what}")

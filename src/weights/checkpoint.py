@@ -46,7 +46,13 @@ def read_checkpoint(path):
     params = {}
     for name, value in raw.items():
         if name in META_KEYS:
-            meta[name] = value if not isinstance(value, ms.Parameter) else value.asnumpy().item()
+            if isinstance(value, ms.Parameter):
+                array = value.asnumpy()
+                if array.size != 1:
+                    raise CheckpointError(f"{path}: metadata '{name}' is a tensor of shape {tuple(array.shape)}, not "
+                                          "one value; the file is damaged or was not written by this project")
+                value = array.item()
+            meta[name] = value
         else:
             params[name] = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
     return params, meta
