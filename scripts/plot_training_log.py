@@ -5,8 +5,12 @@
 import argparse
 import csv
 import os
+import sys
 
 import matplotlib
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from src.utils.atomic import atomic_target  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -37,9 +41,8 @@ def main(argv=None):
         ax.grid(alpha=0.3)
     fig.suptitle(args.title or os.path.basename(args.log))
     fig.tight_layout()
-    tmp = args.out + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, args.out)
+    with atomic_target(args.out, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
     print(f"wrote {args.out}")
     return 0
 

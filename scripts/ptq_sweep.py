@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import model_utils  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
 from model_utils.config import get_config  # noqa: E402
+from src.utils.atomic import atomic_target  # noqa: E402
 
 
 def _pop(argv, flag, default):
@@ -52,15 +53,26 @@ def plot(rows, fp, sets, path, title):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic_target(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run the sweep; a user error (bad option, config file, data, full disk) is one line, exit code 2."""
+    try:
+        return _sweep(list(sys.argv[1:] if argv is None else argv))
+    except (ValueError, OSError, IndexError) as exc:  # ConfigError and the project's user errors are ValueErrors
+        from src.errors import error_line  # pylint: disable=import-outside-toplevel
+        print(f"error: {error_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _sweep(argv):
     methods = _pop(argv, "--methods", "minmax,percentile,omse,dbdc,dbdc_pac").split(",")
-    bits = [int(b) for b in _pop(argv, "--bits", "8,6,4").split(",")]
+    bits_text = _pop(argv, "--bits", "8,6,4")
+    if not all(b.strip().isdigit() and 2 <= int(b) <= 8 for b in bits_text.split(",")):
+        raise ValueError(f"--bits {bits_text}: give comma-separated bit widths between 2 and 8, e.g. 8,6,4")
+    bits = [int(b) for b in bits_text.split(",")]
     base = get_config(argv, description="PTQ sweep")
     from src.engine.evaluator import resolve_path, run_evaluation  # pylint: disable=import-outside-toplevel
     from src.engine.context import init_context  # pylint: disable=import-outside-toplevel
@@ -82,9 +94,9 @@ def main(argv=None):
                   + f"  (calibration {rows[-1]['seconds']:.1f} s)", flush=True)
     sets = list(fp)
     table = "FP32: " + ", ".join(f"{k} {v:.2f}" for k, v in fp.items()) + "\n\n" + markdown(rows, sets)
-    with open(stem + ".md", "w", encoding="utf-8") as fh:
+    with atomic_target(stem + ".md") as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(table + "\n")
-    with open(stem + ".json", "w", encoding="utf-8") as fh:
+    with atomic_target(stem + ".json") as tmp, open(tmp, "w", encoding="utf-8") as fh:
         json.dump({"fp": fp, "rows": rows}, fh, indent=2)
     plot(rows, fp, sets, stem + ".png", f"{base.model}-{base.variant} x{base.scale}")
     print(table)

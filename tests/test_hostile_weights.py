@@ -622,3 +622,28 @@ def test_convert_output_path_that_cannot_be_a_file_one_line(tmp_path, capsys):
     assert rc == 2 and not out
     _one_error_line(err, f"cannot write {tmp_path / 'afile' / 'o.ckpt'}: {tmp_path / 'afile'} is a file, not a folder")
     assert sorted(os.listdir(tmp_path)) == ["afile", "folder", "w.pth"] and not os.listdir(tmp_path / "folder")
+
+
+# ---------------------------------------------------------------- item 4: eval outputs that are its input
+
+@pytest.mark.parametrize("option", ["--save_quant_ckpt", "--result_file"])
+def test_eval_refuses_to_write_over_its_checkpoint(tmp_path, option, capsys):
+    """eval.py --save_quant_ckpt / --result_file naming the --pre_trained file (or a link to it)
+    is refused in one line before any calibration, and the checkpoint stays byte-identical."""
+    from conftest import write_smooth_images  # pylint: disable=import-outside-toplevel
+    from eval import main  # pylint: disable=import-outside-toplevel
+    write_smooth_images(tmp_path / "data" / "benchmark" / "Q" / "HR", 1, 24)
+    write_smooth_images(tmp_path / "calib", 2, 48, seed=1)
+    net = create_model("abpn", "M2C8", 2)
+    ckpt = str(tmp_path / "fp.ckpt")
+    save_checkpoint(net, ckpt, meta=model_meta(net))
+    os.symlink(ckpt, tmp_path / "link.ckpt")
+    before = open(ckpt, "rb").read()
+    for target in (ckpt, str(tmp_path / "link.ckpt")):
+        code = main(["--model", "abpn", "--variant", "M2C8", "--scale", "2", "--pre_trained", ckpt,
+                     "--data_path", str(tmp_path / "data"), "--eval_datasets", "Q", "--quant_method", "minmax",
+                     "--calib_path", str(tmp_path / "calib"), "--calib_num", "2",
+                     "--output_path", str(tmp_path / "out"), option, target])
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert code == 2 and len(err) == 1 and f"{option} {target} is the same file as --pre_trained" in err[0]
+        assert open(ckpt, "rb").read() == before

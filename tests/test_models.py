@@ -71,3 +71,11 @@ def test_pixel_shuffle_training_path_equals_depth_to_space(scale, channels):
     shuffle.set_train(True)
     np.testing.assert_array_equal(shuffle(x).asnumpy(), kernel)
     assert kernel.shape == (2, channels // scale ** 2, 5 * scale, 7 * scale)
+
+
+def test_mc_variants_are_bounded_before_building():
+    """An 'M<m>C<c>' variant beyond the registry's bounds is refused before any weight is allocated."""
+    for variant in ("M4C100000", "M1000C8", "M0C8"):
+        with pytest.raises(ValueError, match=f"--variant {variant} is not a abpn variant"):
+            create_model("abpn", variant, 3)
+    assert create_model("abpn", "M2C8", 3).variant == "M2C8"

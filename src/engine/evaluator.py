@@ -12,7 +12,7 @@ from src.data.eval_sets import (SAMPLE_SET, dataset_exists, load_pair, resolve_e
 from src.data.image_io import ImageError, write_png
 from src.engine.inference import SRPredictor
 from src.metrics import calculate_psnr, calculate_ssim
-from src.utils.atomic import atomic_target
+from src.utils.atomic import atomic_target, refuse_same_file
 from src.models.registry import config_options
 from src.weights.checkpoint import CheckpointError, read_checkpoint
 from src.weights.loader import load_for_inference, quant_config_of
@@ -181,6 +181,8 @@ def run_evaluation(config, log=print):
     if note:
         log(note)
     ckpt = select_checkpoint(config)
+    if config.result_file:
+        refuse_same_file(ckpt, resolve_path(config, config.result_file), "--result_file", "--pre_trained")
     data_path = resolve_path(config, config.data_path)
     eval_sets = [resolve_eval_set(data_path, name, config.scale) for name in names]  # fail before work
     _, meta = read_checkpoint(ckpt)

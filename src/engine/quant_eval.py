@@ -8,6 +8,7 @@ from src.quantlib.calibrate import calibrate
 from src.quantlib.convert import QuantConfig
 from src.quantlib.equalize import equalize
 from src.quantlib.pac import PaCConfig, pixel_aware_calibration
+from src.utils.atomic import refuse_same_file
 from src.weights.checkpoint import model_meta, save_checkpoint
 from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of
 
@@ -43,7 +44,14 @@ def calibrate_from_config(q_net, fp_net, config, method, qcfg, calib_path, log):
 
 
 def build_quantized(config, ckpt, options, resolve, log):
-    """(fp_net, q_net, info): a calibrated checkpoint is used as is; otherwise calibrate now."""
+    """(fp_net, q_net, info): a calibrated checkpoint is used as is; otherwise calibrate now.
+
+    Raises ``SameFileError`` before any work when ``--save_quant_ckpt`` is the ``--pre_trained`` file.
+    """
+    target = config.save_quant_ckpt
+    if target and not os.path.isabs(target):
+        target = resolve(target)
+    refuse_same_file(ckpt, target, "--save_quant_ckpt", "--pre_trained")
     fp_net, q_net, meta = load_float_and_quantized(config.model, config.variant, config.scale, ckpt, options)
     if q_net is not None:
         qcfg = quant_config_of(meta)
@@ -60,8 +68,7 @@ def build_quantized(config, ckpt, options, resolve, log):
     q_net.form, q_net.options = "deploy", getattr(fp_net, "options", {})
     if config.save_quant_ckpt:
         meta_out = dict(model_meta(q_net), quant_config=qcfg.to_json(), quant_method=config.quant_method)
-        save_checkpoint(q_net, resolve(config.save_quant_ckpt) if not os.path.isabs(config.save_quant_ckpt)
-                        else config.save_quant_ckpt, meta=meta_out)
+        save_checkpoint(q_net, target, meta=meta_out)
         log(f"calibrated model written to {config.save_quant_ckpt}")
     return fp_net, q_net, {"method": config.quant_method, "w_bit": qcfg.w_bit, "a_bit": qcfg.a_bit,
                            "calibration_seconds": round(seconds, 1), "from_checkpoint": False}

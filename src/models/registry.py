@@ -18,7 +18,7 @@ passed only to the families that take them.
 import math
 
 from src.models import abpn, ecbsr, edsr, etds, etds_plain, sesr
-from src.models.common import mc_spec
+from src.models.common import mc_spec, parse_mc_variant
 
 SUPPORTED_SCALES = (2, 3, 4)
 OPTION_KEYS = ("n_colors", "act", "linear_block_type", "feature_size", "adder_eta")
@@ -93,8 +93,20 @@ def family_options(model, options):
     return merged
 
 
+def _is_mc(variant):
+    try:
+        parse_mc_variant(variant, "")
+    except ValueError:
+        return False
+    return True
+
+
 def create_model(model, variant=None, scale=2, form="deploy", **options):
-    """Build a network Cell; ``variant`` None/'' selects the family default."""
+    """Build a network Cell; ``variant`` None/'' selects the family default.
+
+    Raises ``ValueError`` (one line) for an unsupported scale or form, an unknown model, or a
+    variant that is neither named by the family nor a bounded ``M<blocks>C<channels>``.
+    """
     scale = int(scale)
     if scale not in SUPPORTED_SCALES:
         raise ValueError(f"scale {scale} is not supported; choose one of {SUPPORTED_SCALES}")
@@ -105,6 +117,8 @@ def create_model(model, variant=None, scale=2, form="deploy", **options):
     if builder is None:
         raise ValueError(f"model '{model}' has only a deploy form")
     variant = variant or fam.default_variant
+    if _is_mc(variant) and not variant_allowed(model, variant):  # M4C100000 would take all memory
+        raise ValueError(f"--variant {variant} is not a {model} variant; allowed: {allowed_variants(model)}")
     opts = family_options(model, options)
     net = builder(variant, scale, **opts)
     net.model_name = str(model).lower()
