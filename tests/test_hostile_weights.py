@@ -620,7 +620,8 @@ def test_convert_output_path_that_cannot_be_a_file_one_line(tmp_path, capsys):
     _one_error_line(err, f"--dst {tmp_path / 'folder'} is a folder; give a file name such as")
     rc, out, err = _convert(capsys, "--src", src, "--dst", str(tmp_path / "afile" / "o.ckpt"), *args)
     assert rc == 2 and not out
-    _one_error_line(err, f"cannot write {tmp_path / 'afile' / 'o.ckpt'}: {tmp_path / 'afile'} is a file, not a folder")
+    _one_error_line(err, f"cannot write {tmp_path / 'afile' / 'o.ckpt'}: Not a directory: {tmp_path / 'afile'}; "
+                    "a part of the path is a file, not a folder")
     assert sorted(os.listdir(tmp_path)) == ["afile", "folder", "w.pth"] and not os.listdir(tmp_path / "folder")
 
 

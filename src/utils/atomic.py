@@ -65,7 +65,7 @@ def atomic_target(path, suffix=""):
     try:
         os.makedirs(directory, exist_ok=True)
     except FileExistsError:  # the folder's name is taken by a file
-        raise NotADirectoryError(errno.ENOTDIR, f"{directory} is a file, not a folder", directory) from None
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), directory) from None
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=f".tmp{suffix}", dir=directory)
     os.close(fd)
     stem = tmp[: len(tmp) - len(f".tmp{suffix}")]
