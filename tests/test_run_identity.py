@@ -17,7 +17,8 @@ from conftest import ROOT, write_smooth_images
 from model_utils.config import get_config
 from src.data import train_set
 from src.engine.losses import SRLoss
-from src.engine.train_state import check_finite, list_states, save_state
+from src.engine.train_log import TrainLogger
+from src.engine.train_state import check_finite, check_identity, list_states, save_state
 from src.engine.train_step import DeterministicPReLU, TrainStep, use_deterministic_prelu
 from src.engine.trainer import train
 from src.models.registry import create_model
@@ -165,6 +166,22 @@ def test_resume_with_every_state_unreadable_stops_and_changes_nothing(data, fini
     with pytest.raises(CheckpointError, match="none of the 2 training state\\(s\\).*can be read.*nothing was changed"):
         _train(data, ckpt, "--total_steps", "6", "--val_every", "2", "--resume", "True")
     assert _snapshot(ckpt) == before  # best.ckpt, last.ckpt, the CSV and the log untouched
+
+
+def test_states_of_older_versions_are_checked_for_seed_and_batch():
+    identity = {"seed": 0, "global_batch": 4, "lr": 0.001}
+    notes = []
+    check_identity({"step": 8, "seed": 0, "global_batch": 4}, identity, "s.ckpt", 4, notes.append)
+    assert len(notes) == 1 and "records no run identity" in notes[0]
+    with pytest.raises(ValueError, match=r"\(global_batch 4 in the state, 8 now\).*same --batch_size"):
+        check_identity({"step": 8, "seed": 0, "global_batch": 4}, identity, "s.ckpt", 8, notes.append)
+
+
+def test_csv_of_an_older_version_keeps_its_rows_on_resume(tmp_path):
+    (tmp_path / "m_train_log.csv").write_text("step,loss,lr,seconds,psnr_Val\n2,0.5,1e-3,1,30.0\n4,0.4,1e-3,2,31.0\n")
+    TrainLogger(str(tmp_path), "m", ["Val"], resume_step=2)
+    rows = (tmp_path / "m_train_log.csv").read_text().splitlines()
+    assert rows == ["step,loss,lr,seconds,skipped,psnr_Val", "2,0.5,1e-3,1,,30.0"]
 
 
 # ---- 15: non-finite weights and checkpoints --------------------------------------------------
