@@ -1,14 +1,31 @@
 """Resumable training state: every parameter of the train step plus progress metadata.
 
 A state file ``<stem>_state_<step>.ckpt`` holds the weights, the optimizer moments
-and step counter, the EMA, the loss scale and, as metadata, the step, the data seed
-and stream position, the best validation PSNR and the model description. Files are
-written atomically (temp file + rename), so a file with this name is always
-complete; the newest ``keep`` are kept. Resuming takes the newest readable one
-(the learning-rate schedule itself is rebuilt from the resumed run's options, so
-``--total_steps`` may be raised to extend a finished run).
+and step counter, the EMA, the loss scale and, as metadata (``train_progress``,
+JSON), the step, the stream position, the best validation PSNR, the running loss
+sums of the current log and validation intervals, the training seconds so far, and
+the run's identity (:func:`run_identity`). Files are written atomically (temp file
++ rename), so a file with this name is always complete; the newest ``keep`` are
+kept. No state is written while any of its tensors holds a NaN or infinity
+(:func:`check_finite`).
+
+Resuming (:func:`load_latest_state`) takes the newest readable state and refuses
+one written by a different run, naming the options that differ. What identifies a
+run is everything that shapes the weights a resumed run would produce: the model
+(family, variant, scale, form, options, QAT quantizer settings), the initial
+weights (SHA-256 of ``pre_trained`` / ``init_from``), the training images (names and
+sizes), ``patch_size``, the global batch, ``seed``, the augmentation options, the
+optimizer and loss options, and the learning-rate schedule except its length.
+Left out on purpose, so they can change on resume: ``total_steps`` (a finished run
+may be extended; the cosine schedule is rebuilt from the new length), ``val_every``,
+``save_every``, ``log_every``, ``keep_last_ckpt``, ``tensorboard``, ``max_bad_steps``,
+``num_workers`` and ``train_cache_gb`` (the sample stream does not depend on them),
+paths that only locate files (``ckpt_dir``, ``cache_dir``, ``val_data_path``; the
+training images are identified by their names and sizes, not their folder), and
+``device_target`` / ``mode`` / ``amp_level``.
 """
 import glob
+import hashlib
 import json
 import os
 import re
@@ -16,10 +33,16 @@ import re
 import numpy as np
 import mindspore as ms
 
+from src.engine.train_step import TRANSIENT_PARAMS
 from src.weights.checkpoint import CheckpointError, save_checkpoint
 
 SCHEDULE_PARAMS = ("learning_rate",)
 _STATE_RE = re.compile(r"_state_(\d+)\.ckpt$")
+
+# identity keys that are not options of their own: the options a user changes to make them match
+_KEY_OPTIONS = {"global_batch": "--batch_size (x workers)", "train_images": "--train_path (its images)",
+                "init_weights": "--pre_trained / --init_from (the file's content)",
+                "quant_config": "--w_bit/--a_bit/--quant_method (the QAT quantizer)", "form": "--qat"}
 
 
 def state_path(out_dir, stem, step):
@@ -36,10 +59,126 @@ def list_states(out_dir, stem):
     return [p for _, p in sorted(found, reverse=True)]
 
 
+def file_digest(path):
+    """SHA-256 (first 16 hex digits) of a file's bytes; ``""`` for an empty path."""
+    if not path:
+        return ""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def images_fingerprint(paths, lr_paths=None):
+    """``"<count> images, <sha>"`` over the training images' names and byte sizes (and their LR files').
+
+    Names are taken relative to the images' common folder, so the same images give the
+    same fingerprint wherever the folder is and however ``train_path`` points at it.
+    ``lr_paths``: ``{hr path: lr path}`` for layouts with given LR files.
+    """
+    lr_paths = lr_paths or {}
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]) if paths else ""
+    digest = hashlib.sha256()
+    for path in paths:
+        line = f"{os.path.relpath(os.path.abspath(path), root)}|{os.path.getsize(path)}"
+        if path in lr_paths and os.path.isfile(lr_paths[path]):
+            line += f"|{os.path.basename(lr_paths[path])}|{os.path.getsize(lr_paths[path])}"
+        digest.update((line + "\n").encode())
+    return f"{len(paths)} images, {digest.hexdigest()[:16]}"
+
+
+def run_identity(config, meta, world, images, init_weights="", quant_config="", uses=()):
+    """The options that identify a training run (see the module docstring), as a flat JSON-able dict.
+
+    ``meta``: the model description (:func:`~src.weights.checkpoint.model_meta`: model,
+    variant, scale, form, resolved options); ``images``: :func:`images_fingerprint` of
+    the training images; ``init_weights``: digest of the initial weights file;
+    ``quant_config``: the QAT quantizer (JSON) or ``""``; ``uses``: optional parts of the
+    loss that this model has (``"residual_loss"``, ``"freeze_residual"``).
+    """
+    ident = {k: v for k, v in meta.items()}
+    ident.update(quant_config=quant_config, init_weights=init_weights, train_images=images,
+                 patch_size=int(config.patch_size), global_batch=int(config.batch_size) * int(world),
+                 seed=int(config.seed), dataset_enlarge_ratio=int(config.get("dataset_enlarge_ratio", 1)),
+                 channel_shuffle=bool(config.get("channel_shuffle", False)))
+    kind = str(config.get("lr_scheduler", "cosine")).lower()
+    ident.update(lr=float(config.lr), warmup_steps=int(config.get("warmup_steps", 0)), lr_scheduler=kind)
+    if kind == "cosine":
+        ident["min_lr"] = float(config.min_lr)
+    else:
+        ident.update(lr_milestones=[int(m) for m in config.get("lr_milestones", [])],
+                     lr_gamma=float(config.get("lr_gamma", 0.5)))
+    for key in ("beta1", "beta2", "weight_decay", "clip_grad_norm", "ema_decay"):
+        ident[key] = float(config.get(key, 0.0))
+    ident["amsgrad"] = bool(config.get("amsgrad", False))
+    ident["loss_scale"] = str(config.get("loss_scale", "auto")).lower()
+    if "residual_loss" in uses:
+        ident["residual_loss_weight"] = float(config.get("residual_loss_weight", 0.5))
+    if "freeze_residual" in uses:
+        ident["freeze_residual_steps"] = int(config.get("freeze_residual_steps", 0))
+    return json.loads(json.dumps(ident))  # the form it has after a round trip through a state file
+
+
+def _short(value):
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def identity_mismatch(saved, current):
+    """``[(key, saved value, current value)]`` for every identity key that differs (missing = None)."""
+    keys = list(current) + [k for k in saved if k not in current]
+    return [(k, saved.get(k), current.get(k)) for k in keys if saved.get(k) != current.get(k)]
+
+
+def check_identity(progress, identity, path, global_batch, log=print):
+    """Raise ValueError (one line) when the state ``progress`` was written by another run.
+
+    States written before run identities were recorded carry only the seed and the
+    global batch; those two are checked and a notice is logged.
+    """
+    saved = progress.get("run")
+    if saved is None:
+        log(f"notice: {path} records no run identity (written by an older version): "
+            "only the seed and the global batch are checked")
+        saved = {"seed": progress.get("seed", identity["seed"]),
+                 "global_batch": progress.get("global_batch") or global_batch}
+        current = {"seed": identity["seed"], "global_batch": global_batch}
+    else:
+        current = identity
+    diffs = identity_mismatch(saved, current)
+    if diffs:
+        listed = "; ".join(f"{k} {_short(a)} in the state, {_short(b)} now" for k, a, b in diffs)
+        options = ", ".join(_KEY_OPTIONS.get(k, f"--{k}") for k, _, _ in diffs)
+        raise ValueError(f"--resume True: {path} is from a different run ({listed}); resume with the same "
+                         f"{options}, or train into a new --ckpt_dir")
+
+
+def check_finite(values, path):
+    """Raise FloatingPointError if any float tensor in ``values`` (``{name: array}``) is not finite.
+
+    Called right before a checkpoint or state is written, so no file ever holds a NaN
+    or infinity; the file already at ``path`` (if any) is left as it is.
+    """
+    bad = [name for name, value in values.items()
+           if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all()]
+    if bad:
+        raise FloatingPointError(
+            f"refusing to write {os.path.basename(path)}: {len(bad)} tensor(s) hold NaN or infinity "
+            f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); the previous file is kept")
+
+
 def save_state(step_cell, out_dir, stem, step, progress, keep=3):
-    """Write the state after ``step`` and remove all but the newest ``keep`` state files."""
+    """Write the state after ``step`` and remove all but the newest ``keep`` state files.
+
+    ``progress``: JSON-able metadata. Raises FloatingPointError,
+    writing nothing, when a tensor of the step is not finite.
+    """
+    values = step_cell.state_values()
+    path = state_path(out_dir, stem, step)
+    check_finite(values, path)
     meta = {"train_progress": json.dumps(dict(progress, step=int(step)))}
-    path = save_checkpoint(step_cell.state_values(), state_path(out_dir, stem, step), meta=meta)
+    path = save_checkpoint(values, path, meta=meta)
     for old in list_states(out_dir, stem)[max(1, int(keep)):]:
         os.remove(old)
     return path
@@ -51,21 +190,32 @@ def _read_state(path):
     return {k: v.asnumpy() for k, v in raw.items()}, progress
 
 
-def load_latest_state(step_cell, out_dir, stem, log=print):
+def load_latest_state(step_cell, out_dir, stem, log=print, identity=None, global_batch=None):
     """Load the newest readable state into ``step_cell``; return its progress dict (None if no state).
 
-    Temp files left by a killed writer (``.<name>.tmp<pid>.ckpt``) are removed, never read.
+    With ``identity`` (:func:`run_identity`), a state of a different run is refused
+    (ValueError naming the differing keys). When state files exist but none can be
+    read, raises CheckpointError instead of letting the run start over. Temp files
+    left by a killed writer (``.<name>.tmp*``) are removed, never read.
     """
     for stale in glob.glob(os.path.join(glob.escape(out_dir), f".{glob.escape(stem)}_*.tmp*")):
         os.remove(stale)
-    for path in list_states(out_dir, stem):
+    states = list_states(out_dir, stem)
+    problems = []
+    for path in states:
         try:
             values, progress = _read_state(path)
         except Exception as exc:  # pylint: disable=broad-except  (unreadable: fall back to an older one)
-            log(f"skipping unreadable training state {path}: {str(exc).splitlines()[0][:100]}")
+            name = os.path.basename(path)
+            why = (str(exc).splitlines() or [type(exc).__name__])[0].replace(path, name)[:160]
+            problems.append(f"{name}: {why}")
+            log(f"skipping unreadable training state {path}: {why}")
             continue
+        if identity is not None:
+            check_identity(progress, identity, path, global_batch, log)
         # the schedule comes from this run's config (so a run can be extended), not from the file
-        own = {p.name: p for p in step_cell.get_parameters() if p.name not in SCHEDULE_PARAMS}
+        own = {p.name: p for p in step_cell.get_parameters()
+               if p.name not in SCHEDULE_PARAMS and p.name not in TRANSIENT_PARAMS}
         missing = sorted(set(own) - set(values))
         misfit = sorted(k for k in own if k in values and tuple(values[k].shape) != tuple(own[k].shape))
         if missing or misfit:
@@ -77,4 +227,10 @@ def load_latest_state(step_cell, out_dir, stem, log=print):
             param.set_data(ms.Tensor(np.asarray(values[name]), param.dtype))
         progress["path"] = path
         return progress
+    if states:
+        raise CheckpointError(
+            f"--resume True: none of the {len(states)} training state(s) of {stem} in {out_dir} can be read "
+            f"({problems[0]}); nothing was changed: restore a state file, or start over with "
+            "--resume False --overwrite True")
     return None
+

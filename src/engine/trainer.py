@@ -7,7 +7,23 @@ batches an uninterrupted run would. Rank 0 validates every ``val_every`` steps
 through the evaluation engine (the PSNR eval.py would print), keeps the best and
 the last evaluation weights, writes the resumable state every ``save_every``
 steps (the newest ``keep_last_ckpt`` kept), and writes the logs; every write is
-atomic. ``--resume True`` continues from the newest state in ``ckpt_dir``.
+atomic, and no checkpoint or state is written while a tensor in it is not finite.
+
+``--resume True`` continues from the newest state in ``ckpt_dir`` if it belongs
+to the same run (:func:`~src.engine.train_state.run_identity`; otherwise it stops
+naming the options that differ) and stops, changing nothing, when no state there
+can be read. A new run (``--resume False``) into a folder holding an earlier run of
+the same model stops instead of replacing its states, checkpoints and CSV, unless
+``--overwrite True``.
+
+Reproducibility on CPU: with a fixed seed, two runs give bit-identical weights
+(and a resumed run the weights of the uninterrupted one). The sample stream does
+not depend on the number of loader threads; the two sources of run-to-run
+differences found in MindSpore 2.10's CPU kernels are avoided: the PReLU slope
+gradient (``PReLUGrad`` accumulates a per-channel sum from several threads in a
+varying order; replaced by :class:`~src.engine.train_step.DeterministicPReLU`) and
+the gradient of ``ops.pad`` in a compiled graph (wrong from the second call on; the
+ECBSR training form uses the ``Pad`` primitive).
 """
 import os
 import time
@@ -23,9 +39,10 @@ from src.engine.evaluator import evaluate_set, resolve_path
 from src.engine.inference import SRPredictor
 from src.engine.losses import SRLoss
 from src.engine.schedules import lr_schedule
-from src.engine.train_log import TrainLogger
-from src.engine.train_state import load_latest_state, save_state
-from src.engine.train_step import TrainStep
+from src.engine.train_log import LossInterval, TrainLogger
+from src.engine.train_state import (check_finite, file_digest, images_fingerprint, list_states, load_latest_state,
+                                    run_identity, save_state)
+from src.engine.train_step import TrainStep, use_deterministic_prelu
 from src.models.registry import config_options, create_model, has_training_form, to_deploy
 from src.weights.checkpoint import load_into, model_meta, save_checkpoint
 from src.weights.transfer import transfer_weights
@@ -121,31 +138,101 @@ def _optimizer(net, config, lrs):
 
 
 class _Progress:
-    """Running loss, speed and ETA between log lines."""
+    """Loss intervals (since the last log line / validation row), speed, ETA and training seconds.
 
-    def __init__(self, start_step, total_steps):
+    ``carried``: the ``"intervals"`` and ``"seconds"`` a training state recorded, so a
+    resumed run reports the same interval means as an uninterrupted one.
+    """
+
+    def __init__(self, start_step, total_steps, carried=None):
+        carried = carried or {}
         self.total, self.start_step = total_steps, start_step
-        self.t0, self.losses = time.time(), []
+        self.best = float(carried.get("best", -1.0))
+        self.t0 = time.time()
+        self.seconds_before = float(carried.get("seconds", 0.0))
+        intervals = carried.get("intervals") or {}
+        self.log, self.val = LossInterval(intervals.get("log")), LossInterval(intervals.get("val"))
         self.scores = ""
 
     def add(self, loss):
-        self.losses.append(loss)
-
-    def mean_loss(self, last):
-        return float(np.mean(self.losses[-last:])) if self.losses else float("nan")
+        """One step: its loss, or None when it was skipped."""
+        self.log.add(loss)
+        self.val.add(loss)
 
     def speed(self, step):
+        """(steps/s in this process, seconds left, training seconds so far including earlier processes)."""
         elapsed = time.time() - self.t0
         rate = (step - self.start_step) / max(elapsed, 1e-9)
-        return rate, (self.total - step) / max(rate, 1e-9), elapsed
+        return rate, (self.total - step) / max(rate, 1e-9), self.seconds_before + elapsed
+
+    def state(self, step):
+        """What a training state records to continue these reports exactly (and the best PSNR)."""
+        return {"intervals": {"log": self.log.state(), "val": self.val.state()}, "seconds": self.speed(step)[2],
+                "best": self.best}
+
+
+def _identity(config, net, form, pairs, world):
+    """:func:`~src.engine.train_state.run_identity` of this run."""
+    init = config.pre_trained or config.get("init_from") or ""
+    uses = [name for name, present in (("residual_loss", hasattr(net, "train_outputs")),
+                                       ("freeze_residual", hasattr(net, "residual_parameters"))) if present]
+    quant = getattr(net, "quant_meta", {}).get("quant_config", "") if config.get("qat") else ""
+    meta = dict(model_meta(net), form=form)
+    meta.setdefault("n_colors", getattr(net, "n_colors", 3))
+    return run_identity(config, meta, world, images_fingerprint(pairs.paths, pairs.lr_paths),
+                        file_digest(resolve_path(config, init) if init else ""), quant, uses)
+
+
+def _run_files(out_dir, stem):
+    """Files of an earlier run of ``stem`` in ``out_dir`` that a fresh run would replace or prune."""
+    found = list_states(out_dir, stem)
+    found += [p for p in (os.path.join(out_dir, f"{stem}_{k}.ckpt") for k in ("best", "last")) if os.path.isfile(p)]
+    csv_path = os.path.join(out_dir, f"{stem}_train_log.csv")
+    if os.path.isfile(csv_path):
+        with open(csv_path, encoding="utf-8", errors="replace") as fh:
+            if sum(1 for line in fh if line.strip()) > 1:  # rows beyond the header
+                found.append(csv_path)
+    return found
+
+
+def _start_fresh(out_dir, stem, config, log):
+    """Refuse to start over a folder holding another run of ``stem``, unless ``--overwrite True``."""
+    found = _run_files(out_dir, stem)
+    if not found:
+        return
+    names = ", ".join(os.path.basename(p) for p in found[:3]) + (", ..." if len(found) > 3 else "")
+    if config.get("resume"):
+        raise ValueError(f"--resume True: {out_dir} holds {len(found)} file(s) of an earlier {stem} run ({names}) "
+                         "but no training state to continue from; start over there with --resume False "
+                         "--overwrite True, or use a new --ckpt_dir")
+    if not config.get("overwrite", False):
+        raise ValueError(f"{out_dir} holds {len(found)} file(s) of an earlier {stem} run ({names}) that a new run "
+                         "would replace; continue it with --resume True, start over with --overwrite True, "
+                         "or use a new --ckpt_dir")
+    removed = [p for p in found if not p.endswith(".csv")]  # the CSV is rewritten with its header by the logger
+    for path in removed:
+        os.remove(path)
+    log(f"--overwrite True: removed {len(removed)} file(s) of the earlier {stem} run in {out_dir} ({names})"
+        + ("; its CSV history starts over" if len(removed) < len(found) else ""))
 
 
 def train(config, log=print):
+    """Train ``config.model`` as configured; returns the best validation PSNR (dB) of the first set.
+
+    Raises ValueError / CheckpointError (user errors: a different run's state, a folder
+    holding another run, unreadable states) and FloatingPointError (non-finite
+    training that cannot continue); nothing already written is replaced then.
+    """
     rank, world = init_distributed()
     main = rank == 0
     ms.set_seed(config.seed)
+    if config.get("resume") and config.get("overwrite"):
+        raise ValueError("--resume True continues the run in --ckpt_dir and --overwrite True replaces it; "
+                         "pass only one of them")
     main_log = log if main else (lambda *_: None)
     net, form = build_network(config, main_log)
+    if str(config.device_target).upper() == "CPU":
+        use_deterministic_prelu(net)  # MindSpore's CPU PReLU gradient is not reproducible (see train_step)
     loss_scale = mixed_precision(net, config, main_log)
     n_colors = getattr(net, "n_colors", 3)
     pairs = TrainPairs(resolve_path(config, config.train_path), config.scale, config.patch_size,
@@ -160,25 +247,23 @@ def train(config, log=print):
                           frozen, float(config.get("ema_decay", 0.0)), float(config.get("clip_grad_norm", 0.0)),
                           loss_scale, float(config.get("loss_scale_value", 65536.0)), reduce_grads=world > 1)
     step_cell.set_train(True)
+    identity = _identity(config.replace(loss_scale=loss_scale), net, form, pairs, world)
 
     out_dir = resolve_path(config, config.ckpt_dir)
     os.makedirs(out_dir, exist_ok=True)
     stem = f"{config.model}_{net.variant}_x{config.scale}" + ("_qat" if config.get("qat") else "")
-    start_step, best = 0, -1.0
+    saved = None
     if config.get("resume"):
-        progress = load_latest_state(step_cell, out_dir, stem, log)
-        if progress is None:
+        saved = load_latest_state(step_cell, out_dir, stem, log, identity, config.batch_size * world)
+        if saved is None:
             log(f"--resume True: no training state for {stem} in {out_dir}; starting from step 0")
-        else:
-            if int(progress.get("seed", config.seed)) != int(config.seed) or \
-                    int(progress.get("global_batch", 0)) not in (0, config.batch_size * world):
-                raise ValueError(f"{progress['path']} was written with seed {progress.get('seed')} and global batch "
-                                 f"{progress.get('global_batch')}; resume with the same --seed, --batch_size and "
-                                 "number of workers")
-            start_step, best = int(progress["step"]), float(progress.get("best", -1.0))
+    if saved is None and main:
+        _start_fresh(out_dir, stem, config, log)
+    start_step = int(saved["step"]) if saved else 0
+    progress = _Progress(start_step, config.total_steps, saved)
     if start_step >= config.total_steps:
         log(f"nothing to do: the state in {out_dir} is already at step {start_step} of {config.total_steps}")
-        return best
+        return progress.best
     logger = TrainLogger(out_dir, stem, [s.name for s in eval_sets], start_step,
                          bool(config.get("tensorboard", False)), enabled=main, echo=log)
     logger.line(f"{'resumed at step ' + str(start_step) + ': ' if start_step else ''}training {config.model}-"
@@ -190,44 +275,86 @@ def train(config, log=print):
     if freeze_steps > 0:
         logger.line(f"freezing {len(frozen)} residual-stream tensors for the first {freeze_steps} steps")
     dataset, source = create_train_dataset(pairs, config, n_colors, start_step, rank, world)
-    log_every = max(1, int(config.get("log_every", 100)))
-    save_every = int(config.get("save_every", 0)) or config.val_every
-    keep = int(config.get("keep_last_ckpt", 3))
-    max_bad, bad_run = int(config.get("max_bad_steps", 10)), 0
-    progress = _Progress(start_step, config.total_steps)
-    on = Tensor(1.0, ms.float32)
-    off = Tensor(0.0, ms.float32)
-    step = start_step
-    for lr_b, hr_b in dataset.create_tuple_iterator(num_epochs=1):
-        step += 1
-        loss, finite = step_cell(lr_b, hr_b, on if step <= freeze_steps else off)
-        if not bool(finite.asnumpy()):
-            bad_run += 1
-            if bad_run >= max_bad:
-                raise FloatingPointError(
-                    f"{bad_run} consecutive steps with a non-finite loss or gradient (last: step {step}), "
-                    "updates skipped; lower --lr, set --clip_grad_norm, or check the training images")
-        else:
-            bad_run = 0
-            progress.add(float(loss.asnumpy()))
-        if step % log_every == 0 and main:
-            rate, eta, _ = progress.speed(step)
-            epoch = step * config.batch_size * world / max(1, len(source))
-            mean_loss = progress.mean_loss(log_every)
-            logger.line(f"step {step}/{config.total_steps} epoch {epoch:.1f} loss {mean_loss:.4f} "
-                        f"lr {lrs[step - 1]:.2e}{progress.scores} | {rate:.2f} it/s, ETA {eta / 60:.0f} min")
-            logger.scalars(step, {"train/loss": mean_loss, "train/lr": lrs[step - 1]})
-        last = step == config.total_steps
-        if main and (step % config.val_every == 0 or last):
-            best = _validate_and_keep(net, step_cell, config, form, eval_sets, out_dir, stem, best, logger,
-                                      progress, step, lrs)
-        if main and (step % save_every == 0 or last):
-            save_state(step_cell, out_dir, stem, step,
-                       {"best": best, "seed": int(config.seed), "global_batch": config.batch_size * world,
-                        "samples": step * config.batch_size * world}, keep)
-    logger.close()
+    run = _Run(config, net, form, step_cell, eval_sets, lrs, logger, out_dir, stem, identity, world, main)
+    try:
+        step = run.loop(dataset, len(source), progress, freeze_steps)
+    except FloatingPointError as exc:
+        logger.line(f"stopped: {exc}")
+        raise
+    finally:
+        logger.close()
     log(f"rank {rank}/{world} finished at step {step}; parameter digest {parameter_digest(net)}")
-    return best
+    return progress.best
+
+
+class _Run:  # pylint: disable=too-few-public-methods
+    """The step loop of one training process: steps, log lines, validation, states."""
+
+    def __init__(self, config, net, form, step_cell, eval_sets, lrs, logger, out_dir, stem, identity, world, main):
+        self.config, self.net, self.form, self.step_cell = config, net, form, step_cell
+        self.eval_sets, self.lrs, self.logger = eval_sets, lrs, logger
+        self.out_dir, self.stem, self.identity, self.world, self.main = out_dir, stem, identity, world, main
+
+    def loop(self, dataset, epoch_size, progress, freeze_steps):
+        """Run the remaining steps; returns the last step. Raises FloatingPointError when training must stop.
+
+        A step whose loss or gradient is not finite makes no update and is logged as
+        skipped; ``max_bad_steps`` of them in a row stop the run. An update that leaves
+        a weight non-finite stops the run at once, before any checkpoint is written.
+        """
+        config, step_cell, logger = self.config, self.step_cell, self.logger
+        log_every = max(1, int(config.get("log_every", 100)))
+        save_every = int(config.get("save_every", 0)) or config.val_every
+        max_bad, bad_run = int(config.get("max_bad_steps", 10)), 0
+        on, off = Tensor(1.0, ms.float32), Tensor(0.0, ms.float32)
+        step = last_state = progress.start_step
+        for lr_b, hr_b in dataset.create_tuple_iterator(num_epochs=1):
+            step += 1
+            loss, finite = step_cell(lr_b, hr_b, on if step <= freeze_steps else off)
+            if bool(finite.asnumpy()):
+                bad_run = 0
+                progress.add(float(loss.asnumpy()))
+                if not step_cell.weights_are_finite():
+                    names = step_cell.non_finite_weights()
+                    kept = f"the newest state is step {last_state}" if last_state else "no state written"
+                    raise FloatingPointError(
+                        f"step {step}: the update made {len(names)} weight tensor(s) non-finite "
+                        f"({', '.join(names[:3])}) although the loss and gradients were finite; stopped without "
+                        f"writing a checkpoint ({kept}); lower --lr (now {config.lr:g}) or check --beta1/--beta2")
+            else:
+                bad_run += 1
+                progress.add(None)
+                logger.line(f"step {step}/{config.total_steps} skipped: non-finite loss or gradient, no update "
+                            f"({bad_run} in a row; --max_bad_steps {max_bad})")
+                if bad_run >= max_bad:
+                    raise FloatingPointError(
+                        f"{bad_run} consecutive steps with a non-finite loss or gradient (last: step {step}), "
+                        "updates skipped; lower --lr, set --clip_grad_norm, or check the training images")
+            if step % log_every == 0 and self.main:
+                self._log_line(step, progress, epoch_size)
+            if self.main and (step % config.val_every == 0 or step == config.total_steps):
+                progress.best = _validate_and_keep(self.net, step_cell, config, self.form, self.eval_sets,
+                                                   self.out_dir, self.stem, progress.best, logger, progress, step,
+                                                   self.lrs)
+                progress.val = LossInterval()
+            if self.main and (step % save_every == 0 or step == config.total_steps):
+                save_state(step_cell, self.out_dir, self.stem, step,
+                           dict(progress.state(step), seed=int(config.seed),
+                                global_batch=config.batch_size * self.world,
+                                samples=step * config.batch_size * self.world, run=self.identity),
+                           int(config.get("keep_last_ckpt", 3)))
+                last_state = step
+        return step
+
+    def _log_line(self, step, progress, epoch_size):
+        config, lr = self.config, self.lrs[step - 1]
+        rate, eta, _ = progress.speed(step)
+        epoch = step * config.batch_size * self.world / max(1, epoch_size)
+        self.logger.line(f"step {step}/{config.total_steps} epoch {epoch:.1f} {progress.log.describe()} "
+                         f"lr {lr:.2e}{progress.scores} | {rate:.2f} it/s, ETA {eta / 60:.0f} min")
+        self.logger.scalars(step, {"train/loss": progress.log.mean(), "train/skipped": progress.log.skipped,
+                                   "train/lr": lr})
+        progress.log = LossInterval()
 
 
 def _validate_and_keep(net, step_cell, config, form, eval_sets, out_dir, stem, best, logger, progress, step, lrs):
@@ -236,10 +363,12 @@ def _validate_and_keep(net, step_cell, config, form, eval_sets, out_dir, stem, b
     scores = _validate(eval_net, config, eval_sets)
     step_cell.set_train(True)
     rate, eta, elapsed = progress.speed(step)
-    mean_loss = progress.mean_loss(config.val_every)
-    logger.validation_row(step, mean_loss, lrs[step - 1], elapsed, scores)
+    logger.validation_row(step, progress.val, lrs[step - 1], elapsed, scores)
     meta = dict(model_meta(net), **getattr(net, "quant_meta", {}))
-    save_checkpoint(eval_net, os.path.join(out_dir, f"{stem}_last.ckpt"), meta=meta)
+    values = {p.name: p.data.asnumpy() for p in eval_net.get_parameters()}
+    last_path = os.path.join(out_dir, f"{stem}_last.ckpt")
+    check_finite(values, last_path)
+    save_checkpoint(eval_net, last_path, meta=meta)
     scores_text = " ".join(f"{k} {v:.2f}" for k, v in scores.items())
     progress.scores = " | last val " + scores_text
     first = next(iter(scores.values()))
@@ -247,5 +376,5 @@ def _validate_and_keep(net, step_cell, config, form, eval_sets, out_dir, stem, b
         best = first
         save_checkpoint(eval_net, os.path.join(out_dir, f"{stem}_best.ckpt"), meta=meta)
     logger.line(f"step {step}/{config.total_steps} validation {scores_text}"
-                f" (best {best:.2f}) loss {mean_loss:.4f} | {rate:.2f} it/s, ETA {eta / 60:.0f} min")
+                f" (best {best:.2f}) {progress.val.describe()} | {rate:.2f} it/s, ETA {eta / 60:.0f} min")
     return best

@@ -33,6 +33,9 @@ class SeqConv3x3(nn.Cell):
     def __init__(self, kind, in_ch, out_ch, depth_multiplier=2.0):
         super().__init__()
         self.kind, self.out_ch = kind, out_ch
+        # the Pad primitive, not ops.pad: in graph mode on CPU (MindSpore 2.10) the gradient of
+        # ops.pad is wrong from the second call of a compiled graph on (it differs from run to run)
+        self.pad = ops.Pad(((0, 0), (0, 0), (1, 1), (1, 1)))
         if kind == "conv":
             self.mid = int(out_ch * depth_multiplier)
             self.conv0 = conv2d(in_ch, self.mid, 1)
@@ -49,7 +52,7 @@ class SeqConv3x3(nn.Cell):
     def construct(self, x):
         y0 = self.conv0(x)
         b0 = self.conv0.bias.reshape(1, -1, 1, 1)
-        y0 = ops.pad(y0 - b0, (1, 1, 1, 1)) + b0  # border = bias, interior = y0
+        y0 = self.pad(y0 - b0) + b0  # border = bias, interior = y0
         if self.kind == "conv":
             return self.conv1(y0)
         y1 = ops.conv2d(y0, self.scale * self.mask, None, 1, "valid", 0, 1, self.out_ch)
