@@ -407,6 +407,7 @@ RULES = {
     "channel_shuffle": Bool(),
     "train_cache_gb": Float(0.0),
     "resume": Bool(),
+    "overwrite": Bool(),
     "save_every": Int(0),
     "keep_last_ckpt": Int(1),
     "log_every": Int(1),
