@@ -338,3 +338,19 @@ def test_csv_row_after_resume_equals_the_uninterrupted_run(data, tmp_path):
         for column in ("step", "loss", "lr", "skipped", "psnr_Val"):
             assert row[column] == ref[column], (column, ref, row)
     assert len(again) == len(reference)
+
+
+@pytest.mark.parametrize("option", ["--pre_trained", "--init_from"])
+def test_training_refuses_to_replace_the_checkpoint_it_starts_from(data, finished_run, tmp_path, option):
+    """Fine-tuning from <ckpt_dir>/<stem>_best.ckpt into the same --ckpt_dir (with --overwrite True,
+    which would delete it, or not) is refused before anything is written; the folder is unchanged."""
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    for name, content in _snapshot(finished_run).items():
+        (folder / name).write_bytes(content)
+    before = _snapshot(folder)
+    best = str(folder / f"{STEM}_best.ckpt")
+    for extra in ([], ["--overwrite", "True"]):
+        with pytest.raises(ValueError, match=f"is the same file as {option} "):
+            _train(data, folder, "--total_steps", "2", option, best, *extra)
+        assert _snapshot(folder) == before

@@ -44,6 +44,7 @@ from src.engine.train_state import (check_finite, file_digest, images_fingerprin
                                     run_identity, save_state)
 from src.engine.train_step import TrainStep, use_deterministic_prelu
 from src.models.registry import config_options, create_model, has_training_form, to_deploy
+from src.utils.atomic import refuse_same_file
 from src.weights.checkpoint import load_into, model_meta, save_checkpoint
 from src.weights.transfer import transfer_weights
 
@@ -252,6 +253,11 @@ def train(config, log=print):
     out_dir = resolve_path(config, config.ckpt_dir)
     os.makedirs(out_dir, exist_ok=True)
     stem = f"{config.model}_{net.variant}_x{config.scale}" + ("_qat" if config.get("qat") else "")
+    for option in ("pre_trained", "init_from"):  # training replaces best/last: never the file it started from
+        if config.get(option):
+            for suffix in ("_best.ckpt", "_last.ckpt"):
+                refuse_same_file(resolve_path(config, config.get(option)), os.path.join(out_dir, stem + suffix),
+                                 "--ckpt_dir", f"--{option}")
     saved = None
     if config.get("resume"):
         saved = load_latest_state(step_cell, out_dir, stem, log, identity, config.batch_size * world)
