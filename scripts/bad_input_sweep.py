@@ -1,7 +1,8 @@
 """Bad-input sweep (issue 13): hostile files, faults and bad values against the entry scripts.
 
-    python scripts/bad_input_sweep.py [--root DIR] [--only KIND,...|NAME,...] [--json out.json] [--jobs 1]
-    SR_SHARED=/path/to/shared python scripts/bad_input_sweep.py --root /path/to/checkout
+    python scripts/bad_input_sweep.py [--root DIR] [--only KIND|CASE,...] [--json out.json] [--jobs 1]
+    SR_SHARED=/path/to/shared python scripts/bad_input_sweep.py --root /path/to/checkout --json out.json
+    python scripts/bad_input_sweep.py --list
 
 Each case builds its own hostile input in a temporary folder, runs the project
 checked out at ``--root`` (``eval.py``, ``infer.py``, ``export.py``, ``train.py``,
@@ -9,26 +10,37 @@ checked out at ``--root`` (``eval.py``, ``infer.py``, ``export.py``, ``train.py`
 with ``cwd=root`` and this Python), and a judge decides:
 
 HELD   refused cleanly: exit code 2, no traceback, no signal, and stderr holds exactly
-       one line ``error: ...`` (MindSpore ``[WARNING]`` log lines and tqdm progress are
-       ignored; argparse's ``usage: ...`` block followed by ``prog: error: ...`` counts
-       as one line, since argparse always prints the usage first), with nothing that
-       existed before overwritten or left half-written;
+       one line ``error: ...``, with nothing that existed before overwritten or left
+       half-written. Ignored on stderr: MindSpore's ``[WARNING]``/``[INFO]`` log lines,
+       tqdm progress bars and the diagnostics libpng/libjpeg print on their own
+       (MindSpore ``[ERROR]``/``[CRITICAL]`` lines do count). argparse's ``usage: ...``
+       block followed by ``prog: error: ...`` counts as one line, since argparse always
+       prints the usage first. Where the issue asks that the line names the file,
+       option or image, the judge checks that (option words outside paths, file names
+       anywhere);
        or answered correctly: exit 0 and the right value (a PSNR within 0.01 dB of the
        reference run, an upright EXIF image, an RGBA output, one output per input,
-       the same tensors, ...). Where both outcomes are honest the judge accepts both.
+       the same tensors, equal weight digests, ...). Where both outcomes are honest
+       (``scale: 3.0`` read as 3 or refused, clashing output names made distinct or
+       refused) the judge accepts both.
 FAILED anything else: a wrong answer with exit 0, a traceback, a signal (segfault),
        another exit code, a timeout, process memory copied into an output, a file
-       written through a symlink, ... The reason is printed.
+       written through a symlink, a model built from absurd metadata, ... The reason
+       is printed.
 
 Every child runs in its own process group with an address-space limit
-(``--mem_gb``, default 6 GiB: enough for MindSpore on CPU, measured 4 GiB) and a
-time limit (``--timeout``); the peak RSS of each child is recorded (the zip-bomb
-case fails a reader that inflates the member). Cases that need the shared data
-(``SR_SHARED``) are skipped, and listed, when it is not set. Read-only-folder
-cases are skipped when running as root (root writes anyway).
+(``--mem_gb``, default 6 GiB; MindSpore on CPU runs these cases in 4) and a time
+limit (``--timeout``); the peak RSS of each child is recorded (the zip-bomb case
+fails a reader that inflates the member, the metadata cases one that builds the
+model first). A full disk is simulated with ``RLIMIT_FSIZE`` (writes past 24 KiB
+fail with EFBIG). MindSpore's failure dumps go to the work folder (``MS_OM_PATH``),
+so the checkout under test is left as it was. Cases that need the shared data
+(``SR_SHARED``) are skipped, and listed, when it is not set; read-only-folder cases
+are skipped when running as root (root writes anyway).
 
-Output: a table per kind (tried, held), ``N held of M``, one line per FAILED
-case with its reason; ``--json`` writes every case with its commands and outcome.
+Output: a table per kind (tried, held), ``N held of M``, one line per FAILED case
+with its reason; ``--json`` writes every case with its commands and outcome.
+About 13 minutes for all cases on 2 CPU cores.
 """
 import argparse
 import collections
@@ -556,8 +568,25 @@ for s in (2, 3, 4):
     save(f"abpn_M2C8_x{s}", create_model("abpn", "M2C8", s))
 ms.set_seed(0)
 save("abpn_M4C28_x3_rand", create_model("abpn", "M4C28", 3))
-ms.set_seed(0)
-save("edsr_baseline_x2", create_model("edsr", "baseline", 2))
+# EDSR-baseline x2 whose output needs context up to 32 LR pixels to the left: every residual block
+# shifts channels 0-2 right by 2 px (x + S^2 x), so out = (x + sum_k C(16,k) x(j - 2k) / 2^16) / 2 and
+# 40% of the averaged term lies beyond 16 px. Tiling with less than 32 px of overlap is visibly wrong.
+net = create_model("edsr", "baseline", 2)
+vals = {p.name: np.zeros(p.shape, np.float32) for p in net.get_parameters()}
+for c in range(3):
+    vals["conv_first.weight"][c, c, 1, 1] = 1.0
+    vals["conv_first.bias"][c] = 150.0  # features stay positive, so the ReLUs pass them
+    for i in range(16):
+        vals[f"body.{i}.conv1.weight"][c, c, 1, 0] = 1.0
+        vals[f"body.{i}.conv2.weight"][c, c, 1, 0] = 1.0
+    vals["conv_after_body.weight"][c, c, 1, 1] = 1.0 / 65536
+    for k in range(4):  # DepthToSpace (DCR): sub-pixel k of channel c is input channel k * 64 + c
+        vals["upsample.0.conv.weight"][k * 64 + c, c, 1, 1] = 1.0
+    vals["conv_last.weight"][c, c, 1, 1] = 0.5
+    vals["conv_last.bias"][c] = -150.0
+for p in net.get_parameters():
+    p.set_data(ms.Tensor(vals[p.name]))
+save("edsr_longrange_x2", net)
 ms.set_seed(0)
 save("sesr_M3_x2", create_model("sesr", "M3", 2))
 ms.set_seed(0)
@@ -2156,16 +2185,21 @@ def _(ctx, d):
 # 12. exported metadata and tiling
 # ========================================================================================
 
-def _edsr_export(ctx, folder, fmt):
+def _edsr_export(ctx, folder, fmt, name="edsr_longrange_x2"):
     m = models(ctx)
     ext = ".onnx" if fmt == "ONNX" else ".mindir"
     path = os.path.join(folder, "edsr" + ext)
     p = ctx.entry("export.py", "--model", "edsr", "--variant", "baseline", "--scale", "2",
-                  "--pre_trained", m["edsr_baseline_x2"], "--file_format", fmt, "--file_name", path,
+                  "--pre_trained", m[name], "--file_format", fmt, "--file_name", path,
                   "--input_shape", "1,3,24,24", timeout=900)
     if ok_exit(p) or not os.path.isfile(path):
         raise RuntimeError(f"export {fmt} failed: {ok_exit(p) or 'no file'}")
     return path
+
+
+def long_export(ctx, fmt):
+    """The long-range EDSR exported once as ``fmt`` (ONNX or MINDIR) by the project's export.py."""
+    return ctx.fixture(f"edsr_long_{fmt}", lambda c, f: _edsr_export(c, f, fmt, "edsr_longrange_x2"))
 
 
 def _noise_image(path, size=120):
@@ -2176,11 +2210,14 @@ def _noise_image(path, size=120):
 
 
 def _tiling_case(ctx, d, fmt):
-    model = ctx.fixture(f"edsr_{fmt}", lambda c, f: _edsr_export(c, f, fmt))
-    img = _noise_image(os.path.join(d, "noise.png"))
+    """infer.py with the exported long-range EDSR, tiled (8 px LR tiles) and whole, and with its
+    checkpoint tiled: equal up to float rounding (2 levels). With a 16 px overlap (the runners'
+    old assumption) pixels lose up to 40% of their context and differ by tens of levels."""
+    model = long_export(ctx, fmt)
+    img = _noise_image(os.path.join(d, "noise.png"), size=64)
     outs = {}
-    for tag, extra in (("ckpt_tiled", ("--pre_trained", models(ctx)["edsr_baseline_x2"], "--tile_size", "40")),
-                       ("model_tiled", ("--file_name", model, "--tile_size", "40")),
+    for tag, extra in (("ckpt_tiled", ("--pre_trained", models(ctx)["edsr_longrange_x2"], "--tile_size", "8")),
+                       ("model_tiled", ("--file_name", model, "--tile_size", "8")),
                        ("model_whole", ("--file_name", model, "--tile_size", "-1"))):
         out = os.path.join(d, tag)
         p = ctx.entry("infer.py", "--model", "edsr", "--variant", "baseline", "--scale", "2", "--input_path", img,
@@ -2189,12 +2226,15 @@ def _tiling_case(ctx, d, fmt):
         if bad:
             return False, f"{tag}: {bad}"
         outs[tag] = read_any(glob.glob(os.path.join(out, "*.png"))[0]).astype(int)
-    tiled_vs_whole = int((outs["model_tiled"] != outs["model_whole"]).any(axis=2).sum())
-    vs_ckpt = int((np.abs(outs["model_tiled"] - outs["ckpt_tiled"]) > 1).any(axis=2).sum())
-    if tiled_vs_whole or vs_ckpt:
-        return False, (f"exported EDSR tiled differs from untiled in {tiled_vs_whole} px and from the tiled "
-                       f"checkpoint (by >1 level) in {vs_ckpt} px (tile overlap below EDSR's radius 36)")
-    return True, "tiled exported model equals untiled and the checkpoint"
+    whole = outs["model_whole"]
+    if int((np.abs(outs["ckpt_tiled"] - whole) > 2).sum()):
+        return False, "the checkpoint tiled differs from the exported model whole (reference broken)"
+    diff = np.abs(outs["model_tiled"] - whole)
+    wrong = int((diff > 2).any(axis=2).sum())
+    if wrong:
+        return False, (f"exported EDSR tiled differs from the checkpoint in {wrong} px (up to {int(diff.max())} "
+                       "levels): tile overlap below EDSR's receptive radius")
+    return True, "tiled exported model equals the whole image and the tiled checkpoint"
 
 
 @case("export_meta", 12, "onnx_edsr_tiles_like_checkpoint")
@@ -2217,7 +2257,7 @@ print("JSON:" + json.dumps({p.key: p.value for p in m.metadata_props}))
 
 @case("export_meta", 12, "onnx_metadata_has_radius_scale_colours")
 def _(ctx, d):
-    model = ctx.fixture("edsr_ONNX", lambda c, f: _edsr_export(c, f, "ONNX"))
+    model = long_export(ctx, "ONNX")
     props = ctx.py_json(_ONNX_META_CODE, model)
     text = json.dumps(props).lower()
     values = " ".join(str(v) for v in props.values())
@@ -2228,7 +2268,7 @@ def _(ctx, d):
 
 @case("export_meta", 12, "onnx_scale_mismatch_refused")
 def _(ctx, d):
-    model = ctx.fixture("edsr_ONNX", lambda c, f: _edsr_export(c, f, "ONNX"))
+    model = long_export(ctx, "ONNX")
     img = write_images(os.path.join(d, "in"), 1, 24, seed=32)[0]
     p = ctx.entry("infer.py", "--file_name", model, "--scale", "3", "--input_path", img, "--output_path",
                   os.path.join(d, "out"))
@@ -2966,7 +3006,7 @@ def _(ctx, d):
 
 @case("device_misc", 19, "infer_truncated_onnx")
 def _(ctx, d):
-    model = ctx.fixture("edsr_ONNX", lambda c, f: _edsr_export(c, f, "ONNX"))
+    model = long_export(ctx, "ONNX")
     cut = os.path.join(d, "cut.onnx")
     data = open(model, "rb").read()
     with open(cut, "wb") as fh:
