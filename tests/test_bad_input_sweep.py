@@ -1,0 +1,74 @@
+"""The bad-input sweep (scripts/bad_input_sweep.py): its judges, its .pth writer, and a few of its
+cases run against this tree (the full sweep takes 10-20 minutes; see README "Reliability")."""
+import importlib.util
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+_SPEC = importlib.util.spec_from_file_location("bad_input_sweep", os.path.join(ROOT, "scripts", "bad_input_sweep.py"))
+sweep = importlib.util.module_from_spec(_SPEC)
+sys.modules["bad_input_sweep"] = sweep
+_SPEC.loader.exec_module(sweep)
+
+
+def _proc(rc=2, stderr="", stdout=""):
+    return sweep.Proc("cmd", rc, stdout, stderr, 300.0, False, 1.0)
+
+
+def test_refusal_judge():
+    held, _ = sweep.refused(_proc(2, "[WARNING] ME(1:2,MainProcess): noise\nerror: --lr must be finite, not nan\n"),
+                            mention_any=("lr",))
+    assert held
+    argparse_pair = "usage: eval.py [-h] [--config_path CONFIG_PATH]\n    [--a A]\neval.py: error: argument --scale\n"
+    assert sweep.refused(_proc(2, argparse_pair))[0]
+    progress = "S x2:   0%|          | 0/2 [00:00<?, ?img/s]\rS x2:  50%|#  | 1/2 [00:00<00:00, 3.39img/s]\n"
+    assert sweep.refused(_proc(2, progress + "error: bad\n"))[0]
+    # failures: exit 0, a traceback, two lines, a signal, exit 1, an unnamed option
+    assert not sweep.refused(_proc(0, stdout="wrote x.ckpt"))[0]
+    trace = "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: boom\n"
+    assert "traceback" in sweep.refused(_proc(1, trace))[1]
+    assert not sweep.refused(_proc(2, trace + "error: boom\n"))[0]
+    assert not sweep.refused(_proc(2, "error: one\nerror: two\n"))[0]
+    assert "SIGSEGV" in sweep.refused(_proc(-11))[1]
+    assert not sweep.refused(_proc(1, "error: x\n"))[0]
+    assert not sweep.refused(_proc(2, "error: cannot convert float NaN to integer\n"),
+                             mention_any=("max_tile_mem_gb",))[0]
+    # an option is not "named" by a path that happens to contain it; a file name is
+    assert not sweep.refused(_proc(2, "error: bad value in /tmp/lr_dir/x\n"), mention_any=("lr",))[0]
+    assert sweep.refused(_proc(2, "error: /data/HR/tiny.png is too small\n"), mention=("tiny.png",))[0]
+
+
+def test_timeout_is_a_failure():
+    p = sweep.Proc("cmd", -9, "", "", 10.0, True, 300.0)
+    assert sweep.crashed(p).startswith("timed out") and not sweep.refused(p)[0]
+
+
+def test_pth_writer_round_trips_through_the_project_reader(tmp_path):
+    """The sweep writes torch-format files without torch; the project's reader reads the valid ones back."""
+    from src.weights.torch_pickle import load_torch_state_dict
+    arrays = sweep.abpn_state(seed=1)
+    path = sweep.pth_from_arrays(str(tmp_path / "w.pth"), arrays, prefix="")
+    loaded = load_torch_state_dict(path)
+    assert list(loaded) == list(arrays)
+    for name, value in arrays.items():
+        np.testing.assert_array_equal(loaded[name], value)
+
+
+def test_catalogue_covers_every_sub_item():
+    names = [f"{c.kind}/{c.name}" for c in sweep.CASES]
+    assert len(names) == len(set(names)) and len(names) >= 100
+    assert {c.item for c in sweep.CASES} == set(range(1, 20))
+    assert {c.kind for c in sweep.CASES} == set(sweep.KINDS)
+
+
+@pytest.mark.parametrize("name", ["pickle_calls_os_system", "pickle_builtins_eval", "not_a_zip"])
+def test_cases_that_hold_today_still_hold(tmp_path, name):
+    """Code execution through a .pth stays blocked, a non-zip .pth gets one line (about 4 s each)."""
+    ctx = sweep.Ctx(ROOT, str(tmp_path), timeout=120)
+    (chosen,) = [c for c in sweep.CASES if c.name == name]
+    result = sweep.run_case(ctx, chosen)
+    assert result["status"] == "HELD", result
