@@ -648,3 +648,18 @@ def test_eval_refuses_to_write_over_its_checkpoint(tmp_path, option, capsys):
         err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
         assert code == 2 and len(err) == 1 and f"{option} {target} is the same file as --pre_trained" in err[0]
         assert open(ckpt, "rb").read() == before
+
+
+@pytest.mark.parametrize("w_bit,needle", [(1000, "w_bit must be between 2 and 8 (or 0/32 for no quantization), not 1000"),
+                                          (8.5, "w_bit must be an integer bit width, not 8.5")])
+def test_quant_config_with_absurd_bits_refused(tmp_path, w_bit, needle):
+    """A calibrated checkpoint whose quant_config says w_bit 1000 used to load as a float model
+    (any width >= 32 meant 'no quantization'); it is refused naming the key."""
+    import json  # pylint: disable=import-outside-toplevel
+    from src.weights.loader import quant_config_of  # pylint: disable=import-outside-toplevel
+    qcfg = json.dumps({"w_bit": w_bit, "a_bit": 8, "w_symmetric": True, "int8_scope": ["first_last"],
+                       "fp_scope": [], "bit_table": {}})
+    with pytest.raises(CheckpointError, match="unreadable quant_config in checkpoint") as exc:
+        quant_config_of({"quant_config": qcfg})
+    assert needle in str(exc.value)
+    assert quant_config_of({"quant_config": qcfg.replace(f'"w_bit": {w_bit}', '"w_bit": 32')}).w_bit == 0

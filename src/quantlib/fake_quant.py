@@ -17,6 +17,7 @@ the bounds ``l``/``u`` receive the LSQ gradient through ``s`` and the clamp. The
 gradient is scaled by ``1 / sqrt(n * q_max)`` (LSQ), n = elements per bound, so
 they learn at a rate comparable to the weights. ``bits`` 0 (or >= 32) disables.
 """
+import math
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
@@ -34,8 +35,21 @@ def scale_grad(t, factor):
 
 
 def check_bits(bits, what="bits"):
-    bits = int(bits)
-    if bits == 0 or bits >= 32:
+    """``bits`` as an int in [MIN_BITS, MAX_BITS], or 0 for "no quantization" (given as 0 or 32).
+
+    Raises ``ValueError`` naming ``what`` for anything else (e.g. 1000 from a crafted checkpoint,
+    which used to mean float silently, or a non-integer).
+    """
+    if isinstance(bits, bool) or not isinstance(bits, (int, float, str)):
+        raise ValueError(f"{what} must be an integer bit width, not {bits!r}")
+    try:
+        value = float(bits)
+    except ValueError:
+        raise ValueError(f"{what} must be an integer bit width, not {bits!r}") from None
+    if not math.isfinite(value) or value != int(value):
+        raise ValueError(f"{what} must be an integer bit width, not {bits!r}")
+    bits = int(value)
+    if bits in (0, 32):
         return 0
     if not MIN_BITS <= bits <= MAX_BITS:
         raise ValueError(f"{what} must be between {MIN_BITS} and {MAX_BITS} (or 0/32 for no quantization), not {bits}")
