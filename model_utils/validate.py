@@ -28,6 +28,7 @@ import difflib
 import math
 
 # Model families accepted by --model (besides "auto"); tests check this against src.models.registry.
+FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max
 MODEL_FAMILIES = ("abpn", "abpn_et", "ecbsr", "ecbsr_et", "edsr", "etds", "sesr")
 SCALES = (2, 3, 4)
 # --input_shape bounds (N,C,H,W): keep an export example within a few GiB of activations.
@@ -128,6 +129,8 @@ class Float(Rule):
             raise _Bad("not a number") from None
         if not math.isfinite(number):
             raise _Bad("not a finite number")
+        if abs(number) > FLOAT32_MAX:  # MindSpore computes in float32: 1e39 would be inf there
+            raise _Bad("not a finite float32 number (|x| <= 3.4e38)")
         if self.lo is not None and (number < self.lo or (self.lo_open and number == self.lo)):
             raise _Bad("out of range")
         if self.hi is not None and (number > self.hi or (self.hi_open and number == self.hi)):

@@ -72,3 +72,27 @@ def test_cases_that_hold_today_still_hold(tmp_path, name):
     (chosen,) = [c for c in sweep.CASES if c.name == name]
     result = sweep.run_case(ctx, chosen)
     assert result["status"] == "HELD", result
+
+
+# One quick case of every kind the issue-13 fixes made hold (the whole sweep: scripts/bad_input_sweep.py),
+# plus the three that held last: lr above float32's range, MindSpore's CRITICAL line on a full disk.
+FIXED = [("weights_pth", "huge_shape_tiny_storage"), ("ckpt_meta", "act_unknown"),
+         ("temp_symlink", "convert_ckpt_planted_symlink"), ("same_file", "convert_dst_symlink_to_src"),
+         ("lr_hr_pairs", "train_div2k_x2_lr_under_X3"), ("image_decode", "infer_truncated_jpeg_input"),
+         ("infer_outputs", "output_name_is_another_input"), ("ssim_small", "shave_larger_than_image"),
+         ("n_colors", "infer_abpn_n_colors_1"), ("run_identity", "skipped_step_logged_as_skipped"),
+         ("non_finite", "ema_decay_1"), ("non_finite", "lr_above_float32"), ("config", "yaml_syntax_error"),
+         ("output_paths", "convert_full_disk"), ("output_paths", "train_full_disk"),
+         ("device_misc", "infer_corrupt_mindir")]
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    return sweep.Ctx(ROOT, str(tmp_path_factory.mktemp("sweep")), timeout=300)
+
+
+@pytest.mark.parametrize("kind,name", FIXED, ids=[f"{k}/{n}" for k, n in FIXED])
+def test_fixed_cases_hold(ctx, kind, name):
+    (chosen,) = [c for c in sweep.CASES if c.kind == kind and c.name == name]
+    result = sweep.run_case(ctx, chosen)
+    assert result["status"] == "HELD", result

@@ -4,6 +4,7 @@ Every checkpoint the project writes carries ``model``, ``variant`` and
 ``scale`` entries, so that loading into a model of another scale or variant
 fails with a message that says which one the file was made for.
 """
+import contextlib
 import os
 
 import numpy as np
@@ -27,9 +28,23 @@ def save_checkpoint(params, path, meta=None):
     """
     if isinstance(params, dict):
         params = [{"name": k, "data": ms.Tensor(np.asarray(v))} for k, v in params.items()]
-    with atomic_target(path, suffix=".ckpt") as tmp:
+    with atomic_target(path, suffix=".ckpt") as tmp, _mindspore_log_quiet():
         ms.save_checkpoint(params, tmp, append_dict=dict(meta or {}))
     return os.path.abspath(path)
+
+
+@contextlib.contextmanager
+def _mindspore_log_quiet():
+    """Silence MindSpore's logger while it writes: on a failed write (full disk, ...) it logs a
+    CRITICAL line and re-raises the ``OSError``, which the entry scripts report as one line."""
+    from mindspore import log as ms_log  # pylint: disable=import-outside-toplevel
+    logger = ms_log._get_logger()  # pylint: disable=protected-access
+    disabled = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
 
 
 def read_checkpoint(path):
