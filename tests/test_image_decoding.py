@@ -339,3 +339,39 @@ def test_folders_named_like_images_are_not_images(tmp_path, ckpt_x2, capsys):
     code, captured = _infer(ckpt_x2, src, tmp_path / "out", capsys)
     assert code == 0 and os.listdir(tmp_path / "out") == ["ok_x2.png"]
     assert "wrote 1 image(s)" in captured.out
+
+
+def _rgb565_bmp(width, height, pixels):
+    """A 16-bit BI_BITFIELDS (RGB565) BMP: 8-bit colour packed in 16 bits, not 16-bit depth."""
+    import struct  # pylint: disable=import-outside-toplevel
+    row = (width * 2 + 3) // 4 * 4
+    data = b"".join(b"".join(struct.pack("<H", p) for p in pixels[y]).ljust(row, b"\0")
+                    for y in reversed(range(height)))
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 16, 3, len(data), 2835, 2835, 0, 0)
+    masks = struct.pack("<III", 0xF800, 0x07E0, 0x001F)
+    offset = 14 + len(info) + len(masks)
+    return struct.pack("<2sIHHI", b"BM", offset + len(data), 0, 0, offset) + info + masks + data
+
+
+def test_rgb565_bmp_is_read_not_refused_as_16_bit(tmp_path):
+    """Pillow's raw mode 'BGR;16' of an RGB565 BMP is not a 16-bit depth (only PNG/TIFF raw modes are)."""
+    path = tmp_path / "565.bmp"
+    path.write_bytes(_rgb565_bmp(4, 2, [[0xF800, 0x07E0, 0x001F, 0xFFFF], [0, 0, 0, 0]]))
+    rgb = read_rgb(str(path))
+    assert rgb.shape == (2, 4, 3)
+    assert rgb[0, 0, 0] > 240 and rgb[0, 0, 1:].max() == 0 and rgb[0, 1, 1] > 240 and rgb[0, 2, 2] > 240
+    assert rgb[1].max() == 0 and image_size(str(path)) == (4, 2)
+
+
+def test_image_size_reads_png_headers_without_decoding(tmp_path, monkeypatch):
+    """image_size (used to check every DIV2K LR file before training) must not decode PNG pixels,
+    and still applies an eXIf orientation stored before the image data."""
+    from PIL import PngImagePlugin  # pylint: disable=import-outside-toplevel
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_smooth(16, 24)).save(tmp_path / "o.png", exif=exif)
+
+    def no_decode(*_args, **_kwargs):
+        raise AssertionError("image_size decoded the pixels")
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decode)
+    assert image_size(str(tmp_path / "o.png")) == (16, 24)  # 24 wide x 16 high, stored sideways

@@ -49,6 +49,8 @@ def _deep_dtype(img):
     """
     if img.mode in _DEEP_MODES:
         return _DEEP_MODES[img.mode]
+    if img.format not in ("PNG", "TIFF"):  # BMP's 'BGR;16' is 5-6-5 packed 8-bit colour, not 16-bit depth
+        return None
     for tile in img.tile or ():
         args = tile[3]
         raw = args if isinstance(args, str) else (args[0] if args and isinstance(args[0], str) else "")
@@ -136,7 +138,18 @@ def image_size(path):
     try:
         with Image.open(path) as img:
             width, height = img.size
-            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+            if img.format == "PNG":
+                # PNG's getexif() decodes the whole image to find an eXIf chunk after the pixels;
+                # a header read only sees one before them (where writers put it)
+                raw = img.info.get("exif")
+                exif = Image.Exif()
+                if raw:
+                    exif.load(raw)
+            else:
+                exif = img.getexif()
+            orientation = exif.get(_EXIF_ORIENTATION, 1)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path}: {exc}; split it into smaller images") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"cannot decode image {path} ({exc}); re-save it as 8-bit PNG") from None
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
