@@ -370,8 +370,10 @@ def test_image_size_reads_png_headers_without_decoding(tmp_path, monkeypatch):
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(_smooth(16, 24)).save(tmp_path / "o.png", exif=exif)
+    Image.fromarray(_smooth(16, 24)).save(tmp_path / "plain.png")  # no EXIF at all, as DIV2K files
 
     def no_decode(*_args, **_kwargs):
         raise AssertionError("image_size decoded the pixels")
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decode)
     assert image_size(str(tmp_path / "o.png")) == (16, 24)  # 24 wide x 16 high, stored sideways
+    assert image_size(str(tmp_path / "plain.png")) == (24, 16)
