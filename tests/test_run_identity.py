@@ -354,3 +354,30 @@ def test_training_refuses_to_replace_the_checkpoint_it_starts_from(data, finishe
         with pytest.raises(ValueError, match=f"is the same file as {option} "):
             _train(data, folder, "--total_steps", "2", option, best, *extra)
         assert _snapshot(folder) == before
+
+
+def test_resume_reports_but_accepts_a_changed_initial_weights_file(data, tmp_path):
+    """An x4 run initialised from an x2 best.ckpt that keeps improving resumes: the state's weights
+    replace the initial ones, so the changed file is only reported."""
+    from src.weights.checkpoint import model_meta, save_checkpoint  # pylint: disable=import-outside-toplevel
+    init = tmp_path / "init.ckpt"
+    net = create_model("abpn", "M2C8", 2)
+    save_checkpoint(net, str(init), meta=model_meta(net))
+    ckpt = tmp_path / "ck"
+    _train(data, ckpt, "--total_steps", "2", "--val_every", "2", "--save_every", "2", "--pre_trained", str(init))
+    ms.set_seed(7)
+    other = create_model("abpn", "M2C8", 2)
+    save_checkpoint(other, str(init), meta=model_meta(other))  # the file changed since the run started
+    lines = _train(data, ckpt, "--total_steps", "3", "--val_every", "3", "--resume", "True", "--pre_trained", str(init))
+    assert any(l.startswith("notice: --pre_trained / --init_from (the file's content) differs") for l in lines)
+    assert any(l.startswith("resumed at step 2") for l in lines)
+
+
+def test_loss_scale_is_identified_as_given_not_as_resolved(data, tmp_path):
+    """'auto' resolves to 'dynamic' with AMP on GPU and 'none' on CPU: the state records 'auto', so
+    moving a run between devices does not make it 'a different run'."""
+    import json  # pylint: disable=import-outside-toplevel
+    lines = _train(data, tmp_path / "ck", "--total_steps", "2", "--val_every", "2", "--save_every", "2")
+    assert any("loss scale none" in l for l in lines)  # what 'auto' resolved to here
+    raw = ms.load_checkpoint(list_states(str(tmp_path / "ck"), STEM)[0])
+    assert json.loads(str(raw["train_progress"]))["run"]["loss_scale"] == "auto"

@@ -12,9 +12,8 @@ kept. No state is written while any of its tensors holds a NaN or infinity
 Resuming (:func:`load_latest_state`) takes the newest readable state and refuses
 one written by a different run, naming the options that differ. What identifies a
 run is everything that shapes the weights a resumed run would produce: the model
-(family, variant, scale, form, options, QAT quantizer settings), the initial
-weights (SHA-256 of ``pre_trained`` / ``init_from``), the training images (names and
-sizes), ``patch_size``, the global batch, ``seed``, the augmentation options, the
+(family, variant, scale, form, options, QAT quantizer settings), the training images
+(names and sizes), ``patch_size``, the global batch, ``seed``, the augmentation options, the
 optimizer and loss options, and the learning-rate schedule except its length.
 Left out on purpose, so they can change on resume: ``total_steps`` (a finished run
 may be extended; the cosine schedule is rebuilt from the new length), ``val_every``,
@@ -22,7 +21,10 @@ may be extended; the cosine schedule is rebuilt from the new length), ``val_ever
 ``num_workers`` and ``train_cache_gb`` (the sample stream does not depend on them),
 paths that only locate files (``ckpt_dir``, ``cache_dir``, ``val_data_path``; the
 training images are identified by their names and sizes, not their folder), and
-``device_target`` / ``mode`` / ``amp_level``.
+``device_target`` / ``mode`` / ``amp_level`` (``loss_scale`` is recorded as given, so
+``auto`` stays ``auto`` when it resolves differently on another device). The SHA-256 of
+the initial weights file (``pre_trained`` / ``init_from``) is recorded too, but a change
+is only reported: the state's weights replace the initial ones on resume.
 """
 import glob
 import hashlib
@@ -37,6 +39,9 @@ from src.engine.train_step import TRANSIENT_PARAMS
 from src.weights.checkpoint import CheckpointError, save_checkpoint
 
 SCHEDULE_PARAMS = ("learning_rate",)
+#: identity keys reported but not refused on resume: the state's weights replace the initial ones,
+#: so a changed (e.g. still improving) --pre_trained / --init_from file cannot change the result
+INFO_KEYS = ("init_weights",)
 _STATE_RE = re.compile(r"_state_(\d+)\.ckpt$")
 
 # identity keys that are not options of their own: the options a user changes to make them match
@@ -147,6 +152,10 @@ def check_identity(progress, identity, path, global_batch, log=print):
     else:
         current = identity
     diffs = identity_mismatch(saved, current)
+    for key, before, now in [d for d in diffs if d[0] in INFO_KEYS]:
+        log(f"notice: {_KEY_OPTIONS.get(key, key)} differs from the run's start ({_short(before)} then, "
+            f"{_short(now)} now); resuming from the state's weights, which replace the initial ones")
+    diffs = [d for d in diffs if d[0] not in INFO_KEYS]
     if diffs:
         listed = "; ".join(f"{k} {_short(a)} in the state, {_short(b)} now" for k, a, b in diffs)
         options = ", ".join(_KEY_OPTIONS.get(k, f"--{k}") for k, _, _ in diffs)

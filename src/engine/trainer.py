@@ -248,7 +248,7 @@ def train(config, log=print):
                           frozen, float(config.get("ema_decay", 0.0)), float(config.get("clip_grad_norm", 0.0)),
                           loss_scale, float(config.get("loss_scale_value", 65536.0)), reduce_grads=world > 1)
     step_cell.set_train(True)
-    identity = _identity(config.replace(loss_scale=loss_scale), net, form, pairs, world)
+    identity = _identity(config, net, form, pairs, world)  # loss_scale as given: 'auto' resolves per device
 
     out_dir = resolve_path(config, config.ckpt_dir)
     os.makedirs(out_dir, exist_ok=True)
