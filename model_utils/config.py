@@ -192,9 +192,10 @@ def load_yaml(path, _seen=()):
 
 
 def _check_keys(cfg, path, schema_path, complete):
-    """Refuse keys of ``path`` unknown to ``schema_path``'s config, and with ``complete`` keys it lacks."""
+    """Refuse keys of ``path`` unknown to ``schema_path``'s config, and with ``complete`` keys it lacks;
+    returns the keys it lacks (without ``complete``), ``[]`` when none."""
     if os.path.abspath(path) == os.path.abspath(schema_path):
-        return
+        return []
     schema = load_yaml(schema_path)[0]
     name = os.path.basename(schema_path)
     unknown = sorted(set(cfg) - set(schema))
@@ -202,7 +203,9 @@ def _check_keys(cfg, path, schema_path, complete):
         hints = "".join(suggest(k, schema) for k in unknown)
         raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}{hints}; the keys are those of "
                           f"{name} ({schema_path}): see --help")
-    missing = [k for k in schema if k not in cfg] if complete else []
+    missing = [k for k in schema if k not in cfg]
+    if missing and not complete:
+        return missing
     if missing:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise ConfigError(f"config file {path} lacks {len(missing)} key(s) of {name}: {shown}; start it with "
@@ -255,9 +258,9 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
     module). The config file's keys must be a subset of the project's
     ``DIV2K_config.yaml`` keys, except that a self-describing file (one with its own help /
     allowed-values documents, like ``DIV2K_config.yaml`` itself) is its own schema. Given
-    ``schema_path`` (the entry scripts pass ``DEFAULT_CONFIG``), every file must hold exactly
-    that file's keys: none unknown, none missing (a partial file is told to start with
-    ``_base_:``).
+    ``schema_path`` (the entry scripts pass ``DEFAULT_CONFIG``), no file may hold a key that
+    file lacks; a partial file is told to start with ``_base_:``, and a full copy (with its
+    own help/choices documents) made before keys were added gets their defaults, with a notice.
 
     Raises ``FileNotFoundError`` (no config file) or :class:`ConfigError` (unreadable or
     malformed file, unknown or missing keys). A bad option or value prints one line
@@ -270,7 +273,17 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
     cfg, helper, choices, self_describing = _load(known.config_path)
     schema = schema_path or (None if self_describing else DEFAULT_CONFIG)
     if schema:
-        _check_keys(cfg, known.config_path, schema, complete=schema_path is not None)
+        # a full copy of the defaults (it has their help/choices documents) made before keys were added
+        # takes the new keys' defaults; a partial file must say '_base_:' (checked as complete)
+        complete = schema_path is not None and not self_describing
+        missing = _check_keys(cfg, known.config_path, schema, complete=complete)
+        if missing and schema_path is not None:
+            base_cfg, base_help, base_choices, _ = _load(schema_path)
+            cfg.update({k: base_cfg[k] for k in missing})
+            helper = dict(base_help, **helper)
+            choices = dict(base_choices, **choices)
+            print(f"notice: {known.config_path} lacks {', '.join(missing)} (keys added to "
+                  f"{os.path.basename(schema_path)} after it was copied?); using their defaults")
 
     parser = _Parser(description=description, parents=[pre], allow_abbrev=False,
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -488,3 +488,15 @@ def test_flat_calibration_images_are_refused(tiny, tmp_path, capsys):
                                                  "--output_path", str(tmp_path / "o"))) == 2
         line = _one_error(capsys)
         assert f"--calib_path {flat}" in line and "flat" in line
+
+
+def test_full_copy_made_before_a_key_was_added_takes_its_default(tmp_path, capsys):
+    """A user's complete copy of DIV2K_config.yaml (help and choices documents included) from before
+    'overwrite' existed still runs: the new key gets its default, with a notice naming it."""
+    text = open(DEFAULT_CONFIG, encoding="utf-8").read()
+    assert "\noverwrite: False\n" in text
+    path = tmp_path / "old.yaml"
+    path.write_text(text.replace("\noverwrite: False\n", "\n", 1))
+    config = get_config(["--config_path", str(path)], schema_path=DEFAULT_CONFIG)
+    assert config.overwrite is False
+    assert f"notice: {path} lacks overwrite" in capsys.readouterr().out
