@@ -40,8 +40,15 @@ def main(argv=None):
     for model in models:
         variants = list_variants(model) if args.variant == "all" else [args.variant]
         for variant in variants:
-            net = create_model(model, variant, args.scale, n_colors=args.n_colors,
-                               linear_block_type=args.linear_block_type)
+            try:
+                net = create_model(model, variant, args.scale, n_colors=args.n_colors,
+                                   linear_block_type=args.linear_block_type)
+            except ValueError as exc:  # e.g. EDSR (its mean shift is RGB) with --n_colors 1
+                if args.model != "all":
+                    print(f"error: {exc}", file=sys.stderr)
+                    return 2
+                print(f"{model:<11}{variant:<10}  skipped: {exc}")
+                continue
             c = count(net, hw)
             label = "addersesr" if c.adder_macs else model
             print(f"{label:<11}{variant:<10}{_fmt(c.weights):>9}{_fmt(c.params):>9}"

@@ -531,10 +531,12 @@ def test_resume_removes_stale_temp_files_of_the_new_names(tmp_path):
     from src.engine.train_state import load_latest_state  # pylint: disable=import-outside-toplevel
     target = tmp_path / "run_state_00000010.ckpt"
     stale = [f".{target.name}.k3j9x_2a.tmp.ckpt", f".{target.name}.k3j9x_2a.tmp.tmp"]  # ours and mindspore's
-    for name in stale + ["keep.txt"]:
+    stale += [".run_best.ckpt.x81_k.tmp.ckpt", ".run_last.ckpt.q0_z.tmp.ckpt"]
+    others = ["keep.txt", ".run_qat_state_00000004.ckpt.ab12.tmp.ckpt", ".run_qat_best.ckpt.cd34.tmp.ckpt"]
+    for name in stale + others:  # another run's temp files ('run_qat' in the same folder) are not this run's
         (tmp_path / name).write_text("partial")
     assert load_latest_state(None, str(tmp_path), "run") is None
-    assert os.listdir(tmp_path) == ["keep.txt"]
+    assert sorted(os.listdir(tmp_path)) == sorted(others)
 
 
 def test_export_does_not_write_through_a_planted_temp_link(tmp_path):
@@ -663,3 +665,19 @@ def test_quant_config_with_absurd_bits_refused(tmp_path, w_bit, needle):
         quant_config_of({"quant_config": qcfg})
     assert needle in str(exc.value)
     assert quant_config_of({"quant_config": qcfg.replace(f'"w_bit": {w_bit}', '"w_bit": 32')}).w_bit == 0
+
+
+def test_training_logs_are_not_appended_through_a_planted_link(tmp_path):
+    """The train log and CSV grow by appending; a symlink planted at their names is refused, not followed."""
+    from src.utils.atomic import open_append  # pylint: disable=import-outside-toplevel
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    os.symlink(victim, tmp_path / "run_train.log")
+    with pytest.raises(OSError):
+        open_append(str(tmp_path / "run_train.log"))
+    assert victim.read_text() == "keep"
+    with open_append(str(tmp_path / "plain.log")) as fh:
+        fh.write("a\n")
+    with open_append(str(tmp_path / "plain.log")) as fh:
+        fh.write("b\n")
+    assert (tmp_path / "plain.log").read_text() == "a\nb\n"

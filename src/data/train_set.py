@@ -57,10 +57,10 @@ def _div2k_dirs(root, scale):
     return None
 
 
-def _lr_cache_path(cache_dir, hr_path, scale, hr):
-    """``<cache_dir>/train_lr/X<s>/<stem>-<content key of the mod-cropped HR>.png``."""
+def _lr_cache_path(cache_dir, hr_path, scale, key):
+    """``<cache_dir>/train_lr/X<s>/<stem>-<key>.png``; ``key``: content key of the mod-cropped HR."""
     stem = os.path.splitext(os.path.basename(hr_path))[0]
-    return os.path.join(cache_dir, "train_lr", f"X{scale}", f"{stem}-{content_key(hr)}.png")
+    return os.path.join(cache_dir, "train_lr", f"X{scale}", f"{stem}-{key}.png")
 
 
 class TrainPairs:
@@ -79,6 +79,7 @@ class TrainPairs:
                 self.lr_paths[path] = os.path.join(div2k[1], f"{stem}x{self.scale}.png")
         self.paths, self.skipped, self.unreadable = [], [], []
         self._cache = {}
+        self._keys = {}  # path -> ((size, mtime_ns, inode), content key)
         need = self.patch * self.scale
         budget = max_memory_gb * 2 ** 30
         for path in paths:
@@ -116,13 +117,24 @@ class TrainPairs:
         width, height = image_size(lr_path)
         check_lr_size(lr_path, (height, width), path, hr_shape, self.scale, self.scale)
 
+    def _content_key(self, path, hr):
+        """Content key of the cropped HR ``hr`` read from ``path``, hashed once per file version in
+        this run (images that do not fit in memory are re-read every epoch; 20 ms per 2K image)."""
+        info = os.stat(path)
+        signature = (info.st_size, info.st_mtime_ns, info.st_ino)
+        known = self._keys.get(path)
+        if known is None or known[0] != signature:
+            known = self._keys[path] = (signature, content_key(hr))
+        return known[1]
+
     def _load(self, index, hr=None):
         path = self.paths[index]
         hr_full = read_rgb(path) if hr is None else hr
         hr = modcrop(hr_full, self.scale)
         lr_path = self.lr_paths.get(path)
         if lr_path is None:
-            cached = _lr_cache_path(self.cache_dir, path, self.scale, hr) if self.cache_dir else None
+            cached = _lr_cache_path(self.cache_dir, path, self.scale, self._content_key(path, hr)) \
+                if self.cache_dir else None
             return bicubic_lr(hr, self.scale, cached), hr
         if not os.path.isfile(lr_path):
             raise ImageError(f"{lr_path} is missing: DIV2K LR X{self.scale} must hold one file per HR image")

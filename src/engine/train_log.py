@@ -18,7 +18,7 @@ import math
 import os
 import time
 
-from src.utils.atomic import atomic_target
+from src.utils.atomic import atomic_target, open_append
 
 CSV_COLUMNS = ("step", "loss", "lr", "seconds", "skipped")
 
@@ -101,7 +101,7 @@ class TrainLogger:
         if not self.enabled:
             return
         self.echo(text)
-        with open(self.log_path, "a", encoding="utf-8") as fh:
+        with open_append(self.log_path) as fh:
             fh.write(time.strftime("%Y-%m-%d %H:%M:%S ") + text + "\n")
 
     def scalars(self, step, values):
@@ -115,7 +115,7 @@ class TrainLogger:
         """Append the CSV row of a validation; ``interval``: the :class:`LossInterval` since the last row."""
         if not self.enabled:
             return
-        with open(self.csv_path, "a", newline="", encoding="utf-8") as fh:
+        with open_append(self.csv_path, newline="") as fh:
             csv.writer(fh).writerow([step, f"{interval.mean():.6f}", f"{lr:.3e}", f"{seconds:.0f}", interval.skipped]
                                     + [f"{scores[n]:.4f}" for n in self.val_names])
         self.scalars(step, {f"val/psnr_{n}": v for n, v in scores.items()})

@@ -207,8 +207,12 @@ def load_latest_state(step_cell, out_dir, stem, log=print, identity=None, global
     read, raises CheckpointError instead of letting the run start over. Temp files
     left by a killed writer (``.<name>.tmp*``) are removed, never read.
     """
-    for stale in glob.glob(os.path.join(glob.escape(out_dir), f".{glob.escape(stem)}_*.tmp*")):
-        os.remove(stale)
+    stem_glob = glob.escape(stem)
+    # atomic_target's temp names (temp_prefix: '.<name>.') of exactly this run's outputs;
+    # '.<stem>_*' would also take the files of a '<stem>_qat' run in the same folder
+    for pattern in (f".{stem_glob}_state_[0-9]*.ckpt.*", f".{stem_glob}_best.ckpt.*", f".{stem_glob}_last.ckpt.*"):
+        for stale in glob.glob(os.path.join(glob.escape(out_dir), pattern)):
+            os.remove(stale)
     states = list_states(out_dir, stem)
     problems = []
     for path in states:

@@ -196,8 +196,9 @@ def _run_files(out_dir, stem):
     return found
 
 
-def _start_fresh(out_dir, stem, config, log):
-    """Refuse to start over a folder holding another run of ``stem``, unless ``--overwrite True``."""
+def _start_fresh(out_dir, stem, config, log, remove=True):
+    """Refuse to start over a folder holding another run of ``stem``, unless ``--overwrite True``
+    (then its files are removed where ``remove``: on rank 0 of a data-parallel run)."""
     found = _run_files(out_dir, stem)
     if not found:
         return
@@ -210,6 +211,8 @@ def _start_fresh(out_dir, stem, config, log):
         raise ValueError(f"{out_dir} holds {len(found)} file(s) of an earlier {stem} run ({names}) that a new run "
                          "would replace; continue it with --resume True, start over with --overwrite True, "
                          "or use a new --ckpt_dir")
+    if not remove:
+        return
     removed = [p for p in found if not p.endswith(".csv")]  # the CSV is rewritten with its header by the logger
     for path in removed:
         os.remove(path)
@@ -261,10 +264,10 @@ def train(config, log=print):
     saved = None
     if config.get("resume"):
         saved = load_latest_state(step_cell, out_dir, stem, log, identity, config.batch_size * world)
-        if saved is None:
-            log(f"--resume True: no training state for {stem} in {out_dir}; starting from step 0")
-    if saved is None and main:
-        _start_fresh(out_dir, stem, config, log)
+    if saved is None:  # every rank checks (and refuses alike, so none waits in an all-reduce); rank 0 removes
+        _start_fresh(out_dir, stem, config, main_log, remove=main)
+        if config.get("resume"):
+            main_log(f"--resume True: no training state for {stem} in {out_dir}; starting from step 0")
     start_step = int(saved["step"]) if saved else 0
     progress = _Progress(start_step, config.total_steps, saved)
     if start_step >= config.total_steps:

@@ -44,7 +44,7 @@ def _model_for(config, log):
         net = q_net if q_net is not None else fp_net
         return net, config.scale, f"{config.model}-{config.variant} x{config.scale} checkpoint {source}"
     from src.engine.runners import open_exported  # pylint: disable=import-outside-toplevel
-    runner = open_exported(source)
+    runner = open_exported(source, log=log)
     if "scale" in config.cli_keys and runner.scale != config.scale:
         raise ValueError(f"{source} upscales x{runner.scale} but --scale is {config.scale}; drop --scale or pass "
                          f"--scale {runner.scale}")

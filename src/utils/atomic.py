@@ -105,3 +105,13 @@ def refuse_same_file(src, dst, what="--dst", src_what="--src"):
     if same:
         raise SameFileError(f"{what} {dst} is the same file as {src_what} {src}; writing it would replace the "
                             f"input - choose another {what}")
+
+
+def open_append(path, newline=None):
+    """Open text file ``path`` for appending (created if absent) without following a symlink.
+
+    For logs that grow line by line (a rename per line would be wasteful): a symlink planted
+    at ``path`` raises ``OSError`` (ELOOP) instead of appending to the file it points to.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    return os.fdopen(fd, "a", encoding="utf-8", newline=newline)

@@ -101,6 +101,8 @@ def quant_config_of(meta):
         return None
     try:
         return QuantConfig(**json.loads(str(meta["quant_config"])))
+    except RecursionError:  # '[[[[...' nested beyond the JSON parser's depth
+        raise CheckpointError("unreadable quant_config in checkpoint: nested too deeply") from None
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"unreadable quant_config in checkpoint: {exc}") from None
 
