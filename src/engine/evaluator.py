@@ -182,7 +182,7 @@ def run_evaluation(config, log=print):
         log(note)
     ckpt = select_checkpoint(config)
     if config.result_file:
-        refuse_same_file(ckpt, resolve_path(config, config.result_file), "--result_file", "--pre_trained")
+        refuse_same_file(ckpt, config.result_file, "--result_file", "--pre_trained")  # the path write_json uses
     data_path = resolve_path(config, config.data_path)
     eval_sets = [resolve_eval_set(data_path, name, config.scale) for name in names]  # fail before work
     _, meta = read_checkpoint(ckpt)
