@@ -16,10 +16,10 @@ def _engine():
 
 
 def _outputs(config, resolve):
-    """The exported file (or the folder it goes to), checked before work."""
-    if config.file_name:
-        return [("file", "file_name", config.file_name)]
-    return [("folder", "output_path", resolve(config.output_path))]
+    """The exported file, as the exporter will name it (extension added), checked before work."""
+    from src.export.exporter import export_path  # pylint: disable=import-outside-toplevel
+    del resolve  # export_path resolves --output_path itself
+    return [("file", "file_name" if config.file_name else "output_path", export_path(config))]
 
 
 def main(argv=None):

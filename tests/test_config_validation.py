@@ -500,3 +500,17 @@ def test_full_copy_made_before_a_key_was_added_takes_its_default(tmp_path, capsy
     config = get_config(["--config_path", str(path)], schema_path=DEFAULT_CONFIG)
     assert config.overwrite is False
     assert f"notice: {path} lacks overwrite" in capsys.readouterr().out
+
+
+def test_export_checks_the_file_it_will_really_write(tiny, tmp_path, capsys):
+    """--file_name without extension: the exporter writes '<name>.onnx', so a folder '<name>' is no
+    obstacle, while a folder '<name>.onnx' is refused before any work."""
+    root, ckpt = tiny
+    (tmp_path / "out").mkdir()
+    args = _model_args(root, ckpt) + ["--file_format", "ONNX", "--input_shape", "1,3,16,16"]
+    assert _code(export_entry.main, args + ["--file_name", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out.onnx").is_file()
+    capsys.readouterr()
+    (tmp_path / "taken.onnx").mkdir()
+    assert _code(export_entry.main, args + ["--file_name", str(tmp_path / "taken")]) == 2
+    assert f"--file_name {tmp_path / 'taken.onnx'} is a folder" in _one_error(capsys)

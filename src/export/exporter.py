@@ -58,6 +58,14 @@ def default_file_name(config, quant):
     return os.path.join(resolve_path(config, config.output_path), stem + EXTENSIONS[config.file_format])
 
 
+def export_path(config):
+    """The file export.py writes: ``--file_name`` (its format's extension added when missing) or
+    ``<output_path>/<model>_<variant>_x<scale>[_int8].<ext>``."""
+    path = config.file_name or default_file_name(config, config.quant)
+    extension = EXTENSIONS.get(config.file_format, "")
+    return path if path.endswith(extension) else path + extension
+
+
 def _check_request(config, q_net):
     fmt, quant = config.file_format, config.quant
     if fmt not in EXTENSIONS:
@@ -83,9 +91,7 @@ def run_export(config, log=print):
     _check_request(config, q_net)
     n_colors = int(getattr(fp_net, "n_colors", 3))
     shape = parse_input_shape(config.input_shape, n_colors)
-    path = config.file_name or default_file_name(config, config.quant)
-    if not path.endswith(EXTENSIONS[config.file_format]):
-        path += EXTENSIONS[config.file_format]
+    path = export_path(config)
     refuse_same_file(ckpt, path, "--file_name", "--pre_trained")
     net = q_net if q_net is not None else fp_net
     kind = "int8 QDQ" if config.quant == "int8" else ("fake-quant" if q_net is not None else "float")
