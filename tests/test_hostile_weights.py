@@ -681,3 +681,13 @@ def test_training_logs_are_not_appended_through_a_planted_link(tmp_path):
     with open_append(str(tmp_path / "plain.log")) as fh:
         fh.write("b\n")
     assert (tmp_path / "plain.log").read_text() == "a\nb\n"
+
+
+def test_training_start_checkpoint_with_a_bad_scale_is_named(tmp_path):
+    """load_into (train.py --pre_trained, QAT) names a non-numeric metadata scale instead of int()'s message."""
+    from src.weights.checkpoint import load_into  # pylint: disable=import-outside-toplevel
+    net = create_model("abpn", "M2C8", 2)
+    path = str(tmp_path / "s.ckpt")
+    save_checkpoint(net, path, meta=dict(model_meta(net), scale="x2"))
+    with pytest.raises(CheckpointError, match=r"metadata scale='x2' is not allowed \(allowed: 2, 3, 4\)"):
+        load_into(net, path)

@@ -102,6 +102,9 @@ def load_into(net, path):
     """
     params, meta = read_checkpoint(path)
     scale = getattr(net, "scale", None)
+    if "scale" in meta and not (isinstance(meta["scale"], int) or str(meta["scale"]).isdigit()):
+        raise CheckpointError(f"{path}: metadata scale={meta['scale']!r} is not allowed (allowed: 2, 3, 4); "
+                              "the file is damaged or was not written by this project")
     if "scale" in meta and scale is not None and int(meta["scale"]) != int(scale):
         raise CheckpointError(
             f"{path} was trained for x{meta['scale']} but the model is x{scale}; "
