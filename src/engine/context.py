@@ -3,6 +3,8 @@ import logging
 
 import mindspore as ms
 
+from src.utils.mindspore_log import mindspore_log_level
+
 _MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 
 
@@ -15,19 +17,8 @@ def device_available(target):
     """
     from mindspore import device_context  # pylint: disable=import-outside-toplevel
     module = {"CPU": device_context.cpu, "GPU": device_context.gpu, "ASCEND": device_context.ascend}[target.upper()]
-    try:
-        from mindspore.log import _get_logger  # pylint: disable=import-outside-toplevel
-        ms_logger = _get_logger()
-    except (ImportError, AttributeError):
-        ms_logger = None
-    level = ms_logger.level if ms_logger is not None else None
-    if ms_logger is not None:
-        ms_logger.setLevel(logging.ERROR)
-    try:
+    with mindspore_log_level(logging.ERROR):
         return bool(module.is_available())
-    finally:
-        if ms_logger is not None:
-            ms_logger.setLevel(level)
 
 
 def init_context(device_target="CPU", mode="graph", device_id=0):

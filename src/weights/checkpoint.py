@@ -4,13 +4,16 @@ Every checkpoint the project writes carries ``model``, ``variant`` and
 ``scale`` entries, so that loading into a model of another scale or variant
 fails with a message that says which one the file was made for.
 """
-import contextlib
+import logging
 import os
 
 import numpy as np
 import mindspore as ms
 
+from src.models.registry import (FORMS, OPTION_KEYS, SUPPORTED_SCALES, allowed_variants, has_training_form,
+                                 input_weight_name, list_models, option_problem, variant_allowed)
 from src.utils.atomic import atomic_target
+from src.utils.mindspore_log import mindspore_log_level
 
 META_KEYS = ("model", "variant", "scale", "form", "n_colors", "act", "linear_block_type", "feature_size",
              "adder_eta", "quant_config", "quant_method")
@@ -28,23 +31,11 @@ def save_checkpoint(params, path, meta=None):
     """
     if isinstance(params, dict):
         params = [{"name": k, "data": ms.Tensor(np.asarray(v))} for k, v in params.items()]
-    with atomic_target(path, suffix=".ckpt") as tmp, _mindspore_log_quiet():
+    # MindSpore logs a CRITICAL line before re-raising a failed write (full disk, ...): the
+    # OSError is what the entry scripts report, as one line
+    with atomic_target(path, suffix=".ckpt") as tmp, mindspore_log_level(logging.CRITICAL + 1):
         ms.save_checkpoint(params, tmp, append_dict=dict(meta or {}))
     return os.path.abspath(path)
-
-
-@contextlib.contextmanager
-def _mindspore_log_quiet():
-    """Silence MindSpore's logger while it writes: on a failed write (full disk, ...) it logs a
-    CRITICAL line and re-raises the ``OSError``, which the entry scripts report as one line."""
-    from mindspore import log as ms_log  # pylint: disable=import-outside-toplevel
-    logger = ms_log._get_logger()  # pylint: disable=protected-access
-    disabled = logger.disabled
-    logger.disabled = True
-    try:
-        yield
-    finally:
-        logger.disabled = disabled
 
 
 def read_checkpoint(path):
@@ -94,25 +85,71 @@ def describe(net):
     return f"{getattr(net, 'model_name', type(net).__name__)}-{getattr(net, 'variant', '?')} x{getattr(net, 'scale', '?')}"
 
 
+def _refuse(path, key, value, allowed):
+    raise CheckpointError(f"{path}: metadata {key}={repr(value)[:60]} is not allowed (allowed: {allowed}); "
+                          "the file is damaged or was not written by this project")
+
+
+def check_meta(meta, params, path, model=None, scale=None):
+    """Refuse checkpoint metadata that is not a model this project can build, before building anything.
+
+    Checks ``model`` (a known family, and ``model`` when given), ``scale`` (one of SUPPORTED_SCALES,
+    and ``scale`` when given), ``form`` (train/deploy, train only for families that have it),
+    ``variant`` (a name of the family), each family option against its allowed values, and the
+    options that set tensor shapes against the file's tensors (``n_colors`` = input channels of the
+    first conv, SESR's ``feature_size`` = width of its input expansion). Raises CheckpointError
+    naming the key, the value and what is allowed.
+    """
+    family = meta.get("model")
+    if family is not None:
+        if family not in list_models():
+            _refuse(path, "model", family, ", ".join(list_models()))
+        if model and str(model).lower() != family:
+            raise CheckpointError(f"{path} holds a '{family}' model but --model is '{model}'; pass --model {family}")
+    family = family or (str(model).lower() if model else None)
+    if "scale" in meta:
+        value = meta["scale"]
+        value = int(value) if isinstance(value, float) and value.is_integer() else value
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)) or str(value).strip() not in \
+                {str(s) for s in SUPPORTED_SCALES}:
+            _refuse(path, "scale", value, ", ".join(map(str, SUPPORTED_SCALES)))
+        if scale is not None and int(str(value).strip()) != int(scale):
+            raise CheckpointError(f"{path} was trained for x{int(str(value).strip())} but the model is x{scale}; "
+                                  f"pass --scale {int(str(value).strip())} or a x{scale} checkpoint")
+    form = meta.get("form", "deploy")
+    forms = FORMS if family is None or has_training_form(family) else ("deploy",)
+    if form not in forms:
+        _refuse(path, "form", form, ", ".join(forms))
+    if family is not None and "variant" in meta and not variant_allowed(family, meta["variant"]):
+        _refuse(path, "variant", meta["variant"], allowed_variants(family))
+    for key in OPTION_KEYS:
+        if key in meta:
+            allowed = option_problem(key, meta[key])
+            if allowed:
+                _refuse(path, key, meta[key], allowed)
+    if family is None:
+        return
+    first = params.get(input_weight_name(family, form))
+    n_colors = meta.get("n_colors")
+    if n_colors and first is not None and (first.ndim != 4 or first.shape[1] != n_colors):
+        raise CheckpointError(f"{path}: metadata n_colors={n_colors} but the input conv "
+                              f"{input_weight_name(family, form)} has shape {tuple(first.shape)} "
+                              f"({first.shape[1] if first.ndim > 1 else '?'} input channels); the file is inconsistent")
+    size = meta.get("feature_size")
+    if family == "sesr" and form == "train" and size and first is not None and first.shape[0] != size:
+        raise CheckpointError(f"{path}: metadata feature_size={size} but input_block.expand.weight has shape "
+                              f"{tuple(first.shape)} ({first.shape[0]} channels); the file is inconsistent")
+
+
+
 def load_into(net, path):
-    """Load a checkpoint into ``net`` after checking metadata, names and shapes.
+    """Load a checkpoint into ``net`` after checking metadata (:func:`check_meta`), names and shapes.
 
     Quantizer bounds in the file are ignored when ``net`` is a float model, so a
     calibrated checkpoint also serves as the float model it was made from.
     """
     params, meta = read_checkpoint(path)
-    scale = getattr(net, "scale", None)
-    if "scale" in meta and not (isinstance(meta["scale"], int) or str(meta["scale"]).isdigit()):
-        raise CheckpointError(f"{path}: metadata scale={meta['scale']!r} is not allowed (allowed: 2, 3, 4); "
-                              "the file is damaged or was not written by this project")
-    if "scale" in meta and scale is not None and int(meta["scale"]) != int(scale):
-        raise CheckpointError(
-            f"{path} was trained for x{meta['scale']} but the model is x{scale}; "
-            f"pass --scale {meta['scale']} or a x{scale} checkpoint")
-    model = getattr(net, "model_name", None)
-    if "model" in meta and model and str(meta["model"]) != model:
-        raise CheckpointError(
-            f"{path} holds a '{meta['model']}' model but --model is '{model}'; pass --model {meta['model']}")
+    check_meta(meta, params, path, getattr(net, "model_name", None), getattr(net, "scale", None))
     if not any(".act_quant." in p.name or ".weight_quant." in p.name for p in net.get_parameters()):
         params = {k: v for k, v in params.items() if ".act_quant." not in k and ".weight_quant." not in k}
     check_fit(net, params, source=os.path.basename(path))

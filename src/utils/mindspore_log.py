@@ -1,0 +1,27 @@
+"""Quieting MindSpore's own logger around calls whose failures the project reports itself."""
+import contextlib
+
+
+@contextlib.contextmanager
+def mindspore_log_level(level):
+    """Raise MindSpore's logger to ``level`` (a ``logging`` level) inside the block, then restore it.
+
+    Used where MindSpore logs what the entry scripts already report as one ``error:`` line: its
+    warnings about missing device plugins while probing a device (``logging.ERROR``), and the
+    CRITICAL line it logs before re-raising a failed checkpoint write (``logging.CRITICAL + 1``).
+    A MindSpore without the private ``mindspore.log._get_logger`` is left as it is.
+    """
+    try:
+        from mindspore.log import _get_logger  # pylint: disable=import-outside-toplevel
+        logger = _get_logger()
+    except (ImportError, AttributeError):
+        logger = None
+    if logger is None:
+        yield
+        return
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
