@@ -12,6 +12,7 @@ from src.data.eval_sets import (SAMPLE_SET, dataset_exists, load_pair, resolve_e
 from src.data.image_io import ImageError, write_png
 from src.engine.inference import SRPredictor
 from src.metrics import calculate_psnr, calculate_ssim
+from src.metrics.psnr_ssim import SSIM_WINDOW
 from src.utils.atomic import atomic_target, refuse_same_file
 from src.models.registry import config_options
 from src.weights.checkpoint import CheckpointError, read_checkpoint
@@ -68,7 +69,6 @@ def select_datasets(config):
     return names, note
 
 
-SSIM_WINDOW = 11  # SSIM's Gaussian window (src/metrics/psnr_ssim.py)
 ALPHA_POLICY = ("dropped: PSNR/SSIM use the stored RGB values of images with an alpha channel "
                 "(as BasicSR's cv2.imread in colour mode and MATLAB's imread do)")
 

@@ -10,6 +10,8 @@ import numpy as np
 
 from src.data.transforms import rgb_to_y
 
+SSIM_WINDOW = 11  # side of SSIM's Gaussian window (sigma 1.5): the smallest image SSIM can measure
+
 
 def _prepare(img, ref, shave, channel):
     if img.shape != ref.shape:
@@ -32,11 +34,12 @@ def calculate_psnr(img, ref, shave=0, channel="y"):
 
 def _ssim_single(a, b):
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    kernel = cv2.getGaussianKernel(11, 1.5)
+    kernel = cv2.getGaussianKernel(SSIM_WINDOW, 1.5)
     window = kernel @ kernel.T
+    half = SSIM_WINDOW // 2
 
     def blur(x):
-        return cv2.filter2D(x, -1, window)[5:-5, 5:-5]
+        return cv2.filter2D(x, -1, window)[half:-half, half:-half]
 
     mu_a, mu_b = blur(a), blur(b)
     var_a = blur(a * a) - mu_a ** 2
@@ -48,6 +51,6 @@ def _ssim_single(a, b):
 
 def calculate_ssim(img, ref, shave=0, channel="y"):
     a, b = _prepare(img, ref, shave, channel)
-    if min(a.shape[:2]) < 11:
-        raise ValueError(f"SSIM needs at least 11x11 pixels after shaving, got {a.shape[:2]}")
+    if min(a.shape[:2]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels after shaving, got {a.shape[:2]}")
     return float(np.mean([_ssim_single(a[..., c], b[..., c]) for c in range(a.shape[2])]))
