@@ -28,7 +28,6 @@ ECBSR training form uses the ``Pad`` primitive).
 import os
 import time
 
-import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn
 
@@ -342,9 +341,7 @@ class _Run:  # pylint: disable=too-few-public-methods
             if step % log_every == 0 and self.main:
                 self._log_line(step, progress, epoch_size)
             if self.main and (step % config.val_every == 0 or step == config.total_steps):
-                progress.best = _validate_and_keep(self.net, step_cell, config, self.form, self.eval_sets,
-                                                   self.out_dir, self.stem, progress.best, logger, progress, step,
-                                                   self.lrs)
+                self._validate_and_keep(progress, step)
                 progress.val = LossInterval()
             if self.main and (step % save_every == 0 or step == config.total_steps):
                 save_state(step_cell, self.out_dir, self.stem, step,
@@ -365,25 +362,27 @@ class _Run:  # pylint: disable=too-few-public-methods
                                    "train/lr": lr})
         progress.log = LossInterval()
 
+    def _validate_and_keep(self, progress, step):
+        """Validate the evaluation weights; write the last (and, if better, best) checkpoint.
 
-def _validate_and_keep(net, step_cell, config, form, eval_sets, out_dir, stem, best, logger, progress, step, lrs):
-    """Validate the evaluation weights; write the last (and, if better, best) checkpoint."""
-    eval_net = _evaluation_net(net, step_cell, config, form)
-    scores = _validate(eval_net, config, eval_sets)
-    step_cell.set_train(True)
-    rate, eta, elapsed = progress.speed(step)
-    logger.validation_row(step, progress.val, lrs[step - 1], elapsed, scores)
-    meta = dict(model_meta(net), **getattr(net, "quant_meta", {}))
-    values = {p.name: p.data.asnumpy() for p in eval_net.get_parameters()}
-    last_path = os.path.join(out_dir, f"{stem}_last.ckpt")
-    check_finite(values, last_path)
-    save_checkpoint(eval_net, last_path, meta=meta)
-    scores_text = " ".join(f"{k} {v:.2f}" for k, v in scores.items())
-    progress.scores = " | last val " + scores_text
-    first = next(iter(scores.values()))
-    if first > best:
-        best = first
-        save_checkpoint(eval_net, os.path.join(out_dir, f"{stem}_best.ckpt"), meta=meta)
-    logger.line(f"step {step}/{config.total_steps} validation {scores_text}"
-                f" (best {best:.2f}) {progress.val.describe()} | {rate:.2f} it/s, ETA {eta / 60:.0f} min")
-    return best
+        Updates ``progress.best`` and ``progress.scores``.
+        """
+        config, logger = self.config, self.logger
+        eval_net = _evaluation_net(self.net, self.step_cell, config, self.form)
+        scores = _validate(eval_net, config, self.eval_sets)
+        self.step_cell.set_train(True)
+        rate, eta, elapsed = progress.speed(step)
+        logger.validation_row(step, progress.val, self.lrs[step - 1], elapsed, scores)
+        meta = dict(model_meta(self.net), **getattr(self.net, "quant_meta", {}))
+        values = {p.name: p.data.asnumpy() for p in eval_net.get_parameters()}
+        last_path = os.path.join(self.out_dir, f"{self.stem}_last.ckpt")
+        check_finite(values, last_path)
+        save_checkpoint(eval_net, last_path, meta=meta)
+        scores_text = " ".join(f"{k} {v:.2f}" for k, v in scores.items())
+        progress.scores = " | last val " + scores_text
+        first = next(iter(scores.values()))
+        if first > progress.best:
+            progress.best = first
+            save_checkpoint(eval_net, os.path.join(self.out_dir, f"{self.stem}_best.ckpt"), meta=meta)
+        logger.line(f"step {step}/{config.total_steps} validation {scores_text}"
+                    f" (best {progress.best:.2f}) {progress.val.describe()} | {rate:.2f} it/s, ETA {eta / 60:.0f} min")
