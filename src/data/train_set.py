@@ -109,11 +109,16 @@ class TrainPairs:
     def __len__(self):
         return len(self.paths)
 
-    def _check_lr(self, path, hr_shape):
-        """The DIV2K LR file of ``path`` exists and has the x``scale`` LR size (header read only)."""
+    def _lr_file(self, path):
+        """The DIV2K LR file of HR ``path``; ``ImageError`` when it is missing."""
         lr_path = self.lr_paths[path]
         if not os.path.isfile(lr_path):
             raise ImageError(f"{lr_path} is missing: DIV2K LR X{self.scale} must hold one file per HR image")
+        return lr_path
+
+    def _check_lr(self, path, hr_shape):
+        """The DIV2K LR file of ``path`` exists and has the x``scale`` LR size (header read only)."""
+        lr_path = self._lr_file(path)
         width, height = image_size(lr_path)
         check_lr_size(lr_path, (height, width), path, hr_shape, self.scale, self.scale)
 
@@ -131,13 +136,11 @@ class TrainPairs:
         path = self.paths[index]
         hr_full = read_rgb(path) if hr is None else hr
         hr = modcrop(hr_full, self.scale)
-        lr_path = self.lr_paths.get(path)
-        if lr_path is None:
+        if path not in self.lr_paths:
             cached = _lr_cache_path(self.cache_dir, path, self.scale, self._content_key(path, hr)) \
                 if self.cache_dir else None
             return bicubic_lr(hr, self.scale, cached), hr
-        if not os.path.isfile(lr_path):
-            raise ImageError(f"{lr_path} is missing: DIV2K LR X{self.scale} must hold one file per HR image")
+        lr_path = self._lr_file(path)
         lr = read_rgb(lr_path)
         check_lr_size(lr_path, lr.shape, path, hr_full.shape, self.scale, self.scale)
         h, w = hr.shape[0] // self.scale, hr.shape[1] // self.scale
