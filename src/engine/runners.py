@@ -18,7 +18,8 @@ import re
 import numpy as np
 from mindspore import Tensor
 
-from src.export.metadata import ExportedModelError, parse_metadata, read_mindir_proto, unreadable
+from src.export.metadata import (ExportedModelError, default_peak_channels, parse_metadata, read_mindir_proto,
+                                 unreadable)
 
 PROBE = 16
 ASSUMED_RADIUS = 16  # LR pixels of tile overlap for files without metadata (as before metadata existed)
@@ -51,7 +52,7 @@ class _Runner:
         if self.metadata is None:
             self.n_colors, self.scale = self._probe()
             self.receptive_radius = ASSUMED_RADIUS
-            self.peak_channels = 64 * self.scale * self.scale  # conservative: for automatic tile sizes
+            self.peak_channels = default_peak_channels(self.scale)  # conservative: for automatic tile sizes
             self.notice = (f"note: {path} carries no SR metadata (exported before it was recorded): found x{self.scale} "
                            f"and {self.n_colors} colour(s) by a test run, and assume a receptive radius of "
                            f"{ASSUMED_RADIUS} LR pixels for the tile overlap, too small for deep models such as EDSR "
@@ -59,7 +60,7 @@ class _Runner:
             return
         self.n_colors, self.scale = self.metadata["n_colors"], self.metadata["scale"]
         self.receptive_radius = self.metadata["receptive_radius"]
-        self.peak_channels = self.metadata["peak_channels"] or 64 * self.scale * self.scale
+        self.peak_channels = self.metadata["peak_channels"] or default_peak_channels(self.scale)
         self._check_metadata()
 
     def _probe(self):

@@ -37,6 +37,11 @@ _INT_KEYS = {"scale": range(1, 17), "n_colors": (1, 3), "receptive_radius": rang
 REQUIRED = ("scale", "n_colors", "receptive_radius")
 
 
+def default_peak_channels(scale):
+    """Channels per LR pixel assumed for tile sizes when a model (or file) does not say: 64 x scale^2."""
+    return 64 * int(scale) * int(scale)
+
+
 class ExportedModelError(ValueError):
     """An exported model file (.onnx / .mindir) cannot be read or carries inconsistent metadata."""
 
@@ -67,7 +72,7 @@ def export_metadata(net, kind="float"):
         "scale": str(scale),
         "n_colors": str(n_colors),
         "receptive_radius": str(int(net.receptive_radius)),
-        "peak_channels": str(int(getattr(net, "peak_channels", 64 * scale * scale))),
+        "peak_channels": str(int(getattr(net, "peak_channels", default_peak_channels(scale)))),
         "kind": str(kind),
         "input": f"1 x {n_colors} x H x W float32 in [0, 1], "
                  + ("RGB" if n_colors == 3 else "Y of BT.601 YCbCr" if n_colors == 1 else f"{n_colors} channels"),
