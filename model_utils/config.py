@@ -191,12 +191,9 @@ def load_yaml(path, _seen=()):
     return cfg, helper, choices
 
 
-def _check_keys(cfg, path, schema_path, complete):
-    """Refuse keys of ``path`` unknown to ``schema_path``'s config, and with ``complete`` keys it lacks;
-    returns the keys it lacks (without ``complete``), ``[]`` when none."""
-    if os.path.abspath(path) == os.path.abspath(schema_path):
-        return []
-    schema = load_yaml(schema_path)[0]
+def _check_keys(cfg, path, schema, schema_path, complete):
+    """Refuse keys of ``path`` unknown to ``schema`` (the config of ``schema_path``), and with
+    ``complete`` keys it lacks; returns the keys it lacks (without ``complete``), ``[]`` when none."""
     name = os.path.basename(schema_path)
     unknown = sorted(set(cfg) - set(schema))
     if unknown:
@@ -204,12 +201,11 @@ def _check_keys(cfg, path, schema_path, complete):
         raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}{hints}; the keys are those of "
                           f"{name} ({schema_path}): see --help")
     missing = [k for k in schema if k not in cfg]
-    if missing and not complete:
-        return missing
-    if missing:
+    if missing and complete:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise ConfigError(f"config file {path} lacks {len(missing)} key(s) of {name}: {shown}; start it with "
                           f"'_base_: {schema_path}' to take the defaults for the keys it does not set")
+    return missing
 
 
 class _Parser(argparse.ArgumentParser):
@@ -272,13 +268,13 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
     known, _ = pre.parse_known_args(argv)
     cfg, helper, choices, self_describing = _load(known.config_path)
     schema = schema_path or (None if self_describing else DEFAULT_CONFIG)
-    if schema:
+    if schema and os.path.abspath(known.config_path) != os.path.abspath(schema):
+        base_cfg, base_help, base_choices, _ = _load(schema)
         # a full copy of the defaults (it has their help/choices documents) made before keys were added
         # takes the new keys' defaults; a partial file must say '_base_:' (checked as complete)
         complete = schema_path is not None and not self_describing
-        missing = _check_keys(cfg, known.config_path, schema, complete=complete)
+        missing = _check_keys(cfg, known.config_path, base_cfg, schema, complete=complete)
         if missing and schema_path is not None:
-            base_cfg, base_help, base_choices, _ = _load(schema_path)
             cfg.update({k: base_cfg[k] for k in missing})
             helper = dict(base_help, **helper)
             choices = dict(base_choices, **choices)

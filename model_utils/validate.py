@@ -27,8 +27,8 @@ Errors raise :class:`ConfigError` (a ``ValueError``) whose message is one line:
 import difflib
 import math
 
-# Model families accepted by --model (besides "auto"); tests check this against src.models.registry.
 FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max
+# Model families accepted by --model (besides "auto"); tests check this against src.models.registry.
 MODEL_FAMILIES = ("abpn", "abpn_et", "ecbsr", "ecbsr_et", "edsr", "etds", "sesr")
 SCALES = (2, 3, 4)
 # --input_shape bounds (N,C,H,W): keep an export example within a few GiB of activations.
