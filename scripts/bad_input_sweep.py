@@ -48,10 +48,8 @@ import concurrent.futures
 import csv
 import glob
 import hashlib
-import io
 import json
 import os
-import pickle
 import re
 import resource
 import shutil
@@ -61,12 +59,14 @@ import sys
 import tempfile
 import threading
 import time
-import types
 import zipfile
 
 import numpy as np
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(PROJECT_ROOT, "tests"))
+# PyTorch zip-format files without torch (also hostile ones): the writer the tests use
+from torch_format import RawTensor as T, pickle_torch_tree, write_torch_zip  # noqa: E402
 GiB = 2 ** 30
 
 # ----------------------------------------------------------------------------------------
@@ -389,6 +389,16 @@ def close(a, b, tol=0.01):
     return a is not None and b is not None and abs(a - b) <= tol
 
 
+def same_psnr(p, value, ref, held_text, failed_text):
+    """HELD when the child exited 0 cleanly with ``value`` within 0.01 dB of ``ref``; the texts are
+    formatted with ``value`` and ``ref``."""
+    why = ok_exit(p)
+    if why:
+        return False, why
+    return (True, held_text.format(value=value, ref=ref)) if close(value, ref) else \
+        (False, failed_text.format(value=value, ref=ref))
+
+
 # ----------------------------------------------------------------------------------------
 # images
 # ----------------------------------------------------------------------------------------
@@ -425,93 +435,6 @@ def read_any(path):
 # PyTorch zip-format writer (no torch): arbitrary, also hostile, tensors and members
 # ----------------------------------------------------------------------------------------
 
-_PICKLE_LOCK = threading.Lock()
-_STORAGE_ITEMSIZE = {"FloatStorage": 4, "DoubleStorage": 8, "LongStorage": 8, "ByteStorage": 1, "HalfStorage": 2}
-
-
-class T:
-    """One tensor entry: storage ``key`` (bytes in ``storages``), offset/shape/stride in elements."""
-
-    def __init__(self, key, shape, stride=None, offset=0, storage="FloatStorage", numel=None):
-        self.key, self.shape, self.offset, self.storage = str(key), tuple(shape), offset, storage
-        if stride is None:
-            stride, acc = [], 1
-            for dim in reversed(self.shape):
-                stride.insert(0, acc)
-                acc *= max(dim, 1)
-        self.stride, self.numel = tuple(stride), numel
-
-
-def torch_pickle_bytes(obj):
-    """Pickle ``obj`` (nested dicts of :class:`T`, plain values) the way ``torch.save`` does."""
-    fake_torch = types.ModuleType("torch")
-    fake_utils = types.ModuleType("torch._utils")
-    classes = {}
-    for name in _STORAGE_ITEMSIZE:
-        cls = type(name, (), {"__module__": "torch"})
-        setattr(fake_torch, name, cls)
-        classes[name] = cls
-
-    def _rebuild_tensor_v2(*args):
-        raise AssertionError(args)
-    _rebuild_tensor_v2.__module__ = "torch._utils"
-    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
-    fake_utils._rebuild_tensor_v2 = _rebuild_tensor_v2
-
-    class _StorageRef:
-        def __init__(self, t):
-            self.t = t
-
-    class _Tensor:
-        def __init__(self, t):
-            self.t = t
-
-        def __reduce__(self):
-            return (_rebuild_tensor_v2, (_StorageRef(self.t), self.t.offset, self.t.shape, self.t.stride, False,
-                                         collections.OrderedDict()))
-
-    def convert(value):
-        if isinstance(value, T):
-            return _Tensor(value)
-        if isinstance(value, dict):
-            return collections.OrderedDict((k, convert(v)) for k, v in value.items())
-        return value
-
-    class _Pickler(pickle.Pickler):
-        def persistent_id(self, o):
-            if isinstance(o, _StorageRef):
-                t = o.t
-                numel = t.numel if t.numel is not None else 0
-                return ("storage", classes[t.storage], t.key, "cpu", numel)
-            return None
-
-    with _PICKLE_LOCK:
-        saved = {k: sys.modules.get(k) for k in ("torch", "torch._utils")}
-        sys.modules["torch"], sys.modules["torch._utils"] = fake_torch, fake_utils
-        try:
-            buf = io.BytesIO()
-            _Pickler(buf, protocol=2).dump(convert(obj))
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    sys.modules.pop(k, None)
-                else:
-                    sys.modules[k] = v
-    return buf.getvalue()
-
-
-def write_pth(path, obj, storages, pkl=None, members=None):
-    """Zip ``archive/data.pkl`` (``pkl`` bytes or the pickle of ``obj``) and ``archive/data/<key>``."""
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("archive/data.pkl", pkl if pkl is not None else torch_pickle_bytes(obj))
-        zf.writestr("archive/version", "3\n")
-        for key, raw in storages.items():
-            zf.writestr(f"archive/data/{key}", raw)
-        for name, raw in (members or {}).items():
-            zf.writestr(name, raw)
-    return path
-
-
 # ABPN-M4C28 x3 as published (ETDS repository): backbone.0, .2-.5 (.0), .6, .8
 ABPN_SHAPES = collections.OrderedDict(
     [("backbone.0.weight", (28, 3, 3, 3)), ("backbone.0.bias", (28,))]
@@ -534,7 +457,7 @@ def pth_from_arrays(path, arrays, prefix="", wrap=None):
         obj[prefix + name] = T(i, arr.shape, numel=arr.size)
     if wrap:
         obj = wrap(obj)
-    return write_pth(path, obj, storages)
+    return write_torch_zip(path, obj, storages)
 
 
 class _Evil:
@@ -801,7 +724,7 @@ def _hostile(ctx, d, mutate, storages_fn=None, **kw):
         obj[name] = t
         if raw is not None:
             storages[t.key] = raw
-    src = write_pth(os.path.join(d, "w.pth"), obj, storages)
+    src = write_torch_zip(os.path.join(d, "w.pth"), obj, storages)
     dst = os.path.join(d, "w.ckpt")
     return convert(ctx, src, dst, **kw), dst
 
@@ -935,7 +858,7 @@ def _bomb(ctx, folder):
         if name != "backbone.0.bias":
             storages[str(i)] = arr.tobytes()
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        zf.writestr("archive/data.pkl", torch_pickle_bytes(obj))
+        zf.writestr("archive/data.pkl", pickle_torch_tree(obj, {}))
         zf.writestr("archive/version", "3\n")
         for key, raw in storages.items():
             zf.writestr(f"archive/data/{key}", raw)
@@ -976,17 +899,17 @@ def _(ctx, d):
 
 @case("weights_pth", 1, "truncated_pickle")
 def _(ctx, d):
-    pkl = torch_pickle_bytes(collections.OrderedDict(
+    pkl = pickle_torch_tree(collections.OrderedDict(
         (n, T(i, a.shape, numel=a.size)) for i, (n, a) in enumerate(abpn_state().items())))
     storages = {str(i): a.tobytes() for i, a in enumerate(abpn_state().values())}
-    src = write_pth(os.path.join(d, "w.pth"), None, storages, pkl=pkl[: len(pkl) // 2])
+    src = write_torch_zip(os.path.join(d, "w.pth"), None, storages, data_pkl=pkl[: len(pkl) // 2])
     dst = os.path.join(d, "w.ckpt")
     return refused_nothing_written(convert(ctx, src, dst), dst)
 
 
 @case("weights_pth", 1, "garbage_pickle")
 def _(ctx, d):
-    src = write_pth(os.path.join(d, "w.pth"), None, {}, pkl=b"\x80\x02}q\x00(X\x01\xff\xfe garbage" * 3)
+    src = write_torch_zip(os.path.join(d, "w.pth"), None, {}, data_pkl=b"\x80\x02}q\x00(X\x01\xff\xfe garbage" * 3)
     dst = os.path.join(d, "w.ckpt")
     return refused_nothing_written(convert(ctx, src, dst), dst)
 
@@ -1007,7 +930,7 @@ def _(ctx, d):
     obj = collections.OrderedDict((n, T(i, a.shape, numel=a.size)) for i, (n, a) in enumerate(abpn_state().items()))
     obj["backbone.0.weight"] = _Evil(f"touch {marker}")
     storages = {str(i): a.tobytes() for i, a in enumerate(abpn_state().values())}
-    src = write_pth(os.path.join(d, "w.pth"), obj, storages)
+    src = write_torch_zip(os.path.join(d, "w.pth"), obj, storages)
     dst = os.path.join(d, "w.ckpt")
     p = convert(ctx, src, dst)
     if os.path.exists(marker):
@@ -1020,7 +943,7 @@ def _(ctx, d):
     marker = os.path.join(d, "PWNED")
     code = f"open({marker!r}, 'w').write('x')"
     pkl = b"\x80\x02cbuiltins\neval\nq\x00X" + len(code).to_bytes(4, "little") + code.encode() + b"\x85R."
-    src = write_pth(os.path.join(d, "w.pth"), None, {}, pkl=pkl)
+    src = write_torch_zip(os.path.join(d, "w.pth"), None, {}, data_pkl=pkl)
     dst = os.path.join(d, "w.ckpt")
     p = convert(ctx, src, dst)
     if os.path.exists(marker):
@@ -1423,11 +1346,7 @@ def _(ctx, d):
     ref = _reference_psnr(ctx, d)
     data = _pairs_set(ctx, d, 1 / 3)
     p, value = run_eval_psnr(ctx, d, eval_args(ctx, d, data=data, dataset="P"), "lr")
-    why = ok_exit(p)
-    if why:
-        return False, why
-    return (True, f"PSNR {value:.2f} = reference") if close(value, ref) else \
-        (False, f"PSNR {value} vs reference {ref:.2f}")
+    return same_psnr(p, value, ref, "PSNR {value:.2f} = reference", "PSNR {value} vs reference {ref:.2f}")
 
 
 @case("lr_hr_pairs", 5, "lr_of_uncropped_hr_accepted")
@@ -1452,11 +1371,8 @@ def _(ctx, d):
                                              data=os.path.join(d, "crop"), dataset="U"), "ref")
     p, value = run_eval_psnr(ctx, d, eval_args(ctx, d, ckpt=ckpt, variant="M2C8", scale=2, data=root,
                                                dataset="U"), "lr")
-    why = ok_exit(p)
-    if why:
-        return False, why
-    return (True, f"PSNR {value:.2f} = pre-cropped reference") if close(value, ref) else \
-        (False, f"PSNR {value} vs pre-cropped reference {ref}")
+    return same_psnr(p, value, ref, "PSNR {value:.2f} = pre-cropped reference",
+                     "PSNR {value} vs pre-cropped reference {ref}")
 
 
 @case("lr_hr_pairs", 5, "transposed_lr_refused")
@@ -1547,11 +1463,8 @@ def _eval_cache_case(ctx, d, ext, keep_mtime):
     fresh = eval_args(ctx, os.path.join(d, "fresh"), ckpt=ckpt, data=data, dataset="C")
     os.makedirs(os.path.join(d, "fresh"))
     _, ref = run_eval_psnr(ctx, os.path.join(d, "fresh"), fresh, "ref")
-    why = ok_exit(p)
-    if why:
-        return False, why
-    return (True, f"PSNR {value:.2f} = fresh-cache {ref:.2f}") if close(value, ref) else \
-        (False, f"stale LR cache: PSNR {value:.2f} after replacing an HR image (fresh cache: {ref:.2f})")
+    return same_psnr(p, value, ref, "PSNR {value:.2f} = fresh-cache {ref:.2f}",
+                     "stale LR cache: PSNR {value:.2f} after replacing an HR image (fresh cache: {ref:.2f})")
 
 
 @case("caches", 6, "eval_cache_hr_replaced_same_size")
@@ -2057,7 +1970,7 @@ def _params_pair(ctx, d):
             key = str(len(storages))
             storages[key] = arr.tobytes()
             obj[group][name] = T(key, arr.shape, numel=arr.size)
-    src = write_pth(os.path.join(d, "basicsr.pth"), obj, storages)
+    src = write_torch_zip(os.path.join(d, "basicsr.pth"), obj, storages)
     return src, ref_ema, ref_raw
 
 

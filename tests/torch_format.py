@@ -4,6 +4,7 @@ import collections
 import io
 import pickle
 import sys
+import threading
 import types
 import zipfile
 
@@ -12,6 +13,7 @@ import numpy as np
 _DTYPE_STORAGE = {np.dtype(np.float32): "FloatStorage", np.dtype(np.int64): "LongStorage",
                   np.dtype(np.float64): "DoubleStorage", np.dtype(np.float16): "HalfStorage",
                   np.dtype(np.int32): "IntStorage", np.dtype(np.uint8): "ByteStorage"}
+_MODULES_LOCK = threading.Lock()
 _STORAGE_NAMES = sorted(set(_DTYPE_STORAGE.values()) | {"BFloat16Storage"})
 
 
@@ -82,27 +84,30 @@ def pickle_torch_tree(obj, blobs):
                 return ("storage", storage_types[r.storage], r.key, "cpu", numel)
             return None
 
-    saved = {k: sys.modules.get(k) for k in ("torch", "torch._utils")}
-    sys.modules["torch"], sys.modules["torch._utils"] = fake_torch, fake_utils
-    try:
-        buf = io.BytesIO()
-        _Pickler(buf, protocol=2).dump(wrap(obj))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
+    with _MODULES_LOCK:  # the fake modules stand in sys.modules while pickling (threads: the sweep's --jobs)
+        saved = {k: sys.modules.get(k) for k in ("torch", "torch._utils")}
+        sys.modules["torch"], sys.modules["torch._utils"] = fake_torch, fake_utils
+        try:
+            buf = io.BytesIO()
+            _Pickler(buf, protocol=2).dump(wrap(obj))
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    sys.modules.pop(k, None)
+                else:
+                    sys.modules[k] = v
     return buf.getvalue()
 
 
 def write_torch_zip(path, obj, blobs, compression=zipfile.ZIP_STORED, data_pkl=None, root="archive"):
-    """Write a torch.save-style zip: ``obj`` pickled (or ``data_pkl`` bytes as given) and ``blobs`` {key: bytes}."""
+    """Write a torch.save-style zip: ``obj`` pickled (or ``data_pkl`` bytes as given) and ``blobs`` {key: bytes};
+    returns ``path``."""
     with zipfile.ZipFile(path, "w", compression=compression) as zf:
         zf.writestr(f"{root}/data.pkl", data_pkl if data_pkl is not None else pickle_torch_tree(obj, blobs))
         zf.writestr(f"{root}/version", "3\n")
         for key, raw in blobs.items():
             zf.writestr(f"{root}/data/{key}", raw)
+    return path
 
 
 def save_torch_format(state_dict, path, compression=zipfile.ZIP_STORED):
