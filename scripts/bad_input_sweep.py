@@ -900,7 +900,7 @@ def _(ctx, d):
 @case("weights_pth", 1, "truncated_pickle")
 def _(ctx, d):
     pkl = pickle_torch_tree(collections.OrderedDict(
-        (n, T(i, a.shape, numel=a.size)) for i, (n, a) in enumerate(abpn_state().items())))
+        (n, T(i, a.shape, numel=a.size)) for i, (n, a) in enumerate(abpn_state().items())), {})
     storages = {str(i): a.tobytes() for i, a in enumerate(abpn_state().values())}
     src = write_torch_zip(os.path.join(d, "w.pth"), None, storages, data_pkl=pkl[: len(pkl) // 2])
     dst = os.path.join(d, "w.ckpt")
