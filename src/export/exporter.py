@@ -23,6 +23,7 @@ from src.utils.atomic import atomic_target, refuse_same_file
 from src.weights.loader import load_float_and_quantized
 
 FLOAT_TOLERANCE = 1e-4
+ORT_TOLERANCE = 1e-5  # .ort vs the .onnx it was converted from
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "ORT": ".ort", "AIR": ".air"}
 
 
@@ -247,13 +248,14 @@ def _write_ort(job, report, log):
             shutil.copyfile(ort_path, target)
 
 
-def ort_matches_onnx(ort_path, onnx_path, inputs):
-    """Max |ORT-format output - ONNX output| over ``inputs``; ValueError unless they agree exactly."""
+def ort_matches_onnx(ort_path, onnx_path, inputs, tolerance=ORT_TOLERANCE):
+    """Max |ORT-format output - ONNX output| over ``inputs``; ValueError above ``tolerance`` (the .ort
+    graph is optimised offline, so float sums may be reordered: 3e-8 seen on SESR x2)."""
     import numpy as np  # pylint: disable=import-outside-toplevel
     from src.export.onnx_float import ort_session, run_onnx  # pylint: disable=import-outside-toplevel
     a, b = ort_session(ort_path), ort_session(onnx_path)
     worst = max(float(np.abs(run_onnx(a, x) - run_onnx(b, x)).max()) for x in inputs)
-    if worst != 0.0:
+    if not worst <= tolerance:
         raise ValueError(f"the .ort file differs from its .onnx graph by {worst:.2e}; please report this model")
     return worst
 
