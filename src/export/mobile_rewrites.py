@@ -148,7 +148,7 @@ def fixed_shape(model):
 
 
 __all__ = ["constants_to_initializers", "fold_constant_unsqueeze", "tile_to_concat", "sub_constant_to_add",
-           "slice_to_conv_channels", "fixed_shape"]
+           "slice_to_conv_channels", "fixed_shape", "check_mobile_ops"]
 
 
 def check_mobile_ops(model, allowed):
