@@ -447,13 +447,22 @@ RULES = {
     "output_path": Text(required=True, **_PATH),
     "result_file": Text(**_PATH),
     # ---- export / inference ----
-    "file_format": Choice(["MINDIR", "ONNX", "AIR"]),
+    "file_format": Choice(["MINDIR", "ONNX", "ORT", "AIR"]),
+    "target": Choice(["auto", "mobile", "desktop"]),
     "file_name": Text(**_PATH),
     "input_shape": InputShape(),
     "quant": Choice(["none", "int8"]),
     "export_check": Bool(),
     "input_path": Text(**_PATH),
 }
+
+
+def export_target(file_format, target):
+    """The export profile of ``--target``: ``auto`` is mobile for TFLITE and ORT files (phone runtimes),
+    desktop for ONNX, MINDIR and AIR (onnxruntime / MindSpore on a PC, dynamic H/W)."""
+    if target != "auto":
+        return target
+    return "mobile" if str(file_format).upper() in ("TFLITE", "ORT") else "desktop"
 
 
 def _cross_checks(values):

@@ -1,4 +1,8 @@
-"""export.py engine: checkpoint -> MindIR / ONNX / int8 ONNX file, verified against MindSpore.
+"""export.py engine: checkpoint -> MindIR / ONNX / ORT / int8 ONNX file, verified against MindSpore.
+
+``--target desktop`` writes today's x86 graphs (dynamic H/W); ``--target mobile`` fixed-shape
+graphs of phone-delegate ops (:mod:`src.export.profiles`), with their ORT-Mobile partition
+report (:mod:`src.export.mobile_check`).
 
 Always the deploy form (collapsed SESR, plain ETDS/ECBSR). A calibrated or QAT
 checkpoint exports its fake-quant graph with ``--quant none`` and a real int8
@@ -19,7 +23,8 @@ from src.utils.atomic import atomic_target, refuse_same_file
 from src.weights.loader import load_float_and_quantized
 
 FLOAT_TOLERANCE = 1e-4
-EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
+ORT_TOLERANCE = 1e-5  # .ort vs the .onnx it was converted from
+EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "ORT": ".ort", "AIR": ".air"}
 
 
 def parse_input_shape(text, n_colors):
@@ -55,95 +60,207 @@ def example_inputs(shape):
 def default_file_name(config, quant):
     from src.engine.evaluator import resolve_path  # pylint: disable=import-outside-toplevel
     stem = f"{config.model}_{config.variant}_x{config.scale}" + ("_int8" if quant == "int8" else "")
+    if config.file_format in ("ONNX", "MINDIR") and export_target(config) == "mobile":
+        stem += "_mobile"  # beside the desktop file of the same model
     return os.path.join(resolve_path(config, config.output_path), stem + EXTENSIONS[config.file_format])
 
 
 def export_path(config):
     """The file export.py writes: ``--file_name`` (its format's extension added when missing) or
-    ``<output_path>/<model>_<variant>_x<scale>[_int8].<ext>``."""
+    ``<output_path>/<model>_<variant>_x<scale>[_int8][_mobile].<ext>`` (``_mobile``: a mobile ONNX or MINDIR)."""
     path = config.file_name or default_file_name(config, config.quant)
     extension = EXTENSIONS.get(config.file_format, "")
     return path if path.endswith(extension) else path + extension
 
 
-def _check_request(config, q_net):
+def export_target(config):
+    """'mobile' or 'desktop': ``--target``, where ``auto`` is resolved by
+    :func:`model_utils.validate.export_target` (mobile for TFLITE and ORT, desktop otherwise)."""
+    from model_utils.validate import export_target as resolve  # pylint: disable=import-outside-toplevel
+    return resolve(config.file_format, getattr(config, "target", "auto"))
+
+
+def _check_request(config, q_net, target):
     fmt, quant = config.file_format, config.quant
     if fmt not in EXTENSIONS:
-        raise ValueError(f"--file_format must be MINDIR, ONNX or AIR, not '{fmt}'")
+        raise ValueError(f"--file_format must be one of {', '.join(EXTENSIONS)}, not '{fmt}'")
     if fmt == "AIR" and str(config.device_target).upper() != "ASCEND":
         raise ValueError(f"AIR export needs an Ascend device (MindSpore writes AIR only there; device_target is "
                          f"{config.device_target}); use --file_format MINDIR or ONNX")
-    if quant == "int8" and fmt != "ONNX":
-        raise ValueError(f"--quant int8 writes an ONNX QDQ graph; use --file_format ONNX (a {fmt} file of a "
+    if fmt == "AIR" and target == "mobile":
+        raise ValueError("--target mobile is for MINDIR, ONNX and ORT files; AIR is an Ascend format (use --target desktop)")
+    if fmt == "ORT" and target != "mobile":
+        raise ValueError("an ORT file is the mobile ONNX graph for ORT-Mobile: use --target mobile (or auto) with "
+                         "--file_format ORT, or --file_format ONNX for the desktop graph")
+    if quant == "int8" and fmt not in ("ONNX", "ORT"):
+        raise ValueError(f"--quant int8 writes an ONNX QDQ graph; use --file_format ONNX or ORT (a {fmt} file of a "
                          "calibrated checkpoint holds its fake-quant graph: --quant none)")
     if quant == "int8" and q_net is None:
         raise ValueError("--quant int8 needs a calibrated or QAT checkpoint as --pre_trained (make one with "
                          "eval.py --quant_method dbdc --w_bit 8 --a_bit 8 --save_quant_ckpt FILE)")
 
 
+def _example_fits(net, inputs):
+    """Run the checkpoint on the example first: a shape the network cannot take is one clear line."""
+    from mindspore import Tensor  # pylint: disable=import-outside-toplevel
+    try:
+        net(Tensor(inputs[0]))
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ValueError(f"--input_shape {','.join(map(str, inputs[0].shape))}: the model cannot run at this size "
+                         f"({first}); use a larger H and W such as 360,640") from None
+
+
 def run_export(config, log=print):
-    """Write the requested file and return a report dict (path, checks)."""
+    """Write the requested file and return a report dict (path, target, checks)."""
     from src.engine.evaluator import select_checkpoint  # pylint: disable=import-outside-toplevel
     from src.models.registry import config_options  # pylint: disable=import-outside-toplevel
     ckpt = select_checkpoint(config)
     fp_net, q_net, _ = load_float_and_quantized(config.model, config.variant, config.scale, ckpt,
                                                 config_options(config))
-    _check_request(config, q_net)
+    target = export_target(config)
+    _check_request(config, q_net, target)
     n_colors = int(getattr(fp_net, "n_colors", 3))
     shape = parse_input_shape(config.input_shape, n_colors)
     path = export_path(config)
     refuse_same_file(ckpt, path, "--file_name", "--pre_trained")
+    if target == "mobile" and config.quant != "int8" and q_net is not None:
+        log("note: the mobile profile writes the float graph of a calibrated checkpoint (fake-quant ops are no "
+            "delegate ops); --quant int8 writes its calibrated integer graph")
+        q_net = None
     net = q_net if q_net is not None else fp_net
     kind = "int8 QDQ" if config.quant == "int8" else ("fake-quant" if q_net is not None else "float")
     inputs = example_inputs(shape)
+    if target == "mobile":  # fixed shape: the file takes the example's size only
+        inputs = inputs[:1]
+    _example_fits(net, inputs)
     metadata = export_metadata(net, kind)  # what the runners need to tile the file like the checkpoint
-    report = {"file": path, "format": config.file_format, "kind": kind, "input_shape": list(shape),
-              "checkpoint": ckpt, "metadata": None if config.file_format == "AIR" else metadata}
-    if config.file_format == "AIR":  # reached on Ascend only
-        import mindspore as ms  # pylint: disable=import-outside-toplevel
-        with atomic_target(path, suffix=".air") as tmp:
-            ms.export(net, ms.Tensor(inputs[0]), file_name=tmp[:-4], file_format="AIR")
-    elif config.file_format == "MINDIR":
-        from src.export.mindir import export_mindir, mindir_max_diff  # pylint: disable=import-outside-toplevel
-        with atomic_target(path, suffix=".mindir") as tmp:
-            export_mindir(net, n_colors, tmp, metadata)
-        if config.export_check:
-            report["max_abs_diff"] = mindir_max_diff(path, net, inputs)
-            log(f"MindIR round trip (mindspore.load + nn.GraphCell) at {inputs[0].shape[2:]} and "
-                f"{inputs[1].shape[2:]}: max |diff| {report['max_abs_diff']:.2e}")
-            _require(report["max_abs_diff"], FLOAT_TOLERANCE, "MindIR")
-    else:
-        from src.export.onnx_float import float_onnx, max_diff, ort_session, save_onnx  # pylint: disable=import-outside-toplevel
-        if config.quant == "int8":
-            from src.export.onnx_qdq import integer_kernels, observe_output_ranges, quantize_onnx  # pylint: disable=import-outside-toplevel
-            from src.quantlib.convert import quant_layers  # pylint: disable=import-outside-toplevel
-            low = sorted({min(l.w_bit or 8, l.a_bit or 8) for _, l in quant_layers(q_net)} - {8})
-            if low:
-                log(f"note: layers at {low[0]} bits are stored in int8/uint8 containers; below 8 bits a Clip keeps "
-                    "the activation integers but stops onnxruntime fusing that Conv, and the int32 bias "
-                    "(scale = activation x weight scale) is coarse, so expect a larger gap than at W8A8")
-            ranges = observe_output_ranges(q_net, inputs)
-            save_onnx(quantize_onnx(float_onnx(fp_net, inputs[0]), q_net, ranges), path, metadata)
-            if config.export_check:
-                report["integer_kernels"] = integer_kernels(path)
-                if not report["integer_kernels"]:
-                    raise ValueError(f"onnxruntime runs {path} without integer kernels (no QLinearConv/ConvInteger)")
-                report["max_abs_diff"] = max_diff(ort_session(path), q_net, inputs)
-                log(f"onnxruntime optimised graph: {report['integer_kernels']}; max |int8 ONNX - fake-quant "
-                    f"MindSpore| {report['max_abs_diff']:.4f} (integer requantisation rounding)")
-        else:
-            save_onnx(float_onnx(net, inputs[0], optimize=True), path, metadata)
-            if config.export_check:
-                report["max_abs_diff"] = max_diff(ort_session(path), net, inputs)
-                log(f"onnxruntime vs MindSpore at {inputs[0].shape[2:]} and {inputs[1].shape[2:]} (dynamic H/W): "
-                    f"max |diff| {report['max_abs_diff']:.2e}")
-                if kind == "float":
-                    _require(report["max_abs_diff"], FLOAT_TOLERANCE, "ONNX")
+    report = {"file": path, "format": config.file_format, "target": target, "kind": kind,
+              "input_shape": list(shape), "checkpoint": ckpt,
+              "metadata": None if config.file_format == "AIR" else metadata}
+    job = {"config": config, "fp_net": fp_net, "q_net": q_net, "net": net, "inputs": inputs, "path": path,
+           "target": target, "kind": kind, "metadata": metadata, "n_colors": n_colors}
+    WRITERS[config.file_format](job, report, log)
     recorded = "" if config.file_format == "AIR" else (
         f"; metadata: x{metadata['sr.scale']}, {metadata['sr.n_colors']} colour(s), receptive radius "
         f"{metadata['sr.receptive_radius']} LR pixels")
-    log(f"wrote {path} ({config.file_format}, {kind}, {os.path.getsize(path) / 1024:.0f} KiB) from {ckpt}{recorded}")
+    log(f"wrote {path} ({config.file_format}, {target}, {kind}, {os.path.getsize(path) / 1024:.0f} KiB) "
+        f"from {ckpt}{recorded}")
     return report
+
+
+def _sizes(inputs):
+    return " and ".join(str(x.shape[2:]) for x in inputs)
+
+
+def _write_air(job, _report, _log):  # reached on Ascend only
+    import mindspore as ms  # pylint: disable=import-outside-toplevel
+    with atomic_target(job["path"], suffix=".air") as tmp:
+        ms.export(job["net"], ms.Tensor(job["inputs"][0]), file_name=tmp[:-4], file_format="AIR")
+
+
+def _write_mindir(job, report, log):
+    from src.export.mindir import export_mindir, mindir_max_diff  # pylint: disable=import-outside-toplevel
+    fixed = job["inputs"][0].shape if job["target"] == "mobile" else None
+    with atomic_target(job["path"], suffix=".mindir") as tmp:
+        export_mindir(job["net"], job["n_colors"], tmp, job["metadata"], shape=fixed)
+    if job["config"].export_check:
+        report["max_abs_diff"] = mindir_max_diff(job["path"], job["net"], job["inputs"])
+        log(f"MindIR round trip (mindspore.load + nn.GraphCell) at {_sizes(job['inputs'])}: "
+            f"max |diff| {report['max_abs_diff']:.2e}")
+        _require(report["max_abs_diff"], FLOAT_TOLERANCE, "MindIR")
+    if job["target"] == "mobile":
+        log(f"for MindSpore Lite: converter_lite --fmk=MINDIR --modelFile={job['path']} "
+            f"--outputFile={os.path.splitext(job['path'])[0]}  (writes a .ms file; not run here)")
+
+
+def _onnx_model(job, log):
+    """The ModelProto of the requested profile and quantization."""
+    from src.export.profiles import build_onnx  # pylint: disable=import-outside-toplevel
+    config, q_net = job["config"], job["q_net"]
+    ranges = None
+    if config.quant == "int8":
+        from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
+        from src.quantlib.convert import quant_layers  # pylint: disable=import-outside-toplevel
+        low = sorted({min(l.w_bit or 8, l.a_bit or 8) for _, l in quant_layers(q_net)} - {8})
+        if low:
+            log(f"note: layers at {low[0]} bits are stored in int8/uint8 containers; below 8 bits a Clip keeps "
+                "the activation integers but stops onnxruntime fusing that Conv, and the int32 bias "
+                "(scale = activation x weight scale) is coarse, so expect a larger gap than at W8A8")
+        ranges = observe_output_ranges(q_net, job["inputs"])
+    return build_onnx(job["fp_net"], q_net, job["inputs"][0], job["target"], config.quant, ranges)
+
+
+def _check_onnx(job, report, log, path):
+    """Compare the written ONNX (or ORT) file with MindSpore on the example input(s)."""
+    from src.export.onnx_float import max_diff, ort_session  # pylint: disable=import-outside-toplevel
+    from src.export.onnx_qdq import integer_kernels  # pylint: disable=import-outside-toplevel
+    dynamic = "" if job["target"] == "mobile" else " (dynamic H/W)"
+    if job["config"].quant == "int8":
+        if job["target"] == "desktop":
+            report["integer_kernels"] = integer_kernels(path)
+            if not report["integer_kernels"]:
+                raise ValueError(f"onnxruntime runs {path} without integer kernels (no QLinearConv/ConvInteger)")
+            log(f"onnxruntime optimised graph: {report['integer_kernels']}")
+        report["max_abs_diff"] = max_diff(ort_session(path), job["q_net"], job["inputs"])
+        log(f"max |int8 ONNX - fake-quant MindSpore| at {_sizes(job['inputs'])}: {report['max_abs_diff']:.4f} "
+            "(integer requantisation rounding)")
+    else:
+        report["max_abs_diff"] = max_diff(ort_session(path), job["net"], job["inputs"])
+        log(f"onnxruntime vs MindSpore at {_sizes(job['inputs'])}{dynamic}: max |diff| {report['max_abs_diff']:.2e}")
+        if job["kind"] == "float":
+            _require(report["max_abs_diff"], FLOAT_TOLERANCE, "ONNX")
+
+
+def _log_partitions(job, report, log, onnx_path):
+    if job["target"] != "mobile":
+        return
+    from src.export.mobile_check import format_report, partition_report  # pylint: disable=import-outside-toplevel
+    report["partitions"] = partition_report(onnx_path)
+    log(f"ORT-Mobile partitions: {format_report(report['partitions'])}")
+
+
+def _write_onnx(job, report, log):
+    from src.export.onnx_float import save_onnx  # pylint: disable=import-outside-toplevel
+    save_onnx(_onnx_model(job, log), job["path"], job["metadata"])
+    if job["config"].export_check:
+        _check_onnx(job, report, log, job["path"])
+    _log_partitions(job, report, log, job["path"])
+
+
+def _write_ort(job, report, log):
+    """The mobile ONNX graph converted by onnxruntime's ``convert_onnx_models_to_ort`` (in a temporary
+    folder, then moved into place); checked against the ONNX graph it came from."""
+    import shutil  # pylint: disable=import-outside-toplevel
+    import tempfile  # pylint: disable=import-outside-toplevel
+    from src.export.ort_format import onnx_to_ort  # pylint: disable=import-outside-toplevel
+    from src.export.onnx_float import save_onnx  # pylint: disable=import-outside-toplevel
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = save_onnx(_onnx_model(job, log), os.path.join(tmp, "model.onnx"), job["metadata"])
+        ort_path = onnx_to_ort(onnx_path, os.path.join(tmp, "ort"))
+        if job["config"].export_check:
+            report["ort_vs_onnx_max_abs_diff"] = ort_matches_onnx(ort_path, onnx_path, job["inputs"])
+            log(f".ort vs .onnx (onnxruntime) at {_sizes(job['inputs'])}: max |diff| "
+                f"{report['ort_vs_onnx_max_abs_diff']:.2e}")
+            _check_onnx(job, report, log, ort_path)
+        _log_partitions(job, report, log, onnx_path)
+        with atomic_target(job["path"], suffix=".ort") as target:
+            shutil.copyfile(ort_path, target)
+
+
+def ort_matches_onnx(ort_path, onnx_path, inputs, tolerance=ORT_TOLERANCE):
+    """Max |ORT-format output - ONNX output| over ``inputs``; ValueError above ``tolerance`` (the .ort
+    graph is optimised offline, so float sums may be reordered: 3e-8 seen on SESR x2)."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from src.export.onnx_float import ort_session, run_onnx  # pylint: disable=import-outside-toplevel
+    a, b = ort_session(ort_path), ort_session(onnx_path)
+    worst = max(float(np.abs(run_onnx(a, x) - run_onnx(b, x)).max()) for x in inputs)
+    if not worst <= tolerance:
+        raise ValueError(f"the .ort file differs from its .onnx graph by {worst:.2e}; please report this model")
+    return worst
+
+
+WRITERS = {"AIR": _write_air, "MINDIR": _write_mindir, "ONNX": _write_onnx, "ORT": _write_ort}
 
 
 def _require(diff, tolerance, what):

@@ -1,4 +1,4 @@
-"""MindIR export with a dynamic height/width input, and its round-trip check."""
+"""MindIR export with a dynamic height/width input (or a fixed one for MindSpore Lite), and its round-trip check."""
 import os
 
 import numpy as np
@@ -8,14 +8,15 @@ from mindspore import Tensor, nn
 from src.export.metadata import mindir_user_info
 
 
-def export_mindir(net, n_colors, file_name, metadata=None):
-    """Write ``file_name``.mindir taking ``1 x n_colors x H x W`` for any H, W; returns the path.
+def export_mindir(net, n_colors, file_name, metadata=None, shape=None):
+    """Write ``file_name``.mindir taking ``1 x n_colors x H x W`` for any H, W (``shape`` None) or a fixed
+    ``shape`` (N, C, H, W: the mobile profile, for MindSpore Lite's converter); returns the path.
 
     ``metadata`` (``{key: str}``, see :mod:`src.export.metadata`) goes into the
     MindIR ``user_info``, where :class:`~src.engine.runners.MindIRRunner` reads it.
     """
     net.set_train(False)
-    dynamic = Tensor(shape=[1, n_colors, None, None], dtype=ms.float32)
+    dynamic = Tensor(shape=list(shape) if shape is not None else [1, n_colors, None, None], dtype=ms.float32)
     path = file_name if file_name.endswith(".mindir") else file_name + ".mindir"
     extra = {"custom_func": mindir_user_info(metadata)} if metadata else {}
     ms.export(net, dynamic, file_name=os.path.splitext(path)[0], file_format="MINDIR", **extra)

@@ -1,0 +1,22 @@
+"""ONNX -> ORT format (the file ORT-Mobile loads), by onnxruntime's own converter."""
+import glob
+import os
+import pathlib
+
+
+def onnx_to_ort(onnx_path, output_dir):
+    """Convert the ONNX file at ``onnx_path`` with ``onnxruntime.tools.convert_onnx_models_to_ort``
+    (fixed optimisation style, the graph optimised once for any device) into ``output_dir``;
+    returns the .ort path. Raises ValueError if the converter writes nothing."""
+    from onnxruntime.tools.convert_onnx_models_to_ort import (  # pylint: disable=import-outside-toplevel
+        OptimizationStyle, convert_onnx_models_to_ort)
+    os.makedirs(output_dir, exist_ok=True)
+    convert_onnx_models_to_ort(pathlib.Path(onnx_path), output_dir=pathlib.Path(output_dir),
+                               optimization_styles=[OptimizationStyle.Fixed])
+    found = glob.glob(os.path.join(output_dir, "*.ort"))
+    if len(found) != 1:
+        raise ValueError(f"onnxruntime's ORT converter wrote {len(found)} .ort files for {onnx_path}")
+    return found[0]
+
+
+__all__ = ["onnx_to_ort"]
