@@ -50,6 +50,15 @@ class ExportedModelError(ValueError):
     """An exported model file (.onnx / .ort / .mindir / .tflite) cannot be read or carries inconsistent metadata."""
 
 
+class MissingRuntimeError(ValueError):
+    """A package needed to read or run a file format is not installed; the message names the requirements file."""
+
+
+def missing_runtime(what, package, requirements="requirements-mobile.txt"):
+    """The one-line error for ``what`` needing ``package``."""
+    return MissingRuntimeError(f"{what} needs {package}, which is not installed: pip install -r {requirements}")
+
+
 def unreadable(path, fmt, reason):
     """The one-line error for a file the runtime cannot load."""
     return ExportedModelError(f"{path} is not a readable {fmt} model ({str(reason).rstrip('. ')}); "
@@ -109,13 +118,12 @@ TFLITE_IDENTIFIER = b"TFL3"  # the TFLite schema's file_identifier (bytes 4..8 o
 
 
 def _tflite_schema():
-    """(schema module, flatbuffers) from ai-edge-litert; ImportError names requirements-mobile.txt."""
+    """(schema module, flatbuffers) from ai-edge-litert; MissingRuntimeError names requirements-mobile.txt."""
     try:
         import flatbuffers  # pylint: disable=import-outside-toplevel
         from ai_edge_litert import schema_py_generated  # pylint: disable=import-outside-toplevel
     except ImportError:
-        raise ImportError("reading or writing .tflite files needs ai-edge-litert: "
-                          "pip install -r requirements-mobile.txt") from None
+        raise missing_runtime("reading or writing .tflite files", "ai-edge-litert") from None
     return schema_py_generated, flatbuffers
 
 
@@ -141,7 +149,7 @@ def attach_tflite_metadata(tflite_bytes, meta):
     replaced (its buffer emptied), other metadata (e.g. the converter's
     ``min_runtime_version``) is kept. Tensors, ops and weights are repacked
     unchanged. Raises ExportedModelError for bytes that are not a TFLite model,
-    ImportError without ai-edge-litert.
+    MissingRuntimeError (a ValueError) without ai-edge-litert.
     """
     schema, flatbuffers = _tflite_schema()
     import numpy as np  # pylint: disable=import-outside-toplevel
@@ -170,8 +178,8 @@ def read_tflite_metadata(path):
     Returns ``{}`` for a TFLite file without it (give the result to
     :func:`parse_metadata`, which treats that as a file exported before metadata
     existed). Raises ExportedModelError for a file that is not a TFLite model or
-    whose ``sr_metadata`` is not a JSON object of strings, ImportError without
-    ai-edge-litert.
+    whose ``sr_metadata`` is not a JSON object of strings, MissingRuntimeError
+    (a ValueError) without ai-edge-litert.
     """
     with open(path, "rb") as f:
         data = f.read()
