@@ -127,6 +127,20 @@ def test_ort_file_gives_the_onnx_output_and_keeps_metadata(abpn):
     assert np.abs(ort_runner.run(x) - onnx_runner.run(x)).max() < EXACT
 
 
+def test_fixed_shape_mindir_runs_in_windows_of_its_declared_size(abpn, tmp_path):
+    import mindspore as ms  # pylint: disable=import-outside-toplevel
+    from src.export.metadata import mindir_user_info  # pylint: disable=import-outside-toplevel
+    net, _ = load_for_inference("abpn", "M2C8", 3, abpn["ckpt"], {})
+    net.set_train(False)
+    stem = str(tmp_path / "abpn_fixed")
+    ms.export(net, Tensor(np.zeros((1, 3) + TILE, np.float32)), file_name=stem, file_format="MINDIR",
+              custom_func=mindir_user_info(export_metadata(net)))
+    runner = open_exported(stem + ".mindir")
+    assert (runner.io.layout, runner.io.tile_hw, runner.kind) == ("NCHW", TILE, "float MindIR (file)")
+    x = _nchw(_smooth(40, 61, seed=6))
+    assert np.abs(runner.run(x) - open_exported(abpn["dynamic"]).run(x)).max() < EXACT
+
+
 @pytest.mark.parametrize("in_shape,out_shape,expected", [
     ([1, 3, 360, 640], [1, 3, 1080, 1920], ("NCHW", 3, (360, 640), 3)),
     ([1, 360, 640, 3], [1, 1080, 1920, 3], ("NHWC", 3, (360, 640), 3)),
@@ -230,6 +244,12 @@ def tflite(tmp_path_factory):
             files[key] = str(root / f"{key}.tflite")
             with open(files[key], "wb") as f:
                 f.write(attach_tflite_metadata(raw, _tf_meta(channels, kind)))
+        if channels == 3:  # the same model taking and giving NCHW (as a file converted from ONNX without transposes)
+            nchw = _tf_convert(tf, lambda x, body=body: tf.transpose(body(tf.transpose(x, [0, 2, 3, 1])), [0, 3, 1, 2]),
+                               [1, 3, *TILE])
+            files["nchw"] = str(root / "nchw.tflite")
+            with open(files["nchw"], "wb") as f:
+                f.write(attach_tflite_metadata(nchw, _tf_meta(3, "float")))
         files["ref" + ("_y" if channels == 1 else "")] = (
             lambda x, body=body: body(tf.constant(x.transpose(0, 2, 3, 1))).numpy().transpose(0, 3, 1, 2))
     files["root"] = root
@@ -267,6 +287,13 @@ def test_tflite_float_runs_nhwc_in_windows_like_the_whole_image(tflite, size):
     assert np.abs(runner.run(x) - tflite["ref"](x)).max() < EXACT
     dynamic = open_exported(tflite["dyn"])  # shape signature 1x?x?x3: resized to each input, no windows
     assert dynamic.io.tile_hw is None and np.abs(dynamic.run(x) - tflite["ref"](x)).max() < EXACT
+
+
+def test_an_nchw_tflite_file_is_fed_nchw(tflite):
+    runner = open_exported(tflite["nchw"])
+    assert (runner.io.layout, runner.io.tile_hw) == ("NCHW", TILE)
+    x = _nchw(_smooth(37, 50, seed=4))
+    assert np.abs(runner.run(x) - tflite["ref"](x)).max() < EXACT
 
 
 def test_tflite_int8_with_uint8_pixels_uses_the_file_quantization(tflite):
