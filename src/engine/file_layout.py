@@ -94,4 +94,5 @@ def describe_io(path, in_shape, out_shape, usual_layout):
     if all(inp[a] is None for a in (1, 2, 3)):
         return FileIO(usual_layout, None, None, None)
     raise ExportedModelError(f"{path} maps a {shown} input to {shown_out}: neither 1xCxHxW (NCHW) nor 1xHxWxC "
-                             "(NHWC) with 1 or 3 channels scaled by one integer factor, so not an SR model; re-export it with export.py")
+                             "(NHWC) with 1 or 3 channels scaled by one integer factor, so not an SR model; "
+                             "re-export it with export.py")

@@ -30,12 +30,12 @@ def _model_for(config, log):
     from src.engine.evaluator import resolve_path, select_checkpoint  # pylint: disable=import-outside-toplevel
     source = config.file_name or select_checkpoint(config)
     source = resolve_path(config, source)
+    kinds = "(.ckpt, .onnx, .ort, .mindir, .tflite)"
     if os.path.isdir(source):
-        raise FileNotFoundError(f"model file {source} is a folder; pass --file_name (.ckpt, .onnx, .ort, .mindir, .tflite) "
-                                "or --pre_trained naming a file")
+        raise FileNotFoundError(f"model file {source} is a folder; pass --file_name {kinds} or --pre_trained naming "
+                                "a file")
     if not os.path.isfile(source):
-        raise FileNotFoundError(f"model file {source} does not exist; pass --file_name (.ckpt, .onnx, .ort, .mindir, .tflite) "
-                                "or --pre_trained")
+        raise FileNotFoundError(f"model file {source} does not exist; pass --file_name {kinds} or --pre_trained")
     if source.lower().endswith(".ckpt"):
         from src.models.registry import config_options  # pylint: disable=import-outside-toplevel
         from src.weights.loader import load_float_and_quantized  # pylint: disable=import-outside-toplevel
