@@ -3,6 +3,8 @@
     python eval.py --config_path DIV2K_config.yaml --scale 2
     python eval.py --model abpn --scale 3 --pre_trained abpn_x3.ckpt \
         --data_path /data --eval_datasets Set5,Set14
+    python eval.py --pre_trained abpn_M4C28_x3_int8.tflite --data_path /data --eval_datasets Set5
+        (an exported .onnx, .ort, .mindir or .tflite file: model and scale come from the file)
 """
 import sys
 

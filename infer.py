@@ -1,7 +1,8 @@
-"""Upscale your own images with a checkpoint, MindIR or ONNX file (tiled for large images).
+"""Upscale your own images with a checkpoint or an exported .onnx, .ort, .mindir or .tflite file (tiled for large images).
 
     python infer.py --model abpn --scale 3 --pre_trained abpn_x3.ckpt --input_path photos/ --output_path out/
     python infer.py --file_name abpn_M4C28_x3.onnx --input_path photo.png --output_path out/
+    python infer.py --file_name abpn_M4C28_x3_int8.tflite --input_path photos/ --output_path out/
 """
 import sys
 

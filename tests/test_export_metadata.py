@@ -213,7 +213,7 @@ def _with_onnx_metadata(src, dst, **changes):
     ({"n_colors": "2"}, "bad sr.n_colors '2'"),
     ({"scale": None}, "without sr.scale"),
     ({"scale": "3"}, "not the (1, 3, 48, 48) its metadata (x3, 3 colour(s))"),   # graph upscales x2
-    ({"n_colors": "1"}, "does not run on the 1-channel input its metadata records"),
+    ({"n_colors": "1"}, "takes 3-channel images (NCHW) but its metadata records 1 colour(s)"),  # from its shapes
 ])
 def test_metadata_that_disagrees_or_is_malformed_is_refused(edsr, tmp_path, changes, expected):
     path = _with_onnx_metadata(edsr[1]["onnx"], str(tmp_path / "bad.onnx"), **changes)

@@ -176,7 +176,11 @@ def write_json(path, payload):
 
 
 def run_evaluation(config, log=print):
-    """Evaluate the configured model; returns the JSON-ready report dict."""
+    """Evaluate the configured model; returns the JSON-ready report dict. An exported file as
+    ``--pre_trained`` (.onnx, .ort, .mindir, .tflite) is evaluated by :mod:`src.engine.file_eval`."""
+    from src.engine.file_eval import is_exported_file, run_file_evaluation  # pylint: disable=import-outside-toplevel
+    if is_exported_file(config.pre_trained):
+        return run_file_evaluation(config, log)
     names, note = select_datasets(config)
     if note:
         log(note)

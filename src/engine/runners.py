@@ -1,31 +1,44 @@
-"""Exported files as predictors' networks: MindIR and ONNX files behave like a Cell for SRPredictor.
+"""Exported files as predictors' networks: .onnx, .ort, .mindir and .tflite files behave like a Cell for SRPredictor.
 
 A runner takes and returns MindSpore Tensors (NCHW float in [0, 1]) and tells
 ``n_colors``, ``scale``, ``receptive_radius`` and ``peak_channels``, so
 :class:`~src.engine.inference.SRPredictor` tiles, ensembles and handles Y-only
 models for them as for a checkpoint. The values come from the file's metadata
-(:mod:`src.export.metadata`, written by export.py), checked by one probe run on
-a small input. A file exported before metadata was written still runs: channels
-and scale are found by probing, the receptive radius is assumed to be
-:data:`ASSUMED_RADIUS`, and :attr:`_Runner.notice` says so.
+(:mod:`src.export.metadata`, written by export.py), checked against the shapes
+the file declares and by one probe run. A file exported before metadata was
+written still runs: channels and scale come from its shapes or a probe run, the
+receptive radius is assumed to be :data:`ASSUMED_RADIUS`, and
+:attr:`ExportedRunner.notice` says so.
+
+Layout (NCHW or NHWC) is read from the file's input/output shapes
+(:mod:`src.engine.file_layout`), so a TFLite file's ``1 x H x W x C`` input is
+fed transposed images and an ONNX file's ``1 x C x H x W`` is not. A file with a
+fixed input size (the mobile export profile, e.g. 1 x 3 x 360 x 640) runs any
+image in overlapping windows of that size (:mod:`src.engine.fixed_tiles`), with
+an overlap of the receptive radius (or ``tile_overlap``).
 
 A file the runtime cannot read (random bytes, a truncated export, another format
 with the extension) raises :class:`~src.export.metadata.ExportedModelError`, a
-ValueError the entry scripts print as one line.
+ValueError the entry scripts print as one line; a missing runtime package raises
+:class:`~src.export.metadata.MissingRuntimeError` naming the requirements file.
 """
 import re
 
 import numpy as np
 from mindspore import Tensor
 
-from src.export.metadata import (ExportedModelError, default_peak_channels, parse_metadata, read_mindir_proto,
-                                 unreadable)
+from src.engine.file_layout import describe_io
+from src.engine.fixed_tiles import PAD_MODE, run_windows
+from src.export.metadata import (ExportedModelError, default_peak_channels, missing_runtime, parse_metadata,
+                                 read_mindir_proto, unreadable)
 
 PROBE = 16
 ASSUMED_RADIUS = 16  # LR pixels of tile overlap for files without metadata (as before metadata existed)
+EXTENSIONS = (".onnx", ".ort", ".mindir", ".tflite")
 
 
-def _first_line(exc, limit=160):
+def runtime_error_line(exc, limit=160):
+    """The first line of a runtime's exception text, without onnxruntime's error code and C++ source location."""
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : ", "", text)
     text = re.sub(r"Load model from .* failed:", "", text)
@@ -33,43 +46,81 @@ def _first_line(exc, limit=160):
     return text[:limit]
 
 
-class _Runner:
-    """Common part: metadata, probe, Tensor in/out. Subclasses set ``FORMAT`` and implement ``run``.
+class ExportedRunner:
+    """Common part: metadata, layout, fixed-size windows, probe, Tensor in/out.
+
+    Subclasses set ``FORMAT`` and ``USUAL_LAYOUT`` and implement ``invoke`` (one
+    run on a float32 array in the file's own layout and size). ``in_shape`` /
+    ``out_shape`` are the shapes the file declares (None for a dimension it
+    leaves open, or None when it declares none).
 
     Attributes: ``n_colors`` (1 or 3), ``scale``, ``receptive_radius`` (LR pixels,
     the tile overlap SRPredictor uses by default), ``peak_channels`` (channels per
-    LR pixel for automatic tile sizes), ``metadata`` (the parsed dict, or None for
-    a file exported without it) and ``notice`` (one line to show the user when
-    values were assumed, else None).
+    LR pixel for automatic tile sizes), ``io`` (:class:`~src.engine.file_layout.FileIO`:
+    layout and fixed ``tile_hw``), ``overlap`` (LR pixels of context around each
+    fixed-size window), ``metadata`` (the parsed dict, or None for a file
+    exported without it) and ``notice`` (one line to show the user when values
+    were assumed, else None).
     """
 
     FORMAT = ""
+    USUAL_LAYOUT = "NCHW"
 
-    def __init__(self, path, raw_metadata=None):
+    def __init__(self, path, raw_metadata=None, in_shape=None, out_shape=None, tile_overlap=-1):
         self.path = path
+        self.io = describe_io(path, in_shape, out_shape, self.USUAL_LAYOUT)
         self.metadata = parse_metadata(raw_metadata, path)
         self.notice = None
+        self.overlap = 0
         if self.metadata is None:
-            self.n_colors, self.scale = self._probe()
+            if self.io.tile_hw and self.io.scale:
+                self.n_colors, self.scale = self.io.channels, self.io.scale
+                found = "read x{} and {} colour(s) from its input/output shapes"
+            else:
+                self.n_colors, self.scale = self._probe()
+                found = "found x{} and {} colour(s) by a test run"
             self.receptive_radius = ASSUMED_RADIUS
             self.peak_channels = default_peak_channels(self.scale)  # conservative: for automatic tile sizes
-            self.notice = (f"note: {path} carries no SR metadata (exported before it was recorded): found x{self.scale} "
-                           f"and {self.n_colors} colour(s) by a test run, and assume a receptive radius of "
+            self.overlap = int(tile_overlap) if tile_overlap >= 0 else ASSUMED_RADIUS
+            self.notice = (f"note: {path} carries no SR metadata (exported before it was recorded): "
+                           f"{found.format(self.scale, self.n_colors)}, and assume a receptive radius of "
                            f"{ASSUMED_RADIUS} LR pixels for the tile overlap, too small for deep models such as EDSR "
                            f"(36); re-export it with export.py or pass --tile_overlap")
             return
         self.n_colors, self.scale = self.metadata["n_colors"], self.metadata["scale"]
         self.receptive_radius = self.metadata["receptive_radius"]
         self.peak_channels = self.metadata["peak_channels"] or default_peak_channels(self.scale)
+        self.overlap = int(tile_overlap) if tile_overlap >= 0 else self.receptive_radius
+        self._check_shapes()
         self._check_metadata()
+        tile = self.io.tile_hw
+        if tile and min(tile) <= 2 * self.overlap:
+            self.notice = (f"note: {path} takes a fixed {tile[0]}x{tile[1]} input, too small for {self.overlap} LR "
+                           "pixels of context on both sides of each window; outputs near window seams may differ "
+                           "from an untiled run: export it with a larger --input_shape")
+
+    @property
+    def kind(self):
+        """What the file holds, for reports: e.g. ``"int8 QDQ ONNX (file)"``, ``"float TFLite (file)"``."""
+        recorded = (self.metadata or {}).get("kind") or "unrecorded kind of"
+        return f"{recorded} {self.FORMAT} (file)"
+
+    def _check_shapes(self):
+        """The declared shapes must agree with the metadata's channels and scale."""
+        if self.io.channels is not None and self.io.channels != self.n_colors:
+            raise ExportedModelError(f"{self.path} takes {self.io.channels}-channel images ({self.io.layout}) but its "
+                                     f"metadata records {self.n_colors} colour(s); re-export it with export.py")
+        if self.io.scale is not None and self.io.scale != self.scale:
+            raise ExportedModelError(f"{self.path} upscales its fixed input x{self.io.scale} but its metadata records "
+                                     f"x{self.scale}; re-export it with export.py")
 
     def _probe(self):
         errors = []
-        for channels in (3, 1):
+        for channels in ((self.io.channels,) if self.io.channels else (3, 1)):
             try:
-                out = self.run(np.zeros((1, channels, PROBE, PROBE), np.float32))
+                out = self.forward(np.zeros((1, channels, PROBE, PROBE), np.float32))
             except Exception as exc:  # runtimes raise their own types for a wrong channel count
-                errors.append(_first_line(exc))
+                errors.append(runtime_error_line(exc))
                 continue
             return channels, out.shape[-1] // PROBE
         raise ValueError(f"{self.path} does not run on a 1x3 or 1x1 channel image: {errors[-1]}")
@@ -80,15 +131,27 @@ class _Runner:
             out = self.run(np.zeros((1, self.n_colors, PROBE, PROBE), np.float32))
         except Exception as exc:  # runtimes raise their own types
             raise ExportedModelError(f"{self.path} does not run on the {self.n_colors}-channel input its metadata "
-                                     f"records ({_first_line(exc)}); re-export it with export.py") from None
+                                     f"records ({runtime_error_line(exc)}); re-export it with export.py") from None
         expected = (1, self.n_colors, PROBE * self.scale, PROBE * self.scale)
         if tuple(out.shape) != expected:
             raise ExportedModelError(f"{self.path} turns a {PROBE}x{PROBE} input into {tuple(out.shape)}, not the "
                                      f"{expected} its metadata (x{self.scale}, {self.n_colors} colour(s)) records; "
                                      "re-export it with export.py")
 
-    def run(self, x):
+    def invoke(self, x):
+        """One run of the graph: float32 array in the file's layout and (fixed) size -> its output."""
         raise NotImplementedError
+
+    def forward(self, x):
+        """One run on float32 NCHW ``x`` of a size the graph takes -> float32 NCHW output."""
+        return np.asarray(self.io.from_file(self.invoke(np.ascontiguousarray(self.io.to_file(x), np.float32))),
+                          np.float32)
+
+    def run(self, x):
+        """Float32 NCHW in [0, 1] of any size -> float32 NCHW output, in windows for a fixed-size file."""
+        if self.io.tile_hw is None:
+            return self.forward(x)
+        return run_windows(self.forward, x, self.io.tile_hw, self.scale, self.overlap, PAD_MODE)
 
     def __call__(self, x):
         return Tensor(self.run(x.asnumpy() if isinstance(x, Tensor) else x))
@@ -100,57 +163,84 @@ class _Runner:
         return self
 
 
-class OnnxRunner(_Runner):
-    """An ONNX file run by onnxruntime (CPU); ``threads`` 0 lets onnxruntime choose."""
+class OnnxRunner(ExportedRunner):
+    """An ONNX or ORT-format (.ort) file run by onnxruntime (CPU); ``threads`` 0 lets onnxruntime choose."""
 
     FORMAT = "ONNX"
 
-    def __init__(self, path, threads=0):
+    def __init__(self, path, threads=0, tile_overlap=-1):
+        if path.lower().endswith(".ort"):
+            self.FORMAT = "ORT"
+        try:
+            import onnxruntime  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+        except ImportError:
+            raise missing_runtime(f"running {path}", "onnxruntime", "requirements.txt") from None
         from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
         try:
             self.session = ort_session(path, threads)
         except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
-            raise unreadable(path, self.FORMAT, _first_line(exc)) from None
-        self.input_name = self.session.get_inputs()[0].name
-        super().__init__(path, self.session.get_modelmeta().custom_metadata_map)
+            raise unreadable(path, self.FORMAT, runtime_error_line(exc)) from None
+        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        self.input_name = inp.name
+        super().__init__(path, self.session.get_modelmeta().custom_metadata_map, inp.shape, out.shape, tile_overlap)
 
-    def run(self, x):
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})[0]
+    def invoke(self, x):
+        return self.session.run(None, {self.input_name: x})[0]
 
 
-class MindIRRunner(_Runner):
-    """A MindIR file run by ``mindspore.load`` + ``nn.GraphCell``."""
+def _mindir_shape(value_info):
+    """Declared dims of a MindIR graph input/output (-1 = any), or None."""
+    tensors = list(value_info.tensor)
+    return list(tensors[0].dims) if tensors and tensors[0].dims else None
+
+
+class MindIRRunner(ExportedRunner):
+    """A MindIR file run by ``mindspore.load`` + ``nn.GraphCell``.
+
+    MindSpore itself would run a fixed-shape MindIR at other sizes too; the
+    runner keeps to the declared size (windows), as MindSpore Lite on a phone does.
+    """
 
     FORMAT = "MindIR"
 
-    def __init__(self, path):
+    def __init__(self, path, tile_overlap=-1):
         from src.export.mindir import load_mindir  # pylint: disable=import-outside-toplevel
         proto = read_mindir_proto(path)  # refuses what is not a MindIR graph before MindSpore's loader
         user_info = dict(proto.user_info)
-        del proto
+        graph = proto.graph
+        in_shape = _mindir_shape(graph.input[0]) if graph.input else None
+        out_shape = _mindir_shape(graph.output[0]) if graph.output else None
+        del proto, graph
         try:
             self.graph = load_mindir(path)
         except (RuntimeError, ValueError, TypeError) as exc:  # MindSpore: "Load MindIR failed."
-            raise unreadable(path, self.FORMAT, _first_line(exc)) from None
-        super().__init__(path, user_info)
+            raise unreadable(path, self.FORMAT, runtime_error_line(exc)) from None
+        super().__init__(path, user_info, in_shape, out_shape, tile_overlap)
 
-    def run(self, x):
-        return self.graph(Tensor(np.ascontiguousarray(x, np.float32))).asnumpy()
+    def invoke(self, x):
+        return self.graph(Tensor(x)).asnumpy()
 
 
-def open_exported(path, log=print):
-    """A runner for a .onnx or .mindir file; ``log`` gets the notice of a file without metadata.
+def open_exported(path, log=print, tile_overlap=-1, threads=0):
+    """A runner for a .onnx, .ort, .mindir or .tflite file; ``log`` gets the notice of a file without metadata.
 
+    ``tile_overlap`` (LR pixels, -1 = the file's receptive radius) is the context
+    around each window of a fixed-size file; ``threads`` (0 = the runtime's
+    default; TFLite: 2) the CPU threads of onnxruntime / LiteRT.
     Raises ExportedModelError (a ValueError) for an unreadable file or metadata
-    that disagrees with the graph, ValueError for another extension.
+    that disagrees with the graph, MissingRuntimeError (a ValueError) when the
+    runtime is not installed, ValueError for another extension.
     """
     lower = path.lower()
-    if lower.endswith(".onnx"):
-        runner = OnnxRunner(path)
+    if lower.endswith((".onnx", ".ort")):
+        runner = OnnxRunner(path, threads, tile_overlap)
     elif lower.endswith(".mindir"):
-        runner = MindIRRunner(path)
+        runner = MindIRRunner(path, tile_overlap)
+    elif lower.endswith(".tflite"):
+        from src.engine.tflite_runner import TFLiteRunner  # pylint: disable=import-outside-toplevel
+        runner = TFLiteRunner(path, threads or 2, tile_overlap)
     else:
-        raise ValueError(f"{path}: expected a .ckpt, .mindir or .onnx file")
+        raise ValueError(f"{path}: expected a .ckpt, .onnx, .ort, .mindir or .tflite file")
     if runner.notice:
         log(runner.notice)
     return runner

@@ -1,4 +1,4 @@
-"""infer.py engine: upscale an image or a folder with a checkpoint, MindIR or ONNX file.
+"""infer.py engine: upscale an image or a folder with a checkpoint or an exported .onnx, .ort, .mindir or .tflite file.
 
 Outputs are ``<output_path>/<stem>_x<s>.png``. Inputs that would write the same file
 (``a.png`` and ``a.jpg``; compared ignoring case, as macOS and Windows file systems do)
@@ -30,12 +30,12 @@ def _model_for(config, log):
     from src.engine.evaluator import resolve_path, select_checkpoint  # pylint: disable=import-outside-toplevel
     source = config.file_name or select_checkpoint(config)
     source = resolve_path(config, source)
+    kinds = "(.ckpt, .onnx, .ort, .mindir, .tflite)"
     if os.path.isdir(source):
-        raise FileNotFoundError(f"model file {source} is a folder; pass --file_name (.ckpt, .mindir, .onnx) "
-                                "or --pre_trained naming a file")
+        raise FileNotFoundError(f"model file {source} is a folder; pass --file_name {kinds} or --pre_trained naming "
+                                "a file")
     if not os.path.isfile(source):
-        raise FileNotFoundError(f"model file {source} does not exist; pass --file_name (.ckpt, .mindir, .onnx) "
-                                "or --pre_trained")
+        raise FileNotFoundError(f"model file {source} does not exist; pass --file_name {kinds} or --pre_trained")
     if source.lower().endswith(".ckpt"):
         from src.models.registry import config_options  # pylint: disable=import-outside-toplevel
         from src.weights.loader import load_float_and_quantized  # pylint: disable=import-outside-toplevel
@@ -44,12 +44,13 @@ def _model_for(config, log):
         net = q_net if q_net is not None else fp_net
         return net, config.scale, f"{config.model}-{config.variant} x{config.scale} checkpoint {source}"
     from src.engine.runners import open_exported  # pylint: disable=import-outside-toplevel
-    runner = open_exported(source, log=log)
+    runner = open_exported(source, log=log, tile_overlap=config.tile_overlap)
     if "scale" in config.cli_keys and runner.scale != config.scale:
         raise ValueError(f"{source} upscales x{runner.scale} but --scale is {config.scale}; drop --scale or pass "
                          f"--scale {runner.scale}")
-    log(f"{source}: x{runner.scale}, {runner.n_colors}-channel input")
-    return runner, runner.scale, source
+    tiles = f", fixed {runner.io.tile_hw[0]}x{runner.io.tile_hw[1]} windows" if runner.io.tile_hw else ""
+    log(f"{source}: {runner.kind}, x{runner.scale}, {runner.n_colors}-channel {runner.io.layout} input{tiles}")
+    return runner, runner.scale, f"{runner.kind} {source}"
 
 
 def output_names(paths, scale):

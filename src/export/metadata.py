@@ -14,6 +14,10 @@ Storage, as string key/value pairs under the ``sr.`` prefix:
   ``mindspore.export(..., custom_func=...)`` and read back by parsing the file
   (``mindspore.load`` does not expose it). Inside the file, so it cannot be
   separated from the graph the way a side file can.
+- TFLite: one JSON object of the same ``sr.*`` map in a buffer that the
+  flatbuffer's ``Model.metadata`` list names ``sr_metadata``
+  (:func:`attach_tflite_metadata`, :func:`read_tflite_metadata`; LiteRT keeps
+  such named buffers and ignores names it does not know).
 
 | key                  | value (string)                                          |
 |----------------------|---------------------------------------------------------|
@@ -43,7 +47,16 @@ def default_peak_channels(scale):
 
 
 class ExportedModelError(ValueError):
-    """An exported model file (.onnx / .mindir) cannot be read or carries inconsistent metadata."""
+    """An exported model file (.onnx / .ort / .mindir / .tflite) cannot be read or carries inconsistent metadata."""
+
+
+class MissingRuntimeError(ValueError):
+    """A package needed to read or run a file format is not installed; the message names the requirements file."""
+
+
+def missing_runtime(what, package, requirements="requirements-mobile.txt"):
+    """The one-line error for ``what`` needing ``package``."""
+    return MissingRuntimeError(f"{what} needs {package}, which is not installed: pip install -r {requirements}")
 
 
 def unreadable(path, fmt, reason):
@@ -100,6 +113,93 @@ def mindir_user_info(meta):
     return _write
 
 
+TFLITE_METADATA_NAME = "sr_metadata"
+TFLITE_IDENTIFIER = b"TFL3"  # the TFLite schema's file_identifier (bytes 4..8 of every .tflite file)
+
+
+def _tflite_schema():
+    """(schema module, flatbuffers) from ai-edge-litert; MissingRuntimeError names requirements-mobile.txt."""
+    try:
+        import flatbuffers  # pylint: disable=import-outside-toplevel
+        from ai_edge_litert import schema_py_generated  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        raise missing_runtime("reading or writing .tflite files", "ai-edge-litert") from None
+    return schema_py_generated, flatbuffers
+
+
+def _unpack_tflite(data, path):
+    """The ``ModelT`` (flatbuffer object API) of TFLite bytes; ExportedModelError when they are not one."""
+    schema, _ = _tflite_schema()
+    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
+        raise unreadable(path, "TFLite", "the file is empty" if not data else "no TFL3 flatbuffer identifier")
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    except Exception as exc:  # flatbuffers raises struct.error, IndexError, ... on damaged offsets
+        raise unreadable(path, "TFLite", f"flatbuffer parsing failed: {type(exc).__name__}") from None
+    if not model.subgraphs or not model.buffers:
+        raise unreadable(path, "TFLite", "no subgraph in it")
+    return model
+
+
+def attach_tflite_metadata(tflite_bytes, meta):
+    """TFLite flatbuffer bytes with ``meta`` (``{key: str}``, as :func:`export_metadata`) stored inside.
+
+    The map is written as one UTF-8 JSON object in a new buffer, named
+    ``sr_metadata`` in ``Model.metadata``; an earlier ``sr_metadata`` entry is
+    replaced (its buffer emptied), other metadata (e.g. the converter's
+    ``min_runtime_version``) is kept. Tensors, ops and weights are repacked
+    unchanged. Raises ExportedModelError for bytes that are not a TFLite model,
+    MissingRuntimeError (a ValueError) without ai-edge-litert.
+    """
+    schema, flatbuffers = _tflite_schema()
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    model = _unpack_tflite(bytes(tflite_bytes), "the TFLite model")
+    entries = []
+    for entry in model.metadata or []:
+        name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
+        if name == TFLITE_METADATA_NAME:
+            model.buffers[entry.buffer].data = None  # orphaned, left empty (buffer indices must not shift)
+        else:
+            entries.append(entry)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(dict(meta), sort_keys=True).encode("utf-8"), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = TFLITE_METADATA_NAME, len(model.buffers) - 1
+    model.metadata = entries + [entry]
+    builder = flatbuffers.Builder(len(tflite_bytes) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def read_tflite_metadata(path):
+    """The ``{key: str}`` map :func:`attach_tflite_metadata` stored in the .tflite file ``path``.
+
+    Returns ``{}`` for a TFLite file without it (give the result to
+    :func:`parse_metadata`, which treats that as a file exported before metadata
+    existed). Raises ExportedModelError for a file that is not a TFLite model or
+    whose ``sr_metadata`` is not a JSON object of strings, MissingRuntimeError
+    (a ValueError) without ai-edge-litert.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    model = _unpack_tflite(data, path)
+    for entry in model.metadata or []:
+        name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
+        if name != TFLITE_METADATA_NAME:
+            continue
+        raw = model.buffers[entry.buffer].data if entry.buffer < len(model.buffers) else None
+        try:
+            meta = json.loads(bytes(bytearray(raw)).decode("utf-8")) if raw is not None else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            meta = None
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise ExportedModelError(f"{path} has a damaged {TFLITE_METADATA_NAME} entry (not a JSON object of "
+                                     "strings); re-export it with export.py")
+        return meta
+    return {}
+
+
 def read_mindir_proto(path):
     """The MindIR ``ModelProto`` of ``path``; ExportedModelError when it is not a MindIR graph.
 
@@ -126,7 +226,8 @@ def read_mindir_proto(path):
 
 
 def parse_metadata(raw, path):
-    """Typed metadata from a ``{key: str}`` map (the file's ONNX metadata_props or MindIR user_info).
+    """Typed metadata from a ``{key: str}`` map (the file's ONNX metadata_props, MindIR user_info or TFLite
+    ``sr_metadata``).
 
     Returns None when the map has no ``sr.*`` entries (a file exported before
     metadata was written), else a dict with int ``scale``, ``n_colors``,
