@@ -16,23 +16,14 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import src  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
+from src.utils.timing import median_ms  # noqa: E402
 
 
-def _median_ms(fn, warmup, runs):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def set5_psnr(net, scale, data_path):
@@ -87,11 +78,11 @@ def bench_model(spec, args):
     for _ in range(args.rounds):  # float and int8 alternate, a fresh session each round
         for path, times in ort_ms.items():
             session = ort_session(path, args.threads)
-            times.append(_median_ms(lambda s=session: run_onnx(s, x), args.warmup, args.runs))
+            times.append(median_ms(lambda s=session: run_onnx(s, x), args.warmup, args.runs))
             del session
     row = {"model": f"{model}-{variant} x{scale}" + ("" if ckpt else " (random weights)")
                     + (" equalised" if args.equalize else ""),
-           "ms_fp32": _median_ms(lambda: fp_net(tx).asnumpy(), args.warmup, args.runs),
+           "ms_fp32": median_ms(lambda: fp_net(tx).asnumpy(), args.warmup, args.runs),
            "ort_fp32": statistics.median(ort_ms[fp_path]),
            "ort_int8": statistics.median(ort_ms[int8_path]),
            "kernels": kernels}

@@ -26,12 +26,12 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import src  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
+from src.utils.timing import median_ms  # noqa: E402
 
 # (label, export.py options, which checkpoint) of the six files per model
 FILES = (("ORT float desktop", ["--file_format", "ONNX", "--target", "desktop"], "float"),
@@ -51,15 +51,6 @@ def _run(args, what):
     return proc.stdout
 
 
-def _median_ms(fn, warmup, runs):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def _timer(path, threads):
@@ -136,7 +127,7 @@ def bench_model(spec_text, args):
     times = {label: [] for label in files}
     for _ in range(args.rounds):
         for label, run in timers.items():
-            times[label].append(_median_ms(run, args.warmup, args.runs))
+            times[label].append(median_ms(run, args.warmup, args.runs))
     row = {"model": f"{model}-{variant} x{scale}", "float_ckpt": float_ckpt, "quant_ckpt": quant_ckpt,
            "latency_ms": {label: statistics.median(v) for label, v in times.items()},
            "partitions": {label: _partitions(files[label]) for label in files if "desktop" not in label},
