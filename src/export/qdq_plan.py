@@ -57,7 +57,8 @@ class Grid:
         info = np.iinfo(self.zero_point.dtype)
         lo = float(self.scale) * (info.min - int(self.zero_point))
         hi = float(self.scale) * (info.max - int(self.zero_point))
-        slack = 1e-6 * float(self.scale)  # float32 1/255 x 255 is 1 + 2e-8: that is the image grid's 1.0
+        # float32 rounding of the scale: float32(1/255) x 255 is 1 + 2e-8, yet that is the image grid's 1.0
+        slack = 1e-6 * max(abs(lo), abs(hi), float(self.scale))
         return low - slack <= lo and hi <= high + slack
 
 
