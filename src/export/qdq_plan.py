@@ -139,8 +139,10 @@ def weight_grid(fq, weight):
 class PlanState:
     """What the rules read: the graph, the quantized layers by name, observed ranges and the plan."""
 
-    def __init__(self, model, qnet, output_ranges, tensor_ranges=None):
+    def __init__(self, model, qnet, output_ranges, tensor_ranges=None, rgb=False):
         self.graph = model.graph
+        self.rgb = rgb  # the graph takes and gives 8-bit RGB images (as floats in [0, 1])
+        self.image_sum = image_tail(self.graph, clip=False) if rgb else None
         self.layers = dict(quant_layers(qnet))
         if not self.layers:
             raise ValueError("the model holds no quantizer bounds: --quant int8 needs a calibrated or QAT "
@@ -302,9 +304,10 @@ def mobile_clip(node, state):
 
 
 def mobile_add(node, state):
-    """An Add ending in ``-> data movement -> Clip(0, 1)`` (the residual sum of an image model):
-    the 8-bit image grid; otherwise like any op."""
-    if node.output[0] == image_tail(state.graph):
+    """An Add ending in ``-> data movement -> Clip(0, 1)`` (the residual sum of an image model), or,
+    in an RGB model, in ``-> data movement ->`` the graph output (its image, which every reader
+    clamps to [0, 1] and rounds to 8 bits): the 8-bit image grid; otherwise like any op."""
+    if node.output[0] in (image_tail(state.graph), state.image_sum):
         state.plan.mark_tensor(node.output[0], IMAGE_GRID, node.output[0] + "_image")
     else:
         mobile_other(node, state)
@@ -329,19 +332,21 @@ MOBILE_RULES = {"Conv": mobile_conv, "Relu": mobile_relu, "DepthToSpace": mobile
                 "Concat": mobile_data_movement, "Clip": mobile_clip, "Add": mobile_add}
 
 
-def image_tail(graph):
+def image_tail(graph, clip=True):
     """Output name of the Add in a graph ending ``Add(DequantizeLinear or float) -> data movement ->
-    Clip(0, 1)`` (an image model's residual sum), or None."""
+    Clip(0, 1)`` (an image model's residual sum), or None; ``clip=False``: a graph ending ``Add ->
+    data movement`` (no Clip)."""
     if len(graph.output) != 1:
         return None
     writers, users = producers(graph), consumers(graph)
-    clip = writers.get(graph.output[0].name)
-    if clip is None or clip.op_type != "Clip" or len(clip.input) < 3:
-        return None
-    bounds = [constant_values(graph, name) for name in clip.input[1:3]]
-    if any(b is None or b.size != 1 for b in bounds) or (float(bounds[0]), float(bounds[1])) != (0.0, 1.0):
-        return None
-    node = writers.get(clip.input[0])
+    node = writers.get(graph.output[0].name)
+    if clip:
+        if node is None or node.op_type != "Clip" or len(node.input) < 3:
+            return None
+        bounds = [constant_values(graph, name) for name in node.input[1:3]]
+        if any(b is None or b.size != 1 for b in bounds) or (float(bounds[0]), float(bounds[1])) != (0.0, 1.0):
+            return None
+        node = writers.get(node.input[0])
     while node is not None and node.op_type in DATA_MOVEMENT_OPS and len(users.get(node.output[0], [])) == 1:
         node = writers.get(node.input[0])
     if node is None or node.op_type != "Add" or len(users.get(node.output[0], [])) != 1:
@@ -364,11 +369,17 @@ def plan_desktop(model, qnet, output_ranges=None, quantize_last=True):
     return state.plan
 
 
-def plan_mobile(model, qnet, output_ranges, tensor_ranges):
+def plan_mobile(model, qnet, output_ranges, tensor_ranges, rgb=False):
     """:class:`QDQPlan` of the mobile profile: every tensor between two ops on a grid (graph input
-    and output included). ``tensor_ranges``: {tensor name: (min, max)} of the float graph."""
-    state = PlanState(model, qnet, output_ranges, tensor_ranges)
+    and output included). ``tensor_ranges``: {tensor name: (min, max)} of the float graph;
+    ``rgb``: the graph takes 8-bit RGB images (scaled to [0, 1]): its input is on the image grid
+    (exact for such pixels; the first conv requantizes to its own grid, which rounds the pixels as
+    the fake-quant model does) and its residual sum too (see :func:`mobile_add`)."""
+    state = PlanState(model, qnet, output_ranges, tensor_ranges, rgb)
     graph = model.graph
+    if rgb:
+        for value in graph.input:
+            state.plan.mark_tensor(value.name, IMAGE_GRID, value.name + "_image")
     for node in graph.node:  # the calibrated grids first
         if node.op_type == "Conv":
             mobile_conv(node, state)
