@@ -347,9 +347,13 @@ def image_tail(graph, clip=True):
         if any(b is None or b.size != 1 for b in bounds) or (float(bounds[0]), float(bounds[1])) != (0.0, 1.0):
             return None
         node = writers.get(node.input[0])
-    while node is not None and node.op_type in DATA_MOVEMENT_OPS and len(users.get(node.output[0], [])) == 1:
+    final = graph.output[0].name
+
+    def only_path(tensor):  # read by the next node only (the graph output: by nothing)
+        return len(users.get(tensor, [])) == (0 if tensor == final else 1)
+    while node is not None and node.op_type in DATA_MOVEMENT_OPS and only_path(node.output[0]):
         node = writers.get(node.input[0])
-    if node is None or node.op_type != "Add" or len(users.get(node.output[0], [])) != 1:
+    if node is None or node.op_type != "Add" or not only_path(node.output[0]):
         return None
     return node.output[0]
 
