@@ -52,6 +52,14 @@ class Grid:
                 and self.zero_point.dtype == other.zero_point.dtype
                 and int(self.zero_point) == int(other.zero_point) and self.clip == other.clip)
 
+    def bounds(self):
+        """(lowest, highest) real value on the grid (within ``clip`` when set)."""
+        if self.clip is not None:
+            return float(self.clip[0]), float(self.clip[1])
+        info = np.iinfo(self.zero_point.dtype)
+        return (float(self.scale) * (info.min - int(self.zero_point)),
+                float(self.scale) * (info.max - int(self.zero_point)))
+
     def covers(self, low, high):
         """True if every value of the grid lies in [low, high] (a Clip to them is then the identity)."""
         info = np.iinfo(self.zero_point.dtype)
@@ -143,6 +151,7 @@ class PlanState:
         self.graph = model.graph
         self.rgb = rgb  # the graph takes and gives 8-bit RGB images (as floats in [0, 1])
         self.image_sum = image_tail(self.graph, clip=False) if rgb else None
+        self.image_sums = {image_tail(self.graph), self.image_sum} - {None}
         self.layers = dict(quant_layers(qnet))
         if not self.layers:
             raise ValueError("the model holds no quantizer bounds: --quant int8 needs a calibrated or QAT "
@@ -155,6 +164,26 @@ class PlanState:
         self.inits = {t.name: t for t in self.graph.initializer}
         self.plan = QDQPlan()
         self.done = set()
+
+    def is_image_sum_term(self, tensor):
+        """True if ``tensor``'s only reader is the residual sum put on the image grid (see
+        :func:`mobile_add`) and the sum's other term is a graph input (the anchor: a Concat of it)."""
+        readers = self.users.get(tensor, [])
+        if len(readers) != 1 or readers[0].op_type != "Add" or readers[0].output[0] not in self.image_sums:
+            return False
+        other = [name for name in readers[0].input if name != tensor]
+        node = self.writers.get(other[0]) if len(other) == 1 else None
+        inputs = {value.name for value in self.graph.input}
+        return node is not None and node.op_type == "Concat" and set(node.input) <= inputs
+
+    def is_image_anchor_source(self, tensor):
+        """True if a Concat of ``tensor`` (the anchor) is a term of the image-grid residual sum."""
+        return any(reader.op_type == "Concat" and any(self.is_image_sum_term_of(reader.output[0], other)
+                                                      for other in self.users.get(reader.output[0], []))
+                   for reader in self.users.get(tensor, []))
+
+    def is_image_sum_term_of(self, tensor, add):
+        return add.op_type == "Add" and add.output[0] in self.image_sums and tensor in add.input
 
     def layer_of(self, node):
         """(layer name, quantized layer) of a Conv reading ``<layer>.weight``; (None, None) otherwise."""
@@ -262,6 +291,8 @@ def mobile_conv(node, state):
         grid = _conv_output_grid(node, state)
         if grid is None:
             raise ValueError(f"no observed output range for layer {name}; pass output_ranges for every layer")
+        if state.plan.grid_of(node.output[0]) is None and state.is_image_sum_term(node.output[0]):
+            grid = residual_grid(state.conv_output_range(node))
         state.plan.mark_tensor(node.output[0], grid, f"{name}.out")
     state.done.add(name)
 
@@ -307,14 +338,15 @@ def mobile_add(node, state):
     """An Add ending in ``-> data movement -> Clip(0, 1)`` (the residual sum of an image model), or,
     in an RGB model, in ``-> data movement ->`` the graph output (its image, which every reader
     clamps to [0, 1] and rounds to 8 bits): the 8-bit image grid; otherwise like any op."""
-    if node.output[0] in (image_tail(state.graph), state.image_sum):
+    if node.output[0] in state.image_sums:
         state.plan.mark_tensor(node.output[0], IMAGE_GRID, node.output[0] + "_image")
     else:
         mobile_other(node, state)
 
 
 def mobile_other(node, state):
-    """Any other op output: the reading Conv's 8-bit grid, else 8-bit min/max of its observed range."""
+    """Any other op output: the reading Conv's 8-bit grid, else 8-bit min/max of its observed range
+    (narrowed to what an Add reading it can pass on, :func:`add_term_range`)."""
     for out in node.output:
         if state.plan.grid_of(out) is not None:
             continue
@@ -322,8 +354,34 @@ def mobile_other(node, state):
         if grid is None:
             if out not in state.tensor_ranges:
                 raise ValueError(f"no observed range for tensor {out} ({node.op_type})")
-            grid = observed_grid(state.tensor_ranges[out])
+            grid = observed_grid(add_term_range(out, state.tensor_ranges[out], state))
         state.plan.mark_tensor(out, grid, out)
+
+
+def add_term_range(tensor, value_range, state):
+    """``value_range`` of ``tensor`` narrowed to the values that matter when its only reader is an
+    ``Add(tensor, other)`` whose sum is quantized on a calibrated 8-bit conv input grid [L, H] and
+    ``other`` is on a grid [lo, hi] already: outside [L - hi, H - lo] the sum saturates whatever
+    ``other`` is, so saturating ``tensor`` there changes nothing (SESR's last PReLU output)."""
+    readers = state.users.get(tensor, [])
+    if len(readers) != 1 or readers[0].op_type != "Add" or len(readers[0].input) != 2:
+        return value_range
+    add = readers[0]
+    other = add.input[1] if add.input[0] == tensor else add.input[0]
+    sum_grid, other_grid = state.input_grid_of_reader(add.output[0], bits=8), state.plan.grid_of(other)
+    if other == tensor or sum_grid is None or other_grid is None or sum_grid.clip is not None:
+        return value_range
+    (low, high), (o_low, o_high) = sum_grid.bounds(), other_grid.bounds()
+    narrowed = (max(value_range[0], low - o_high), min(value_range[1], high - o_low))
+    return narrowed if narrowed[0] < narrowed[1] else value_range
+
+
+def residual_grid(value_range):
+    """uint8 grid of step 1/255 (the image grid's) for a residual added to an image-grid term: the sum
+    is then exact on the integers, so the output is rounded once, as the fake-quant model's output
+    is when written as an 8-bit image; zero point from the observed ``value_range``."""
+    low = min(value_range[0], 0.0)
+    return Grid(IMAGE_STEP, np.array(np.clip(np.floor(-low / IMAGE_STEP + 0.5), 0, 255), np.uint8))
 
 
 DESKTOP_RULES = {"Conv": desktop_conv, "Relu": desktop_relu}
@@ -378,11 +436,13 @@ def plan_mobile(model, qnet, output_ranges, tensor_ranges, rgb=False):
     and output included). ``tensor_ranges``: {tensor name: (min, max)} of the float graph;
     ``rgb``: the graph takes 8-bit RGB images (scaled to [0, 1]): its input is on the image grid
     (exact for such pixels; the first conv requantizes to its own grid, which rounds the pixels as
-    the fake-quant model does) and its residual sum too (see :func:`mobile_add`)."""
+    the fake-quant model does) and its residual sum too (see :func:`mobile_add`). A Y model's input
+    goes on the image grid too when its anchor is a term of the image-grid output sum: with the
+    residual conv output on a 1/255-step grid (:func:`residual_grid`) that sum is then exact.""" 
     state = PlanState(model, qnet, output_ranges, tensor_ranges, rgb)
     graph = model.graph
-    if rgb:
-        for value in graph.input:
+    for value in graph.input:
+        if rgb or state.is_image_anchor_source(value.name):
             state.plan.mark_tensor(value.name, IMAGE_GRID, value.name + "_image")
     for node in graph.node:  # the calibrated grids first
         if node.op_type == "Conv":
