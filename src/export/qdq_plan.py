@@ -21,9 +21,14 @@ marked for that Conv alone (an *edge* mark), so other readers of the tensor stay
 Mobile marks every tensor between two ops (*tensor* marks, read by every reader), since a
 full-integer phone graph (NNAPI, TFLite) has no float op inside: also the graph input, the
 PReLU / Add / Concat / DepthToSpace / Clip outputs (data movement keeps its input's grid;
-an ``Add -> data movement -> Clip(0, 1)`` tail puts the sum on the 8-bit image grid,
-scale 1/255, zero point 0, whose uint8 saturation is the clip; the rest get 8-bit min/max
-grids of the float graph's ranges on the example).
+an ``Add -> data movement -> Clip(0, 1)`` tail, or in an RGB model an ``Add -> data movement``
+tail, puts the sum on the 8-bit image grid, scale 1/255, zero point 0, whose uint8 saturation
+is the clip; the rest get 8-bit min/max grids of the float graph's ranges on the example).
+Choices that avoid roundings the fake-quant model does not make: an RGB input (8-bit pixels)
+is on the image grid and the first conv requantizes it to its calibrated grid; when the anchor
+(a Concat of the input) is a term of that image-grid sum, the input is on the image grid and the
+residual conv output on a 1/255-step grid, so the sum is exact; an Add term whose sum goes onto
+a calibrated conv grid is observed only over the range that can reach it (:func:`add_term_range`).
 """
 from dataclasses import dataclass, field
 
