@@ -16,7 +16,7 @@ from src.export.mobile_check import partition_report, runs_whole
 from src.export.onnx_float import ort_session, run_onnx, save_onnx
 from src.export.ort_format import onnx_to_ort
 from src.export.profiles import MOBILE_OPS, build_onnx
-from src.export.qdq_plan import act_grid
+from src.export.qdq_plan import IMAGE_GRID, IMAGE_STEP, act_grid
 from src.models import create_model
 from src.models.registry import to_deploy
 from src.quantlib.calibrate import calibrate
@@ -156,7 +156,8 @@ def test_int8_graph_carries_the_calibrated_grids(built):
 def test_int8_graph_matches_fake_quant(built):
     _, path, _ = built["int8"]
     x, q = built["x"], built["q"]
-    diff = np.abs(run_onnx(ort_session(path), x) - q(Tensor(x)).asnumpy())
+    # the int8 output is an 8-bit image (saturated to [0, 1]; ECBSR has no Clip of its own)
+    diff = np.abs(run_onnx(ort_session(path), x) - np.clip(q(Tensor(x)).asnumpy(), 0.0, 1.0))
     # integer requantisation rounding and the added 8-bit steps (PReLU/Add outputs) on random input
     assert diff.max() < 0.15 and diff.mean() < 0.01, (diff.max(), diff.mean())
 
@@ -218,3 +219,87 @@ def test_export_cli_mobile_ort_and_bad_inputs(tmp_path):
         lines = [l for l in proc.stderr.strip().splitlines() if "WARNING" not in l]
         assert len(lines) == 1 and expected in lines[0] and "Traceback" not in proc.stderr, (extra, proc.stderr)
     assert sorted(os.listdir(tmp_path / "out")) == ["abpn_M2C8_x3.ort"]  # nothing half-written
+
+
+# ---- grid choices of the mobile int8 plan -------------------------------------------------------
+
+def test_image_grid_covers_clip_0_1():
+    """float32(1/255) x 255 exceeds 1 by 2e-8: still the image grid's 1.0 (else the output Clip
+    requantizes the image-grid sum onto a second grid)."""
+    assert IMAGE_GRID.covers(0.0, 1.0)
+    assert not IMAGE_GRID.covers(0.0, 0.999)
+    assert IMAGE_GRID.bounds() == (0.0, pytest.approx(1.0))
+
+
+def _initial(model, name):
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}[name]
+
+
+def test_int8_graph_image_grids_at_both_ends(built):
+    """The input (RGB pixels, or a Y model's anchor) and the output sum are on the 8-bit image grid,
+    the graph output is that grid's DequantizeLinear (no Clip or second rounding after the sum); a
+    Y model's residual conv output has step 1/255 so the anchor + residual Add is exact."""
+    model = built["int8"][0]
+    graph = model.graph
+    writers = {o: n for n in graph.node for o in n.output}
+    readers = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    quantize_in = readers[graph.input[0].name][0]
+    assert _initial(model, quantize_in.input[1]) == IMAGE_STEP and _initial(model, quantize_in.input[2]) == 0
+    out_dq = writers[graph.output[0].name]
+    assert _initial(model, out_dq.input[1]) == IMAGE_STEP and _initial(model, out_dq.input[2]) == 0
+    assert "Clip" not in {n.op_type for n in graph.node}
+    if built["model"] == "sesr":
+        last = [n for n in graph.node if n.op_type == "Conv"][-1]
+        out_q = readers[last.output[0]][0]
+        assert out_q.op_type == "QuantizeLinear" and _initial(model, out_q.input[1]) == IMAGE_STEP
+
+
+def test_int8_graph_add_term_grid_is_narrowed_to_the_sum_grid(built):
+    """SESR (PReLU): the last PReLU output, added to conv_first's output and then quantized on
+    conv_last's calibrated grid [L, H], is on a grid no wider than [L - hi, H - lo] ([lo, hi]: the
+    other term's grid) plus one step."""
+    if built["model"] != "sesr" or "PRelu" not in {n.op_type for n in built["int8"][0].graph.node}:
+        pytest.skip("the narrowed Add term is SESR's last PReLU output")
+    model = built["int8"][0]
+    graph = model.graph
+    writers = {o: n for n in graph.node for o in n.output}
+    readers = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    prelu = [n for n in graph.node if n.op_type == "PRelu"][-1]
+    term_dq = readers[readers[prelu.output[0]][0].output[0]][0]  # PRelu -> QuantizeLinear -> DequantizeLinear
+    add = readers[term_dq.output[0]][0]
+    assert add.op_type == "Add"
+    other_dq = writers[next(i for i in add.input if i != term_dq.output[0])]
+
+    def bounds(dq):
+        scale, zero = float(_initial(model, dq.input[1])), int(_initial(model, dq.input[2]))
+        return scale, scale * (0 - zero), scale * (255 - zero)
+    sum_q = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == add.output[0])
+    grid = act_grid(dict(quant_layers(built["q"]))["conv_last"].act_quant)
+    assert float(_initial(model, sum_q.input[1])) == grid.scale
+    step, low, high = bounds(term_dq)
+    _, o_low, o_high = bounds(other_dq)
+    s_low, s_high = grid.bounds()
+    assert low >= s_low - o_high - step and high <= s_high - o_low + step, (low, high, s_low - o_high, s_high - o_low)
+
+
+def test_add_term_range_keeps_only_what_the_sum_grid_can_pass():
+    """Add(t, o) -> a conv grid [L, H]: t beyond [L - o_hi, H - o_lo] saturates the sum for every o."""
+    from types import SimpleNamespace
+    from onnx import helper
+    from src.export.qdq_plan import Grid, QDQPlan, add_term_range
+    add = helper.make_node("Add", ["t", "o"], ["s"])
+    plan = QDQPlan()
+    plan.mark_tensor("o", Grid(np.float32(0.01), np.array(128, np.uint8)), "o")  # [-1.28, 1.27]
+    sum_grid = Grid(np.float32(0.02), np.array(100, np.uint8))  # [-2.0, 3.1]
+    state = SimpleNamespace(users={"t": [add]}, plan=plan, input_grid_of_reader=lambda name, bits=None: sum_grid)
+    low, high = add_term_range("t", (-10.0, 10.0), state)
+    assert low == pytest.approx(-2.0 - 1.27) and high == pytest.approx(3.1 + 1.28)
+    assert add_term_range("t", (-1.0, 2.0), state) == (-1.0, 2.0)  # already inside
+    state.input_grid_of_reader = lambda name, bits=None: None  # the sum feeds no calibrated conv
+    assert add_term_range("t", (-10.0, 10.0), state) == (-10.0, 10.0)

@@ -121,7 +121,7 @@ def observe_tensor_ranges(model, ctx):
 
 
 def mobile_plan(model, ctx):
-    ctx.plan = plan_mobile(model, ctx.qnet, ctx.output_ranges, ctx.tensor_ranges)
+    ctx.plan = plan_mobile(model, ctx.qnet, ctx.output_ranges, ctx.tensor_ranges, rgb=ctx.n_colors == 3)
 
 
 def mobile_ops(model, _ctx):

@@ -21,9 +21,14 @@ marked for that Conv alone (an *edge* mark), so other readers of the tensor stay
 Mobile marks every tensor between two ops (*tensor* marks, read by every reader), since a
 full-integer phone graph (NNAPI, TFLite) has no float op inside: also the graph input, the
 PReLU / Add / Concat / DepthToSpace / Clip outputs (data movement keeps its input's grid;
-an ``Add -> data movement -> Clip(0, 1)`` tail puts the sum on the 8-bit image grid,
-scale 1/255, zero point 0, whose uint8 saturation is the clip; the rest get 8-bit min/max
-grids of the float graph's ranges on the example).
+an ``Add -> data movement -> Clip(0, 1)`` tail, or in an RGB model an ``Add -> data movement``
+tail, puts the sum on the 8-bit image grid, scale 1/255, zero point 0, whose uint8 saturation
+is the clip; the rest get 8-bit min/max grids of the float graph's ranges on the example).
+Choices that avoid roundings the fake-quant model does not make: an RGB input (8-bit pixels)
+is on the image grid and the first conv requantizes it to its calibrated grid; when the anchor
+(a Concat of the input) is a term of that image-grid sum, the input is on the image grid and the
+residual conv output on a 1/255-step grid, so the sum is exact; an Add term whose sum goes onto
+a calibrated conv grid is observed only over the range that can reach it (:func:`add_term_range`).
 """
 from dataclasses import dataclass, field
 
@@ -52,12 +57,21 @@ class Grid:
                 and self.zero_point.dtype == other.zero_point.dtype
                 and int(self.zero_point) == int(other.zero_point) and self.clip == other.clip)
 
+    def bounds(self):
+        """(lowest, highest) real value on the grid (within ``clip`` when set)."""
+        if self.clip is not None:
+            return float(self.clip[0]), float(self.clip[1])
+        info = np.iinfo(self.zero_point.dtype)
+        return (float(self.scale) * (info.min - int(self.zero_point)),
+                float(self.scale) * (info.max - int(self.zero_point)))
+
     def covers(self, low, high):
         """True if every value of the grid lies in [low, high] (a Clip to them is then the identity)."""
         info = np.iinfo(self.zero_point.dtype)
         lo = float(self.scale) * (info.min - int(self.zero_point))
         hi = float(self.scale) * (info.max - int(self.zero_point))
-        slack = 1e-6 * float(self.scale)  # float32 1/255 x 255 is 1 + 2e-8: that is the image grid's 1.0
+        # float32 rounding of the scale: float32(1/255) x 255 is 1 + 2e-8, yet that is the image grid's 1.0
+        slack = 1e-6 * max(abs(lo), abs(hi), float(self.scale))
         return low - slack <= lo and hi <= high + slack
 
 
@@ -138,8 +152,11 @@ def weight_grid(fq, weight):
 class PlanState:
     """What the rules read: the graph, the quantized layers by name, observed ranges and the plan."""
 
-    def __init__(self, model, qnet, output_ranges, tensor_ranges=None):
+    def __init__(self, model, qnet, output_ranges, tensor_ranges=None, rgb=False):
         self.graph = model.graph
+        self.rgb = rgb  # the graph takes and gives 8-bit RGB images (as floats in [0, 1])
+        self.image_sum = image_tail(self.graph, clip=False) if rgb else None
+        self.image_sums = {image_tail(self.graph), self.image_sum} - {None}
         self.layers = dict(quant_layers(qnet))
         if not self.layers:
             raise ValueError("the model holds no quantizer bounds: --quant int8 needs a calibrated or QAT "
@@ -152,6 +169,26 @@ class PlanState:
         self.inits = {t.name: t for t in self.graph.initializer}
         self.plan = QDQPlan()
         self.done = set()
+
+    def is_image_sum_term(self, tensor):
+        """True if ``tensor``'s only reader is the residual sum put on the image grid (see
+        :func:`mobile_add`) and the sum's other term is a graph input (the anchor: a Concat of it)."""
+        readers = self.users.get(tensor, [])
+        if len(readers) != 1 or readers[0].op_type != "Add" or readers[0].output[0] not in self.image_sums:
+            return False
+        other = [name for name in readers[0].input if name != tensor]
+        node = self.writers.get(other[0]) if len(other) == 1 else None
+        inputs = {value.name for value in self.graph.input}
+        return node is not None and node.op_type == "Concat" and set(node.input) <= inputs
+
+    def is_image_anchor_source(self, tensor):
+        """True if a Concat of ``tensor`` (the anchor) is a term of the image-grid residual sum."""
+        return any(reader.op_type == "Concat" and any(self.is_image_sum_term_of(reader.output[0], other)
+                                                      for other in self.users.get(reader.output[0], []))
+                   for reader in self.users.get(tensor, []))
+
+    def is_image_sum_term_of(self, tensor, add):
+        return add.op_type == "Add" and add.output[0] in self.image_sums and tensor in add.input
 
     def layer_of(self, node):
         """(layer name, quantized layer) of a Conv reading ``<layer>.weight``; (None, None) otherwise."""
@@ -259,6 +296,8 @@ def mobile_conv(node, state):
         grid = _conv_output_grid(node, state)
         if grid is None:
             raise ValueError(f"no observed output range for layer {name}; pass output_ranges for every layer")
+        if state.plan.grid_of(node.output[0]) is None and state.is_image_sum_term(node.output[0]):
+            grid = residual_grid(state.conv_output_range(node))
         state.plan.mark_tensor(node.output[0], grid, f"{name}.out")
     state.done.add(name)
 
@@ -301,16 +340,18 @@ def mobile_clip(node, state):
 
 
 def mobile_add(node, state):
-    """An Add ending in ``-> data movement -> Clip(0, 1)`` (the residual sum of an image model):
-    the 8-bit image grid; otherwise like any op."""
-    if node.output[0] == image_tail(state.graph):
+    """An Add ending in ``-> data movement -> Clip(0, 1)`` (the residual sum of an image model), or,
+    in an RGB model, in ``-> data movement ->`` the graph output (its image, which every reader
+    clamps to [0, 1] and rounds to 8 bits): the 8-bit image grid; otherwise like any op."""
+    if node.output[0] in state.image_sums:
         state.plan.mark_tensor(node.output[0], IMAGE_GRID, node.output[0] + "_image")
     else:
         mobile_other(node, state)
 
 
 def mobile_other(node, state):
-    """Any other op output: the reading Conv's 8-bit grid, else 8-bit min/max of its observed range."""
+    """Any other op output: the reading Conv's 8-bit grid, else 8-bit min/max of its observed range
+    (narrowed to what an Add reading it can pass on, :func:`add_term_range`)."""
     for out in node.output:
         if state.plan.grid_of(out) is not None:
             continue
@@ -318,8 +359,34 @@ def mobile_other(node, state):
         if grid is None:
             if out not in state.tensor_ranges:
                 raise ValueError(f"no observed range for tensor {out} ({node.op_type})")
-            grid = observed_grid(state.tensor_ranges[out])
+            grid = observed_grid(add_term_range(out, state.tensor_ranges[out], state))
         state.plan.mark_tensor(out, grid, out)
+
+
+def add_term_range(tensor, value_range, state):
+    """``value_range`` of ``tensor`` narrowed to the values that matter when its only reader is an
+    ``Add(tensor, other)`` whose sum is quantized on a calibrated 8-bit conv input grid [L, H] and
+    ``other`` is on a grid [lo, hi] already: outside [L - hi, H - lo] the sum saturates whatever
+    ``other`` is, so saturating ``tensor`` there changes nothing (SESR's last PReLU output)."""
+    readers = state.users.get(tensor, [])
+    if len(readers) != 1 or readers[0].op_type != "Add" or len(readers[0].input) != 2:
+        return value_range
+    add = readers[0]
+    other = add.input[1] if add.input[0] == tensor else add.input[0]
+    sum_grid, other_grid = state.input_grid_of_reader(add.output[0], bits=8), state.plan.grid_of(other)
+    if other == tensor or sum_grid is None or other_grid is None or sum_grid.clip is not None:
+        return value_range
+    (low, high), (o_low, o_high) = sum_grid.bounds(), other_grid.bounds()
+    narrowed = (max(value_range[0], low - o_high), min(value_range[1], high - o_low))
+    return narrowed if narrowed[0] < narrowed[1] else value_range
+
+
+def residual_grid(value_range):
+    """uint8 grid of step 1/255 (the image grid's) for a residual added to an image-grid term: the sum
+    is then exact on the integers, so the output is rounded once, as the fake-quant model's output
+    is when written as an 8-bit image; zero point from the observed ``value_range``."""
+    low = min(value_range[0], 0.0)
+    return Grid(IMAGE_STEP, np.array(np.clip(np.floor(-low / IMAGE_STEP + 0.5), 0, 255), np.uint8))
 
 
 DESKTOP_RULES = {"Conv": desktop_conv, "Relu": desktop_relu}
@@ -328,22 +395,28 @@ MOBILE_RULES = {"Conv": mobile_conv, "Relu": mobile_relu, "DepthToSpace": mobile
                 "Concat": mobile_data_movement, "Clip": mobile_clip, "Add": mobile_add}
 
 
-def image_tail(graph):
+def image_tail(graph, clip=True):
     """Output name of the Add in a graph ending ``Add(DequantizeLinear or float) -> data movement ->
-    Clip(0, 1)`` (an image model's residual sum), or None."""
+    Clip(0, 1)`` (an image model's residual sum), or None; ``clip=False``: a graph ending ``Add ->
+    data movement`` (no Clip)."""
     if len(graph.output) != 1:
         return None
     writers, users = producers(graph), consumers(graph)
-    clip = writers.get(graph.output[0].name)
-    if clip is None or clip.op_type != "Clip" or len(clip.input) < 3:
-        return None
-    bounds = [constant_values(graph, name) for name in clip.input[1:3]]
-    if any(b is None or b.size != 1 for b in bounds) or (float(bounds[0]), float(bounds[1])) != (0.0, 1.0):
-        return None
-    node = writers.get(clip.input[0])
-    while node is not None and node.op_type in DATA_MOVEMENT_OPS and len(users.get(node.output[0], [])) == 1:
+    node = writers.get(graph.output[0].name)
+    if clip:
+        if node is None or node.op_type != "Clip" or len(node.input) < 3:
+            return None
+        bounds = [constant_values(graph, name) for name in node.input[1:3]]
+        if any(b is None or b.size != 1 for b in bounds) or (float(bounds[0]), float(bounds[1])) != (0.0, 1.0):
+            return None
         node = writers.get(node.input[0])
-    if node is None or node.op_type != "Add" or len(users.get(node.output[0], [])) != 1:
+    final = graph.output[0].name
+
+    def only_path(tensor):  # read by the next node only (the graph output: by nothing)
+        return len(users.get(tensor, [])) == (0 if tensor == final else 1)
+    while node is not None and node.op_type in DATA_MOVEMENT_OPS and only_path(node.output[0]):
+        node = writers.get(node.input[0])
+    if node is None or node.op_type != "Add" or not only_path(node.output[0]):
         return None
     return node.output[0]
 
@@ -363,11 +436,19 @@ def plan_desktop(model, qnet, output_ranges=None, quantize_last=True):
     return state.plan
 
 
-def plan_mobile(model, qnet, output_ranges, tensor_ranges):
+def plan_mobile(model, qnet, output_ranges, tensor_ranges, rgb=False):
     """:class:`QDQPlan` of the mobile profile: every tensor between two ops on a grid (graph input
-    and output included). ``tensor_ranges``: {tensor name: (min, max)} of the float graph."""
-    state = PlanState(model, qnet, output_ranges, tensor_ranges)
+    and output included). ``tensor_ranges``: {tensor name: (min, max)} of the float graph;
+    ``rgb``: the graph takes 8-bit RGB images (scaled to [0, 1]): its input is on the image grid
+    (exact for such pixels; the first conv requantizes to its own grid, which rounds the pixels as
+    the fake-quant model does) and its residual sum too (see :func:`mobile_add`). A Y model's input
+    goes on the image grid too when its anchor is a term of the image-grid output sum: with the
+    residual conv output on a 1/255-step grid (:func:`residual_grid`) that sum is then exact.""" 
+    state = PlanState(model, qnet, output_ranges, tensor_ranges, rgb)
     graph = model.graph
+    for value in graph.input:
+        if rgb or state.is_image_anchor_source(value.name):
+            state.plan.mark_tensor(value.name, IMAGE_GRID, value.name + "_image")
     for node in graph.node:  # the calibrated grids first
         if node.op_type == "Conv":
             mobile_conv(node, state)

@@ -238,7 +238,7 @@ def drop_saturated_clips(model):
             continue
         info = np.iinfo(zero.dtype)
         low, high = float(scale) * (info.min - int(zero)), float(scale) * (info.max - int(zero))
-        slack = 1e-6 * float(scale)  # float32 1/255 x 255 is 1 + 2e-8: that is the image grid's 1.0
+        slack = 1e-6 * max(abs(low), abs(high), float(scale))  # float32(1/255) x 255 is 1 + 2e-8: the grid's 1.0
         if not (float(bounds[0]) - slack <= low and high <= float(bounds[1]) + slack):
             continue
         if clip.output[0] in outputs:  # the DequantizeLinear writes the graph output itself

@@ -6,7 +6,7 @@ DequantizeLinear nodes and their integer initializers (in place).
   output of that name) takes the dequantized value; on a graph input the DequantizeLinear writes
   ``p_dq`` and the readers are rewired to it;
 - edge mark (one reader): ``[Clip ->] QuantizeLinear -> DequantizeLinear`` just before that reader,
-  which reads ``p_dq`` instead of ``t``;
+  which reads ``p_dq`` instead of ``t`` (a requantization when ``t`` also has a tensor mark);
 - conv mark: ``DequantizeLinear(p.weight_quantized int8, per-channel scale, zero 0, axis 0)`` and
   the same for the int32 bias, just before the Conv; its float initializers go.
 
@@ -55,12 +55,13 @@ def write_qdq(model, plan):
     keys = {id(n): n.name or n.output[0] for n in nodes}  # as the plan names readers, before any renaming
     key = lambda node: keys[id(node)]  # noqa: E731
     by_key = {key(n): n for n in nodes}
-    head = []
+    head, renamed = [], {}
     for mark in (m for m in plan.activations if m.reader is None):
         if mark.tensor in inputs:
             new, inits = _qdq_nodes(mark.tensor, mark, mark.prefix + "_dq")
             for node in nodes:
                 node.input[:] = [mark.prefix + "_dq" if i == mark.tensor else i for i in node.input]
+            renamed[mark.tensor] = mark.prefix + "_dq"
             head += new
         else:
             producer = next(n for n in nodes if mark.tensor in n.output)
@@ -70,8 +71,9 @@ def write_qdq(model, plan):
         new_inits += inits
     for mark in (m for m in plan.activations if m.reader is not None):
         reader = by_key[mark.reader]
-        new, inits = _qdq_nodes(mark.tensor, mark, mark.prefix + "_dq")
-        reader.input[:] = [mark.prefix + "_dq" if i == mark.tensor else i for i in reader.input]
+        source = renamed.get(mark.tensor, mark.tensor)  # a graph input with a tensor mark: its dequantized value
+        new, inits = _qdq_nodes(source, mark, mark.prefix + "_dq")
+        reader.input[:] = [mark.prefix + "_dq" if i == source else i for i in reader.input]
         before.setdefault(mark.reader, []).extend(new)
         new_inits += inits
     for node in (n for n in nodes if n.op_type == "Conv" and n.input[1] in plan.convs):
