@@ -11,6 +11,7 @@ Quantize/DequantizeLinear in the int8 variant.
 """
 import os
 import tempfile
+import time
 
 import numpy as np
 import onnx
@@ -38,6 +39,10 @@ def _mark_dynamic(model):
 def traced_onnx(net, example):
     """The ONNX model MindSpore writes for ``example`` (a float NCHW array), as a ModelProto."""
     net.set_train(False)
+    # MindSpore's ONNX exporter edits the compiled graph it caches per cell (keyed by the cell's
+    # creation time), so a second export of the same cell fails ("i: 3 out of range" on a BiasAdd):
+    # a new key makes it compile afresh.
+    object.__setattr__(net, "_create_time", time.time_ns())
     with tempfile.TemporaryDirectory() as tmp:
         stem = os.path.join(tmp, "net")
         ms.export(net, Tensor(example), file_name=stem, file_format="ONNX")

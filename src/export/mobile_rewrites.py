@@ -1,0 +1,160 @@
+"""Exact float-graph rewrites of the mobile profile: only ops phone delegates run.
+
+MindSpore's traced ONNX graph holds a few ops that NNAPI / CoreML partitions stop at
+(see :data:`src.export.profiles.MOBILE_OPS` for what a mobile graph may contain):
+
+- ``Constant`` nodes (the anchor's repeats) -> initializers; ``Unsqueeze`` of an
+  initializer (the PReLU slopes, ``(C,) -> (C, 1, 1)``) -> the unsqueezed initializer;
+- ``Tile(x, (1, k, 1, 1))`` (the anchor: the LR input repeated over the sub-pixels,
+  ABPN / ECBSR / SESR) -> ``Concat([x] * k, axis=1)``: channel ``j`` of both is channel
+  ``j % C`` of ``x``, so the DCR ``DepthToSpace`` after it gives every sub-pixel its colour;
+- ``Sub(x, c)`` with a constant ``c`` (SESR's ``x - 0.5``) -> ``Add(x, -c)`` (the same
+  IEEE result);
+- ``Conv -> Relu -> Slice(channels 0..k)`` (ETDS drops its padding channel before the
+  pixel shuffle) -> the Conv keeps only its first ``k`` filters (Relu is per element, so
+  the kept channels are unchanged).
+
+Every rewrite is exact; each returns the number of nodes it changed.
+"""
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from src.export.onnx_graph import attr, consumers, drop_dead, producers
+
+
+def _initializers(graph):
+    return {t.name: t for t in graph.initializer}
+
+
+def _replace_nodes(graph, old, new_nodes):
+    """Put ``new_nodes`` where ``old`` was (keeps topological order)."""
+    nodes = list(graph.node)
+    at = nodes.index(old)
+    nodes[at:at + 1] = new_nodes
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def constants_to_initializers(model):
+    """``Constant`` nodes -> initializers of the same name (in place)."""
+    graph = model.graph
+    constants = [n for n in graph.node if n.op_type == "Constant"]
+    for node in constants:
+        value = attr(node, "value")
+        if value is None:
+            raise ValueError(f"Constant node {node.name} has no tensor 'value' attribute")
+        graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(value), node.output[0]))
+        graph.node.remove(node)
+    return len(constants)
+
+
+def fold_constant_unsqueeze(model):
+    """``Unsqueeze`` of an initializer -> the unsqueezed initializer (named like the node output)."""
+    graph = model.graph
+    inits = _initializers(graph)
+    folded = 0
+    for node in [n for n in graph.node if n.op_type == "Unsqueeze" and n.input[0] in inits]:
+        axes = attr(node, "axes")
+        if axes is None and len(node.input) > 1:
+            if node.input[1] not in inits:
+                continue
+            axes = numpy_helper.to_array(inits[node.input[1]]).tolist()
+        value = numpy_helper.to_array(inits[node.input[0]])
+        for axis in sorted(int(a) % (value.ndim + len(axes)) for a in axes):
+            value = np.expand_dims(value, axis)
+        graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
+        graph.node.remove(node)
+        folded += 1
+    drop_dead(graph)
+    return folded
+
+
+def tile_to_concat(model):
+    """``Tile(x, (1, k, 1, 1))`` -> ``Concat([x] * k, axis=1)`` (same channel order)."""
+    graph = model.graph
+    inits = _initializers(graph)
+    done = 0
+    for node in [n for n in graph.node if n.op_type == "Tile"]:
+        if node.input[1] not in inits:
+            raise ValueError(f"Tile {node.name} has non-constant repeats; the mobile profile cannot express it")
+        repeats = numpy_helper.to_array(inits[node.input[1]]).tolist()
+        if len(repeats) != 4 or repeats[0] != 1 or repeats[2:] != [1, 1]:
+            raise ValueError(f"Tile {node.name} repeats {repeats}: only channel repeats (1, k, 1, 1) are mobile")
+        concat = helper.make_node("Concat", [node.input[0]] * int(repeats[1]), list(node.output), axis=1,
+                                  name=(node.name or node.output[0]) + "_concat")
+        _replace_nodes(graph, node, [concat])
+        done += 1
+    drop_dead(graph)
+    return done
+
+
+def sub_constant_to_add(model):
+    """``Sub(x, c)`` with an initializer ``c`` -> ``Add(x, -c)``."""
+    graph = model.graph
+    inits = _initializers(graph)
+    done = 0
+    for node in [n for n in graph.node if n.op_type == "Sub" and n.input[1] in inits]:
+        negated = numpy_helper.from_array(-numpy_helper.to_array(inits[node.input[1]]), node.input[1] + "_negated")
+        graph.initializer.append(negated)
+        add = helper.make_node("Add", [node.input[0], negated.name], list(node.output),
+                               name=(node.name or node.output[0]) + "_add")
+        _replace_nodes(graph, node, [add])
+        done += 1
+    drop_dead(graph)
+    return done
+
+
+def slice_to_conv_channels(model):
+    """``Conv -> Relu -> Slice(axis 1, 0..k, step 1)`` -> the Conv with its first ``k`` filters."""
+    graph = model.graph
+    inits = _initializers(graph)
+    done = 0
+    for node in [n for n in graph.node if n.op_type == "Slice"]:
+        writers, users = producers(graph), consumers(graph)
+        parts = [numpy_helper.to_array(inits[n]).tolist() if n in inits else None for n in node.input[1:]]
+        if len(parts) < 3 or any(p is None for p in parts) or parts[2] != [1] or parts[0] != [0]:
+            continue
+        if len(parts) > 3 and parts[3] != [1]:
+            continue
+        keep = int(parts[1][0])
+        relu = writers.get(node.input[0])
+        if relu is None or relu.op_type != "Relu" or len(users.get(relu.output[0], [])) != 1:
+            continue
+        conv = writers.get(relu.input[0])
+        if conv is None or conv.op_type != "Conv" or len(users.get(conv.output[0], [])) != 1 \
+                or conv.input[1] not in inits:
+            continue
+        for index in (1, 2):
+            if len(conv.input) > index and conv.input[index]:
+                tensor = inits[conv.input[index]]
+                tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor)[:keep], tensor.name))
+        relu.output[0] = node.output[0]
+        graph.node.remove(node)
+        done += 1
+    drop_dead(graph)
+    return done
+
+
+def fixed_shape(model):
+    """Drop stale intermediate shapes (rewrites change channel counts); the graph input and output keep
+    the traced fixed N, C, H, W. Raises ValueError if they are not fully known."""
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) != 4 or not all(d.HasField("dim_value") for d in dims):
+            raise ValueError(f"the mobile graph's {value.name} must have a fixed 4-D shape")
+    del model.graph.value_info[:]
+    return 0
+
+
+__all__ = ["constants_to_initializers", "fold_constant_unsqueeze", "tile_to_concat", "sub_constant_to_add",
+           "slice_to_conv_channels", "fixed_shape"]
+
+
+def check_mobile_ops(model, allowed):
+    """Raise ValueError naming any op of ``model`` outside ``allowed``."""
+    extra = sorted({n.op_type for n in model.graph.node} - set(allowed))
+    if extra:
+        raise ValueError(f"the mobile graph still holds {', '.join(extra)}; phone delegates would split it there")
+    onnx.checker.check_model(model)
+    return 0

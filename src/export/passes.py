@@ -1,0 +1,168 @@
+"""Export profiles as ordered lists of passes over one ONNX ModelProto.
+
+A profile (``--target``) is a tuple of :class:`Pass`; :func:`run_passes` runs them in order
+on the traced float graph (MindSpore's ``mindspore.export(..., 'ONNX')`` at the example
+shape). A pass marked ``quant="int8"`` runs only for ``--quant int8``, ``"none"`` only for a
+float graph; every pass changes the model in place.
+
+- ``desktop`` (onnxruntime on x86, dynamic H/W): opset 13, dynamic H/W; int8: plan the
+  grids (:func:`src.export.qdq_plan.plan_desktop`), write the Q/DQ nodes, drop
+  re-quantizations; the strided sub-pixel rewrite (float and int8); int8: channel padding,
+  late dequantization, the 8-bit image grid on RGB outputs.
+- ``mobile`` (phone delegates: NNAPI, CoreML, TFLite; fixed shape): opset 13, constants as
+  initializers, the anchor's Tile as a Concat, SESR's ``x - 0.5`` as an Add, ETDS's channel
+  Slice folded into its conv, fixed shape; int8: observe every tensor's range on the example,
+  plan a grid for every tensor between two ops (:func:`src.export.qdq_plan.plan_mobile`),
+  write, drop the clips that the grids saturate and the re-quantizations; finally only
+  :data:`src.export.profiles.MOBILE_OPS` may remain.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import version_converter
+
+from src.export import mobile_rewrites, qdq_rewrites
+from src.export.onnx_subpixel import strided_subpixel_convs
+from src.export.qdq_plan import plan_desktop, plan_mobile
+from src.export.qdq_writer import write_qdq
+
+OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
+
+
+@dataclass
+class ExportContext:
+    """What passes read besides the model: ``quant`` ('none' | 'int8'), the calibrated ``qnet``,
+    ``output_ranges`` ({layer: (min, max)} of quantized layer outputs), ``example`` (float32 NCHW
+    array, for observing ranges), ``n_colors``; passes store ``plan`` and ``tensor_ranges`` here
+    and each pass's return value in ``results``."""
+    quant: str = "none"
+    qnet: object = None
+    output_ranges: dict = None
+    example: np.ndarray = None
+    n_colors: int = 3
+    quantize_last: bool = True
+    plan: object = None
+    tensor_ranges: dict = None
+    results: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pass:
+    """``run(model, ctx)`` changes ``model`` in place; ``quant``: None (always), 'int8' or 'none'."""
+    name: str
+    run: object
+    quant: str = None
+
+    def applies(self, ctx):
+        return self.quant is None or self.quant == ctx.quant
+
+
+def run_passes(model, passes, ctx):
+    """Run ``passes`` in order on ``model`` (in place) and return it."""
+    for step in passes:
+        if step.applies(ctx):
+            ctx.results[step.name] = step.run(model, ctx)
+    return model
+
+
+def passes_from(profile, name):
+    """The passes of ``PROFILES[profile]`` from the one called ``name`` on."""
+    steps = PROFILES[profile]
+    return steps[[s.name for s in steps].index(name):]
+
+
+# ---- the passes ----
+def to_opset(model, _ctx):
+    if model.opset_import[0].version < OPSET:
+        model.CopyFrom(version_converter.convert_version(model, OPSET))
+
+
+def dynamic_hw(model, _ctx):
+    from src.export.onnx_float import _mark_dynamic  # pylint: disable=import-outside-toplevel
+    _mark_dynamic(model)
+
+
+def check(model, _ctx):
+    onnx.checker.check_model(model)
+
+
+def desktop_plan(model, ctx):
+    ctx.plan = plan_desktop(model, ctx.qnet, ctx.output_ranges, ctx.quantize_last)
+
+
+def write(model, ctx):
+    return write_qdq(model, ctx.plan)
+
+
+def image_grid(model, ctx):
+    # RGB models take and give 8-bit images. A Y-channel model (SESR) takes a float Y computed from
+    # RGB and its Y output is turned back into RGB, so rounding both to 1/255 costs Set5 0.06-0.08 dB
+    # (measured on both SESR x2 checkpoints): its desktop output stays float.
+    if ctx.n_colors == 3 and qdq_rewrites.image_grid_output(model):
+        qdq_rewrites.dequantize_late(model)  # the new DQ of the sum moves past the pixel shuffle
+        return True
+    return False
+
+
+def observe_tensor_ranges(model, ctx):
+    """{tensor: (min, max)} of every node output of the float graph on ``ctx.example`` (onnxruntime)."""
+    from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    names = [o for n in probe.graph.node for o in n.output if o not in known]
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
+    session = ort_session(probe)
+    feed = {session.get_inputs()[0].name: np.ascontiguousarray(ctx.example, np.float32)}
+    outputs = [o.name for o in session.get_outputs()]
+    ctx.tensor_ranges = {name: (float(v.min()), float(v.max())) for name, v in zip(outputs, session.run(None, feed))}
+    ctx.tensor_ranges[session.get_inputs()[0].name] = (float(ctx.example.min()), float(ctx.example.max()))
+
+
+def mobile_plan(model, ctx):
+    ctx.plan = plan_mobile(model, ctx.qnet, ctx.output_ranges, ctx.tensor_ranges)
+
+
+def mobile_ops(model, _ctx):
+    from src.export.profiles import MOBILE_OPS  # pylint: disable=import-outside-toplevel
+    mobile_rewrites.check_mobile_ops(model, MOBILE_OPS)
+
+
+def _in_place(function):
+    return lambda model, _ctx: function(model)
+
+
+PROFILES = {
+    "desktop": (
+        Pass("opset13", to_opset),
+        Pass("dynamic_hw", dynamic_hw),
+        Pass("check_float", check),
+        Pass("plan_qdq", desktop_plan, "int8"),
+        Pass("write_qdq", write, "int8"),
+        Pass("drop_requantization", _in_place(qdq_rewrites.drop_requantization), "int8"),
+        Pass("strided_subpixel", _in_place(strided_subpixel_convs)),
+        Pass("pad_conv_channels", _in_place(qdq_rewrites.pad_conv_channels), "int8"),
+        # first, so that a conv output's DQ (past a padding Slice) feeds the final Add
+        Pass("dequantize_late", _in_place(qdq_rewrites.dequantize_late), "int8"),
+        Pass("image_grid_output", image_grid, "int8"),
+        Pass("check", check, "int8"),
+    ),
+    "mobile": (
+        Pass("opset13", to_opset),
+        Pass("constants_to_initializers", _in_place(mobile_rewrites.constants_to_initializers)),
+        Pass("fold_constant_unsqueeze", _in_place(mobile_rewrites.fold_constant_unsqueeze)),
+        Pass("tile_to_concat", _in_place(mobile_rewrites.tile_to_concat)),
+        Pass("sub_constant_to_add", _in_place(mobile_rewrites.sub_constant_to_add)),
+        Pass("slice_to_conv_channels", _in_place(mobile_rewrites.slice_to_conv_channels)),
+        Pass("fixed_shape", _in_place(mobile_rewrites.fixed_shape)),
+        Pass("observe_tensor_ranges", observe_tensor_ranges, "int8"),
+        Pass("plan_qdq", mobile_plan, "int8"),
+        Pass("write_qdq", write, "int8"),
+        Pass("drop_saturated_clips", _in_place(qdq_rewrites.drop_saturated_clips), "int8"),
+        Pass("drop_requantization", _in_place(qdq_rewrites.drop_requantization), "int8"),
+        Pass("mobile_ops", mobile_ops),
+    ),
+}
+
+__all__ = ["ExportContext", "Pass", "PROFILES", "run_passes", "passes_from", "OPSET"]

@@ -1,0 +1,402 @@
+"""Which tensor of an ONNX graph gets which integer grid: the planning half of the int8 export.
+
+A :class:`QDQPlan` holds *marks*; :mod:`src.export.qdq_writer` turns them into
+``QuantizeLinear``/``DequantizeLinear`` nodes. Like onnxruntime's QDQ quantizer, a
+per-op registry decides the marks: :data:`DESKTOP_RULES` / :data:`MOBILE_RULES` map an
+op type to a function ``rule(node, state)`` that marks that node's tensors.
+
+Grids (all from the calibrated fake-quant model ``qnet`` unless said otherwise):
+
+- a quantized Conv's input: the layer's activation grid, uint8, scale ``(u - l) / (2^a - 1)``,
+  zero point ``round(-l / scale)`` (:class:`~src.quantlib.fake_quant.FakeQuant`); below 8
+  bits a ``Clip`` to the ``a``-bit range comes first, so the uint8 tensor holds the same integers;
+- its weight: int8 per output channel (``axis=0``), symmetric, zero point 0; its bias: int32
+  with scale ``activation scale x weight scale``;
+- a Conv output followed by anything but Relu (and a Relu output no quantized Conv reads):
+  the input grid of the 8-bit quantized Conv that reads it, else an 8-bit min/max grid of the
+  range observed on the example (``output_ranges``, see :func:`src.export.onnx_qdq.observe_output_ranges`).
+
+Desktop marks only those (the Q/DQ onnxruntime fuses into ``QLinearConv``); a Conv input is
+marked for that Conv alone (an *edge* mark), so other readers of the tensor stay float.
+Mobile marks every tensor between two ops (*tensor* marks, read by every reader), since a
+full-integer phone graph (NNAPI, TFLite) has no float op inside: also the graph input, the
+PReLU / Add / Concat / DepthToSpace / Clip outputs (data movement keeps its input's grid;
+an ``Add -> data movement -> Clip(0, 1)`` tail puts the sum on the 8-bit image grid,
+scale 1/255, zero point 0, whose uint8 saturation is the clip; the rest get 8-bit min/max
+grids of the float graph's ranges on the example).
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+from onnx import numpy_helper
+
+from src.export.onnx_graph import constant_values, consumers, producers
+from src.quantlib.convert import quant_layers
+
+IMAGE_STEP = np.float32(1.0 / 255.0)  # the 8-bit image grid
+# Ops that only move or select elements: with a per-tensor scale and zero point,
+# ``op(DequantizeLinear(q)) == DequantizeLinear(op(q))`` exactly.
+DATA_MOVEMENT_OPS = ("DepthToSpace", "SpaceToDepth", "Slice", "Transpose", "Reshape", "Squeeze", "Unsqueeze")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A per-tensor integer grid: ``real = scale * (q - zero_point)``; ``clip`` (low, high) is applied
+    before quantizing (sub-8-bit activations held in uint8)."""
+    scale: np.float32
+    zero_point: np.ndarray  # 0-d array; its dtype is the integer type (uint8 for activations)
+    clip: tuple = None
+
+    def same(self, other):
+        return (other is not None and np.float32(self.scale) == np.float32(other.scale)
+                and self.zero_point.dtype == other.zero_point.dtype
+                and int(self.zero_point) == int(other.zero_point) and self.clip == other.clip)
+
+    def covers(self, low, high):
+        """True if every value of the grid lies in [low, high] (a Clip to them is then the identity)."""
+        info = np.iinfo(self.zero_point.dtype)
+        lo = float(self.scale) * (info.min - int(self.zero_point))
+        hi = float(self.scale) * (info.max - int(self.zero_point))
+        return low <= lo and hi <= high
+
+
+@dataclass
+class ActivationMark:
+    """Quantize ``tensor`` on ``grid``; ``reader`` None: every reader takes the dequantized value (the
+    producer's output is renamed ``<prefix>_float``); else only the node named ``reader`` does."""
+    tensor: str
+    grid: Grid
+    prefix: str
+    reader: str = None
+
+
+@dataclass
+class ConvMark:
+    """Integer weight (int8, per output channel, axis 0) and bias (int32) of the Conv reading ``weight``."""
+    weight: str
+    prefix: str
+    w_int: np.ndarray
+    w_scale: np.ndarray
+    bias: str = None
+    b_int: np.ndarray = None
+    b_scale: np.ndarray = None
+
+
+@dataclass
+class QDQPlan:
+    activations: list = field(default_factory=list)
+    convs: dict = field(default_factory=dict)  # weight initializer name -> ConvMark
+
+    def grid_of(self, tensor):
+        """The grid every reader of ``tensor`` sees (a tensor mark), or None."""
+        for mark in self.activations:
+            if mark.tensor == tensor and mark.reader is None:
+                return mark.grid
+        return None
+
+    def mark_tensor(self, tensor, grid, prefix):
+        """Tensor mark; a tensor already on the same grid is left alone. Returns False on a clash."""
+        known = self.grid_of(tensor)
+        if known is not None:
+            return known.same(grid)
+        self.activations.append(ActivationMark(tensor, grid, prefix))
+        return True
+
+
+def act_grid(fq):
+    """:class:`Grid` of an asymmetric activation quantizer (its own step and zero point)."""
+    step, zero = (np.float32(v.ravel()[0]) for v in fq.grid())
+    clip = None
+    if fq.bits < 8:
+        clip = (np.float32(-zero * step), np.float32((np.float32(fq.q_max) - zero) * step))
+    return Grid(np.float32(step), np.array(int(zero), np.uint8), clip)
+
+
+def observed_grid(value_range):
+    """8-bit uint8 min/max grid of ``(min, max)`` (widened to include 0)."""
+    lo, hi = min(value_range[0], 0.0), max(value_range[1], 0.0)
+    step = np.float32(max(hi - lo, 1e-8) / 255.0)
+    return Grid(step, np.array(np.clip(np.floor(-lo / step + 0.5), 0, 255), np.uint8))
+
+
+IMAGE_GRID = Grid(IMAGE_STEP, np.array(0, np.uint8))
+
+
+def weight_grid(fq, weight):
+    """(int8 weight, per-channel float32 scale) of a symmetric weight quantizer (its own grid). A weight
+    with fewer filters than the quantizer (a mobile rewrite dropped trailing output channels) uses
+    the leading scales."""
+    if not fq.symmetric:
+        raise ValueError("int8 ONNX export needs symmetric weights; calibrate with --w_symmetric True")
+    step = fq.grid()[0].reshape(-1)[:weight.shape[0]]
+    w_int = np.clip(np.floor(weight / step.reshape((-1,) + (1,) * (weight.ndim - 1)) + np.float32(0.5)),
+                    -fq.q_max, fq.q_max)
+    return w_int.astype(np.int8), step
+
+
+class PlanState:
+    """What the rules read: the graph, the quantized layers by name, observed ranges and the plan."""
+
+    def __init__(self, model, qnet, output_ranges, tensor_ranges=None):
+        self.graph = model.graph
+        self.layers = dict(quant_layers(qnet))
+        if not self.layers:
+            raise ValueError("the model holds no quantizer bounds: --quant int8 needs a calibrated or QAT "
+                             "checkpoint (eval.py --quant_method dbdc --save_quant_ckpt FILE)")
+        self.last_layer = list(self.layers)[-1]
+        self.output_ranges = output_ranges or {}
+        self.tensor_ranges = tensor_ranges or {}
+        self.users = consumers(self.graph)
+        self.writers = producers(self.graph)
+        self.inits = {t.name: t for t in self.graph.initializer}
+        self.plan = QDQPlan()
+        self.done = set()
+
+    def layer_of(self, node):
+        """(layer name, quantized layer) of a Conv reading ``<layer>.weight``; (None, None) otherwise."""
+        if node.op_type != "Conv" or not node.input[1].endswith(".weight"):
+            return None, None
+        name = node.input[1][:-len(".weight")]
+        return (name, self.layers[name]) if name in self.layers else (None, None)
+
+    def input_grid_of_reader(self, tensor, bits=None):
+        """Grid of a quantized Conv that reads ``tensor`` as its input (8-bit only with ``bits=8``)."""
+        for reader in self.users.get(tensor, []):
+            _, layer = self.layer_of(reader)
+            if layer is not None and reader.input[0] == tensor and layer.act_quant.enabled \
+                    and (bits is None or layer.act_quant.bits == bits):
+                return act_grid(layer.act_quant)
+        return None
+
+    def read_only_by_quantized_convs(self, tensor):
+        readers = self.users.get(tensor, [])
+        return bool(readers) and all(
+            self.layer_of(n)[1] is not None and n.input[0] == tensor and self.layer_of(n)[1].act_quant.enabled
+            for n in readers)
+
+    def conv_output_range(self, node):
+        """Observed (min, max) of a quantized Conv's output, or None (no range, or the last layer
+        when ``quantize_last`` is off)."""
+        name, _ = self.layer_of(node)
+        return self.output_ranges.get(name) if name is not None else None
+
+
+def _check_bits(name, layer):
+    if layer.act_quant.enabled and layer.act_quant.bits > 8 or layer.weight_quant.enabled and layer.weight_quant.bits > 8:
+        raise ValueError(f"layer {name} uses more than 8 bits; int8 export needs <= 8")
+
+
+def _mark_conv_weights(node, name, layer, state):
+    if not layer.weight_quant.enabled:
+        return
+    weight = numpy_helper.to_array(state.inits[node.input[1]]).astype(np.float32)
+    w_int, w_step = weight_grid(layer.weight_quant, weight)
+    mark = ConvMark(node.input[1], name, w_int, w_step)
+    if layer.act_quant.enabled and len(node.input) > 2 and node.input[2]:
+        bias = numpy_helper.to_array(state.inits[node.input[2]]).astype(np.float32)
+        b_step = (act_grid(layer.act_quant).scale * w_step).astype(np.float32)
+        mark.bias, mark.b_scale = node.input[2], b_step
+        mark.b_int = np.clip(np.floor(bias / b_step + 0.5), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+    state.plan.convs[node.input[1]] = mark
+
+
+def _conv_output_grid(node, state):
+    """Grid of a quantized Conv output that is not followed by a single Relu (None: stays float)."""
+    value_range = state.conv_output_range(node)
+    if value_range is None:
+        return None
+    return state.input_grid_of_reader(node.output[0], bits=8) or observed_grid(value_range)
+
+
+def desktop_conv(node, state):
+    """Desktop: edge mark on the input, integer weights, a tensor mark on the output (see module doc)."""
+    name, layer = state.layer_of(node)
+    if layer is None:
+        return
+    _check_bits(name, layer)
+    if layer.act_quant.enabled:
+        state.plan.activations.append(ActivationMark(node.input[0], act_grid(layer.act_quant), f"{name}.act",
+                                                     reader=node.name or node.output[0]))
+    _mark_conv_weights(node, name, layer, state)
+    readers = state.users.get(node.output[0], [])
+    if not (len(readers) == 1 and readers[0].op_type == "Relu"):
+        grid = _conv_output_grid(node, state)
+        if grid is not None:
+            state.plan.mark_tensor(node.output[0], grid, f"{name}.out")
+    state.done.add(name)
+
+
+def desktop_relu(node, state):
+    """A Relu right after a quantized Conv (its only reader) that no quantized Conv reads: 8-bit
+    ``(0, max)`` grid on its output, named after the Conv."""
+    conv = state.writers.get(node.input[0])
+    name, layer = state.layer_of(conv) if conv is not None else (None, None)
+    if layer is None or len(state.users.get(conv.output[0], [])) != 1:
+        return
+    value_range = state.conv_output_range(conv)
+    if value_range is None or state.read_only_by_quantized_convs(node.output[0]):
+        return
+    state.plan.mark_tensor(node.output[0], observed_grid((0.0, max(value_range[1], 0.0))), f"{name}.out")
+
+
+def mobile_conv(node, state):
+    """Mobile: like desktop, but the input mark is a tensor mark (every reader of the tensor, e.g.
+    the anchor's Concat of the graph input, sees the quantized value)."""
+    name, layer = state.layer_of(node)
+    if layer is None:
+        raise ValueError(f"Conv {node.name or node.output[0]} has no quantizer: a full-integer mobile graph "
+                         "needs every conv quantized (calibrate all layers)")
+    _check_bits(name, layer)
+    if layer.act_quant.enabled:
+        grid = act_grid(layer.act_quant)
+        if not state.plan.mark_tensor(node.input[0], grid, f"{name}.act"):  # another grid already: requantize
+            state.plan.activations.append(ActivationMark(node.input[0], grid, f"{name}.act",
+                                                         reader=node.name or node.output[0]))
+    _mark_conv_weights(node, name, layer, state)
+    readers = state.users.get(node.output[0], [])
+    if not (len(readers) == 1 and readers[0].op_type == "Relu"):
+        grid = _conv_output_grid(node, state)
+        if grid is None:
+            raise ValueError(f"no observed output range for layer {name}; pass output_ranges for every layer")
+        state.plan.mark_tensor(node.output[0], grid, f"{name}.out")
+    state.done.add(name)
+
+
+def mobile_relu(node, state):
+    """A Relu after a Conv: the reading Conv's grid, else 8-bit ``(0, max)``; any other Relu: like
+    any op (:func:`mobile_other`)."""
+    conv = state.writers.get(node.input[0])
+    name, layer = state.layer_of(conv) if conv is not None else (None, None)
+    if layer is None or len(state.users.get(conv.output[0], [])) != 1:
+        mobile_other(node, state)
+        return
+    if state.plan.grid_of(node.output[0]) is not None:
+        return
+    value_range = state.conv_output_range(conv)
+    grid = state.input_grid_of_reader(node.output[0], bits=8)
+    if grid is None and value_range is None:
+        raise ValueError(f"no observed output range for layer {name}; pass output_ranges for every layer")
+    state.plan.mark_tensor(node.output[0], grid or observed_grid((0.0, max(value_range[1], 0.0))), f"{name}.out")
+
+
+def mobile_data_movement(node, state):
+    """DepthToSpace / Concat of inputs on one grid: the same grid (exact on the integers)."""
+    grids = [state.plan.grid_of(name) for name in node.input if name not in state.inits]
+    if grids and all(g is not None and g.same(grids[0]) for g in grids):
+        state.plan.mark_tensor(node.output[0], grids[0], node.output[0])
+    else:
+        mobile_other(node, state)
+
+
+def mobile_clip(node, state):
+    """A Clip whose input grid lies inside its bounds is the identity there: the same grid."""
+    grid = state.plan.grid_of(node.input[0])
+    bounds = [constant_values(state.graph, name) for name in node.input[1:3]]
+    if grid is not None and all(b is not None and b.size == 1 for b in bounds) \
+            and grid.covers(float(bounds[0]), float(bounds[1])):
+        state.plan.mark_tensor(node.output[0], grid, node.output[0])
+    else:
+        mobile_other(node, state)
+
+
+def mobile_add(node, state):
+    """An Add ending in ``-> data movement -> Clip(0, 1)`` (the residual sum of an image model):
+    the 8-bit image grid; otherwise like any op."""
+    if node.output[0] == image_tail(state.graph):
+        state.plan.mark_tensor(node.output[0], IMAGE_GRID, node.output[0] + "_image")
+    else:
+        mobile_other(node, state)
+
+
+def mobile_other(node, state):
+    """Any other op output: the reading Conv's 8-bit grid, else 8-bit min/max of its observed range."""
+    for out in node.output:
+        if state.plan.grid_of(out) is not None:
+            continue
+        grid = state.input_grid_of_reader(out, bits=8)
+        if grid is None:
+            if out not in state.tensor_ranges:
+                raise ValueError(f"no observed range for tensor {out} ({node.op_type})")
+            grid = observed_grid(state.tensor_ranges[out])
+        state.plan.mark_tensor(out, grid, out)
+
+
+DESKTOP_RULES = {"Conv": desktop_conv, "Relu": desktop_relu}
+# Mobile: Conv (and a Relu fused to it) first, so the other rules see the conv grids.
+MOBILE_RULES = {"Conv": mobile_conv, "Relu": mobile_relu, "DepthToSpace": mobile_data_movement,
+                "Concat": mobile_data_movement, "Clip": mobile_clip, "Add": mobile_add}
+
+
+def image_tail(graph):
+    """Output name of the Add in a graph ending ``Add(DequantizeLinear or float) -> data movement ->
+    Clip(0, 1)`` (an image model's residual sum), or None."""
+    if len(graph.output) != 1:
+        return None
+    writers, users = producers(graph), consumers(graph)
+    clip = writers.get(graph.output[0].name)
+    if clip is None or clip.op_type != "Clip" or len(clip.input) < 3:
+        return None
+    bounds = [constant_values(graph, name) for name in clip.input[1:3]]
+    if any(b is None or b.size != 1 for b in bounds) or (float(bounds[0]), float(bounds[1])) != (0.0, 1.0):
+        return None
+    node = writers.get(clip.input[0])
+    while node is not None and node.op_type in DATA_MOVEMENT_OPS and len(users.get(node.output[0], [])) == 1:
+        node = writers.get(node.input[0])
+    if node is None or node.op_type != "Add" or len(users.get(node.output[0], [])) != 1:
+        return None
+    return node.output[0]
+
+
+def plan_desktop(model, qnet, output_ranges=None, quantize_last=True):
+    """:class:`QDQPlan` of the desktop profile for the float ``model`` of ``qnet``."""
+    ranges = dict(output_ranges or {})
+    layers = [name for name, _ in quant_layers(qnet)]
+    if not quantize_last and layers:
+        ranges.pop(layers[-1], None)
+    state = PlanState(model, qnet, ranges)
+    for node in model.graph.node:
+        rule = DESKTOP_RULES.get(node.op_type)
+        if rule is not None:
+            rule(node, state)
+    _require_all_layers(state)
+    return state.plan
+
+
+def plan_mobile(model, qnet, output_ranges, tensor_ranges):
+    """:class:`QDQPlan` of the mobile profile: every tensor between two ops on a grid (graph input
+    and output included). ``tensor_ranges``: {tensor name: (min, max)} of the float graph."""
+    state = PlanState(model, qnet, output_ranges, tensor_ranges)
+    graph = model.graph
+    for node in graph.node:  # the calibrated grids first
+        if node.op_type == "Conv":
+            mobile_conv(node, state)
+    for node in graph.node:
+        if node.op_type == "Relu":
+            mobile_relu(node, state)
+    for value in graph.input:
+        if state.plan.grid_of(value.name) is None:
+            mobile_other(_Source(value.name), state)
+    for node in graph.node:
+        if node.op_type in ("Conv", "Relu"):
+            continue
+        MOBILE_RULES.get(node.op_type, mobile_other)(node, state)
+    _require_all_layers(state)
+    return state.plan
+
+
+class _Source:  # pylint: disable=too-few-public-methods
+    """A graph input seen as the output of a node (for :func:`mobile_other`)."""
+    op_type = "input"
+
+    def __init__(self, name):
+        self.output = [name]
+
+
+def _require_all_layers(state):
+    missing = sorted(set(state.layers) - state.done)
+    if missing:
+        raise ValueError(f"quantized layers not found as Conv nodes in the ONNX graph: {', '.join(missing)}")
+
+
+__all__ = ["Grid", "ActivationMark", "ConvMark", "QDQPlan", "plan_desktop", "plan_mobile", "act_grid",
+           "observed_grid", "weight_grid", "image_tail", "IMAGE_GRID", "DESKTOP_RULES", "MOBILE_RULES"]
