@@ -40,6 +40,7 @@ from onnx import numpy_helper
 
 from src.export.onnx_graph import attr
 
+MAX_CONCAT_INPUTS = 4  # XNNPACK delegates CONCATENATION of 2..4 inputs (9 were left to the builtin kernel)
 SUPPORTED_OPS = ("Conv", "Relu", "PRelu", "Add", "Concat", "DepthToSpace", "Clip", "Min", "Max",
                  "QuantizeLinear", "DequantizeLinear", "Identity")
 
@@ -204,10 +205,15 @@ class Translator:
         return self._per_channel(w, scale)
 
     def _per_channel(self, w, scale):
+        """Fake-quantized constant ``w`` (HWIO, or HW x C x 1 for depthwise), channel ``c`` of the output
+        axis on the symmetric grid of step ``scale[c]`` (narrow range: integers -127..127)."""
+        tf = self.tf
         limit = 127.0 * scale.astype(np.float64)
-        return self.tf.quantization.fake_quant_with_min_max_vars_per_channel(
-            self.tf.constant(w.astype(np.float32)), min=(-limit).astype(np.float32), max=limit.astype(np.float32),
-            num_bits=8, narrow_range=True)
+        depthwise = w.shape[3] == 1 and w.shape[2] == scale.size and scale.size > 1
+        value = tf.constant((w.transpose(0, 1, 3, 2) if depthwise else w).astype(np.float32))
+        out = tf.quantization.fake_quant_with_min_max_vars_per_channel(
+            value, min=(-limit).astype(np.float32), max=limit.astype(np.float32), num_bits=8, narrow_range=True)
+        return tf.transpose(out, (0, 1, 3, 2)) if depthwise else out
 
     def _op_Conv(self, node):
         tf = self.tf
@@ -265,7 +271,7 @@ class Translator:
             raise ValueError(f"PRelu {node.name}: slope of shape {slope.value.shape} for {channels} channels")
         if not self.quantized:
             # Keras' PReLU pattern, which the converter turns into one PRELU op
-            self._set(node, tf.nn.relu(x) + tf.constant(-a.reshape(1, 1, 1, -1)) * tf.nn.relu(-x))
+            self._set(node, tf.nn.relu(x) + tf.constant(-a.reshape(1, 1, -1)) * tf.nn.relu(-x))
             return
         grid = self.grids.get(node.input[0])
         if grid is None:
@@ -308,7 +314,15 @@ class Translator:
         if rank == 4:
             axis = (0, 3, 1, 2)[axis]
         grids = {self.grids.get(name) for name in node.input}
-        self._set(node, self.tf.concat(tensors, axis), grids.pop() if len(grids) == 1 else None)
+        self._set(node, self._concat(tensors, axis), grids.pop() if len(grids) == 1 else None)
+
+    def _concat(self, tensors, axis):
+        """Concatenation as a tree of at most MAX_CONCAT_INPUTS inputs per op (XNNPACK's limit; ABPN's
+        anchor at x3 concatenates 9 copies of the input)."""
+        while len(tensors) > MAX_CONCAT_INPUTS:
+            tensors = [self.tf.concat(tensors[i:i + MAX_CONCAT_INPUTS], axis) if len(tensors[i:i + MAX_CONCAT_INPUTS]) > 1
+                       else tensors[i] for i in range(0, len(tensors), MAX_CONCAT_INPUTS)]
+        return self.tf.concat(tensors, axis) if len(tensors) > 1 else tensors[0]
 
     def _op_DepthToSpace(self, node):
         mode = attr(node, "mode", b"DCR")
