@@ -19,7 +19,7 @@ from src.utils.atomic import atomic_target, refuse_same_file
 from src.weights.loader import load_float_and_quantized
 
 FLOAT_TOLERANCE = 1e-4
-EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
+EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air", "TFLITE": ".tflite"}
 
 
 def parse_input_shape(text, n_colors):
@@ -54,7 +54,8 @@ def example_inputs(shape):
 
 def default_file_name(config, quant):
     from src.engine.evaluator import resolve_path  # pylint: disable=import-outside-toplevel
-    stem = f"{config.model}_{config.variant}_x{config.scale}" + ("_int8" if quant == "int8" else "")
+    stem = f"{config.model}_{config.variant}_x{config.scale}" + ("_int8" if quant == "int8" else
+                                                                  "_fp16" if quant == "float16" else "")
     return os.path.join(resolve_path(config, config.output_path), stem + EXTENSIONS[config.file_format])
 
 
@@ -66,10 +67,16 @@ def export_path(config):
     return path if path.endswith(extension) else path + extension
 
 
-def _check_request(config, q_net):
+def _check_request(config, fp_net, q_net):
     fmt, quant = config.file_format, config.quant
     if fmt not in EXTENSIONS:
-        raise ValueError(f"--file_format must be MINDIR, ONNX or AIR, not '{fmt}'")
+        raise ValueError(f"--file_format must be MINDIR, ONNX, AIR or TFLITE, not '{fmt}'")
+    if fmt == "TFLITE":
+        from src.export.tflite_export import check_request  # pylint: disable=import-outside-toplevel
+        check_request(quant, getattr(config, "io_dtype", "float32"), q_net, int(getattr(q_net or fp_net, "n_colors", 3)))
+        return
+    if quant == "float16" or getattr(config, "io_dtype", "float32") != "float32":
+        raise ValueError("--quant float16 and --io_dtype uint8 are TFLite options: add --file_format TFLITE")
     if fmt == "AIR" and str(config.device_target).upper() != "ASCEND":
         raise ValueError(f"AIR export needs an Ascend device (MindSpore writes AIR only there; device_target is "
                          f"{config.device_target}); use --file_format MINDIR or ONNX")
@@ -88,13 +95,15 @@ def run_export(config, log=print):
     ckpt = select_checkpoint(config)
     fp_net, q_net, _ = load_float_and_quantized(config.model, config.variant, config.scale, ckpt,
                                                 config_options(config))
-    _check_request(config, q_net)
+    _check_request(config, fp_net, q_net)
     n_colors = int(getattr(fp_net, "n_colors", 3))
     shape = parse_input_shape(config.input_shape, n_colors)
     path = export_path(config)
     refuse_same_file(ckpt, path, "--file_name", "--pre_trained")
     net = q_net if q_net is not None else fp_net
     kind = "int8 QDQ" if config.quant == "int8" else ("fake-quant" if q_net is not None else "float")
+    if config.file_format == "TFLITE":  # the mobile profile: the float network, or full-integer int8
+        kind = {"int8": "int8", "float16": "float16 weights"}.get(config.quant, "float")
     inputs = example_inputs(shape)
     metadata = export_metadata(net, kind)  # what the runners need to tile the file like the checkpoint
     report = {"file": path, "format": config.file_format, "kind": kind, "input_shape": list(shape),
@@ -103,6 +112,10 @@ def run_export(config, log=print):
         import mindspore as ms  # pylint: disable=import-outside-toplevel
         with atomic_target(path, suffix=".air") as tmp:
             ms.export(net, ms.Tensor(inputs[0]), file_name=tmp[:-4], file_format="AIR")
+    elif config.file_format == "TFLITE":  # fixed shape: checked at the first example size only
+        from src.export.tflite_export import export_tflite  # pylint: disable=import-outside-toplevel
+        report.update(export_tflite(fp_net, q_net, inputs[0], path, config.quant, config.io_dtype, metadata,
+                                    config.export_check, log))
     elif config.file_format == "MINDIR":
         from src.export.mindir import export_mindir, mindir_max_diff  # pylint: disable=import-outside-toplevel
         with atomic_target(path, suffix=".mindir") as tmp:

@@ -62,7 +62,7 @@ def convert(model, quant="none", io_dtype="float32"):
     tf = tensorflow()
     _quiet(tf)
     from src.export.tflite_graph import tf_function  # pylint: disable=import-outside-toplevel
-    run, translator = tf_function(model)
+    run, translator = tf_function(model, image_io=io_dtype == "uint8")
     if translator.quantized != (quant == "int8"):
         raise ValueError("an int8 TFLite file needs a quantized (QuantizeLinear/DequantizeLinear) graph"
                          if quant == "int8" else "a float TFLite file needs a float graph, not a quantized one")

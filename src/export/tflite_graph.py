@@ -85,7 +85,7 @@ class Translator:
     ``quantized`` is True when the graph holds QuantizeLinear/DequantizeLinear nodes.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, image_io=False):
         graph = model.graph
         if len(graph.input) != 1 or len(graph.output) != 1:
             raise ValueError("the TFLite translation takes a graph with one input and one output")
@@ -98,6 +98,7 @@ class Translator:
             raise ValueError(f"the ONNX graph holds {', '.join(unknown)}, which the TFLite translation does not take "
                              f"(a mobile-profile graph has only {', '.join(SUPPORTED_OPS)})")
         self.model = model
+        self.image_io = bool(image_io)
         self.input_shape = tuple(dims)  # NCHW
         self.nhwc_shape = (dims[0], dims[2], dims[3], dims[1])
         self.quantized = any(n.op_type == "QuantizeLinear" for n in graph.node)
@@ -114,12 +115,16 @@ class Translator:
         self.clipped = {}    # name -> (pre-clip tensor, low, high): a Clip a later grid may absorb
         self.pending = {}    # QuantizeLinear output -> (input name, min, max)
         self.consts = {name: _Const(value) for name, value in self.inits.items()}
+        if self.image_io:  # 8-bit image bytes in: the input tensor on the image grid, requantised after
+            self.values[graph.input[0].name] = self._identity_conv(self._fake_quant(x, 0.0, 1.0))
         for node in graph.node:
             handler = getattr(self, "_op_" + node.op_type)
             handler(node)
         out = graph.output[0].name
         if out not in self.values:
             raise ValueError(f"the graph output {out} is a constant or a quantized tensor without DequantizeLinear")
+        if self.image_io and self.grids.get(out) != (0.0, 1.0):
+            return self._fake_quant(self._identity_conv(self.values[out]), 0.0, 1.0)  # onto the image grid
         return self.values[out]
 
     def _value(self, name):
@@ -139,6 +144,15 @@ class Translator:
         self.values[node.output[0]] = tensor
         if grid is not None:
             self.grids[node.output[0]] = grid
+
+    def _identity_conv(self, tensor):
+        """``tensor`` through a 1x1 depthwise conv of weight 1 (int8 127 at scale 1/127): an integer
+        requantisation between two grids that XNNPACK runs (two fake-quant ops in a row become a
+        float DEQUANTIZE -> QUANTIZE pair)."""
+        channels = int(tensor.shape[3])
+        ones = np.ones(channels, np.float32)
+        return self.tf.nn.depthwise_conv2d(tensor, self._per_channel(ones.reshape(1, 1, channels, 1), ones / 127.0),
+                                           [1, 1, 1, 1], "VALID")
 
     def _fake_quant(self, tensor, low, high):
         return self.tf.quantization.fake_quant_with_min_max_vars(tensor, min=float(low), max=float(high),
@@ -354,10 +368,12 @@ class Translator:
             self.clipped[node.output[0]] = (x, low, high)
 
 
-def tf_function(model):
-    """``(tf.function, Translator)`` computing ``model`` on a fixed NHWC float32 input."""
+def tf_function(model, image_io=False):
+    """``(tf.function, Translator)`` computing ``model`` on a fixed NHWC float32 input; ``image_io``
+    (quantized graphs) puts the input and output on the 8-bit image grid (scale 1/255, zero point 0,
+    requantised to and from the graph's own grids) for a uint8-image file."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    translator = Translator(model)
+    translator = Translator(model, image_io)
 
     @tf.function(input_signature=[tf.TensorSpec(translator.nhwc_shape, tf.float32, name="image")])
     def run(image):
