@@ -100,9 +100,16 @@ def main():
     os.makedirs(args.out_dir, exist_ok=True)
     stem = os.path.join(args.out_dir, f"{args.model}_x{args.scale}")
     rng = np.random.default_rng(0)
-    tile_example = rng.random((1, n, args.tile, args.tile)).astype(np.float32)
+    # ranges as export.py observes them: on the built-in sample photo at 1 x C x 360 x 640 (conv outputs);
+    # the other tensor ranges on that photo resized to the tile
+    from src.export.exporter import example_inputs  # pylint: disable=import-outside-toplevel
+    from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
+    photo = example_inputs((1, n, 360, 640))[0]
+    ranges = observe_output_ranges(q, [photo])
+    tile_example = example_inputs((1, n, args.tile, args.tile))[0]
     result = {"model": args.model, "scale": args.scale, "checkpoint": args.pre_trained, "tile": args.tile}
-    report = export_tflite(fp, q, tile_example, stem + "_tile_int8.tflite", "int8", log=lambda *_: None)
+    report = export_tflite(fp, q, tile_example, stem + "_tile_int8.tflite", "int8", log=lambda *_: None,
+                           output_ranges=ranges)
     result["xnnpack_tile"] = report["xnnpack"]
     config = SimpleNamespace(scale=args.scale, shave=-1, gt_mod=12, metric_channel="y", cache_dir="/tmp/tflite_fidelity/cache",
                              data_dir="", output_path=args.out_dir)
@@ -114,7 +121,7 @@ def main():
         result[name] = {"fake_quant": round(fq, 4), "tflite_int8": round(tfl, 4), "delta": round(tfl - fq, 4)}
         print(name, result[name], flush=True)
     if args.latency_runs:
-        x = rng.random((1, n, 360, 640)).astype(np.float32)
+        x = photo
         for quant in ("none", "int8"):
             path = f"{stem}_360x640_{quant}.tflite"
             rep = export_tflite(fp, q, x, path, quant, log=lambda *_: None)

@@ -28,19 +28,22 @@ def check_request(quant, io_dtype, q_net, n_colors):
                          "are no image bytes to pass: use --io_dtype float32")
 
 
-def export_tflite(fp_net, q_net, example, path, quant, io_dtype="float32", metadata=None, check=True, log=print):
+def export_tflite(fp_net, q_net, example, path, quant, io_dtype="float32", metadata=None, check=True, log=print,
+                  output_ranges=None):
     """Write the TFLite file of ``fp_net`` (``quant`` none/float16) or of the calibrated ``q_net``
     (``quant`` int8) at the fixed NCHW shape of ``example`` (float32 in [0, 1]); returns a report dict
     (``ops``, ``xnnpack``, ``max_abs_diff`` and for int8 ``float_ops_inside``). ValueError for a
     request or graph the converter or LiteRT cannot take, and when a float32 file differs from
-    MindSpore by 1e-4 or more."""
+    MindSpore by 1e-4 or more. ``output_ranges`` ({layer: (min, max)}, int8): the conv output ranges
+    (observed on ``example`` when None, see :func:`src.export.onnx_qdq.observe_output_ranges`)."""
     from src.export.profiles import build_onnx  # pylint: disable=import-outside-toplevel
     from src.export.tflite_convert import convert, write_tflite  # pylint: disable=import-outside-toplevel
     from src.export import tflite_check  # pylint: disable=import-outside-toplevel
     example = np.ascontiguousarray(example, np.float32)
     if quant == "int8":
         from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
-        graph = build_onnx(fp_net, q_net, example, "mobile", "int8", observe_output_ranges(q_net, [example]))
+        graph = build_onnx(fp_net, q_net, example, "mobile", "int8",
+                           output_ranges or observe_output_ranges(q_net, [example]))
     else:
         graph = build_onnx(fp_net, None, example, "mobile", "none")
     data = convert(graph, quant, io_dtype)

@@ -29,10 +29,12 @@ the converter takes those ranges instead of calibrating:
 PReLU: LiteRT's XNNPACK delegate runs PRELU in float only, so in a quantized graph
 ``PReLU(x) = relu(x) - a relu(-x)`` is written with ops it runs in int8:
 ``r = relu(-x)`` (a 1x1 depthwise conv, weight -1, fused ReLU), ``p = x + r`` (= relu(x)),
-``n = a r`` (a 1x1 depthwise conv whose per-channel int8 weight is ``a_c`` itself at scale
-``|a_c| / 127``, so every slope is exact) and ``p - n``. ``r`` and ``p`` are kept on ``x``'s
-step with zero point -128 (exact); ``n`` gets an 8-bit grid over its bounds, the one extra
-rounding. A ``Clip`` whose input or output grid already lies inside its bounds is dropped in
+both kept on ``x``'s step with zero point -128 (exact), then one 1x1 conv over
+``concat(p, r)`` with per-output-channel weights ``(1, -a_c)`` at scale
+``max(1, |a_c|) / 127``, rounded once onto the PReLU output grid. The slope is held to
+1/127 of ``max(1, |a_c|)`` (the int8 PRELU kernel holds it per tensor). (An ``a r`` depthwise
+conv with exact slopes, then ``p - a r``, needs an 8-bit grid for ``a r``, too coarse for
+ECBSR's slopes near +-1: Set5 -3.6 dB.) A ``Clip`` whose input or output grid already lies inside its bounds is dropped in
 quantized graphs (integer saturation clamps; XNNPACK has no int8 MINIMUM/RELU).
 """
 import numpy as np
@@ -299,10 +301,12 @@ class Translator:
         r = tf.nn.relu(tf.nn.depthwise_conv2d(x, self._per_channel(neg, ones / 127.0), [1, 1, 1, 1], "VALID"))
         r = self._fake_quant(r, 0.0, r_high)
         p = self._fake_quant(x + r, 0.0, r_high)
-        a_scale = np.where(a != 0, np.abs(a), 1.0).astype(np.float32) / 127.0
-        n = tf.nn.depthwise_conv2d(r, self._per_channel(a.reshape(1, 1, channels, 1), a_scale), [1, 1, 1, 1], "VALID")
-        reach = max(-low, 0.0)
-        self._set(node, p - self._fake_quant(n, min(float(a.min()), 0.0) * reach, max(float(a.max()), 0.0) * reach))
+        # one 1x1 conv over [relu(x), relu(-x)]: output channel c = p_c - a_c r_c, rounded once
+        mix = np.zeros((1, 1, 2 * channels, channels), np.float32)
+        mix[0, 0, np.arange(channels), np.arange(channels)] = 1.0
+        mix[0, 0, channels + np.arange(channels), np.arange(channels)] = -a
+        scale = np.maximum(np.abs(a), 1.0).astype(np.float32) / 127.0
+        self._set(node, tf.nn.conv2d(self._concat([p, r], 3), self._per_channel(mix, scale), [1, 1, 1, 1], "VALID"))
 
     def _binary(self, node, fn):
         a, b = (self._value(name) for name in node.input[:2])
