@@ -447,11 +447,12 @@ RULES = {
     "output_path": Text(required=True, **_PATH),
     "result_file": Text(**_PATH),
     # ---- export / inference ----
-    "file_format": Choice(["MINDIR", "ONNX", "ORT", "AIR"]),
+    "file_format": Choice(["MINDIR", "ONNX", "ORT", "TFLITE", "AIR"]),
     "target": Choice(["auto", "mobile", "desktop"]),
     "file_name": Text(**_PATH),
     "input_shape": InputShape(),
-    "quant": Choice(["none", "int8"]),
+    "quant": Choice(["none", "float16", "int8"]),
+    "io_dtype": Choice(["float32", "uint8"]),
     "export_check": Bool(),
     "input_path": Text(**_PATH),
 }

@@ -214,7 +214,7 @@ def test_export_cli_int8_from_calibrated_checkpoint(ckpts):
 
 
 @pytest.mark.parametrize("extra,scale,expected", [
-    (["--file_format", "TFLITE"], "3", "not one of"),
+    (["--file_format", "PTH"], "3", "not one of"),
     (["--file_format", "ONNX", "--input_shape", "3,24,40"], "3", "4-D"),
     (["--file_format", "ONNX", "--input_shape", "1,1,24,40"], "3", "channels"),
     (["--file_format", "AIR"], "3", "Ascend"),

@@ -1,12 +1,14 @@
-"""export.py engine: checkpoint -> MindIR / ONNX / ORT / int8 ONNX file, verified against MindSpore.
+"""export.py engine: checkpoint -> MindIR / ONNX / ORT / TFLite file (float, float16 or int8),
+verified against MindSpore.
 
-``--target desktop`` writes today's x86 graphs (dynamic H/W); ``--target mobile`` fixed-shape
+``--target desktop`` writes the x86 graphs (dynamic H/W); ``--target mobile`` fixed-shape
 graphs of phone-delegate ops (:mod:`src.export.profiles`), with their ORT-Mobile partition
-report (:mod:`src.export.mobile_check`).
+report (:mod:`src.export.mobile_check`); TFLite files are translated from the mobile graph
+(:mod:`src.export.tflite_export`) and report their XNNPACK partitions.
 
 Always the deploy form (collapsed SESR, plain ETDS/ECBSR). A calibrated or QAT
 checkpoint exports its fake-quant graph with ``--quant none`` and a real int8
-QDQ graph with ``--quant int8`` (ONNX only). Every file is written atomically and
+QDQ graph with ``--quant int8`` (ONNX/ORT; full-integer for TFLITE). Every file is written atomically and
 checked on a real photo (the first built-in sample image, resized to the
 example size) and, for the dynamic formats, on a second size.
 """
@@ -24,7 +26,7 @@ from src.weights.loader import load_float_and_quantized
 
 FLOAT_TOLERANCE = 1e-4
 ORT_TOLERANCE = 1e-5  # .ort vs the .onnx it was converted from
-EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "ORT": ".ort", "AIR": ".air"}
+EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "ORT": ".ort", "AIR": ".air", "TFLITE": ".tflite"}
 
 
 def parse_input_shape(text, n_colors):
@@ -59,7 +61,8 @@ def example_inputs(shape):
 
 def default_file_name(config, quant):
     from src.engine.evaluator import resolve_path  # pylint: disable=import-outside-toplevel
-    stem = f"{config.model}_{config.variant}_x{config.scale}" + ("_int8" if quant == "int8" else "")
+    stem = f"{config.model}_{config.variant}_x{config.scale}" + ("_int8" if quant == "int8" else
+                                                                  "_fp16" if quant == "float16" else "")
     if config.file_format in ("ONNX", "MINDIR") and export_target(config) == "mobile":
         stem += "_mobile"  # beside the desktop file of the same model
     return os.path.join(resolve_path(config, config.output_path), stem + EXTENSIONS[config.file_format])
@@ -80,10 +83,19 @@ def export_target(config):
     return resolve(config.file_format, getattr(config, "target", "auto"))
 
 
-def _check_request(config, q_net, target):
+def _check_request(config, fp_net, q_net, target):
     fmt, quant = config.file_format, config.quant
     if fmt not in EXTENSIONS:
         raise ValueError(f"--file_format must be one of {', '.join(EXTENSIONS)}, not '{fmt}'")
+    if fmt == "TFLITE":
+        if target != "mobile":
+            raise ValueError("a TFLite file is the mobile graph (fixed shape, delegate ops): use --target mobile "
+                             "(or auto) with --file_format TFLITE")
+        from src.export.tflite_export import check_request  # pylint: disable=import-outside-toplevel
+        check_request(quant, getattr(config, "io_dtype", "float32"), q_net, int(getattr(q_net or fp_net, "n_colors", 3)))
+        return
+    if quant == "float16" or getattr(config, "io_dtype", "float32") != "float32":
+        raise ValueError("--quant float16 and --io_dtype uint8 are TFLite options: add --file_format TFLITE")
     if fmt == "AIR" and str(config.device_target).upper() != "ASCEND":
         raise ValueError(f"AIR export needs an Ascend device (MindSpore writes AIR only there; device_target is "
                          f"{config.device_target}); use --file_format MINDIR or ONNX")
@@ -119,7 +131,7 @@ def run_export(config, log=print):
     fp_net, q_net, _ = load_float_and_quantized(config.model, config.variant, config.scale, ckpt,
                                                 config_options(config))
     target = export_target(config)
-    _check_request(config, q_net, target)
+    _check_request(config, fp_net, q_net, target)
     n_colors = int(getattr(fp_net, "n_colors", 3))
     shape = parse_input_shape(config.input_shape, n_colors)
     path = export_path(config)
@@ -130,6 +142,8 @@ def run_export(config, log=print):
         q_net = None
     net = q_net if q_net is not None else fp_net
     kind = "int8 QDQ" if config.quant == "int8" else ("fake-quant" if q_net is not None else "float")
+    if config.file_format == "TFLITE":  # the float network, or full-integer int8
+        kind = {"int8": "int8", "float16": "float16 weights"}.get(config.quant, "float")
     inputs = example_inputs(shape)
     if target == "mobile":  # fixed shape: the file takes the example's size only
         inputs = inputs[:1]
@@ -260,7 +274,16 @@ def ort_matches_onnx(ort_path, onnx_path, inputs, tolerance=ORT_TOLERANCE):
     return worst
 
 
-WRITERS = {"AIR": _write_air, "MINDIR": _write_mindir, "ONNX": _write_onnx, "ORT": _write_ort}
+def _write_tflite(job, report, log):
+    """The mobile ONNX graph translated to TensorFlow and converted by TFLiteConverter
+    (:mod:`src.export.tflite_export`); checked at the example size (the file has a fixed shape)."""
+    from src.export.tflite_export import export_tflite  # pylint: disable=import-outside-toplevel
+    config = job["config"]
+    report.update(export_tflite(job["fp_net"], job["q_net"], job["inputs"][0], job["path"], config.quant,
+                                config.io_dtype, job["metadata"], config.export_check, log))
+
+
+WRITERS = {"AIR": _write_air, "MINDIR": _write_mindir, "ONNX": _write_onnx, "ORT": _write_ort, "TFLITE": _write_tflite}
 
 
 def _require(diff, tolerance, what):

@@ -1,0 +1,91 @@
+"""export.py --file_format TFLITE: checkpoint networks -> checked .tflite file.
+
+Steps: the mobile-profile ONNX graph (:func:`src.export.profiles.build_onnx`, fixed
+shape, float or int8 QDQ at the calibrated grids) -> TF function -> TFLiteConverter
+(:mod:`src.export.tflite_convert`) -> ``sr.*`` metadata inside (``sr_metadata``) ->
+atomic write -> checks with LiteRT (:mod:`src.export.tflite_check`): every op a
+builtin; for int8 no float op between the input QUANTIZE and the output DEQUANTIZE;
+the XNNPACK partition report; the output against MindSpore on the exporter's check
+image (float32: max |diff| < 1e-4; float16 and int8: reported).
+"""
+import numpy as np
+
+FLOAT_TOLERANCE = 1e-4
+
+
+def check_request(quant, io_dtype, q_net, n_colors):
+    """ValueError for a TFLITE request that cannot be served (before any work is done)."""
+    from src.export.tflite_convert import tensorflow  # pylint: disable=import-outside-toplevel
+    tensorflow()  # the converter is installed (one line naming requirements-mobile.txt if not)
+    if quant == "int8" and q_net is None:
+        raise ValueError("--quant int8 needs a calibrated or QAT checkpoint as --pre_trained (make one with "
+                         "eval.py --quant_method dbdc --w_bit 8 --a_bit 8 --save_quant_ckpt FILE)")
+    if io_dtype == "uint8" and quant != "int8":
+        raise ValueError("--io_dtype uint8 is for full-integer files: add --quant int8 (float files take float32)")
+    if io_dtype == "uint8" and n_colors != 3:
+        raise ValueError("--io_dtype uint8 passes RGB image bytes straight in and out; this model takes a float "
+                         "BT.601 Y channel computed from RGB (and its Y output is merged back with CbCr), so there "
+                         "are no image bytes to pass: use --io_dtype float32")
+
+
+def export_tflite(fp_net, q_net, example, path, quant, io_dtype="float32", metadata=None, check=True, log=print,
+                  output_ranges=None):
+    """Write the TFLite file of ``fp_net`` (``quant`` none/float16) or of the calibrated ``q_net``
+    (``quant`` int8) at the fixed NCHW shape of ``example`` (float32 in [0, 1]); returns a report dict
+    (``ops``, ``xnnpack``, ``max_abs_diff`` and for int8 ``float_ops_inside``). ValueError for a
+    request or graph the converter or LiteRT cannot take, and when a float32 file differs from
+    MindSpore by 1e-4 or more. ``output_ranges`` ({layer: (min, max)}, int8): the conv output ranges
+    (observed on ``example`` when None, see :func:`src.export.onnx_qdq.observe_output_ranges`)."""
+    from src.export.profiles import build_onnx  # pylint: disable=import-outside-toplevel
+    from src.export.tflite_convert import convert, write_tflite  # pylint: disable=import-outside-toplevel
+    from src.export import tflite_check  # pylint: disable=import-outside-toplevel
+    example = np.ascontiguousarray(example, np.float32)
+    if quant == "int8":
+        from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
+        graph = build_onnx(fp_net, q_net, example, "mobile", "int8",
+                           output_ranges or observe_output_ranges(q_net, [example]))
+    else:
+        graph = build_onnx(fp_net, None, example, "mobile", "none")
+    data = convert(graph, quant, io_dtype)
+    model = tflite_check.read_model(data)
+    report = {"ops": tflite_check.op_names(model)}
+    extra = tflite_check.non_builtin_ops(model)
+    if extra:
+        raise ValueError(f"the TFLite file holds non-builtin ops {', '.join(extra)}; please report this model")
+    if quant == "int8":
+        report["float_ops_inside"] = tflite_check.float_ops_inside(model)
+        if report["float_ops_inside"]:
+            raise ValueError("the int8 TFLite file computes in float at "
+                             + ", ".join(f"{name} (op {i})" for i, name in report["float_ops_inside"])
+                             + "; please report this model")
+    if metadata:
+        metadata = dict(metadata)
+        n, c, h, w = example.shape
+        metadata["sr.input"] = (f"{n} x {h} x {w} x {c} (NHWC, fixed) " + ("uint8 0..255" if io_dtype == "uint8" else
+                                "float32 in [0, 1]") + (", RGB" if c == 3 else ", Y of BT.601 YCbCr"))
+    write_tflite(data, path, metadata)
+    if not check:
+        return report
+    try:
+        interp = tflite_check.interpreter(path)
+        out = tflite_check.run_nchw(interp, example)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"LiteRT cannot run {path} at input {list(example.shape)}: "
+                         f"{str(exc).splitlines()[0][:200]}") from None
+    report["xnnpack"] = tflite_check.xnnpack_partitions(path)
+    log(tflite_check.partition_line(report["xnnpack"]))
+    from mindspore import Tensor  # pylint: disable=import-outside-toplevel
+    ref = (q_net if quant == "int8" else fp_net)(Tensor(example)).asnumpy()
+    if out.shape != ref.shape:
+        raise ValueError(f"the TFLite output {out.shape} differs from MindSpore's {ref.shape}; please report this model")
+    report["max_abs_diff"] = float(np.abs(out - ref).max())
+    if quant == "int8":
+        log(f"LiteRT int8 vs fake-quant MindSpore at {example.shape[2:]}: max |diff| {report['max_abs_diff']:.4f} "
+            "(integer requantisation rounding)")
+    else:
+        what = "float32" if quant == "none" else "float16-weight"
+        log(f"LiteRT {what} vs MindSpore at {example.shape[2:]}: max |diff| {report['max_abs_diff']:.2e}")
+        if quant == "none" and not report["max_abs_diff"] < FLOAT_TOLERANCE:
+            raise ValueError(f"the TFLite file differs from MindSpore by {report['max_abs_diff']:.2e} (> "
+                             f"{FLOAT_TOLERANCE:g}); please report this model")
+    return report
