@@ -86,11 +86,12 @@ def shape_of(shape, default=(1, 3, 360, 640)):
 
 
 def _partitions(path):
+    """{delegate: report} of a mobile file: XNNPACK for TFLite, NNAPI / CoreML for ONNX."""
     if path.endswith(".tflite"):
         from src.export.tflite_check import xnnpack_partitions  # pylint: disable=import-outside-toplevel
         return {"XNNPACK": xnnpack_partitions(path)}
-    from src.export.mobile_check import mobile_partitions  # pylint: disable=import-outside-toplevel
-    return mobile_partitions(path)
+    from src.export.mobile_check import partition_report  # pylint: disable=import-outside-toplevel
+    return partition_report(path)
 
 
 def _psnr(checkpoint_or_file, spec, args, out_dir, tag):
@@ -140,6 +141,13 @@ def bench_model(spec_text, args):
     return row
 
 
+def _partition_cell(entry):
+    if entry is None:
+        return "-"
+    taken = entry.get("supported", entry.get("delegated"))
+    return f"{entry['partitions']} ({taken}/{entry['nodes']})"
+
+
 def print_tables(rows, args):
     h, w = args.input
     labels = [label for label, _, _ in FILES]
@@ -153,10 +161,14 @@ def print_tables(rows, args):
         best = max(litert, t["ORT float desktop"] / t["ORT int8 desktop"], t["ORT float mobile"] / t["ORT int8 mobile"])
         print(f"| {r['model']} | " + " | ".join(f"{t[label]:.1f}" for label in labels)
               + f" | {litert:.2f}x | {best:.2f}x |")
-    print("\nPartitions (mobile files): nodes taken / total (partitions)")
+    print("\nDelegate partitions of the mobile files: partitions, nodes taken / nodes")
+    print("| model | file | NNAPI | CoreML MLProgram | CoreML NeuralNetwork | XNNPACK |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
         for label, report in r["partitions"].items():
-            print(f"- {r['model']} {label}: {json.dumps(report, sort_keys=True)}")
+            cells = [_partition_cell(report.get(name)) for name in
+                     ("NNAPI", "CoreML MLProgram", "CoreML NeuralNetwork", "XNNPACK")]
+            print(f"| {r['model']} | {label} | " + " | ".join(cells) + " |")
     if all("psnr" in r for r in rows) and rows:
         kinds = list(rows[0]["psnr"])
         print("\nPSNR (Y, dB) Set5 / Set14")
