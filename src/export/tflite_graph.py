@@ -117,16 +117,18 @@ class Translator:
         self.clipped = {}    # name -> (pre-clip tensor, low, high): a Clip a later grid may absorb
         self.pending = {}    # QuantizeLinear output -> (input name, min, max)
         self.consts = {name: _Const(value) for name, value in self.inits.items()}
-        if self.image_io:  # 8-bit image bytes in: the input tensor on the image grid, requantised after
-            self.values[graph.input[0].name] = self._identity_conv(self._fake_quant(x, 0.0, 1.0))
+        if self.image_io:  # 8-bit image bytes in: the input tensor on the image grid (requantised where needed)
+            self.values[graph.input[0].name] = self._fake_quant(x, 0.0, 1.0)
+            self.grids[graph.input[0].name] = (0.0, 1.0)
         for node in graph.node:
             handler = getattr(self, "_op_" + node.op_type)
             handler(node)
         out = graph.output[0].name
         if out not in self.values:
             raise ValueError(f"the graph output {out} is a constant or a quantized tensor without DequantizeLinear")
-        if self.image_io and self.grids.get(out) != (0.0, 1.0):
-            return self._fake_quant(self._identity_conv(self.values[out]), 0.0, 1.0)  # onto the image grid
+        if self.image_io and self.grids.get(out) != (0.0, 1.0):  # onto the image grid
+            tensor = self.values[out]
+            return self._fake_quant(self._identity_conv(tensor) if out in self.grids else tensor, 0.0, 1.0)
         return self.values[out]
 
     def _value(self, name):
@@ -199,6 +201,12 @@ class Translator:
             pre, c_low, c_high = self.clipped[name]
             if c_low <= low + 1e-7 and high <= c_high + 1e-7:
                 tensor = pre
+        previous = self.grids.get(name)
+        if previous == (low, high):  # already on this grid: nothing to round
+            self._set(node, tensor, previous)
+            return
+        if previous is not None:  # a requantisation: an integer op, not a float DEQUANTIZE -> QUANTIZE pair
+            tensor = self._identity_conv(tensor)
         self._set(node, self._fake_quant(tensor, low, high), (low, high))
 
     # -- compute ------------------------------------------------------------------------------
