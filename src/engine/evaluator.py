@@ -155,6 +155,29 @@ def _log_alpha(results, log):
                 f"({', '.join(r['alpha_dropped'])}); PSNR/SSIM use their stored RGB values")
 
 
+def evaluate_with(predictor, eval_sets, config, save_dir, log):
+    """PSNR/SSIM of ``predictor`` (an :class:`~src.engine.inference.SRPredictor`) on every set, the
+    table logged. Returns ``(results, failed, seconds)`` as :func:`_evaluate_sets` (a failing set is
+    recorded, the others go on)."""
+    start = time.time()
+    results, failed = _evaluate_sets(eval_sets, lambda s: evaluate_set(predictor, s, config, save_dir), log)
+    elapsed = time.time() - start
+    if results:
+        log(format_table(results))
+    _log_alpha(results, log)
+    return results, failed, elapsed
+
+
+def write_report(report, failed, result_file, save_dir, log):
+    """Write the JSON report (failures included), then raise ImageError if a set failed."""
+    if failed:
+        report["failed"] = failed
+    write_json(result_file, report)
+    _raise_if_failed(failed, report["results"], result_file)
+    log(f"results written to {result_file}" + (f"; SR images in {save_dir}" if save_dir else ""))
+    return report
+
+
 def _raise_if_failed(failed, results, result_file):
     if not failed:
         return
@@ -193,7 +216,7 @@ def run_evaluation(config, log=print):
     if config.get("quant_method") or quant_config_of(meta) is not None:
         return _run_quantized(config, ckpt, names, eval_sets, note, log)
     net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, config_options(config))
-    protocol = _protocol(config)
+    protocol = eval_protocol(config)
     shave = protocol["shave"]
     log(f"evaluating {config.model}-{net.variant} x{config.scale} from {ckpt} on {', '.join(names)} "
         f"[{config.metric_channel.upper()} channel, shave {shave}, HR mod {config.gt_mod}"
@@ -204,26 +227,17 @@ def run_evaluation(config, log=print):
     if config.save_sr:
         save_dir = os.path.join(resolve_path(config, config.output_path),
                                 f"sr_{config.model}_{net.variant}_x{config.scale}")
-    start = time.time()
-    results, failed = _evaluate_sets(eval_sets, lambda s: evaluate_set(predictor, s, config, save_dir), log)
-    elapsed = time.time() - start
-    if results:
-        log(format_table(results))
-    _log_alpha(results, log)
+    results, failed, elapsed = evaluate_with(predictor, eval_sets, config, save_dir, log)
     report = {"results": results, "model": config.model, "variant": net.variant, "scale": config.scale,
               "pre_trained": ckpt, "protocol": protocol, "self_ensemble": bool(config.self_ensemble),
               "data_path": data_path, "data_note": note, "seconds": round(elapsed, 2)}
-    if failed:
-        report["failed"] = failed
     result_file = config.result_file or os.path.join(
         resolve_path(config, config.output_path), f"eval_{config.model}_{net.variant}_x{config.scale}.json")
-    write_json(result_file, report)
-    _raise_if_failed(failed, results, result_file)
-    log(f"results written to {result_file}" + (f"; SR images in {save_dir}" if save_dir else ""))
-    return report
+    return write_report(report, failed, result_file, save_dir, log)
 
 
-def _protocol(config):
+def eval_protocol(config):
+    """The evaluation protocol of ``config`` as recorded in reports (channel, shave, HR crop, LR source)."""
     shave = config.scale if config.shave < 0 else config.shave
     return {"channel": config.metric_channel, "shave": shave, "gt_mod": config.gt_mod,
             "lr": "file if present, else MATLAB bicubic of HR", "alpha": ALPHA_POLICY}
@@ -250,7 +264,7 @@ def _run_quantized(config, ckpt, names, eval_sets, note, log):
         log(format_side_by_side(fp_results, q_results, label))
     _log_alpha(q_results, log)
     report = {"results": q_results, "results_fp": fp_results, "quant": info, "model": config.model,
-              "variant": fp_net.variant, "scale": config.scale, "pre_trained": ckpt, "protocol": _protocol(config),
+              "variant": fp_net.variant, "scale": config.scale, "pre_trained": ckpt, "protocol": eval_protocol(config),
               "self_ensemble": bool(config.self_ensemble), "data_note": note, "seconds": round(time.time() - start, 2)}
     if failed:
         report["failed"] = failed

@@ -11,10 +11,8 @@ checkpoint report's keys plus ``kind`` (e.g. ``"int8 TFLite (file, uint8 IO)"``)
 and ``file_format``.
 """
 import os
-import time
 
-from src.engine.evaluator import (_evaluate_sets, _log_alpha, _protocol, _raise_if_failed, evaluate_set,
-                                  format_table, resolve_path, select_datasets, write_json)
+from src.engine.evaluator import eval_protocol, evaluate_with, resolve_path, select_datasets, write_report
 from src.engine.inference import SRPredictor
 from src.engine.runners import EXTENSIONS, open_exported
 from src.data.eval_sets import resolve_eval_set
@@ -75,7 +73,7 @@ def run_file_evaluation(config, log=print):
         log(note)
     data_path = resolve_path(config, config.data_path)
     eval_sets = [resolve_eval_set(data_path, name, config.scale) for name in names]
-    protocol = _protocol(config)
+    protocol = eval_protocol(config)
     tiles = f", fixed {runner.io.tile_hw[0]}x{runner.io.tile_hw[1]} windows" if runner.io.tile_hw else ""
     log(f"evaluating {runner.kind} {path} ({model}-{variant} x{runner.scale}, {runner.io.layout}{tiles}) on "
         f"{', '.join(names)} [{config.metric_channel.upper()} channel, shave {protocol['shave']}, HR mod "
@@ -84,12 +82,7 @@ def run_file_evaluation(config, log=print):
                             config.max_tile_mem_gb)
     stem = os.path.basename(path).replace(".", "_")
     save_dir = os.path.join(resolve_path(config, config.output_path), f"sr_{stem}") if config.save_sr else None
-    start = time.time()
-    results, failed = _evaluate_sets(eval_sets, lambda s: evaluate_set(predictor, s, config, save_dir), log)
-    elapsed = time.time() - start
-    if results:
-        log(format_table(results))
-    _log_alpha(results, log)
+    results, failed, elapsed = evaluate_with(predictor, eval_sets, config, save_dir, log)
     report = {"results": results, "model": model, "variant": variant, "scale": runner.scale, "pre_trained": path,
               "kind": runner.kind, "file_format": runner.FORMAT, "layout": runner.io.layout,
               "fixed_input_hw": list(runner.io.tile_hw) if runner.io.tile_hw else None,
@@ -98,10 +91,5 @@ def run_file_evaluation(config, log=print):
               "data_note": note, "seconds": round(elapsed, 2)}
     if runner.notice:
         report["notice"] = runner.notice
-    if failed:
-        report["failed"] = failed
     result_file = config.result_file or os.path.join(resolve_path(config, config.output_path), f"eval_{stem}.json")
-    write_json(result_file, report)
-    _raise_if_failed(failed, results, result_file)
-    log(f"results written to {result_file}" + (f"; SR images in {save_dir}" if save_dir else ""))
-    return report
+    return write_report(report, failed, result_file, save_dir, log)

@@ -34,6 +34,14 @@ def constant_values(graph, name):
     return None
 
 
+def is_unit_clip(graph, node):
+    """True if ``node`` is ``Clip(x, 0, 1)`` with constant bounds (an image model's final clamp)."""
+    if node is None or node.op_type != "Clip" or len(node.input) < 3:
+        return False
+    bounds = [constant_values(graph, name) for name in node.input[1:3]]
+    return all(b is not None and b.size == 1 for b in bounds) and (float(bounds[0]), float(bounds[1])) == (0.0, 1.0)
+
+
 def drop_dead(graph):
     """Remove nodes and initializers no graph output depends on."""
     needed = {o.name for o in graph.output}

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from onnx import numpy_helper
 
-from src.export.onnx_graph import constant_values, consumers, producers
+from src.export.onnx_graph import constant_values, consumers, is_unit_clip, producers
 from src.quantlib.convert import quant_layers
 
 IMAGE_STEP = np.float32(1.0 / 255.0)  # the 8-bit image grid
@@ -404,10 +404,7 @@ def image_tail(graph, clip=True):
     writers, users = producers(graph), consumers(graph)
     node = writers.get(graph.output[0].name)
     if clip:
-        if node is None or node.op_type != "Clip" or len(node.input) < 3:
-            return None
-        bounds = [constant_values(graph, name) for name in node.input[1:3]]
-        if any(b is None or b.size != 1 for b in bounds) or (float(bounds[0]), float(bounds[1])) != (0.0, 1.0):
+        if not is_unit_clip(graph, node):
             return None
         node = writers.get(node.input[0])
     final = graph.output[0].name

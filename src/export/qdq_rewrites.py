@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from src.export.onnx_graph import constant_values, consumers, drop_dead, producers
+from src.export.onnx_graph import constant_values, consumers, drop_dead, is_unit_clip, producers
 from src.export.qdq_plan import DATA_MOVEMENT_OPS, IMAGE_STEP
 
 MIN_INT8_OUT_CHANNELS = 16
@@ -182,10 +182,7 @@ def image_grid_output(model):
         return False
     writers, users = producers(graph), consumers(graph)
     clip = writers.get(graph.output[0].name)
-    if clip is None or clip.op_type != "Clip" or len(clip.input) < 3:
-        return False
-    bounds = [constant_values(graph, name) for name in clip.input[1:3]]
-    if any(b is None or b.size != 1 for b in bounds) or (float(bounds[0]), float(bounds[1])) != (0.0, 1.0):
+    if not is_unit_clip(graph, clip):
         return False
     node = writers.get(clip.input[0])
     while node is not None and node.op_type in DATA_MOVEMENT_OPS and len(users.get(node.output[0], [])) == 1:
