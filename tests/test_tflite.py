@@ -82,7 +82,8 @@ def _conv_ops(model):
 
 def test_int8_file_carries_the_calibrated_grids(files):
     """Weights int8 per channel at the project's scales, int32 biases equal to round(b / (s_a s_w)),
-    conv input activations on the calibrated grids (uint8 zero point z -> int8 z - 128)."""
+    conv input activations on the calibrated grids (uint8 zero point z -> int8 z - 128). A conv
+    before a PReLU writes [relu(y), relu(-k y)]: weights [W; -W] at scales [s; k s], biases [b; -b]."""
     _, q, _, paths = files
     model = tflite_check.read_model(paths["int8"])
     table = tflite_check.tensor_table(model)
@@ -92,19 +93,27 @@ def test_int8_file_carries_the_calibrated_grids(files):
     assert names[0] == "QUANTIZE" and names[-1] == "DEQUANTIZE"
     convs = _conv_ops(model)
     weights = {i: tflite_check.constant_data(model, op.inputs[1]) for i, op in enumerate(convs)}
-    matched = set()
+    matched, splits = set(), []
     for name, layer in quant_layers(q):
         w = layer.weight.asnumpy()
         step = layer.weight_quant.grid()[0].reshape(-1)
         w_int = np.clip(np.floor(w / step.reshape(-1, 1, 1, 1) + 0.5), -127, 127).astype(np.int8).transpose(0, 2, 3, 1)
-        hits = [i for i, tw in weights.items() if tw.shape[1:] == w_int.shape[1:] and tw.shape[0] <= w_int.shape[0]
-                and np.array_equal(tw, w_int[:tw.shape[0]])]  # ETDS's last conv drops its padding channel
+        split_w = np.concatenate([w_int, -w_int])
+        hits = [i for i, tw in weights.items() if tw.shape[1:] == w_int.shape[1:] and (
+            (tw.shape[0] <= w_int.shape[0] and np.array_equal(tw, w_int[:tw.shape[0]]))  # ETDS's last conv drops
+            or np.array_equal(tw, split_w))]                                          # its padding channel
         assert len(hits) == 1, (name, hits)
         op = convs[hits[0]]
-        kept = weights[hits[0]].shape[0]
+        split = weights[hits[0]].shape[0] == 2 * w_int.shape[0]
+        kept = w_int.shape[0] if split else weights[hits[0]].shape[0]
         w_entry, b_entry, x_entry = table[op.inputs[1]], table[op.inputs[2]], table[op.inputs[0]]
         assert w_entry["dtype"] == "INT8" and w_entry["quantized_dimension"] == 0
-        np.testing.assert_allclose(w_entry["scale"], step[:kept], rtol=1e-6)
+        np.testing.assert_allclose(w_entry["scale"][:kept], step[:kept], rtol=1e-6)
+        if split:
+            splits.append(hits[0])
+            k = w_entry["scale"][kept:] / step
+            assert np.all(k > 0) and np.allclose(k, k[0], rtol=1e-5), k
+            assert int(table[op.outputs[0]]["zero_point"][0]) == -128  # [0, high]: relu halves
         assert not w_entry["zero_point"].any()
         a_step, a_zero = (float(v.reshape(-1)[0]) for v in layer.act_quant.grid())
         assert x_entry["dtype"] == "INT8"
@@ -113,17 +122,24 @@ def test_int8_file_carries_the_calibrated_grids(files):
         bias = layer.bias.asnumpy()[:kept]
         b_int = np.floor(bias / (np.float32(a_step) * step[:kept]) + 0.5).astype(np.int64)
         assert b_entry["dtype"] == "INT32"
-        np.testing.assert_array_equal(tflite_check.constant_data(model, op.inputs[2]), b_int)
+        np.testing.assert_array_equal(tflite_check.constant_data(model, op.inputs[2]),
+                                      np.concatenate([b_int, -b_int]) if split else b_int)
         matched.add(hits[0])
     assert len(matched) == len(list(quant_layers(q)))
-    # the other CONV_2D ops are the PReLU mixes: 1x1 over concat(relu(x), relu(-x)), weights (1, -slope)
-    for i in set(range(len(convs))) - matched:
+    # the other CONV_2D ops are the PReLU mixes: 1x1 over [relu(y), relu(-k y)], weights (1, -slope / k),
+    # each reading one split conv's output
+    mixes = sorted(set(range(len(convs))) - matched)
+    for i in mixes:
         w = weights[i]
         channels = w.shape[0]
         assert w.shape == (channels, 1, 1, 2 * channels)
-        scale = table[convs[i].inputs[1]]["scale"]  # max(1, |slope|) / 127: the weight 1 is 127 unless |slope| > 1
+        scale = table[convs[i].inputs[1]]["scale"]  # max(1, |slope / k|) / 127: the 1 is 127 unless |slope / k| > 1
         one = w[np.arange(channels), 0, 0, np.arange(channels)] * scale
         assert np.all(np.abs(one - 1) <= scale / 2 + 1e-7)
+    from mindspore import nn  # pylint: disable=import-outside-toplevel
+    prelus = sum(isinstance(cell, nn.PReLU) for _, cell in q.cells_and_names())
+    assert len(mixes) == prelus and len(splits) == prelus, (len(mixes), len(splits), prelus)
+    assert sorted(convs[i].inputs[0] for i in mixes) == sorted(convs[i].outputs[0] for i in splits)
     assert all(t["dtype"] in ("INT8", "INT32") for t in table if t["constant"])
     _one_partition(paths["int8"])
 
@@ -132,9 +148,14 @@ def test_int8_file_matches_the_fake_quant_model(files):
     from mindspore import Tensor  # pylint: disable=import-outside-toplevel
     _, q, x, paths = files
     out = tflite_check.run_nchw(tflite_check.interpreter(paths["int8"]), x)
-    # integer requantisation and the conv-output / PReLU steps: a few 8-bit levels on random input. The
-    # int8 output is an 8-bit image (the 1/255 grid saturates at [0, 1]; ECBSR's float output has no Clip)
-    assert np.abs(out - np.clip(q(Tensor(x)).asnumpy(), 0.0, 1.0)).max() < 0.03
+    ref = q(Tensor(x)).asnumpy()
+    model = tflite_check.read_model(paths["int8"])
+    dequantize = model.subgraphs[0].operators[-1]
+    grid = tflite_check.tensor_table(model)[dequantize.inputs[0]]
+    if np.isclose(grid["scale"][0], 1 / 255, rtol=1e-6) and grid["zero_point"][0] == -128:
+        ref = np.clip(ref, 0, 1)  # an output on the 8-bit image grid saturates at 0 and 1 (ECBSR has no clip)
+    # integer requantisation and the conv-output / PReLU steps: a few 8-bit levels on random input
+    assert np.abs(out - ref).max() < 0.03
 
 
 def test_uint8_io_and_float16_weights(tmp_path):

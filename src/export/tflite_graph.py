@@ -26,15 +26,33 @@ the converter takes those ranges instead of calibrating:
 - bias ``DequantizeLinear`` (int32, scale ``s_in s_c``): the float bias ``b_q s_in s_c``; the
   converter recomputes ``round(b / (s_in s_c))`` = ``b_q`` (tests compare them).
 
-PReLU: LiteRT's XNNPACK delegate runs PRELU in float only, so in a quantized graph
-``PReLU(x) = relu(x) - a relu(-x)`` is written with ops it runs in int8:
-``r = relu(-x)`` (a 1x1 depthwise conv, weight -1, fused ReLU), ``p = x + r`` (= relu(x)),
-both kept on ``x``'s step with zero point -128 (exact), then one 1x1 conv over
-``concat(p, r)`` with per-output-channel weights ``(1, -a_c)`` at scale
-``max(1, |a_c|) / 127``, rounded once onto the PReLU output grid. The slope is held to
-1/127 of ``max(1, |a_c|)`` (the int8 PRELU kernel holds it per tensor). (An ``a r`` depthwise
-conv with exact slopes, then ``p - a r``, needs an 8-bit grid for ``a r``, too coarse for
-ECBSR's slopes near +-1: Set5 -3.6 dB.) A ``Clip`` whose input or output grid already lies inside its bounds is dropped in
+PReLU: LiteRT's XNNPACK delegate runs PRELU in float only (also MAXIMUM / MINIMUM: an int8
+PRELU, MAXIMUM or MINIMUM is left to the builtin kernels; LEAKY_RELU is taken in int8 but has
+one slope per tensor), so in a quantized graph ``PReLU(y) = relu(y) - a relu(-y)`` is written
+with convs XNNPACK runs in int8, two ops per PReLU:
+
+- when ``y`` is the output of a quantized conv that nothing else reads (ECBSR, SESR), that conv
+  writes ``2C`` channels ``[relu(y), relu(-k y)]``, ``k = high / -low`` of ``y``'s grid: weights
+  ``[W; -k W]`` at per-channel scales ``[s; k s]`` (the calibrated int8 weights, negated),
+  int32 biases ``[b_q; -b_q]``, a fused ReLU, output grid ``[0, high]``. Each half gets 8 bits
+  over its own side instead of ``y``'s 8 bits over ``[low, high]`` (``y``'s own grid is not a
+  grid of the fake-quant model, which rounds only conv inputs: this extra rounding cost ECBSR
+  0.10 dB on Set5);
+- otherwise ``[relu(y), relu(-y)]`` from one 1x1 conv ``C -> 2C``, weights ``(I; -I)``, fused
+  ReLU, on ``y``'s step with zero point -128 (exact: both halves lie in ``[0, 255 step]``);
+
+then one 1x1 conv ``2C -> C`` with per-output-channel weights ``(1, -a_c / k)`` at scale
+``max(1, |a_c / k|) / 127``, rounded once onto the PReLU output grid (the calibrated input grid
+of the next conv). The slope is held to 1/127 of ``max(1, |a_c / k|)``. Measured (1 x 360 x 640,
+2 threads, int8 / float32 speed-up; Set5 int8 TFLite - fake-quant, W8A8 DBDC checkpoints):
+the earlier depthwise ``relu(-y)`` + ``Add`` + ``Concat`` + mix (4 ops) ECBSR-M4C16 x3 1.49x
+-0.136 dB, SESR-M5 x2 1.76x -0.119 dB; the ``(I; -I)`` split everywhere 1.88x / 2.22x with the
+same integers out; this form 1.82x -0.033 dB / 2.14x -0.114 dB. Rejected: the mix folded into
+the next conv over the 2C channels (1.67x / 2.01x, and that conv's input leaves its calibrated
+grid), a depthwise conv with channel multiplier 2 for the split (XNNPACK's slow path: 0.8x),
+two depthwise ReLU convs instead of the ``Add`` (1.42x / 1.74x), an ``a r`` depthwise conv then
+``p - a r`` (an 8-bit grid for ``a r`` is too coarse for ECBSR's slopes near +-1: Set5 -3.6 dB).
+A ``Clip`` whose input or output grid already lies inside its bounds is dropped in
 quantized graphs (integer saturation clamps; XNNPACK has no int8 MINIMUM/RELU).
 """
 import numpy as np
@@ -116,6 +134,13 @@ class Translator:
         self.grids = {}      # name -> (min, max) of the activation grid the tensor is on
         self.clipped = {}    # name -> (pre-clip tensor, low, high): a Clip a later grid may absorb
         self.pending = {}    # QuantizeLinear output -> (input name, min, max)
+        self.dq_source = {}  # DequantizeLinear output of an activation -> its QuantizeLinear's input
+        self.conv_inputs = {}  # quantized group-1 Conv output -> (input, weight, bias, strides, padding, dilations)
+        self.producers = {out: n for n in graph.node for out in n.output}
+        self.readers = {}
+        for n in graph.node:
+            for name in n.input:
+                self.readers.setdefault(name, []).append(n)
         self.consts = {name: _Const(value) for name, value in self.inits.items()}
         if self.image_io:  # 8-bit image bytes in: the input tensor on the image grid (requantised where needed)
             self.values[graph.input[0].name] = self._fake_quant(x, 0.0, 1.0)
@@ -197,6 +222,7 @@ class Translator:
         tensor = self.values.get(name)
         if tensor is None:
             raise ValueError(f"QuantizeLinear input {name} is not an activation")
+        self.dq_source[node.output[0]] = name
         if name in self.clipped:  # Clip -> Q/DQ inside the clip bounds: saturation clamps already
             pre, c_low, c_high = self.clipped[name]
             if c_low <= low + 1e-7 and high <= c_high + 1e-7:
@@ -273,6 +299,9 @@ class Translator:
             if bias is None:
                 raise ValueError(f"Conv {node.name}: the bias must be a constant")
             y = tf.nn.bias_add(y, tf.constant(bias.value.reshape(-1).astype(np.float32)))
+            if group == 1 and w_const.quantized is not None:
+                self.conv_inputs[node.output[0]] = (x, w_const, bias.value.reshape(-1), [1] + strides + [1], padding,
+                                                    dilations)
         self._set(node, y)
 
     def _op_Relu(self, node):
@@ -302,19 +331,55 @@ class Translator:
             raise ValueError(f"PRelu {node.name}: its input is not quantized (a QuantizeLinear/DequantizeLinear "
                              "pair must come before it in an int8 graph)")
         low, high = grid
-        step = (high - low) / 255.0
-        r_high = 255.0 * step  # relu(-x) and relu(x) on x's step, zero point -128: exact
-        ones = np.ones(channels, np.float32)
-        neg = -ones.reshape(1, 1, channels, 1)
-        r = tf.nn.relu(tf.nn.depthwise_conv2d(x, self._per_channel(neg, ones / 127.0), [1, 1, 1, 1], "VALID"))
-        r = self._fake_quant(r, 0.0, r_high)
-        p = self._fake_quant(x + r, 0.0, r_high)
-        # one 1x1 conv over [relu(x), relu(-x)]: output channel c = p_c - a_c r_c, rounded once
+        producer = self._sole_conv_producer(node.input[0])
+        if producer is not None and low < 0 < high:
+            # the conv writes [relu(y), relu(-k y)], k = high / -low, from its int32 sums: each half
+            # on [0, high] (full 8 bits over its own side) instead of y on [low, high]
+            k = high / -low
+            pair = self._conv_split(producer, k, high)
+            a = a / k
+        else:
+            # [relu(x), relu(-x)] from one 1x1 conv C -> 2C, weights (I; -I), fused ReLU, on x's step
+            # with zero point -128: exact (both halves lie in [0, 255 step])
+            eye = np.eye(channels, dtype=np.float32)
+            split = np.concatenate([eye, -eye], 1).reshape(1, 1, channels, 2 * channels)
+            pair = tf.nn.relu(tf.nn.conv2d(x, self._per_channel(split, np.full(2 * channels, 1 / 127.0, np.float32)),
+                                           [1, 1, 1, 1], "VALID"))
+            pair = self._fake_quant(pair, 0.0, high - low)
+        # one 1x1 conv 2C -> C: output channel c = relu(x_c) - a_c relu(-x_c), rounded once
         mix = np.zeros((1, 1, 2 * channels, channels), np.float32)
         mix[0, 0, np.arange(channels), np.arange(channels)] = 1.0
         mix[0, 0, channels + np.arange(channels), np.arange(channels)] = -a
         scale = np.maximum(np.abs(a), 1.0).astype(np.float32) / 127.0
-        self._set(node, tf.nn.conv2d(self._concat([p, r], 3), self._per_channel(mix, scale), [1, 1, 1, 1], "VALID"))
+        self._set(node, tf.nn.conv2d(pair, self._per_channel(mix, scale), [1, 1, 1, 1], "VALID"))
+
+    def _sole_conv_producer(self, name):
+        """The Conv node whose output reaches ``name`` through one QuantizeLinear -> DequantizeLinear
+        pair and is read by nothing else (so the conv may write another tensor instead), else None."""
+        q_name = self.dq_source.get(name)
+        if q_name is None:
+            return None
+        conv = self.producers.get(q_name)
+        if conv is None or conv.op_type != "Conv" or conv.output[0] not in self.conv_inputs:
+            return None
+        q_nodes = self.readers.get(q_name, [])
+        if len(q_nodes) != 1 or len(self.readers.get(q_nodes[0].output[0], [])) != 1:
+            return None
+        return conv if len(self.readers.get(name, [])) == 1 else None
+
+    def _conv_split(self, conv, k, high):
+        """``conv`` recomputed with 2C outputs ``[y; -k y]`` (weights ``[W; -k W]`` at per-channel scales
+        ``[s; k s]``, the same integers negated; biases ``[b; -k b]``, the same int32 values negated),
+        fused ReLU, on the grid ``[0, high]``: ``[relu(y), relu(-k y)]``."""
+        tf = self.tf
+        x, w_const, bias, strides, padding, dilations = self.conv_inputs[conv.output[0]]
+        w = w_const.value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        scale = np.broadcast_to(w_const.scale.reshape(-1), (w.shape[3],)).astype(np.float64)
+        weight = self._per_channel(np.concatenate([w, -k * w], 3).astype(np.float32),
+                                   np.concatenate([scale, k * scale]).astype(np.float32))
+        y = tf.nn.conv2d(x, weight, strides, padding, dilations=dilations)
+        y = tf.nn.bias_add(y, tf.constant(np.concatenate([bias, -k * bias]).astype(np.float32)))
+        return self._fake_quant(tf.nn.relu(y), 0.0, high)
 
     def _binary(self, node, fn):
         a, b = (self._value(name) for name in node.input[:2])
