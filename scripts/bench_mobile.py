@@ -112,7 +112,8 @@ def bench_model(spec_text, args):
     model, variant, scale, float_ckpt, quant_ckpt = spec
     n_colors = 1 if model == "sesr" else 3
     shape = f"1,{n_colors},{args.input[0]},{args.input[1]}"
-    out_dir = os.path.join(args.out_dir, f"{model}_{variant}_x{scale}")
+    source = os.path.splitext(os.path.basename(float_ckpt))[0]  # tells apart two checkpoints of one model
+    out_dir = os.path.join(args.out_dir, f"{model}_{variant}_x{scale}_{source}")
     os.makedirs(out_dir, exist_ok=True)
     files = {}
     for label, options, which in FILES:
@@ -129,7 +130,7 @@ def bench_model(spec_text, args):
     for _ in range(args.rounds):
         for label, run in timers.items():
             times[label].append(median_ms(run, args.warmup, args.runs))
-    row = {"model": f"{model}-{variant} x{scale}", "float_ckpt": float_ckpt, "quant_ckpt": quant_ckpt,
+    row = {"model": f"{model}-{variant} x{scale} ({source})", "float_ckpt": float_ckpt, "quant_ckpt": quant_ckpt,
            "latency_ms": {label: statistics.median(v) for label, v in times.items()},
            "partitions": {label: _partitions(files[label]) for label in files if "desktop" not in label},
            "files": files}
