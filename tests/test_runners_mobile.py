@@ -470,6 +470,8 @@ def test_corrupt_tflite_and_ort_files_are_one_line(tflite, abpn, tmp_path):
         message = str(info.value)
         assert message.startswith(f"{path} is not a readable {fmt} model ("), (name, message)
         assert message.endswith("; re-export it with export.py") and "\n" not in message, (name, message)
+        if name == "truncated.tflite":
+            assert "damaged or truncated" in message, message
 
 
 def test_eval_refuses_quantization_options_and_a_wrong_scale_with_a_file(abpn, dataset):
@@ -480,3 +482,16 @@ def test_eval_refuses_quantization_options_and_a_wrong_scale_with_a_file(abpn, d
         _evaluate(_eval_args(dataset, abpn["fixed"], "SetA", "--scale", "2"))
     with pytest.raises(ValueError, match=r"holds a abpn model but --model is sesr"):
         _evaluate(_eval_args(dataset, abpn["fixed"], "SetA", "--model", "sesr"))
+
+
+def test_cli_refusals_with_a_tflite_file_are_one_line(tflite, dataset, tmp_path):
+    """LiteRT logs "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on opening a file: kept out of
+    stderr, so a refusal after it (a wrong --scale) stays one line; a folder named like a file is named so."""
+    proc = _run_cli("eval.py", *_eval_args(dataset, tflite["int8"], "SetA", "--scale", str(S + 1)))
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        f"error: {tflite['int8']} upscales x{S} but --scale is {S + 1}; drop --scale or pass --scale {S}"], proc.stderr
+    folder = tmp_path / "model.tflite"
+    folder.mkdir()
+    proc = _run_cli("eval.py", *_eval_args(dataset, str(folder), "SetA"))
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        f"error: --pre_trained {folder} is a folder, not an exported model file; pass the file"], proc.stderr

@@ -9,6 +9,7 @@ example a Reshape) would then fail on another size: :func:`check_dynamic` runs
 the file at two sizes to catch that. Opset 13 is needed for per-channel
 Quantize/DequantizeLinear in the int8 variant.
 """
+import logging
 import os
 import tempfile
 import time
@@ -19,6 +20,8 @@ from onnx import version_converter
 
 import mindspore as ms
 from mindspore import Tensor
+
+from src.utils.mindspore_log import mindspore_log_level
 
 OPSET = 13
 
@@ -45,7 +48,9 @@ def traced_onnx(net, example):
     object.__setattr__(net, "_create_time", time.time_ns())
     with tempfile.TemporaryDirectory() as tmp:
         stem = os.path.join(tmp, "net")
-        ms.export(net, Tensor(example), file_name=stem, file_format="ONNX")
+        # MindSpore 2.x logs a deprecation WARNING (mindspore.onnx.export) on every call: not the user's concern
+        with mindspore_log_level(logging.ERROR):
+            ms.export(net, Tensor(example), file_name=stem, file_format="ONNX")
         return onnx.load(stem + ".onnx")
 
 
