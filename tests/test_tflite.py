@@ -242,7 +242,8 @@ def test_export_cli_writes_a_checked_float_tflite(checkpoints):
     ("abpn", ["--quant", "int8"], "calibrated or QAT"),
     ("abpn", ["--io_dtype", "uint8"], "--quant int8"),
     ("sesr", ["--io_dtype", "uint8", "--quant", "int8"], "calibrated or QAT"),
-    ("abpn", ["--file_format", "ONNX", "--quant", "float16"], "TFLITE"),
+    ("abpn", ["--file_format", "ONNX", "--quant", "float16"], "--quant float16 is a TFLite option"),
+    ("abpn", ["--file_format", "ORT", "--io_dtype", "uint8"], "--io_dtype uint8 is a TFLite option"),
 ])
 def test_export_cli_tflite_bad_inputs(checkpoints, model, extra, expected):
     root, paths = checkpoints
