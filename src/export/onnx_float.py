@@ -49,8 +49,14 @@ def traced_onnx(net, example):
     with tempfile.TemporaryDirectory() as tmp:
         stem = os.path.join(tmp, "net")
         # MindSpore 2.x logs a deprecation WARNING (mindspore.onnx.export) on every call: not the user's concern
-        with mindspore_log_level(logging.ERROR):
-            ms.export(net, Tensor(example), file_name=stem, file_format="ONNX")
+        try:
+            with mindspore_log_level(logging.ERROR):
+                ms.export(net, Tensor(example), file_name=stem, file_format="ONNX")
+        except OSError as exc:  # a full temporary disk: say which folder (MindSpore's write names no file)
+            if exc.errno is None or exc.filename:
+                raise
+            raise OSError(exc.errno, f"{exc.strerror} in the temporary folder (set TMPDIR to another disk)",
+                          os.path.dirname(tmp)) from None
         return onnx.load(stem + ".onnx")
 
 
