@@ -3175,7 +3175,7 @@ def _(ctx, d):
 @case("mobile_files", 20, "infer_tflite_named_onnx")
 def _(ctx, d):
     src = mobile_files(ctx)["float_tflite"]
-    return _infer_refusal(ctx, d, _damaged_copy(d, src, "m.onnx"), ("m.onnx",))
+    return _infer_refusal(ctx, d, _damaged_copy(d, src, "m.onnx"), ("m.onnx", "rename"))
 
 
 @case("mobile_files", 20, "eval_truncated_ort")

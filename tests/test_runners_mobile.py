@@ -459,7 +459,7 @@ def test_corrupt_tflite_and_ort_files_are_one_line(tflite, abpn, tmp_path):
     cases = {"random.tflite": RNG.integers(0, 256, 4096, dtype=np.uint8).tobytes(), "empty.tflite": b"",
              "truncated.tflite": tfl[:len(tfl) // 2], "onnx.tflite": onnx_bytes,
              "random.ort": RNG.integers(0, 256, 4096, dtype=np.uint8).tobytes(), "truncated.ort": ort[:len(ort) // 2],
-             "tflite.ort": tfl}
+             "tflite.ort": tfl, "ort.tflite": ort}
     for name, data in cases.items():
         path = str(tmp_path / name)
         with open(path, "wb") as f:
@@ -468,6 +468,11 @@ def test_corrupt_tflite_and_ort_files_are_one_line(tflite, abpn, tmp_path):
         with pytest.raises(ExportedModelError) as info:
             open_exported(path)
         message = str(info.value)
+        if name in ("tflite.ort", "ort.tflite"):  # the file says what it is
+            kind, ext = ("a TFLite", ".tflite") if name == "tflite.ort" else ("an ORT", ".ort")
+            assert message == (f"{path} is {kind} file, not what its extension says: rename it to "
+                               f"{os.path.splitext(path)[0] + ext}"), message
+            continue
         assert message.startswith(f"{path} is not a readable {fmt} model ("), (name, message)
         assert message.endswith("; re-export it with export.py") and "\n" not in message, (name, message)
         if name == "truncated.tflite":
