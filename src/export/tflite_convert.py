@@ -34,9 +34,10 @@ IMAGE_SCALE = np.float32(1.0 / 255.0)
 def tensorflow():
     """The ``tensorflow`` module; ValueError naming requirements-mobile.txt when it is not installed.
     TensorFlow's C++ start-up lines (oneDNN notices, a CUDA probe on CPU-only machines, MLIR
-    progress) are silenced unless ``TF_CPP_MIN_LOG_LEVEL`` is set already: the first import
-    writes some of them before its log level is read, so its stderr goes to /dev/null."""
-    quiet = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    progress) are silenced unless ``TF_CPP_MIN_LOG_LEVEL`` is set to 0 or 1 (logs asked for):
+    the first import writes some of them before any log level is read (also with level 3, as
+    a child process of one that imported TensorFlow inherits), so its stderr goes to /dev/null."""
+    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3").strip() not in ("0", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         with stderr_silenced(quiet):
