@@ -1,5 +1,6 @@
-"""Export a model for mobile runtimes: MindIR, ONNX (float or int8 QDQ) or AIR.
+"""Export a model: TFLite (LiteRT), ORT (ORT-Mobile), ONNX (float or int8 QDQ), MindIR or AIR.
 
+    python export.py --model abpn --scale 3 --pre_trained abpn_x3_w8a8.ckpt --file_format TFLITE --quant int8
     python export.py --config_path DIV2K_config.yaml --model abpn --scale 3 \
         --pre_trained abpn_x3.ckpt --file_format ONNX
     python export.py --model abpn --scale 3 --pre_trained abpn_x3_w8a8.ckpt --file_format ONNX --quant int8
@@ -23,7 +24,7 @@ def _outputs(config, resolve):
 
 
 def main(argv=None):
-    return run_entry(argv, "Export an SR model (MINDIR, ONNX, AIR).", _engine, outputs=_outputs)
+    return run_entry(argv, "Export an SR model (TFLITE, ORT, ONNX, MINDIR, AIR).", _engine, outputs=_outputs)
 
 
 if __name__ == "__main__":

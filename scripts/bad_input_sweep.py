@@ -1,4 +1,5 @@
-"""Bad-input sweep (issue 13): hostile files, faults and bad values against the entry scripts.
+"""Bad-input sweep (issue 13; item 20: issue 14's mobile files): hostile files, faults and bad values against the
+entry scripts.
 
     python scripts/bad_input_sweep.py [--root DIR] [--only KIND|CASE,...] [--json out.json] [--jobs 1]
     SR_SHARED=/path/to/shared python scripts/bad_input_sweep.py --root /path/to/checkout --json out.json
@@ -40,7 +41,7 @@ are skipped when running as root (root writes anyway).
 
 Output: a table per kind (tried, held), ``N held of M``, one line per FAILED case
 with its reason; ``--json`` writes every case with its commands and outcome.
-About 13 minutes for all cases on 2 CPU cores.
+About 14 minutes for all cases on 2 CPU cores (mobile_files: 1 minute).
 """
 import argparse
 import collections
@@ -94,6 +95,7 @@ KINDS = collections.OrderedDict([
     ("config", "config values (18)"),
     ("output_paths", "output paths: files, read-only, full disk (19)"),
     ("device_misc", "device, corrupt models, calibration (19)"),
+    ("mobile_files", "mobile files: TFLite/ORT export options and runners (20: issue 14)"),
 ])
 
 
@@ -3013,6 +3015,221 @@ def _(ctx, d):
         fh.write(data[: len(data) // 2])
     p = ctx.entry("eval.py", *eval_args(ctx, d, ckpt=ckpt, variant="M2C8", scale=2))
     return refused(p, mention=("cut.ckpt",))
+
+
+# ========================================================================================
+# 20. mobile files (issue 14): TFLite / ORT export options, .tflite / .ort run by eval.py and infer.py
+# ========================================================================================
+
+_HAS_MOBILE_CODE = r"""
+import importlib.util, json
+print("JSON:" + json.dumps(all(importlib.util.find_spec(m) is not None for m in ("tensorflow", "ai_edge_litert"))))
+"""
+
+
+def _mobile_export_args(ctx, ckpt, fmt, path, *extra):
+    return ["--model", "abpn", "--variant", "M2C8", "--scale", "2", "--pre_trained", ckpt, "--file_format", fmt,
+            "--file_name", path, "--input_shape", "1,3,16,24", *extra]
+
+
+def _mobile_files(ctx, folder):
+    """{float_tflite, int8_tflite, ort}: ABPN-M2C8 x2 (random weights; int8 from the minmax-calibrated
+    checkpoint) exported by export.py at 1x3x16x24; None when requirements-mobile.txt is not installed."""
+    if not ctx.py_json(_HAS_MOBILE_CODE):
+        return None
+    calibrated = ctx.fixture("calibrated", _calibrated)
+    made = {}
+    for key, ckpt, fmt, name, extra in (("float_tflite", models(ctx)["abpn_M2C8_x2"], "TFLITE", "f.tflite", ()),
+                                        ("int8_tflite", calibrated, "TFLITE", "q.tflite", ("--quant", "int8")),
+                                        ("ort", models(ctx)["abpn_M2C8_x2"], "ORT", "f.ort", ())):
+        path = os.path.join(folder, name)
+        p = ctx.entry("export.py", *_mobile_export_args(ctx, ckpt, fmt, path, *extra), timeout=900)
+        if ok_exit(p) or not os.path.isfile(path):
+            raise RuntimeError(f"export {fmt} {' '.join(extra)}: {ok_exit(p) or 'no file'}")
+        made[key] = path
+    return made
+
+
+def mobile_files(ctx):
+    """The exported mobile files (see :func:`_mobile_files`); Skip without requirements-mobile.txt."""
+    files = ctx.fixture("mobile_files", _mobile_files)
+    if files is None:
+        raise Skip("tensorflow / ai-edge-litert not installed (requirements-mobile.txt)")
+    return files
+
+
+def _blocked_module(d, module):
+    """A folder holding a ``module`` package that raises ImportError (put it first on PYTHONPATH)."""
+    folder = os.path.join(d, "blocked", module)
+    os.makedirs(folder)
+    with open(os.path.join(folder, "__init__.py"), "w") as fh:
+        fh.write(f"raise ImportError('No module named {module} (blocked by the sweep)')\n")
+    return os.path.join(d, "blocked")
+
+
+def _env_with_path(ctx, first):
+    env = dict(ctx.env)
+    env["PYTHONPATH"] = first + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def _file_eval_args(ctx, d, model_file, *extra):
+    return ["--pre_trained", model_file, "--data_path", eval_data(ctx), "--eval_datasets", "S",
+            "--cache_dir", os.path.join(d, "cache"), "--output_path", os.path.join(d, "out"),
+            "--result_file", os.path.join(d, "r.json"), *[str(e) for e in extra]]
+
+
+def _export_refusal(ctx, d, fmt, extra, mention, ckpt=None, name="m.tflite", env=None):
+    out = os.path.join(d, "out")
+    os.makedirs(out)
+    p = ctx.entry("export.py", *_mobile_export_args(ctx, ckpt or models(ctx)["abpn_M2C8_x2"], fmt,
+                                                     os.path.join(out, name), *extra), env=env)
+    held, why = refused(p, mention=mention)
+    if held and os.listdir(out):
+        return False, f"refused but left {os.listdir(out)} in the output folder"
+    return held, why
+
+
+@case("mobile_files", 20, "export_tflite_without_tensorflow")
+def _(ctx, d):
+    env = _env_with_path(ctx, _blocked_module(d, "tensorflow"))
+    return _export_refusal(ctx, d, "TFLITE", (), ("requirements-mobile.txt",), env=env)
+
+
+@case("mobile_files", 20, "export_int8_tflite_from_float_checkpoint")
+def _(ctx, d):
+    return _export_refusal(ctx, d, "TFLITE", ("--quant", "int8"), ("calibrated",))
+
+
+@case("mobile_files", 20, "export_uint8_io_float_file")
+def _(ctx, d):
+    return _export_refusal(ctx, d, "TFLITE", ("--io_dtype", "uint8"), ("io_dtype",))
+
+
+@case("mobile_files", 20, "export_tflite_target_desktop")
+def _(ctx, d):
+    return _export_refusal(ctx, d, "TFLITE", ("--target", "desktop"), ("target",))
+
+
+@case("mobile_files", 20, "export_float16_onnx")
+def _(ctx, d):
+    return _export_refusal(ctx, d, "ONNX", ("--quant", "float16"), ("float16",), name="m.onnx")
+
+
+@case("mobile_files", 20, "export_ort_input_shape_3d")
+def _(ctx, d):
+    return _export_refusal(ctx, d, "ORT", ("--input_shape", "1,3,16"), ("input_shape",), name="m.ort")
+
+
+@case("mobile_files", 20, "export_tflite_planted_symlink")
+def _(ctx, d):
+    mobile_files(ctx)  # skips without TensorFlow
+    out = os.path.join(d, "out")
+    args = _mobile_export_args(ctx, models(ctx)["abpn_M2C8_x2"], "TFLITE", os.path.join(out, "m.tflite"))
+    return _symlink_case(ctx, d, "export.py", args, out, "m.tflite", (".tflite", ""))
+
+
+@case("mobile_files", 20, "export_tflite_file_name_is_pre_trained")
+def _(ctx, d):
+    mobile_files(ctx)
+    ckpt = os.path.join(d, "m.ckpt")
+    shutil.copyfile(models(ctx)["abpn_M2C8_x2"], ckpt)
+    digest = sha(ckpt)
+    p = ctx.entry("export.py", *_mobile_export_args(ctx, ckpt, "TFLITE", ckpt))
+    return _same_file_verdict(p, ckpt, digest)
+
+
+def _damaged_copy(d, src, name, cut=None, data=None):
+    path = os.path.join(d, name)
+    if data is None:
+        with open(src, "rb") as fh:
+            data = fh.read()
+        data = data[:cut] if cut is not None else data
+    with open(path, "wb") as fh:
+        fh.write(data)
+    return path
+
+
+def _infer_refusal(ctx, d, model_file, mention, env=None):
+    img = write_images(os.path.join(d, "in"), 1, 24, seed=60)[0]
+    out = os.path.join(d, "out")
+    p = ctx.entry("infer.py", "--file_name", model_file, "--input_path", img, "--output_path", out, env=env)
+    held, why = refused(p, mention=mention)
+    if held and os.path.isdir(out) and os.listdir(out):
+        return False, f"refused but wrote {os.listdir(out)}"
+    return held, why
+
+
+@case("mobile_files", 20, "infer_empty_tflite")
+def _(ctx, d):
+    mobile_files(ctx)
+    return _infer_refusal(ctx, d, _damaged_copy(d, None, "e.tflite", data=b""), ("e.tflite",))
+
+
+@case("mobile_files", 20, "infer_truncated_tflite")
+def _(ctx, d):
+    src = mobile_files(ctx)["int8_tflite"]
+    return _infer_refusal(ctx, d, _damaged_copy(d, src, "cut.tflite", cut=os.path.getsize(src) // 2), ("cut.tflite",))
+
+
+@case("mobile_files", 20, "infer_tflite_named_onnx")
+def _(ctx, d):
+    src = mobile_files(ctx)["float_tflite"]
+    return _infer_refusal(ctx, d, _damaged_copy(d, src, "m.onnx"), ("m.onnx", "rename"))
+
+
+@case("mobile_files", 20, "eval_truncated_ort")
+def _(ctx, d):
+    src = mobile_files(ctx)["ort"]
+    cut = _damaged_copy(d, src, "cut.ort", cut=os.path.getsize(src) // 2)
+    return refused(ctx.entry("eval.py", *_file_eval_args(ctx, d, cut)), mention=("cut.ort",))
+
+
+_LYING_TFLITE_CODE = r"""
+import json, sys
+from src.export.metadata import attach_tflite_metadata, read_tflite_metadata
+src, dst = sys.argv[1], sys.argv[2]
+meta = read_tflite_metadata(src)
+meta["sr.scale"] = "3"
+with open(dst, "wb") as fh:
+    fh.write(attach_tflite_metadata(open(src, "rb").read(), meta))
+print("JSON:" + json.dumps(meta))
+"""
+
+
+@case("mobile_files", 20, "infer_tflite_metadata_scale_lies")
+def _(ctx, d):
+    """The file upscales x2, its sr_metadata says x3: refused (never run as x3 with wrong tiles)."""
+    lying = os.path.join(d, "lie.tflite")
+    ctx.py_json(_LYING_TFLITE_CODE, mobile_files(ctx)["int8_tflite"], lying)
+    return _infer_refusal(ctx, d, lying, ("metadata",))
+
+
+@case("mobile_files", 20, "eval_tflite_scale_option_mismatch")
+def _(ctx, d):
+    """--scale 3 with an x2 file: one line (LiteRT's XNNPACK INFO line on opening it made it two)."""
+    p = ctx.entry("eval.py", *_file_eval_args(ctx, d, mobile_files(ctx)["int8_tflite"], "--scale", "3"))
+    return refused(p, mention=("scale",))
+
+
+@case("mobile_files", 20, "eval_tflite_with_quant_method")
+def _(ctx, d):
+    p = ctx.entry("eval.py", *_file_eval_args(ctx, d, mobile_files(ctx)["int8_tflite"], "--quant_method", "dbdc"))
+    return refused(p, mention=("quant_method",))
+
+
+@case("mobile_files", 20, "eval_pre_trained_is_a_folder_named_tflite")
+def _(ctx, d):
+    folder = os.path.join(d, "m.tflite")
+    os.makedirs(folder)
+    return refused(ctx.entry("eval.py", *_file_eval_args(ctx, d, folder)), mention=("folder",))
+
+
+@case("mobile_files", 20, "infer_tflite_without_litert")
+def _(ctx, d):
+    src = mobile_files(ctx)["float_tflite"]
+    env = _env_with_path(ctx, _blocked_module(d, "ai_edge_litert"))
+    return _infer_refusal(ctx, d, src, ("ai-edge-litert",), env=env)
 
 
 # ----------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ USER_ERRORS = (CheckpointError, ConfigError, DatasetNotFoundError, ImageError, O
 
 _OS_HINTS = {
     errno.ENOSPC: "the disk is full; free space or write somewhere else",
+    errno.EFBIG: "the file is larger than the file system or a file size limit (ulimit -f) allows; free space or "
+                 "write somewhere else",
     errno.EDQUOT: "the disk quota is used up; free space or write somewhere else",
     errno.EROFS: "the file system is read-only; write somewhere else",
     errno.EACCES: "no permission; write somewhere else or fix the permissions",

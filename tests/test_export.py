@@ -238,6 +238,29 @@ def test_infer_cli_bad_inputs(ckpts, tmp_path):
     assert proc.returncode == 2 and "does not exist" in proc.stderr
 
 
+def test_export_with_a_full_temporary_disk_names_the_temporary_folder(tmp_path):
+    """MindSpore writes its ONNX trace into TMPDIR and its write names no file: a full disk there (simulated
+    with a 24 KiB file size limit) is one line naming TMPDIR, not a bare 'File too large'."""
+    import resource  # pylint: disable=import-outside-toplevel
+    net = create_model("abpn", "M4C28", 3)  # ~170 KiB of weights: the trace is larger than the limit
+    ckpt = str(tmp_path / "m.ckpt")
+    save_checkpoint(net, ckpt, meta=model_meta(net))
+    (tmp_path / "tmp").mkdir()
+    limit = 24 * 1024
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--model", "abpn", "--variant", "M4C28",
+                           "--scale", "3", "--pre_trained", ckpt, "--file_format", "ONNX", "--input_shape",
+                           "1,3,16,16", "--output_path", str(tmp_path / "out")], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600, preexec_fn=cap, env=dict(os.environ, TMPDIR=str(tmp_path / "tmp")))
+    lines = [l for l in proc.stderr.splitlines() if not l.startswith("[WARNING]")]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: File too large in the temporary folder") and str(tmp_path / "tmp") in lines[0]
+    assert "ulimit" in lines[0] and not os.listdir(tmp_path / "tmp")
+
+
 @requires_shared
 def test_int8_onnx_psnr_within_0_05_db_of_fake_quant(tmp_path):
     """Published ABPN x3, W8A8 DBDC on 20 patches of ../shared train images, Set5 (Y)."""

@@ -459,7 +459,7 @@ def test_corrupt_tflite_and_ort_files_are_one_line(tflite, abpn, tmp_path):
     cases = {"random.tflite": RNG.integers(0, 256, 4096, dtype=np.uint8).tobytes(), "empty.tflite": b"",
              "truncated.tflite": tfl[:len(tfl) // 2], "onnx.tflite": onnx_bytes,
              "random.ort": RNG.integers(0, 256, 4096, dtype=np.uint8).tobytes(), "truncated.ort": ort[:len(ort) // 2],
-             "tflite.ort": tfl}
+             "tflite.ort": tfl, "ort.tflite": ort}
     for name, data in cases.items():
         path = str(tmp_path / name)
         with open(path, "wb") as f:
@@ -468,8 +468,15 @@ def test_corrupt_tflite_and_ort_files_are_one_line(tflite, abpn, tmp_path):
         with pytest.raises(ExportedModelError) as info:
             open_exported(path)
         message = str(info.value)
+        if name in ("tflite.ort", "ort.tflite"):  # the file says what it is
+            kind, ext = ("a TFLite", ".tflite") if name == "tflite.ort" else ("an ORT", ".ort")
+            assert message == (f"{path} is {kind} file, not what its extension says: rename it to "
+                               f"{os.path.splitext(path)[0] + ext}"), message
+            continue
         assert message.startswith(f"{path} is not a readable {fmt} model ("), (name, message)
         assert message.endswith("; re-export it with export.py") and "\n" not in message, (name, message)
+        if name == "truncated.tflite":
+            assert "damaged or truncated" in message, message
 
 
 def test_eval_refuses_quantization_options_and_a_wrong_scale_with_a_file(abpn, dataset):
@@ -480,3 +487,16 @@ def test_eval_refuses_quantization_options_and_a_wrong_scale_with_a_file(abpn, d
         _evaluate(_eval_args(dataset, abpn["fixed"], "SetA", "--scale", "2"))
     with pytest.raises(ValueError, match=r"holds a abpn model but --model is sesr"):
         _evaluate(_eval_args(dataset, abpn["fixed"], "SetA", "--model", "sesr"))
+
+
+def test_cli_refusals_with_a_tflite_file_are_one_line(tflite, dataset, tmp_path):
+    """LiteRT logs "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on opening a file: kept out of
+    stderr, so a refusal after it (a wrong --scale) stays one line; a folder named like a file is named so."""
+    proc = _run_cli("eval.py", *_eval_args(dataset, tflite["int8"], "SetA", "--scale", str(S + 1)))
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        f"error: {tflite['int8']} upscales x{S} but --scale is {S + 1}; drop --scale or pass --scale {S}"], proc.stderr
+    folder = tmp_path / "model.tflite"
+    folder.mkdir()
+    proc = _run_cli("eval.py", *_eval_args(dataset, str(folder), "SetA"))
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        f"error: --pre_trained {folder} is a folder, not an exported model file; pass the file"], proc.stderr

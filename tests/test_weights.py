@@ -162,6 +162,9 @@ def test_corrupt_and_missing_checkpoint(tmp_path):
         read_checkpoint(str(bad))
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         read_checkpoint(str(tmp_path / "none.ckpt"))
+    (tmp_path / "folder.ckpt").mkdir()
+    with pytest.raises(CheckpointError, match="folder.ckpt is a folder, not a file"):
+        read_checkpoint(str(tmp_path / "folder.ckpt"))
 
 
 def test_convert_script_cli(tmp_path):

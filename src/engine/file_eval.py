@@ -58,6 +58,8 @@ def run_file_evaluation(config, log=print):
     """
     path = resolve_path(config, config.pre_trained)
     _refuse_quant_options(config, path)
+    if os.path.isdir(path):
+        raise FileNotFoundError(f"--pre_trained {path} is a folder, not an exported model file; pass the file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--pre_trained {path} does not exist")
     if config.result_file:

@@ -22,6 +22,7 @@ with the extension) raises :class:`~src.export.metadata.ExportedModelError`, a
 ValueError the entry scripts print as one line; a missing runtime package raises
 :class:`~src.export.metadata.MissingRuntimeError` naming the requirements file.
 """
+import os
 import re
 
 import numpy as np
@@ -221,26 +222,51 @@ class MindIRRunner(ExportedRunner):
         return self.graph(Tensor(x)).asnumpy()
 
 
+# flatbuffer file identifiers (bytes 4-8) of the formats whose files can say what they are
+_FLATBUFFER_KINDS = {b"TFL3": ("a TFLite", ".tflite"), b"ORTM": ("an ORT", ".ort")}
+
+
+def _misnamed(path):
+    """(article and kind, extension) when the file's own identifier (TFLite ``TFL3``, ORT ``ORTM``) names another format than
+    its extension; None otherwise or when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return None
+    found = _FLATBUFFER_KINDS.get(head[4:8])
+    return found if found and not path.lower().endswith(found[1]) else None
+
+
 def open_exported(path, log=print, tile_overlap=-1, threads=0):
     """A runner for a .onnx, .ort, .mindir or .tflite file; ``log`` gets the notice of a file without metadata.
 
     ``tile_overlap`` (LR pixels, -1 = the file's receptive radius) is the context
     around each window of a fixed-size file; ``threads`` (0 = the runtime's
     default; TFLite: 2) the CPU threads of onnxruntime / LiteRT.
-    Raises ExportedModelError (a ValueError) for an unreadable file or metadata
-    that disagrees with the graph, MissingRuntimeError (a ValueError) when the
+    Raises ExportedModelError (a ValueError) for an unreadable file (a TFLite or
+    ORT file under another extension: "rename it to ..."), for metadata that
+    disagrees with the graph, MissingRuntimeError (a ValueError) when the
     runtime is not installed, ValueError for another extension.
     """
     lower = path.lower()
-    if lower.endswith((".onnx", ".ort")):
-        runner = OnnxRunner(path, threads, tile_overlap)
-    elif lower.endswith(".mindir"):
-        runner = MindIRRunner(path, tile_overlap)
-    elif lower.endswith(".tflite"):
-        from src.engine.tflite_runner import TFLiteRunner  # pylint: disable=import-outside-toplevel
-        runner = TFLiteRunner(path, threads or 2, tile_overlap)
-    else:
-        raise ValueError(f"{path}: expected a .ckpt, .onnx, .ort, .mindir or .tflite file")
+    try:
+        if lower.endswith((".onnx", ".ort")):
+            runner = OnnxRunner(path, threads, tile_overlap)
+        elif lower.endswith(".mindir"):
+            runner = MindIRRunner(path, tile_overlap)
+        elif lower.endswith(".tflite"):
+            from src.engine.tflite_runner import TFLiteRunner  # pylint: disable=import-outside-toplevel
+            runner = TFLiteRunner(path, threads or 2, tile_overlap)
+        else:
+            raise ValueError(f"{path}: expected a .ckpt, .onnx, .ort, .mindir or .tflite file")
+    except ExportedModelError:
+        misnamed = _misnamed(path)
+        if misnamed is None:
+            raise
+        kind, ext = misnamed
+        raise ExportedModelError(f"{path} is {kind} file, not what its extension says: rename it to "
+                                 f"{os.path.splitext(path)[0] + ext}") from None
     if runner.notice:
         log(runner.notice)
     return runner

@@ -15,6 +15,7 @@ import numpy as np
 
 from src.engine.runners import runtime_error_line, ExportedRunner
 from src.export.metadata import missing_runtime, read_tflite_metadata, unreadable
+from src.utils.native_stderr import stderr_silenced
 
 
 def _quantization(detail):
@@ -55,8 +56,9 @@ class TFLiteRunner(ExportedRunner):
             raise missing_runtime(f"running {path}", "ai-edge-litert") from None
         raw = read_tflite_metadata(path)  # refuses what is not a TFLite flatbuffer before the interpreter
         try:
-            self.interpreter = Interpreter(model_path=path, num_threads=int(threads))
-            self.interpreter.allocate_tensors()
+            with stderr_silenced():  # LiteRT's "INFO: Created ... XNNPACK delegate" line; errors raise
+                self.interpreter = Interpreter(model_path=path, num_threads=int(threads))
+                self.interpreter.allocate_tensors()
             inp, out = self.interpreter.get_input_details(), self.interpreter.get_output_details()
             if len(inp) != 1 or len(out) != 1:
                 raise ValueError(f"{len(inp)} inputs and {len(out)} outputs, not one image in and one out")

@@ -94,8 +94,12 @@ def _check_request(config, fp_net, q_net, target):
         from src.export.tflite_export import check_request  # pylint: disable=import-outside-toplevel
         check_request(quant, getattr(config, "io_dtype", "float32"), q_net, int(getattr(q_net or fp_net, "n_colors", 3)))
         return
-    if quant == "float16" or getattr(config, "io_dtype", "float32") != "float32":
-        raise ValueError("--quant float16 and --io_dtype uint8 are TFLite options: add --file_format TFLITE")
+    io_dtype = getattr(config, "io_dtype", "float32")
+    given = [opt for opt, on in (("--quant float16", quant == "float16"),
+                                 (f"--io_dtype {io_dtype}", io_dtype != "float32")) if on]
+    if given:
+        raise ValueError(f"{' and '.join(given)} {'is a TFLite option' if len(given) == 1 else 'are TFLite options'}: "
+                         f"add --file_format TFLITE or drop {' and '.join(o.split()[0] for o in given)}")
     if fmt == "AIR" and str(config.device_target).upper() != "ASCEND":
         raise ValueError(f"AIR export needs an Ascend device (MindSpore writes AIR only there; device_target is "
                          f"{config.device_target}); use --file_format MINDIR or ONNX")

@@ -134,8 +134,8 @@ def _unpack_tflite(data, path):
         raise unreadable(path, "TFLite", "the file is empty" if not data else "no TFL3 flatbuffer identifier")
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    except Exception as exc:  # flatbuffers raises struct.error, IndexError, ... on damaged offsets
-        raise unreadable(path, "TFLite", f"flatbuffer parsing failed: {type(exc).__name__}") from None
+    except Exception:  # flatbuffers raises struct.error, IndexError, ... on damaged offsets
+        raise unreadable(path, "TFLite", "its flatbuffer is damaged or truncated") from None
     if not model.subgraphs or not model.buffers:
         raise unreadable(path, "TFLite", "no subgraph in it")
     return model

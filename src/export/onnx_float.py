@@ -9,6 +9,7 @@ example a Reshape) would then fail on another size: :func:`check_dynamic` runs
 the file at two sizes to catch that. Opset 13 is needed for per-channel
 Quantize/DequantizeLinear in the int8 variant.
 """
+import logging
 import os
 import tempfile
 import time
@@ -19,6 +20,8 @@ from onnx import version_converter
 
 import mindspore as ms
 from mindspore import Tensor
+
+from src.utils.mindspore_log import mindspore_log_level
 
 OPSET = 13
 
@@ -45,7 +48,15 @@ def traced_onnx(net, example):
     object.__setattr__(net, "_create_time", time.time_ns())
     with tempfile.TemporaryDirectory() as tmp:
         stem = os.path.join(tmp, "net")
-        ms.export(net, Tensor(example), file_name=stem, file_format="ONNX")
+        # MindSpore 2.x logs a deprecation WARNING (mindspore.onnx.export) on every call: not the user's concern
+        try:
+            with mindspore_log_level(logging.ERROR):
+                ms.export(net, Tensor(example), file_name=stem, file_format="ONNX")
+        except OSError as exc:  # a full temporary disk: say which folder (MindSpore's write names no file)
+            if exc.errno is None or exc.filename:
+                raise
+            raise OSError(exc.errno, f"{exc.strerror} in the temporary folder (set TMPDIR to another disk)",
+                          os.path.dirname(tmp)) from None
         return onnx.load(stem + ".onnx")
 
 

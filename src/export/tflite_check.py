@@ -16,6 +16,8 @@
 """
 import numpy as np
 
+from src.utils.native_stderr import stderr_silenced
+
 DEFAULT_THREADS = 2
 
 
@@ -139,8 +141,9 @@ def interpreter(data_or_path, threads=DEFAULT_THREADS):
         from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
     except ImportError:
         raise ValueError("running .tflite files needs ai-edge-litert: pip install -r requirements-mobile.txt") from None
-    interp = Interpreter(model_content=_bytes(data_or_path), num_threads=threads)
-    interp.allocate_tensors()
+    with stderr_silenced():  # LiteRT's "INFO: Created ... XNNPACK delegate" line; errors raise
+        interp = Interpreter(model_content=_bytes(data_or_path), num_threads=threads)
+        interp.allocate_tensors()
     return interp
 
 

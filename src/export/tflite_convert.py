@@ -20,11 +20,11 @@ Why not onnx2tf: it crashes on the anchor's ``Tile`` and turns QDQ graphs into F
 re-expressed as its recipe. The fake-quant route keeps every range and per-channel scale
 exactly (tests compare the file's quantization parameters with the project's grids).
 """
-import contextlib
 import os
-import sys
 
 import numpy as np
+
+from src.utils.native_stderr import stderr_silenced
 
 QUANTS = ("none", "float16", "int8")
 IO_DTYPES = ("float32", "uint8")
@@ -34,35 +34,18 @@ IMAGE_SCALE = np.float32(1.0 / 255.0)
 def tensorflow():
     """The ``tensorflow`` module; ValueError naming requirements-mobile.txt when it is not installed.
     TensorFlow's C++ start-up lines (oneDNN notices, a CUDA probe on CPU-only machines, MLIR
-    progress) are silenced unless ``TF_CPP_MIN_LOG_LEVEL`` is set already: the first import
-    writes some of them before its log level is read, so its stderr goes to /dev/null."""
-    quiet = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    progress) are silenced unless ``TF_CPP_MIN_LOG_LEVEL`` is set to 0 or 1 (logs asked for):
+    the first import writes some of them before any log level is read (also with level 3, as
+    a child process of one that imported TensorFlow inherits), so its stderr goes to /dev/null."""
+    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3").strip() not in ("0", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        with _stderr_silenced(quiet):
+        with stderr_silenced(quiet):
             import tensorflow as tf  # pylint: disable=import-outside-toplevel
     except ImportError:
         raise ValueError("--file_format TFLITE needs TensorFlow's TFLite converter, which is not installed: "
                          "pip install -r requirements-mobile.txt") from None
     return tf
-
-
-@contextlib.contextmanager
-def _stderr_silenced(active=True):
-    """File descriptor 2 to /dev/null inside the block (C++ logging bypasses ``sys.stderr``)."""
-    if not active:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _quiet(tf):

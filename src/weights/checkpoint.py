@@ -40,6 +40,8 @@ def save_checkpoint(params, path, meta=None):
 
 def read_checkpoint(path):
     """Return ``(params {name: np.ndarray}, meta {key: value})``."""
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file (check --pre_trained)")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path} (check --pre_trained)")
     try:
