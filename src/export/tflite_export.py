@@ -29,7 +29,7 @@ def check_request(quant, io_dtype, q_net, n_colors):
 
 
 def export_tflite(fp_net, q_net, example, path, quant, io_dtype="float32", metadata=None, check=True, log=print,
-                  output_ranges=None):
+                  output_ranges=None):  # the export request as export.py's options: one call, no config object
     """Write the TFLite file of ``fp_net`` (``quant`` none/float16) or of the calibrated ``q_net``
     (``quant`` int8) at the fixed NCHW shape of ``example`` (float32 in [0, 1]); returns a report dict
     (``ops``, ``xnnpack``, ``max_abs_diff`` and for int8 ``float_ops_inside``). ValueError for a
@@ -37,8 +37,7 @@ def export_tflite(fp_net, q_net, example, path, quant, io_dtype="float32", metad
     MindSpore by 1e-4 or more. ``output_ranges`` ({layer: (min, max)}, int8): the conv output ranges
     (observed on ``example`` when None, see :func:`src.export.onnx_qdq.observe_output_ranges`)."""
     from src.export.profiles import build_onnx  # pylint: disable=import-outside-toplevel
-    from src.export.tflite_convert import convert, write_tflite  # pylint: disable=import-outside-toplevel
-    from src.export import tflite_check  # pylint: disable=import-outside-toplevel
+    from src.export.tflite_convert import write_tflite  # pylint: disable=import-outside-toplevel
     example = np.ascontiguousarray(example, np.float32)
     if quant == "int8":
         from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
@@ -46,6 +45,18 @@ def export_tflite(fp_net, q_net, example, path, quant, io_dtype="float32", metad
                            output_ranges or observe_output_ranges(q_net, [example]))
     else:
         graph = build_onnx(fp_net, None, example, "mobile", "none")
+    data, report = _convert_checked(graph, quant, io_dtype)
+    write_tflite(data, path, _file_metadata(metadata, example.shape, io_dtype) if metadata else None)
+    if check:
+        _check_against_mindspore(path, example, q_net if quant == "int8" else fp_net, quant, report, log)
+    return report
+
+
+def _convert_checked(graph, quant, io_dtype):
+    """(TFLite bytes, report) of the mobile ``graph``; ValueError for a non-builtin op, or a float op
+    inside an int8 file."""
+    from src.export.tflite_convert import convert  # pylint: disable=import-outside-toplevel
+    from src.export import tflite_check  # pylint: disable=import-outside-toplevel
     data = convert(graph, quant, io_dtype)
     model = tflite_check.read_model(data)
     report = {"ops": tflite_check.op_names(model)}
@@ -58,14 +69,24 @@ def export_tflite(fp_net, q_net, example, path, quant, io_dtype="float32", metad
             raise ValueError("the int8 TFLite file computes in float at "
                              + ", ".join(f"{name} (op {i})" for i, name in report["float_ops_inside"])
                              + "; please report this model")
-    if metadata:
-        metadata = dict(metadata)
-        n, c, h, w = example.shape
-        metadata["sr.input"] = (f"{n} x {h} x {w} x {c} (NHWC, fixed) " + ("uint8 0..255" if io_dtype == "uint8" else
-                                "float32 in [0, 1]") + (", RGB" if c == 3 else ", Y of BT.601 YCbCr"))
-    write_tflite(data, path, metadata)
-    if not check:
-        return report
+    return data, report
+
+
+def _file_metadata(metadata, nchw_shape, io_dtype):
+    """The ``sr.*`` map with ``sr.input`` describing the file's NHWC input."""
+    metadata = dict(metadata)
+    n, c, h, w = nchw_shape
+    metadata["sr.input"] = (f"{n} x {h} x {w} x {c} (NHWC, fixed) " + ("uint8 0..255" if io_dtype == "uint8" else
+                            "float32 in [0, 1]") + (", RGB" if c == 3 else ", Y of BT.601 YCbCr"))
+    return metadata
+
+
+def _check_against_mindspore(path, example, ref_net, quant, report, log):
+    """Run the written file with LiteRT at ``example``, log its XNNPACK partitions and its difference
+    from ``ref_net`` (the float network, or the fake-quant one for int8); ValueError if LiteRT cannot
+    run it, or a float32 file differs by 1e-4 or more."""
+    from mindspore import Tensor  # pylint: disable=import-outside-toplevel
+    from src.export import tflite_check  # pylint: disable=import-outside-toplevel
     try:
         interp = tflite_check.interpreter(path)
         out = tflite_check.run_nchw(interp, example)
@@ -74,18 +95,16 @@ def export_tflite(fp_net, q_net, example, path, quant, io_dtype="float32", metad
                          f"{str(exc).splitlines()[0][:200]}") from None
     report["xnnpack"] = tflite_check.xnnpack_partitions(path)
     log(tflite_check.partition_line(report["xnnpack"]))
-    from mindspore import Tensor  # pylint: disable=import-outside-toplevel
-    ref = (q_net if quant == "int8" else fp_net)(Tensor(example)).asnumpy()
+    ref = ref_net(Tensor(example)).asnumpy()
     if out.shape != ref.shape:
         raise ValueError(f"the TFLite output {out.shape} differs from MindSpore's {ref.shape}; please report this model")
     report["max_abs_diff"] = float(np.abs(out - ref).max())
     if quant == "int8":
         log(f"LiteRT int8 vs fake-quant MindSpore at {example.shape[2:]}: max |diff| {report['max_abs_diff']:.4f} "
             "(integer requantisation rounding)")
-    else:
-        what = "float32" if quant == "none" else "float16-weight"
-        log(f"LiteRT {what} vs MindSpore at {example.shape[2:]}: max |diff| {report['max_abs_diff']:.2e}")
-        if quant == "none" and not report["max_abs_diff"] < FLOAT_TOLERANCE:
-            raise ValueError(f"the TFLite file differs from MindSpore by {report['max_abs_diff']:.2e} (> "
-                             f"{FLOAT_TOLERANCE:g}); please report this model")
-    return report
+        return
+    what = "float32" if quant == "none" else "float16-weight"
+    log(f"LiteRT {what} vs MindSpore at {example.shape[2:]}: max |diff| {report['max_abs_diff']:.2e}")
+    if quant == "none" and not report["max_abs_diff"] < FLOAT_TOLERANCE:
+        raise ValueError(f"the TFLite file differs from MindSpore by {report['max_abs_diff']:.2e} (> "
+                         f"{FLOAT_TOLERANCE:g}); please report this model")
