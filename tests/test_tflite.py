@@ -174,6 +174,9 @@ def test_uint8_io_and_float16_weights(tmp_path):
     assert report["partitions"] == 1 and report["left"] == ["QUANTIZE", "QUANTIZE"], report
     names = tflite_check.op_names(tflite_check.read_model(data))
     assert names[0] == names[-1] == "QUANTIZE" and "DEQUANTIZE" not in names
+    # the graph's input and output already are on the image grid: no requantisation op is added
+    float_io = tflite_check.op_names(tflite_check.read_model(convert(graph, "int8")))
+    assert names[1:-1] == float_io[1:-1], (names, float_io)
     out_u8 = tflite_check.run(tflite_check.interpreter(data), (x.transpose(0, 2, 3, 1) * 255).round().astype(np.uint8))
     float_io = convert(graph, "int8")
     out_f = tflite_check.run(tflite_check.interpreter(float_io), x.transpose(0, 2, 3, 1))

@@ -67,9 +67,7 @@ class Grid:
 
     def covers(self, low, high):
         """True if every value of the grid lies in [low, high] (a Clip to them is then the identity)."""
-        info = np.iinfo(self.zero_point.dtype)
-        lo = float(self.scale) * (info.min - int(self.zero_point))
-        hi = float(self.scale) * (info.max - int(self.zero_point))
+        lo, hi = self.bounds()
         # float32 rounding of the scale: float32(1/255) x 255 is 1 + 2e-8, yet that is the image grid's 1.0
         slack = 1e-6 * max(abs(lo), abs(hi), float(self.scale))
         return low - slack <= lo and hi <= high + slack
@@ -331,7 +329,8 @@ def mobile_data_movement(node, state):
 def mobile_clip(node, state):
     """A Clip whose input grid lies inside its bounds is the identity there: the same grid."""
     grid = state.plan.grid_of(node.input[0])
-    bounds = [constant_values(state.graph, name) for name in node.input[1:3]]
+    bounds = [constant_values(state.graph, name) if name else np.float32(default)
+              for name, default in zip((list(node.input[1:3]) + ["", ""])[:2], (-np.inf, np.inf))]
     if grid is not None and all(b is not None and b.size == 1 for b in bounds) \
             and grid.covers(float(bounds[0]), float(bounds[1])):
         state.plan.mark_tensor(node.output[0], grid, node.output[0])

@@ -86,6 +86,12 @@ def _bounds(scale, zero_point):
     return (q_min - z) * scale, (q_max - z) * scale
 
 
+def _same_grid(a, b):
+    """True if the (min, max) grids ``a`` and ``b`` are the same up to float32 rounding (the image
+    grid of the plan is 255 x float32(1/255) = 1.00000006 wide, the uint8 IO grid exactly 1)."""
+    return a is not None and b is not None and bool(np.allclose(a, b, rtol=1e-6, atol=1e-9))
+
+
 def _same_padding(pads, kernel, strides, dilations, in_hw):
     """True if ONNX ``pads`` (top, left, bottom, right) are what TF's SAME padding adds."""
     for i in range(2):
@@ -151,7 +157,7 @@ class Translator:
         out = graph.output[0].name
         if out not in self.values:
             raise ValueError(f"the graph output {out} is a constant or a quantized tensor without DequantizeLinear")
-        if self.image_io and self.grids.get(out) != (0.0, 1.0):  # onto the image grid
+        if self.image_io and not _same_grid(self.grids.get(out), (0.0, 1.0)):  # onto the image grid
             tensor = self.values[out]
             return self._fake_quant(self._identity_conv(tensor) if out in self.grids else tensor, 0.0, 1.0)
         return self.values[out]
@@ -228,7 +234,7 @@ class Translator:
             if c_low <= low + 1e-7 and high <= c_high + 1e-7:
                 tensor = pre
         previous = self.grids.get(name)
-        if previous == (low, high):  # already on this grid: nothing to round
+        if _same_grid(previous, (low, high)):  # already on this grid: nothing to round
             self._set(node, tensor, previous)
             return
         if previous is not None:  # a requantisation: an integer op, not a float DEQUANTIZE -> QUANTIZE pair
