@@ -14,6 +14,7 @@ from conftest import ROOT
 from src.export.exporter import ORT_INT8_TOLERANCE, ort_matches_onnx
 from src.export.mobile_check import partition_report, runs_whole
 from src.export.onnx_float import ort_session, run_onnx, save_onnx
+from src.export.onnx_graph import consumers, producers
 from src.export.ort_format import onnx_to_ort, ort_op_types
 from src.export.profiles import MOBILE_OPS, build_onnx
 from src.export.qdq_plan import IMAGE_GRID, IMAGE_STEP, act_grid
@@ -105,11 +106,7 @@ def test_int8_graph_has_a_grid_on_every_tensor_between_ops(built):
     QuantizeLinear and the output comes from a DequantizeLinear."""
     model = built["int8"][0]
     graph = model.graph
-    writers = {o: n for n in graph.node for o in n.output}
-    readers = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    writers, readers = producers(graph), consumers(graph)
     inits = {t.name for t in graph.initializer}
     for node in graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
@@ -133,7 +130,7 @@ def test_int8_graph_carries_the_calibrated_grids(built):
     model, q = built["int8"][0], built["q"]
     graph = model.graph
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    writers = {o: n for n in graph.node for o in n.output}
+    writers = producers(graph)
     layers = dict(quant_layers(q))
     convs = [n for n in graph.node if n.op_type == "Conv"]
     assert len(convs) == len(layers)
@@ -248,11 +245,7 @@ def test_int8_graph_image_grids_at_both_ends(built):
     Y model's residual conv output has step 1/255 so the anchor + residual Add is exact."""
     model = built["int8"][0]
     graph = model.graph
-    writers = {o: n for n in graph.node for o in n.output}
-    readers = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    writers, readers = producers(graph), consumers(graph)
     quantize_in = readers[graph.input[0].name][0]
     assert _initial(model, quantize_in.input[1]) == IMAGE_STEP and _initial(model, quantize_in.input[2]) == 0
     out_dq = writers[graph.output[0].name]
@@ -272,11 +265,7 @@ def test_int8_graph_add_term_grid_is_narrowed_to_the_sum_grid(built):
         pytest.skip("the narrowed Add term is SESR's last PReLU output")
     model = built["int8"][0]
     graph = model.graph
-    writers = {o: n for n in graph.node for o in n.output}
-    readers = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
+    writers, readers = producers(graph), consumers(graph)
     prelu = [n for n in graph.node if n.op_type == "PRelu"][-1]
     term_dq = readers[readers[prelu.output[0]][0].output[0]][0]  # PRelu -> QuantizeLinear -> DequantizeLinear
     add = readers[term_dq.output[0]][0]

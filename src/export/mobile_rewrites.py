@@ -152,7 +152,8 @@ __all__ = ["constants_to_initializers", "fold_constant_unsqueeze", "tile_to_conc
 
 
 def check_mobile_ops(model, allowed):
-    """Raise ValueError naming any op of ``model`` outside ``allowed``."""
+    """Raise ValueError naming any op of ``model`` outside ``allowed``; then run ``onnx.checker``
+    (which raises its own ValidationError on a malformed graph)."""
     extra = sorted({n.op_type for n in model.graph.node} - set(allowed))
     if extra:
         raise ValueError(f"the mobile graph still holds {', '.join(extra)}; phone delegates would split it there")

@@ -1,4 +1,5 @@
 """Small read/write helpers over an ONNX GraphProto, shared by the export rewrites."""
+import numpy as np
 from onnx import helper, numpy_helper
 
 
@@ -40,6 +41,11 @@ def is_unit_clip(graph, node):
         return False
     bounds = [constant_values(graph, name) for name in node.input[1:3]]
     return all(b is not None and b.size == 1 for b in bounds) and (float(bounds[0]), float(bounds[1])) == (0.0, 1.0)
+
+
+def const_tensor(name, array):
+    """An initializer TensorProto named ``name`` holding ``array`` (its numpy dtype kept)."""
+    return numpy_helper.from_array(np.asarray(array), name)
 
 
 def drop_dead(graph):

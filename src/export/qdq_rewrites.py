@@ -14,14 +14,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from src.export.onnx_graph import constant_values, consumers, drop_dead, is_unit_clip, producers
+from src.export.onnx_graph import const_tensor, constant_values, consumers, drop_dead, is_unit_clip, producers
 from src.export.qdq_plan import DATA_MOVEMENT_OPS, IMAGE_STEP
 
 MIN_INT8_OUT_CHANNELS = 16
-
-
-def _const(name, array):
-    return numpy_helper.from_array(np.asarray(array), name)
 
 
 def drop_requantization(model):
@@ -198,7 +194,7 @@ def image_grid_output(model):
     res = quantized.index(False)
     residual, total = add.input[res], add.output[0]
     p = total + "_image"
-    graph.initializer.extend([_const(p + "_scale", IMAGE_STEP), _const(p + "_zero_point", np.uint8(0))])
+    graph.initializer.extend([const_tensor(p + "_scale", IMAGE_STEP), const_tensor(p + "_zero_point", np.uint8(0))])
     grid = [p + "_scale", p + "_zero_point"]
     new = [helper.make_node("QuantizeLinear", [residual] + grid, [p + "_residual_q"], name=p + "_residual_quantize"),
            helper.make_node("DequantizeLinear", [p + "_residual_q"] + grid, [p + "_residual"],

@@ -14,20 +14,18 @@ Node and initializer names follow ``<layer>.act_*`` (input), ``<layer>.out_*`` (
 ``<layer>.weight_*`` / ``<layer>.bias_*``.
 """
 import numpy as np
-from onnx import helper, numpy_helper
+from onnx import helper
 
-
-def _const(name, array):
-    return numpy_helper.from_array(np.asarray(array), name)
+from src.export.onnx_graph import const_tensor
 
 
 def _qdq_nodes(source, mark, out_name):
     """(nodes, initializers) quantizing ``source`` on ``mark.grid``, dequantized into ``out_name``."""
     p, grid = mark.prefix, mark.grid
-    inits = [_const(p + "_scale", np.float32(grid.scale)), _const(p + "_zero_point", grid.zero_point)]
+    inits = [const_tensor(p + "_scale", np.float32(grid.scale)), const_tensor(p + "_zero_point", grid.zero_point)]
     nodes = []
     if grid.clip is not None:
-        inits += [_const(p + "_clip_min", np.float32(grid.clip[0])), _const(p + "_clip_max", np.float32(grid.clip[1]))]
+        inits += [const_tensor(p + "_clip_min", np.float32(grid.clip[0])), const_tensor(p + "_clip_max", np.float32(grid.clip[1]))]
         nodes.append(helper.make_node("Clip", [source, p + "_clip_min", p + "_clip_max"], [p + "_clipped"],
                                       name=p + "_clip"))
         source = p + "_clipped"
@@ -39,8 +37,8 @@ def _qdq_nodes(source, mark, out_name):
 
 
 def _weight_nodes(prefix, values, scale, zero_dtype):
-    inits = [_const(prefix + "_quantized", values), _const(prefix + "_scale", scale),
-             _const(prefix + "_zero_point", np.zeros(len(scale), zero_dtype))]
+    inits = [const_tensor(prefix + "_quantized", values), const_tensor(prefix + "_scale", scale),
+             const_tensor(prefix + "_zero_point", np.zeros(len(scale), zero_dtype))]
     node = helper.make_node("DequantizeLinear", [prefix + "_quantized", prefix + "_scale", prefix + "_zero_point"],
                             [prefix + "_dq"], name=prefix + "_dequantize", axis=0)
     return [node], inits

@@ -58,7 +58,7 @@ quantized graphs (integer saturation clamps; XNNPACK has no int8 MINIMUM/RELU).
 import numpy as np
 from onnx import numpy_helper
 
-from src.export.onnx_graph import attr
+from src.export.onnx_graph import attr, consumers, producers
 
 MAX_CONCAT_INPUTS = 4  # XNNPACK delegates CONCATENATION of 2..4 inputs (9 were left to the builtin kernel)
 SUPPORTED_OPS = ("Conv", "Relu", "PRelu", "Add", "Concat", "DepthToSpace", "Clip", "Min", "Max",
@@ -142,11 +142,7 @@ class Translator:
         self.pending = {}    # QuantizeLinear output -> (input name, min, max)
         self.dq_source = {}  # DequantizeLinear output of an activation -> its QuantizeLinear's input
         self.conv_inputs = {}  # quantized group-1 Conv output -> (input, weight, bias, strides, padding, dilations)
-        self.producers = {out: n for n in graph.node for out in n.output}
-        self.readers = {}
-        for n in graph.node:
-            for name in n.input:
-                self.readers.setdefault(name, []).append(n)
+        self.producers, self.readers = producers(graph), consumers(graph)
         self.consts = {name: _Const(value) for name, value in self.inits.items()}
         if self.image_io:  # 8-bit image bytes in: the input tensor on the image grid (requantised where needed)
             self.values[graph.input[0].name] = self._fake_quant(x, 0.0, 1.0)
