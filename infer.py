@@ -11,7 +11,7 @@ from model_utils.entry import run_entry
 
 
 def _engine():
-    from src.engine.upscale import run_upscale  # pylint: disable=import-outside-toplevel
+    from src.engine.upscale_images import run_upscale  # pylint: disable=import-outside-toplevel
     return run_upscale
 
 

@@ -29,7 +29,7 @@ def run_entry(argv, description, load_engine, extra_errors=(), outputs=None):
         init_context(config.device_target, config.mode, device_info(config)["device_id"])
         if outputs is not None:
             from model_utils.outputs import check_outputs  # pylint: disable=import-outside-toplevel
-            from src.engine.evaluator import resolve_path  # pylint: disable=import-outside-toplevel
+            from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
             check_outputs(outputs(config, lambda path: resolve_path(config, path)))
         load_engine()(config)
     except tuple(extra_errors) + USER_ERRORS as exc:

@@ -458,14 +458,6 @@ RULES = {
 }
 
 
-def export_target(file_format, target):
-    """The export profile of ``--target``: ``auto`` is mobile for TFLITE and ORT files (phone runtimes),
-    desktop for ONNX, MINDIR and AIR (onnxruntime / MindSpore on a PC, dynamic H/W)."""
-    if target != "auto":
-        return target
-    return "mobile" if str(file_format).upper() in ("TFLITE", "ORT") else "desktop"
-
-
 def _cross_checks(values):
     """Rules between keys: yield (option, message) for each violated one."""
     if values.get("lr_scheduler") == "cosine" and "lr" in values and "min_lr" in values \

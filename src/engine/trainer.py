@@ -34,7 +34,8 @@ from mindspore import Tensor, nn
 from src.data.eval_sets import resolve_eval_set
 from src.data.train_set import TrainPairs, create_train_dataset
 from src.engine.distributed import init_distributed, parameter_digest
-from src.engine.evaluator import evaluate_set, resolve_path
+from src.engine.evaluator import evaluate_set
+from src.paths import resolve_path
 from src.engine.inference import SRPredictor
 from src.engine.losses import SRLoss
 from src.engine.schedules import lr_schedule

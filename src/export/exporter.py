@@ -63,7 +63,7 @@ def example_inputs(shape):
 
 
 def default_file_name(config, quant):
-    from src.engine.evaluator import resolve_path  # pylint: disable=import-outside-toplevel
+    from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
     stem = f"{config.model}_{config.variant}_x{config.scale}" + ("_int8" if quant == "int8" else
                                                                   "_fp16" if quant == "float16" else "")
     if config.file_format in ("ONNX", "MINDIR") and export_target(config) == "mobile":
@@ -80,10 +80,12 @@ def export_path(config):
 
 
 def export_target(config):
-    """'mobile' or 'desktop': ``--target``, where ``auto`` is resolved by
-    :func:`model_utils.validate.export_target` (mobile for TFLITE and ORT, desktop otherwise)."""
-    from model_utils.validate import export_target as resolve  # pylint: disable=import-outside-toplevel
-    return resolve(config.file_format, getattr(config, "target", "auto"))
+    """'mobile' or 'desktop': ``--target``, where ``auto`` is mobile for TFLITE and ORT files (phone
+    runtimes) and desktop for ONNX, MINDIR and AIR (onnxruntime / MindSpore on a PC, dynamic H/W)."""
+    target = getattr(config, "target", "auto")
+    if target != "auto":
+        return target
+    return "mobile" if str(config.file_format).upper() in ("TFLITE", "ORT") else "desktop"
 
 
 def _check_request(config, fp_net, q_net, target):
@@ -132,7 +134,7 @@ def _example_fits(net, inputs):
 
 def run_export(config, log=print):
     """Write the requested file and return a report dict (path, target, checks)."""
-    from src.engine.evaluator import select_checkpoint  # pylint: disable=import-outside-toplevel
+    from src.paths import select_checkpoint  # pylint: disable=import-outside-toplevel
     from src.models.registry import config_options  # pylint: disable=import-outside-toplevel
     ckpt = select_checkpoint(config)
     fp_net, q_net, _ = load_float_and_quantized(config.model, config.variant, config.scale, ckpt,
