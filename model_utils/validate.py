@@ -449,12 +449,13 @@ RULES = {
     # ---- export / inference ----
     "file_format": Choice(["MINDIR", "ONNX", "ORT", "TFLITE", "AIR"]),
     "target": Choice(["auto", "mobile", "desktop"]),
-    "file_name": Text(**_PATH),
+    "export_file": Text(**_PATH),
     "input_shape": InputShape(),
     "quant": Choice(["none", "float16", "int8"]),
     "io_dtype": Choice(["float32", "uint8"]),
     "export_check": Bool(),
     "input_path": Text(**_PATH),
+    "model_file": Text(**_PATH),
 }
 
 

@@ -26,16 +26,16 @@ from src.engine.inference import SRPredictor
 
 
 def _model_for(config, log):
-    """(network-like object, scale, description) for --file_name / --pre_trained / the shipped checkpoint."""
+    """(network-like object, scale, description) for --model_file / --pre_trained / the shipped checkpoint."""
     from src.paths import resolve_path, select_checkpoint  # pylint: disable=import-outside-toplevel
-    source = config.file_name or select_checkpoint(config)
+    source = config.model_file or select_checkpoint(config)
     source = resolve_path(config, source)
     kinds = "(.ckpt, .onnx, .ort, .mindir, .tflite)"
     if os.path.isdir(source):
-        raise FileNotFoundError(f"model file {source} is a folder; pass --file_name {kinds} or --pre_trained naming "
+        raise FileNotFoundError(f"model file {source} is a folder; pass --model_file {kinds} or --pre_trained naming "
                                 "a file")
     if not os.path.isfile(source):
-        raise FileNotFoundError(f"model file {source} does not exist; pass --file_name {kinds} or --pre_trained")
+        raise FileNotFoundError(f"model file {source} does not exist; pass --model_file {kinds} or --pre_trained")
     if source.lower().endswith(".ckpt"):
         from src.models.registry import config_options  # pylint: disable=import-outside-toplevel
         from src.weights.loader import load_float_and_quantized  # pylint: disable=import-outside-toplevel

@@ -72,9 +72,9 @@ def default_file_name(config, quant):
 
 
 def export_path(config):
-    """The file export.py writes: ``--file_name`` (its format's extension added when missing) or
+    """The file export.py writes: ``--export_file`` (its format's extension added when missing) or
     ``<output_path>/<model>_<variant>_x<scale>[_int8][_mobile].<ext>`` (``_mobile``: a mobile ONNX or MINDIR)."""
-    path = config.file_name or default_file_name(config, config.quant)
+    path = config.export_file or default_file_name(config, config.quant)
     extension = EXTENSIONS.get(config.file_format, "")
     return path if path.endswith(extension) else path + extension
 
@@ -144,7 +144,7 @@ def run_export(config, log=print):
     n_colors = int(getattr(fp_net, "n_colors", 3))
     shape = parse_input_shape(config.input_shape, n_colors)
     path = export_path(config)
-    refuse_same_file(ckpt, path, "--file_name", "--pre_trained")
+    refuse_same_file(ckpt, path, config.option("export_file"), "--pre_trained")
     if target == "mobile" and config.quant != "int8" and q_net is not None:
         log("note: the mobile profile writes the float graph of a calibrated checkpoint (fake-quant ops are no "
             "delegate ops); --quant int8 writes its calibrated integer graph")
