@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from src.data.image_io import IMAGE_EXTENSIONS, ImageError, image_size, read_rgb
+from src.data.image_io import ImageError, image_size, list_images, read_rgb
 from src.data.imresize import bicubic_lr
 from src.data.pairs import check_lr_size, content_key
 from src.data.transforms import modcrop, rgb_to_ycbcr01
@@ -37,13 +37,11 @@ DIV2K_LR = "DIV2K_train_LR_bicubic"
 
 
 def find_images(root):
+    """Every image under the training folder ``root`` (sub-folders included), sorted; FileNotFoundError
+    naming --train_path when it is not a folder."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"training folder not found: {root} (set --train_path)")
-    found = []
-    for folder, _, files in os.walk(root):
-        found += [os.path.join(folder, f) for f in files
-                  if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
-    return sorted(found)
+    return list_images(root, recursive=True)
 
 
 def _div2k_dirs(root, scale):

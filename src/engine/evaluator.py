@@ -177,7 +177,7 @@ def run_evaluation(config, log=print):
     data_path = resolve_path(config, config.data_path)
     eval_sets = [resolve_eval_set(data_path, name, config.scale) for name in names]  # fail before work
     _, meta = read_checkpoint(ckpt)
-    if config.get("quant_method") or quant_config_of(meta) is not None:
+    if config.quant_method or quant_config_of(meta) is not None:
         return _run_quantized(config, ckpt, names, eval_sets, note, log)
     net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, config_options(config))
     protocol = eval_protocol(config)

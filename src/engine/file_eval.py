@@ -32,7 +32,7 @@ def is_exported_file(path):
 
 def _refuse_quant_options(config, path):
     given = sorted(k for k in config.cli_keys if k in _QUANT_KEYS or k.startswith(_QUANT_PREFIXES))
-    if config.get("quant_method") and "quant_method" not in given:
+    if config.quant_method and "quant_method" not in given:
         given.insert(0, "quant_method")
     if given:
         raise ValueError(f"--{given[0]} quantizes a checkpoint, but --pre_trained {path} is an exported file that "
