@@ -19,9 +19,10 @@ def _engine():
 def _outputs(config, resolve):
     """The exported file, as the exporter will name it (extension added), checked before work."""
     from src.export.exporter import export_path  # pylint: disable=import-outside-toplevel
-    del resolve  # export_path resolves --output_path itself
+    from src.export.sections import export_sections  # pylint: disable=import-outside-toplevel
+    del resolve  # export_sections resolves --output_path itself
     option = config.option("export_file")[2:] if config.export_file else "output_path"
-    return [("file", option, export_path(config))]
+    return [("file", option, export_path(export_sections(config)))]
 
 
 def main(argv=None):

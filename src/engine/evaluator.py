@@ -1,8 +1,14 @@
-"""Evaluation engine: model + checkpoint + datasets -> PSNR/SSIM table and JSON report."""
+"""Evaluation engine: model + checkpoint + datasets -> PSNR/SSIM table and JSON report.
+
+One evaluation (:func:`evaluate_subject`) scores labelled predictors -- the float checkpoint,
+the float and quantized pair of a PTQ run, or an exported file (:mod:`src.engine.file_eval`)
+-- on the same sets with the same protocol, logs one table and writes one JSON report.
+"""
 import json
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
@@ -12,23 +18,24 @@ from src.engine.inference import SRPredictor
 from src.metrics import calculate_psnr, calculate_ssim
 from src.metrics.psnr_ssim import SSIM_WINDOW
 from src.utils.atomic import atomic_target, refuse_same_file
-from src.models.registry import config_options
-from src.paths import resolve_path, select_checkpoint
+from src.engine.sections import evaluation_sections, shave_pixels
+from src.paths import select_checkpoint
 from src.weights.checkpoint import read_checkpoint
 from src.weights.loader import load_for_inference, quant_config_of
 
 
-def select_datasets(config):
-    """Configured dataset names, with the built-in sample set standing in for a missing DIV2K
-    when the shipped defaults are used (no --data_path / --eval_datasets given)."""
-    names = list(config.eval_datasets)
+def select_datasets(evaluation):
+    """Configured dataset names of ``evaluation`` (:class:`~src.engine.sections.Evaluation`), with the
+    built-in sample set standing in for a missing DIV2K when the shipped defaults are used (no
+    --data_path / --eval_datasets given). Returns ``(names, note)``; ``note`` is empty or one line."""
+    data, scale = evaluation.data, evaluation.protocol.scale
+    names = list(data.eval_datasets)
     note = ""
-    defaults_in_use = not ({"data_path", "eval_datasets"} & set(config.cli_keys))
-    data_path = resolve_path(config, config.data_path)
-    if (config.sample_fallback and defaults_in_use and "DIV2K" in names
-            and not dataset_exists(data_path, "DIV2K", config.scale)):
+    defaults_in_use = not ({"data_path", "eval_datasets"} & evaluation.given)
+    if (data.sample_fallback and defaults_in_use and "DIV2K" in names
+            and not dataset_exists(data.data_path, "DIV2K", scale)):
         names = [SAMPLE_SET if n == "DIV2K" else n for n in names]
-        note = (f"DIV2K not found under {data_path}: evaluating the built-in sample set "
+        note = (f"DIV2K not found under {data.data_path}: evaluating the built-in sample set "
                 "(photos bundled with scikit-image) instead; pass --data_path to use DIV2K")
     return names, note
 
@@ -60,25 +67,25 @@ def check_metric_size(image, hr, shave):
                          f"{SSIM_WINDOW}x{SSIM_WINDOW} SSIM window; remove it from the set")
 
 
-def evaluate_set(predictor, eval_set, config, save_dir=None):
-    """PSNR/SSIM of ``predictor`` on ``eval_set`` with the configured protocol.
+def evaluate_set(predictor, eval_set, protocol, save_dir=None):
+    """PSNR/SSIM of ``predictor`` on ``eval_set`` with ``protocol`` (:class:`~src.engine.sections.EvalProtocol`
+    or an object with its fields: scale, gt_mod, metric_channel, shave, cache_dir).
 
     Returns ``{"psnr", "ssim", "images", "per_image", "alpha_dropped"}`` (means over the images;
     ``alpha_dropped`` lists images whose alpha channel was dropped, see ``ALPHA_POLICY``).
     An image that cannot be evaluated does not stop the others: after the whole set,
     ``SetEvaluationError`` lists every failed image and carries the per-image results.
     """
-    shave = config.scale if config.shave < 0 else config.shave
+    shave, scale, channel = shave_pixels(protocol), protocol.scale, protocol.metric_channel
     psnrs, ssims, per_image, failures, alpha = [], [], [], [], []
-    cache_dir = resolve_path(config, config.cache_dir)
-    for image in tqdm(eval_set.images, desc=f"{eval_set.name} x{config.scale}", unit="img",
+    for image in tqdm(eval_set.images, desc=f"{eval_set.name} x{scale}", unit="img",
                       leave=False, file=sys.stderr, disable=len(eval_set.images) < 2):
         try:
-            lr, hr = load_pair(eval_set, image, config.scale, config.gt_mod, cache_dir)
+            lr, hr = load_pair(eval_set, image, scale, protocol.gt_mod, protocol.cache_dir)
             check_metric_size(image, hr, shave)
             sr = predictor.predict(lr)
-            psnr = calculate_psnr(sr, hr, shave, config.metric_channel)
-            ssim = calculate_ssim(sr, hr, shave, config.metric_channel)
+            psnr = calculate_psnr(sr, hr, shave, channel)
+            ssim = calculate_ssim(sr, hr, shave, channel)
         except ValueError as exc:  # ImageError is a ValueError
             failures.append({"name": image.name, "error": str(exc)})
             continue
@@ -119,17 +126,66 @@ def _log_alpha(results, log):
                 f"({', '.join(r['alpha_dropped'])}); PSNR/SSIM use their stored RGB values")
 
 
-def evaluate_with(predictor, eval_sets, config, save_dir, log):
-    """PSNR/SSIM of ``predictor`` (an :class:`~src.engine.inference.SRPredictor`) on every set, the
-    table logged. Returns ``(results, failed, seconds)`` as :func:`_evaluate_sets` (a failing set is
-    recorded, the others go on)."""
+@dataclass(frozen=True)
+class Subject:
+    """What one evaluation scores and how its log and report name it.
+
+    ``predictors``: ``((report key, table label, predictor), ...)`` in the order they run on each
+    set; the last one is reported as ``results`` (its SR images saved, its alpha notes logged),
+    the others under their own key (``results_fp``); one predictor gives the plain table, two the
+    side-by-side one. ``identity``: the report keys after the results (model, variant, scale,
+    pre_trained, ...); ``notes``: keys after ``seconds``. ``save_dir``: folder of SR PNGs or None.
+    The quantized report has never recorded ``data_path`` nor logged its SR folder
+    (``data_path_recorded`` / ``sr_dir_logged`` False keep it as it was).
+    """
+    intro: str
+    predictors: tuple
+    identity: dict
+    save_dir: str
+    result_file: str
+    notes: dict = field(default_factory=dict)
+    data_path_recorded: bool = True
+    sr_dir_logged: bool = True
+
+
+def evaluate_predictors(predictors, eval_sets, protocol, save_dir, log):
+    """Every labelled predictor of ``predictors`` (see :class:`Subject`) on every set, the table and
+    alpha notes logged. Returns ``(results by report key, failed, seconds)``; a set where any
+    predictor fails is recorded in ``failed`` (:func:`_evaluate_sets`) and the others go on."""
+    last = len(predictors) - 1
+
+    def run_one(eval_set):
+        return {key: evaluate_set(predictor, eval_set, protocol, save_dir if i == last else None)
+                for i, (key, _, predictor) in enumerate(predictors)}
+
     start = time.time()
-    results, failed = _evaluate_sets(eval_sets, lambda s: evaluate_set(predictor, s, config, save_dir), log)
-    elapsed = time.time() - start
-    if results:
-        log(format_table(results))
-    _log_alpha(results, log)
-    return results, failed, elapsed
+    per_set, failed = _evaluate_sets(eval_sets, run_one, log)
+    seconds = time.time() - start
+    by_key = {key: {name: r[key] for name, r in per_set.items()} for key, _, _ in predictors}
+    reported = by_key[predictors[-1][0]]
+    if reported and len(predictors) == 1:
+        log(format_table(reported))
+    elif reported:
+        log(format_side_by_side(by_key[predictors[0][0]], reported, predictors[-1][1]))
+    _log_alpha(reported, log)
+    return by_key, failed, seconds
+
+
+def evaluate_subject(subject, evaluation, eval_sets, note, log):
+    """Log ``subject.intro``, evaluate its predictors on ``eval_sets`` and write the one report
+    (:func:`write_report`); returns the report dict. ``note``: the data note of :func:`select_datasets`."""
+    log(subject.intro)
+    by_key, failed, seconds = evaluate_predictors(subject.predictors, eval_sets, evaluation.protocol,
+                                                  subject.save_dir, log)
+    keys = [key for key, _, _ in subject.predictors]
+    report = {"results": by_key[keys[-1]]}
+    report.update({key: by_key[key] for key in keys[:-1]})
+    report.update(subject.identity)
+    report.update(protocol=protocol_record(evaluation.protocol), self_ensemble=bool(evaluation.inference.self_ensemble))
+    if subject.data_path_recorded:
+        report["data_path"] = evaluation.data.data_path
+    report.update(data_note=note, seconds=round(seconds, 2), **subject.notes)
+    return write_report(report, failed, subject.result_file, subject.save_dir if subject.sr_dir_logged else None, log)
 
 
 def write_report(report, failed, result_file, save_dir, log):
@@ -157,6 +213,18 @@ def format_table(results):
     return "\n".join(lines)
 
 
+def format_side_by_side(fp_results, q_results, label):
+    """The float and quantized (``label``, e.g. ``W8A8 dbdc``) results per set, with the PSNR drop in dB."""
+    lines = [f"{'dataset':<22}{'FP PSNR':>9}{'FP SSIM':>9}{label + ' PSNR':>{max(14, len(label) + 6)}}"
+             f"{'SSIM':>8}{'drop (dB)':>11}"]
+    width = max(14, len(label) + 6)
+    for name, q in q_results.items():
+        fp = fp_results[name]
+        lines.append(f"{name:<22}{fp['psnr']:>9.2f}{fp['ssim']:>9.4f}{q['psnr']:>{width}.2f}{q['ssim']:>8.4f}"
+                     f"{fp['psnr'] - q['psnr']:>11.3f}")
+    return "\n".join(lines)
+
+
 def write_json(path, payload):
     with atomic_target(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         json.dump(payload, fh, indent=2)
@@ -164,78 +232,80 @@ def write_json(path, payload):
 
 def run_evaluation(config, log=print):
     """Evaluate the configured model; returns the JSON-ready report dict. An exported file as
-    ``--pre_trained`` (.onnx, .ort, .mindir, .tflite) is evaluated by :mod:`src.engine.file_eval`."""
+    ``--pre_trained`` (.onnx, .ort, .mindir, .tflite) is evaluated by :mod:`src.engine.file_eval`.
+
+    ``config``: the loaded configuration; its sections (:func:`~src.engine.sections.evaluation_sections`)
+    are built here, once, and the evaluation below reads them.
+    """
     from src.engine.file_eval import is_exported_file, run_file_evaluation  # pylint: disable=import-outside-toplevel
     if is_exported_file(config.pre_trained):
         return run_file_evaluation(config, log)
-    names, note = select_datasets(config)
+    evaluation = evaluation_sections(config)
+    names, note = select_datasets(evaluation)
     if note:
         log(note)
     ckpt = select_checkpoint(config)
-    if config.result_file:
-        refuse_same_file(ckpt, config.result_file, "--result_file", "--pre_trained")  # the path write_json uses
-    data_path = resolve_path(config, config.data_path)
-    eval_sets = [resolve_eval_set(data_path, name, config.scale) for name in names]  # fail before work
+    if evaluation.outputs.result_file:  # the path write_json uses
+        refuse_same_file(ckpt, evaluation.outputs.result_file, "--result_file", "--pre_trained")
+    eval_sets = [resolve_eval_set(evaluation.data.data_path, name, evaluation.protocol.scale)
+                 for name in names]  # fail before work
     _, meta = read_checkpoint(ckpt)
     if config.quant_method or quant_config_of(meta) is not None:
-        return _run_quantized(config, ckpt, names, eval_sets, note, log)
-    net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, config_options(config))
-    protocol = eval_protocol(config)
-    shave = protocol["shave"]
-    log(f"evaluating {config.model}-{net.variant} x{config.scale} from {ckpt} on {', '.join(names)} "
-        f"[{config.metric_channel.upper()} channel, shave {shave}, HR mod {config.gt_mod}"
-        f"{', self-ensemble x8' if config.self_ensemble else ''}]")
-    predictor = SRPredictor(net, config.scale, config.tile_size, config.tile_overlap,
-                            config.self_ensemble, config.max_tile_mem_gb)
-    save_dir = None
-    if config.save_sr:
-        save_dir = os.path.join(resolve_path(config, config.output_path),
-                                f"sr_{config.model}_{net.variant}_x{config.scale}")
-    results, failed, elapsed = evaluate_with(predictor, eval_sets, config, save_dir, log)
-    report = {"results": results, "model": config.model, "variant": net.variant, "scale": config.scale,
-              "pre_trained": ckpt, "protocol": protocol, "self_ensemble": bool(config.self_ensemble),
-              "data_path": data_path, "data_note": note, "seconds": round(elapsed, 2)}
-    result_file = config.result_file or os.path.join(
-        resolve_path(config, config.output_path), f"eval_{config.model}_{net.variant}_x{config.scale}.json")
-    return write_report(report, failed, result_file, save_dir, log)
+        from src.engine.quant_eval import build_quantized  # pylint: disable=import-outside-toplevel
+        from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
+        built = build_quantized(config, ckpt, evaluation.model.option_dict(), lambda p: resolve_path(config, p), log)
+        subject = _quantized_subject(evaluation, ckpt, names, built)
+    else:
+        subject = _float_subject(evaluation, ckpt, names)
+    return evaluate_subject(subject, evaluation, eval_sets, note, log)
 
 
-def eval_protocol(config):
-    """The evaluation protocol of ``config`` as recorded in reports (channel, shave, HR crop, LR source)."""
-    shave = config.scale if config.shave < 0 else config.shave
-    return {"channel": config.metric_channel, "shave": shave, "gt_mod": config.gt_mod,
+def protocol_record(protocol):
+    """``protocol`` (:class:`~src.engine.sections.EvalProtocol`) as recorded in reports (channel, shave,
+    HR crop, LR source, alpha policy)."""
+    return {"channel": protocol.metric_channel, "shave": shave_pixels(protocol), "gt_mod": protocol.gt_mod,
             "lr": "file if present, else MATLAB bicubic of HR", "alpha": ALPHA_POLICY}
 
 
-def _run_quantized(config, ckpt, names, eval_sets, note, log):
-    """Float and quantized model on the same sets; the report's ``results`` are the quantized ones."""
-    from src.engine.quant_eval import build_quantized, format_side_by_side, predictor_for  # pylint: disable=import-outside-toplevel
-    fp_net, q_net, info = build_quantized(config, ckpt, config_options(config),
-                                          lambda p: resolve_path(config, p), log)
+def describe_protocol(evaluation):
+    """``[Y channel, shave 2, HR mod 12, self-ensemble x8]``: the protocol as the intro line gives it."""
+    protocol = evaluation.protocol
+    return (f"[{protocol.metric_channel.upper()} channel, shave {shave_pixels(protocol)}, HR mod {protocol.gt_mod}"
+            f"{', self-ensemble x8' if evaluation.inference.self_ensemble else ''}]")
+
+
+def output_paths(evaluation, sr_folder, report_name):
+    """``(SR image folder or None, report file)``: ``<output_path>/<sr_folder>`` with ``--save_sr``;
+    ``--result_file``, else ``<output_path>/<report_name>``."""
+    outputs = evaluation.outputs
+    save_dir = os.path.join(outputs.output_path, sr_folder) if outputs.save_sr else None
+    return save_dir, outputs.result_file or os.path.join(outputs.output_path, report_name)
+
+
+def _float_subject(evaluation, ckpt, names):
+    """The float checkpoint ``ckpt``: one predictor."""
+    model = evaluation.model
+    net, _ = load_for_inference(model.model, model.variant, model.scale, ckpt, model.option_dict())
+    stem = f"{model.model}_{net.variant}_x{model.scale}"
+    intro = (f"evaluating {model.model}-{net.variant} x{model.scale} from {ckpt} on {', '.join(names)} "
+             f"{describe_protocol(evaluation)}")
+    predictor = SRPredictor.configured(net, model.scale, evaluation.inference)
+    identity = {"model": model.model, "variant": net.variant, "scale": model.scale, "pre_trained": ckpt}
+    return Subject(intro, (("results", None, predictor),), identity,
+                   *output_paths(evaluation, f"sr_{stem}", f"eval_{stem}.json"))
+
+
+def _quantized_subject(evaluation, ckpt, names, built):
+    """Float and quantized model (``built``: ``(fp_net, q_net, info)`` of
+    :func:`~src.engine.quant_eval.build_quantized`) on the same sets; the quantized one is reported."""
+    fp_net, q_net, info = built
+    model = evaluation.model
     label = f"W{info['w_bit']}A{info['a_bit']} {info['method']}"
-    log(f"evaluating {config.model}-{fp_net.variant} x{config.scale} from {ckpt}: FP and {label} on {', '.join(names)}")
-    save_dir = None
-    if config.save_sr:
-        save_dir = os.path.join(resolve_path(config, config.output_path),
-                                f"sr_{config.model}_{fp_net.variant}_x{config.scale}_w{info['w_bit']}a{info['a_bit']}")
-    fp_pred, q_pred = predictor_for(fp_net, config), predictor_for(q_net, config)
-    start = time.time()
-    both, failed = _evaluate_sets(eval_sets, lambda s: (evaluate_set(fp_pred, s, config),
-                                                        evaluate_set(q_pred, s, config, save_dir)), log)
-    fp_results = {name: pair[0] for name, pair in both.items()}
-    q_results = {name: pair[1] for name, pair in both.items()}
-    if q_results:
-        log(format_side_by_side(fp_results, q_results, label))
-    _log_alpha(q_results, log)
-    report = {"results": q_results, "results_fp": fp_results, "quant": info, "model": config.model,
-              "variant": fp_net.variant, "scale": config.scale, "pre_trained": ckpt, "protocol": eval_protocol(config),
-              "self_ensemble": bool(config.self_ensemble), "data_note": note, "seconds": round(time.time() - start, 2)}
-    if failed:
-        report["failed"] = failed
-    result_file = config.result_file or os.path.join(
-        resolve_path(config, config.output_path),
-        f"eval_{config.model}_{fp_net.variant}_x{config.scale}_w{info['w_bit']}a{info['a_bit']}_{info['method']}.json")
-    write_json(result_file, report)
-    _raise_if_failed(failed, q_results, result_file)
-    log(f"results written to {result_file}")
-    return report
+    stem = f"{model.model}_{fp_net.variant}_x{model.scale}_w{info['w_bit']}a{info['a_bit']}"
+    intro = f"evaluating {model.model}-{fp_net.variant} x{model.scale} from {ckpt}: FP and {label} on {', '.join(names)}"
+    predictors = (("results_fp", "FP", SRPredictor.configured(fp_net, model.scale, evaluation.inference)),
+                  ("results", label, SRPredictor.configured(q_net, model.scale, evaluation.inference)))
+    identity = {"quant": info, "model": model.model, "variant": fp_net.variant, "scale": model.scale,
+                "pre_trained": ckpt}
+    save_dir, result_file = output_paths(evaluation, f"sr_{stem}", f"eval_{stem}_{info['method']}.json")
+    return Subject(intro, predictors, identity, save_dir, result_file, data_path_recorded=False, sr_dir_logged=False)

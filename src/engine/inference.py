@@ -76,6 +76,13 @@ class SRPredictor:
         # One compiled graph for every image size.
         net.set_inputs(Tensor(shape=[1, self.n_colors, None, None], dtype=ms.float32))
 
+    @classmethod
+    def configured(cls, net, scale, inference):
+        """The predictor of ``net`` at ``scale`` run as ``inference`` says
+        (:class:`~src.engine.sections.Inference`: tiling, overlap, self-ensemble, memory budget)."""
+        return cls(net, scale, inference.tile_size, inference.tile_overlap, inference.self_ensemble,
+                   inference.max_tile_mem_gb)
+
     def _run(self, x):
         return self.net(Tensor(x, ms.float32)).asnumpy()
 

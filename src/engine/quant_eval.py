@@ -2,7 +2,6 @@
 import os
 import time
 
-from src.engine.inference import SRPredictor
 from src.quantlib.calib_data import batches_of, calibration_patches
 from src.quantlib.calibrate import calibrate
 from src.quantlib.convert import QuantConfig
@@ -72,19 +71,3 @@ def build_quantized(config, ckpt, options, resolve, log):
         log(f"calibrated model written to {config.save_quant_ckpt}")
     return fp_net, q_net, {"method": config.quant_method, "w_bit": qcfg.w_bit, "a_bit": qcfg.a_bit,
                            "calibration_seconds": round(seconds, 1), "from_checkpoint": False}
-
-
-def predictor_for(net, config):
-    return SRPredictor(net, config.scale, config.tile_size, config.tile_overlap, config.self_ensemble,
-                       config.max_tile_mem_gb)
-
-
-def format_side_by_side(fp_results, q_results, label):
-    lines = [f"{'dataset':<22}{'FP PSNR':>9}{'FP SSIM':>9}{label + ' PSNR':>{max(14, len(label) + 6)}}"
-             f"{'SSIM':>8}{'drop (dB)':>11}"]
-    width = max(14, len(label) + 6)
-    for name, q in q_results.items():
-        fp = fp_results[name]
-        lines.append(f"{name:<22}{fp['psnr']:>9.2f}{fp['ssim']:>9.4f}{q['psnr']:>{width}.2f}{q['ssim']:>8.4f}"
-                     f"{fp['psnr'] - q['psnr']:>11.3f}")
-    return "\n".join(lines)

@@ -1,21 +1,20 @@
-"""Typed configuration sections of training (BasicSR's nested option sections, flat in the YAML).
+"""Typed configuration sections of training, evaluation and upscaling (BasicSR's nested option
+sections, flat in the YAML).
 
 Each section is a frozen dataclass whose fields are configuration keys
 (:data:`model_utils.sections.SECTIONS` groups the same keys for ``--help``; a test checks
-they agree). :func:`training_sections` builds them once from the loaded configuration, so
-the training code reads typed values and no default is written a second time here: every
-key comes from ``DIV2K_config.yaml`` (or a file checked against it).
+they agree). :func:`training_sections`, :func:`evaluation_sections` and
+:func:`upscale_sections` build them once from the loaded configuration, where it enters
+``src`` (the Trainer, ``run_evaluation``, ``run_upscale``), so the engines read typed values
+and no default is written a second time here: every key comes from ``DIV2K_config.yaml`` (or
+a file checked against it). Paths are resolved here, as :func:`src.paths.resolve_path` finds
+them. Export's sections live in :mod:`src.export.sections` (export does not import the engine).
 """
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 
-
-def _from(cls, config):
-    """``cls`` with each field read from ``config`` (lists become tuples, so a section is hashable)."""
-    values = {}
-    for f in fields(cls):
-        value = getattr(config, f.name)
-        values[f.name] = tuple(value) if isinstance(value, list) else value
-    return cls(**values)
+from src.export.sections import ModelChoice, model_choice
+from src.paths import resolve_path
+from src.utils.sections import section_of as _from
 
 
 @dataclass(frozen=True)
@@ -79,15 +78,116 @@ class TrainingRun:
 
 
 @dataclass(frozen=True)
+class EvalProtocol:
+    """How an SR image is scored (the published protocol by default): LR made from HR at ``scale``
+    (x2/x3/x4; MATLAB bicubic, cached under the resolved ``cache_dir``) unless an LR file exists,
+    HR cropped to a multiple of ``gt_mod`` pixels, PSNR (dB) / SSIM on ``metric_channel``
+    (``y``: BT.601 luma, or ``rgb``) without ``shave`` border pixels (-1: ``scale``)."""
+    scale: int
+    gt_mod: int
+    metric_channel: str
+    shave: int
+    cache_dir: str
+
+
+def shave_pixels(protocol):
+    """Border pixels left out of PSNR/SSIM by ``protocol`` (an :class:`EvalProtocol` or an object with
+    its fields): ``shave``, or ``scale`` when it is -1."""
+    return protocol.scale if protocol.shave < 0 else protocol.shave
+
+
+def eval_protocol_of(config):
+    """The :class:`EvalProtocol` of a loaded configuration (``cache_dir`` resolved)."""
+    return EvalProtocol(config.scale, config.gt_mod, config.metric_channel, config.shave,
+                        resolve_path(config, config.cache_dir))
+
+
+@dataclass(frozen=True)
 class TrainingSections:
-    """The sections a training run reads."""
+    """The sections a training run reads (``protocol``: how validation PSNR is measured)."""
     data: TrainData
     optim: Optimisation
     schedule: Schedule
     run: TrainingRun
+    protocol: EvalProtocol
 
 
 def training_sections(config):
     """The training sections of a loaded configuration (:func:`model_utils.config.get_config`)."""
     return TrainingSections(_from(TrainData, config), _from(Optimisation, config), _from(Schedule, config),
-                            _from(TrainingRun, config))
+                            _from(TrainingRun, config), eval_protocol_of(config))
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """Evaluation images: the resolved ``data_path`` root (DIV2K layout, ``benchmark/<Set>/HR``),
+    the set names, and whether the built-in sample set may stand in for a missing DIV2K."""
+    data_path: str
+    eval_datasets: tuple
+    sample_fallback: bool
+
+
+@dataclass(frozen=True)
+class Inference:
+    """How a whole image is run (:class:`~src.engine.inference.SRPredictor`): x8 self-ensemble,
+    LR tile side in pixels (0: from ``max_tile_mem_gb`` GiB, -1: never tile) and the tiles'
+    LR context overlap in pixels (-1: the model's receptive radius)."""
+    self_ensemble: bool
+    tile_size: int
+    tile_overlap: int
+    max_tile_mem_gb: float
+
+
+@dataclass(frozen=True)
+class EvalOutputs:
+    """Where evaluation writes: the resolved ``output_path`` folder, SR PNGs there (``save_sr``) and
+    the JSON report (``result_file``, as given; empty: a name under ``output_path``)."""
+    output_path: str
+    save_sr: bool
+    result_file: str
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything eval.py reads: the model, ``pre_trained`` (as given: a checkpoint or an exported
+    file), the sections above, the options given on the command line (``given``: shipped
+    defaults stand in for what was not given) and, with ``--quant_method``, the quantization
+    settings (``quant``)."""
+    model: ModelChoice
+    pre_trained: str
+    data: EvalData
+    protocol: EvalProtocol
+    inference: Inference
+    outputs: EvalOutputs
+    given: frozenset
+
+    def with_scale(self, scale):
+        """These sections for an exported file's own scale (its metadata decides)."""
+        return replace(self, model=replace(self.model, scale=scale), protocol=replace(self.protocol, scale=scale))
+
+
+def evaluation_sections(config):
+    """The :class:`Evaluation` of a loaded configuration (:func:`model_utils.config.get_config`)."""
+    data = EvalData(resolve_path(config, config.data_path), tuple(config.eval_datasets), config.sample_fallback)
+    outputs = EvalOutputs(resolve_path(config, config.output_path), config.save_sr, config.result_file)
+    return Evaluation(model_choice(config), config.pre_trained, data, eval_protocol_of(config),
+                      _from(Inference, config), outputs, frozenset(config.cli_keys))
+
+
+@dataclass(frozen=True)
+class Upscale:
+    """What infer.py reads: the model, the resolved image file or folder to upscale (``input_path``),
+    the model file (``model_file``, as given; empty: the checkpoint of ``--pre_trained``), the
+    resolved ``output_path`` folder, how images are run, and whether ``--scale`` was given."""
+    model: ModelChoice
+    input_path: str
+    model_file: str
+    output_path: str
+    inference: Inference
+    scale_given: bool
+
+
+def upscale_sections(config):
+    """The :class:`Upscale` sections of a loaded configuration."""
+    return Upscale(model_choice(config), resolve_path(config, config.input_path), config.model_file,
+                   resolve_path(config, config.output_path), _from(Inference, config), "scale" in config.cli_keys)

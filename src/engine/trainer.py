@@ -52,10 +52,10 @@ from src.weights.transfer import transfer_weights
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 
 
-def _validate(net, config, eval_sets):
-    """PSNR of the deploy form of ``net`` (what eval.py would report)."""
-    predictor = SRPredictor(to_deploy(net), config.scale, tile_size=-1)
-    return {s.name: evaluate_set(predictor, s, config)["psnr"] for s in eval_sets}
+def _validate(net, protocol, eval_sets):
+    """PSNR of the deploy form of ``net`` (what eval.py would report) with ``protocol`` (:class:`~src.engine.sections.EvalProtocol`)."""
+    predictor = SRPredictor(to_deploy(net), protocol.scale, tile_size=-1)
+    return {s.name: evaluate_set(predictor, s, protocol)["psnr"] for s in eval_sets}
 
 
 def _evaluation_net(net, step_cell, config, form):
@@ -407,7 +407,7 @@ class Trainer:
         """
         logger = self.logger
         eval_net = _evaluation_net(self.net, self.step_cell, self.config, self.form)
-        scores = _validate(eval_net, self.config, self.eval_sets)
+        scores = _validate(eval_net, self.sections.protocol, self.eval_sets)
         self.step_cell.set_train(True)
         rate, eta, elapsed = progress.speed(step)
         logger.validation_row(step, progress.val, self.lrs[step - 1], elapsed, scores)

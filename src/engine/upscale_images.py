@@ -23,30 +23,29 @@ from tqdm import tqdm
 from src.data.image_io import ImageError, list_images, read_image, write_png
 from src.data.imresize import imresize
 from src.engine.inference import SRPredictor
+from src.engine.sections import upscale_sections
 
 
-def _model_for(config, log):
-    """(network-like object, scale, description) for --model_file / --pre_trained / the shipped checkpoint."""
-    from src.paths import resolve_path, select_checkpoint  # pylint: disable=import-outside-toplevel
-    source = config.model_file or select_checkpoint(config)
-    source = resolve_path(config, source)
+def _model_for(request, source, log):
+    """(network-like object, scale, description) for the model file ``source`` (resolved: ``--model_file``,
+    ``--pre_trained`` or the shipped checkpoint) as ``request`` (:class:`~src.engine.sections.Upscale`) says."""
     kinds = "(.ckpt, .onnx, .ort, .mindir, .tflite)"
     if os.path.isdir(source):
         raise FileNotFoundError(f"model file {source} is a folder; pass --model_file {kinds} or --pre_trained naming "
                                 "a file")
     if not os.path.isfile(source):
         raise FileNotFoundError(f"model file {source} does not exist; pass --model_file {kinds} or --pre_trained")
+    model = request.model
     if source.lower().endswith(".ckpt"):
-        from src.models.registry import config_options  # pylint: disable=import-outside-toplevel
         from src.weights.loader import load_float_and_quantized  # pylint: disable=import-outside-toplevel
-        fp_net, q_net, _ = load_float_and_quantized(config.model, config.variant, config.scale, source,
-                                                    config_options(config))
+        fp_net, q_net, _ = load_float_and_quantized(model.model, model.variant, model.scale, source,
+                                                    model.option_dict())
         net = q_net if q_net is not None else fp_net
-        return net, config.scale, f"{config.model}-{config.variant} x{config.scale} checkpoint {source}"
+        return net, model.scale, f"{model.model}-{model.variant} x{model.scale} checkpoint {source}"
     from src.export.runners import open_exported  # pylint: disable=import-outside-toplevel
-    runner = open_exported(source, log=log, tile_overlap=config.tile_overlap)
-    if "scale" in config.cli_keys and runner.scale != config.scale:
-        raise ValueError(f"{source} upscales x{runner.scale} but --scale is {config.scale}; drop --scale or pass "
+    runner = open_exported(source, log=log, tile_overlap=request.inference.tile_overlap)
+    if request.scale_given and runner.scale != model.scale:
+        raise ValueError(f"{source} upscales x{runner.scale} but --scale is {model.scale}; drop --scale or pass "
                          f"--scale {runner.scale}")
     tiles = f", fixed {runner.io.tile_hw[0]}x{runner.io.tile_hw[1]} windows" if runner.io.tile_hw else ""
     log(f"{source}: {runner.kind}, x{runner.scale}, {runner.n_colors}-channel {runner.io.layout} input{tiles}")
@@ -90,33 +89,40 @@ def upscale_alpha(alpha, scale):
     return np.floor(np.clip(up, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def run_upscale(config, log=print):
-    """Write ``<output_path>/<name>_x<s>.png`` for each input image; returns the written paths.
-
-    Raises ``ImageError`` (after writing the others) when images of a folder could not be read.
-    """
-    from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
-    src_path = resolve_path(config, config.input_path)
+def _input_images(src_path):
+    """The image files to upscale: ``src_path`` itself, or the images of the folder ``src_path``."""
     if not src_path:
         raise ValueError("pass --input_path: an image file or a folder of images to upscale")
     if os.path.isdir(src_path):
         images = list_images(src_path)
         if not images:
             raise ImageError(f"no images (.png, .jpg, .bmp, ...) in {src_path}")
-    elif os.path.isfile(src_path):
-        images = [src_path]
-    else:
-        raise FileNotFoundError(f"--input_path {src_path} does not exist")
-    net, scale, described = _model_for(config, log)
-    out_dir = resolve_path(config, config.output_path)
+        return images
+    if os.path.isfile(src_path):
+        return [src_path]
+    raise FileNotFoundError(f"--input_path {src_path} does not exist")
+
+
+def run_upscale(config, log=print):
+    """Write ``<output_path>/<name>_x<s>.png`` for each input image; returns the written paths.
+
+    ``config``: the loaded configuration; its sections (:func:`~src.engine.sections.upscale_sections`)
+    are built here, once. Raises ``ImageError`` (after writing the others) when images of a folder
+    could not be read.
+    """
+    from src.paths import resolve_path, select_checkpoint  # pylint: disable=import-outside-toplevel
+    request = upscale_sections(config)
+    images = _input_images(request.input_path)
+    source = resolve_path(config, request.model_file or select_checkpoint(config))
+    net, scale, described = _model_for(request, source, log)
+    out_dir = request.output_path
     targets = {path: os.path.join(out_dir, name) for path, name in output_names(images, scale).items()}
     inputs = {os.path.normcase(os.path.realpath(p)): p for p in images}
     overwritten = [p for p, t in targets.items() if os.path.normcase(os.path.realpath(t)) in inputs]
     if overwritten:
         raise ImageError(f"output would replace an input image: {', '.join(targets[p] for p in overwritten)}; "
                          "choose another --output_path")
-    tile = config.tile_size
-    predictor = SRPredictor(net, scale, tile, config.tile_overlap, config.self_ensemble, config.max_tile_mem_gb)
+    predictor = SRPredictor.configured(net, scale, request.inference)
     os.makedirs(out_dir, exist_ok=True)
     written, skipped, with_alpha = [], [], 0
     for path in tqdm(images, desc=f"x{scale}", disable=len(images) == 1, unit="img"):

@@ -21,6 +21,7 @@ from src.data.eval_sets import sample_set
 from src.data.image_io import read_rgb
 from src.data.transforms import rgb_to_ycbcr01
 from src.export.metadata import export_metadata
+from src.export.sections import export_sections
 from src.utils.atomic import atomic_target, refuse_same_file
 from src.weights.loader import load_float_and_quantized
 
@@ -62,34 +63,39 @@ def example_inputs(shape):
     return out
 
 
-def default_file_name(config, quant):
-    from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
-    stem = f"{config.model}_{config.variant}_x{config.scale}" + ("_int8" if quant == "int8" else
-                                                                  "_fp16" if quant == "float16" else "")
-    if config.file_format in ("ONNX", "MINDIR") and export_target(config) == "mobile":
+def default_file_name(request, quant):
+    """``<output_path>/<model>_<variant>_x<scale>[_int8|_fp16][_mobile].<ext>`` for ``request``
+    (:class:`~src.export.sections.ExportRequest`) written with ``quant``."""
+    model, fmt = request.model, request.settings.file_format
+    stem = f"{model.model}_{model.variant}_x{model.scale}" + ("_int8" if quant == "int8" else
+                                                               "_fp16" if quant == "float16" else "")
+    if fmt in ("ONNX", "MINDIR") and export_target(request.settings) == "mobile":
         stem += "_mobile"  # beside the desktop file of the same model
-    return os.path.join(resolve_path(config, config.output_path), stem + EXTENSIONS[config.file_format])
+    return os.path.join(request.output_path, stem + EXTENSIONS[fmt])
 
 
-def export_path(config):
-    """The file export.py writes: ``--export_file`` (its format's extension added when missing) or
+def export_path(request):
+    """The file export.py writes for ``request`` (:class:`~src.export.sections.ExportRequest`):
+    ``--export_file`` (its format's extension added when missing) or
     ``<output_path>/<model>_<variant>_x<scale>[_int8][_mobile].<ext>`` (``_mobile``: a mobile ONNX or MINDIR)."""
-    path = config.export_file or default_file_name(config, config.quant)
-    extension = EXTENSIONS.get(config.file_format, "")
+    settings = request.settings
+    path = settings.export_file or default_file_name(request, settings.quant)
+    extension = EXTENSIONS.get(settings.file_format, "")
     return path if path.endswith(extension) else path + extension
 
 
-def export_target(config):
-    """'mobile' or 'desktop': ``--target``, where ``auto`` is mobile for TFLITE and ORT files (phone
-    runtimes) and desktop for ONNX, MINDIR and AIR (onnxruntime / MindSpore on a PC, dynamic H/W)."""
-    target = getattr(config, "target", "auto")
-    if target != "auto":
-        return target
-    return "mobile" if str(config.file_format).upper() in ("TFLITE", "ORT") else "desktop"
+def export_target(settings):
+    """'mobile' or 'desktop' for ``settings`` (:class:`~src.export.sections.ExportSettings`): ``--target``,
+    where ``auto`` is mobile for TFLITE and ORT files (phone runtimes) and desktop for ONNX, MINDIR
+    and AIR (onnxruntime / MindSpore on a PC, dynamic H/W)."""
+    if settings.target != "auto":
+        return settings.target
+    return "mobile" if str(settings.file_format).upper() in ("TFLITE", "ORT") else "desktop"
 
 
-def _check_request(config, fp_net, q_net, target):
-    fmt, quant = config.file_format, config.quant
+def _check_request(request, fp_net, q_net, target):
+    settings = request.settings
+    fmt, quant, io_dtype = settings.file_format, settings.quant, settings.io_dtype
     if fmt not in EXTENSIONS:
         raise ValueError(f"--file_format must be one of {', '.join(EXTENSIONS)}, not '{fmt}'")
     if fmt == "TFLITE":
@@ -97,17 +103,16 @@ def _check_request(config, fp_net, q_net, target):
             raise ValueError("a TFLite file is the mobile graph (fixed shape, delegate ops): use --target mobile "
                              "(or auto) with --file_format TFLITE")
         from src.export.tflite_export import check_request  # pylint: disable=import-outside-toplevel
-        check_request(quant, getattr(config, "io_dtype", "float32"), q_net, int(getattr(q_net or fp_net, "n_colors", 3)))
+        check_request(quant, io_dtype, q_net, int(getattr(q_net or fp_net, "n_colors", 3)))
         return
-    io_dtype = getattr(config, "io_dtype", "float32")
     given = [opt for opt, on in (("--quant float16", quant == "float16"),
                                  (f"--io_dtype {io_dtype}", io_dtype != "float32")) if on]
     if given:
         raise ValueError(f"{' and '.join(given)} {'is a TFLite option' if len(given) == 1 else 'are TFLite options'}: "
                          f"add --file_format TFLITE or drop {' and '.join(o.split()[0] for o in given)}")
-    if fmt == "AIR" and str(config.device_target).upper() != "ASCEND":
+    if fmt == "AIR" and str(request.device_target).upper() != "ASCEND":
         raise ValueError(f"AIR export needs an Ascend device (MindSpore writes AIR only there; device_target is "
-                         f"{config.device_target}); use --file_format MINDIR or ONNX")
+                         f"{request.device_target}); use --file_format MINDIR or ONNX")
     if fmt == "AIR" and target == "mobile":
         raise ValueError("--target mobile is for MINDIR, ONNX and ORT files; AIR is an Ascend format (use --target desktop)")
     if fmt == "ORT" and target != "mobile":
@@ -133,43 +138,52 @@ def _example_fits(net, inputs):
 
 
 def run_export(config, log=print):
-    """Write the requested file and return a report dict (path, target, checks)."""
+    """Write the requested file and return a report dict (path, target, checks).
+
+    ``config``: the loaded configuration; its sections (:func:`~src.export.sections.export_sections`)
+    are built here, once, and the rest of the exporter reads them.
+    """
     from src.paths import select_checkpoint  # pylint: disable=import-outside-toplevel
-    from src.models.registry import config_options  # pylint: disable=import-outside-toplevel
-    ckpt = select_checkpoint(config)
-    fp_net, q_net, _ = load_float_and_quantized(config.model, config.variant, config.scale, ckpt,
-                                                config_options(config))
-    target = export_target(config)
-    _check_request(config, fp_net, q_net, target)
+    request, ckpt = export_sections(config), select_checkpoint(config)
+    model, settings = request.model, request.settings
+    fp_net, q_net, _ = load_float_and_quantized(model.model, model.variant, model.scale, ckpt, model.option_dict())
+    target = export_target(settings)
+    _check_request(request, fp_net, q_net, target)
     n_colors = int(getattr(fp_net, "n_colors", 3))
-    shape = parse_input_shape(config.input_shape, n_colors)
-    path = export_path(config)
-    refuse_same_file(ckpt, path, config.option("export_file"), "--pre_trained")
-    if target == "mobile" and config.quant != "int8" and q_net is not None:
+    shape = parse_input_shape(settings.input_shape, n_colors)
+    path = export_path(request)
+    refuse_same_file(ckpt, path, request.export_option, "--pre_trained")
+    if target == "mobile" and settings.quant != "int8" and q_net is not None:
         log("note: the mobile profile writes the float graph of a calibrated checkpoint (fake-quant ops are no "
             "delegate ops); --quant int8 writes its calibrated integer graph")
         q_net = None
     net = q_net if q_net is not None else fp_net
-    kind = "int8 QDQ" if config.quant == "int8" else ("fake-quant" if q_net is not None else "float")
-    if config.file_format == "TFLITE":  # the float network, or full-integer int8
-        kind = {"int8": "int8", "float16": "float16 weights"}.get(config.quant, "float")
+    kind = _kind(settings, q_net)
     inputs = example_inputs(shape)
     if target == "mobile":  # fixed shape: the file takes the example's size only
         inputs = inputs[:1]
     _example_fits(net, inputs)
     metadata = export_metadata(net, kind)  # what the runners need to tile the file like the checkpoint
-    report = {"file": path, "format": config.file_format, "target": target, "kind": kind,
+    report = {"file": path, "format": settings.file_format, "target": target, "kind": kind,
               "input_shape": list(shape), "checkpoint": ckpt,
-              "metadata": None if config.file_format == "AIR" else metadata}
-    job = {"config": config, "fp_net": fp_net, "q_net": q_net, "net": net, "inputs": inputs, "path": path,
+              "metadata": None if settings.file_format == "AIR" else metadata}
+    job = {"settings": settings, "fp_net": fp_net, "q_net": q_net, "net": net, "inputs": inputs, "path": path,
            "target": target, "kind": kind, "metadata": metadata, "n_colors": n_colors}
-    WRITERS[config.file_format](job, report, log)
-    recorded = "" if config.file_format == "AIR" else (
+    WRITERS[settings.file_format](job, report, log)
+    recorded = "" if settings.file_format == "AIR" else (
         f"; metadata: x{metadata['sr.scale']}, {metadata['sr.n_colors']} colour(s), receptive radius "
         f"{metadata['sr.receptive_radius']} LR pixels")
-    log(f"wrote {path} ({config.file_format}, {target}, {kind}, {os.path.getsize(path) / 1024:.0f} KiB) "
+    log(f"wrote {path} ({settings.file_format}, {target}, {kind}, {os.path.getsize(path) / 1024:.0f} KiB) "
         f"from {ckpt}{recorded}")
     return report
+
+
+def _kind(settings, q_net):
+    """What the file holds: ``int8 QDQ``, ``fake-quant`` or ``float``; TFLite: ``int8``,
+    ``float16 weights`` or ``float`` (the float network, or full-integer int8)."""
+    if settings.file_format == "TFLITE":
+        return {"int8": "int8", "float16": "float16 weights"}.get(settings.quant, "float")
+    return "int8 QDQ" if settings.quant == "int8" else ("fake-quant" if q_net is not None else "float")
 
 
 def _sizes(inputs):
@@ -187,7 +201,7 @@ def _write_mindir(job, report, log):
     fixed = job["inputs"][0].shape if job["target"] == "mobile" else None
     with atomic_target(job["path"], suffix=".mindir") as tmp:
         export_mindir(job["net"], job["n_colors"], tmp, job["metadata"], shape=fixed)
-    if job["config"].export_check:
+    if job["settings"].export_check:
         report["max_abs_diff"] = mindir_max_diff(job["path"], job["net"], job["inputs"])
         log(f"MindIR round trip (mindspore.load + nn.GraphCell) at {_sizes(job['inputs'])}: "
             f"max |diff| {report['max_abs_diff']:.2e}")
@@ -200,9 +214,9 @@ def _write_mindir(job, report, log):
 def _onnx_model(job, log):
     """The ModelProto of the requested profile and quantization."""
     from src.export.profiles import build_onnx  # pylint: disable=import-outside-toplevel
-    config, q_net = job["config"], job["q_net"]
+    settings, q_net = job["settings"], job["q_net"]
     ranges = None
-    if config.quant == "int8":
+    if settings.quant == "int8":
         from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
         from src.quantlib.convert import quant_layers  # pylint: disable=import-outside-toplevel
         low = sorted({min(l.w_bit or 8, l.a_bit or 8) for _, l in quant_layers(q_net)} - {8})
@@ -211,7 +225,7 @@ def _onnx_model(job, log):
                 "the activation integers but stops onnxruntime fusing that Conv, and the int32 bias "
                 "(scale = activation x weight scale) is coarse, so expect a larger gap than at W8A8")
         ranges = observe_output_ranges(q_net, job["inputs"])
-    return build_onnx(job["fp_net"], q_net, job["inputs"][0], job["target"], config.quant, ranges)
+    return build_onnx(job["fp_net"], q_net, job["inputs"][0], job["target"], settings.quant, ranges)
 
 
 def _check_onnx(job, report, log, path):
@@ -219,7 +233,7 @@ def _check_onnx(job, report, log, path):
     from src.export.onnx_float import max_diff, ort_session  # pylint: disable=import-outside-toplevel
     from src.export.onnx_qdq import integer_kernels  # pylint: disable=import-outside-toplevel
     dynamic = "" if job["target"] == "mobile" else " (dynamic H/W)"
-    if job["config"].quant == "int8":
+    if job["settings"].quant == "int8":
         if job["target"] == "desktop":
             report["integer_kernels"] = integer_kernels(path)
             if not report["integer_kernels"]:
@@ -246,7 +260,7 @@ def _log_partitions(job, report, log, onnx_path):
 def _write_onnx(job, report, log):
     from src.export.onnx_float import save_onnx  # pylint: disable=import-outside-toplevel
     save_onnx(_onnx_model(job, log), job["path"], job["metadata"])
-    if job["config"].export_check:
+    if job["settings"].export_check:
         _check_onnx(job, report, log, job["path"])
     _log_partitions(job, report, log, job["path"])
 
@@ -262,8 +276,8 @@ def _write_ort(job, report, log):
         onnx_path = save_onnx(_onnx_model(job, log), os.path.join(tmp, "model.onnx"), job["metadata"])
         ort_path = onnx_to_ort(onnx_path, os.path.join(tmp, "ort"))
         report["ort_ops"] = _require_delegate_ops(ort_path)
-        if job["config"].export_check:
-            tolerance = ORT_INT8_TOLERANCE if job["config"].quant == "int8" else ORT_TOLERANCE
+        if job["settings"].export_check:
+            tolerance = ORT_INT8_TOLERANCE if job["settings"].quant == "int8" else ORT_TOLERANCE
             report["ort_vs_onnx_max_abs_diff"] = ort_matches_onnx(ort_path, onnx_path, job["inputs"], tolerance)
             log(f".ort vs .onnx (onnxruntime) at {_sizes(job['inputs'])}: max |diff| "
                 f"{report['ort_vs_onnx_max_abs_diff']:.2e}")
@@ -302,9 +316,9 @@ def _write_tflite(job, report, log):
     """The mobile ONNX graph translated to TensorFlow and converted by TFLiteConverter
     (:mod:`src.export.tflite_export`); checked at the example size (the file has a fixed shape)."""
     from src.export.tflite_export import export_tflite  # pylint: disable=import-outside-toplevel
-    config = job["config"]
-    report.update(export_tflite(job["fp_net"], job["q_net"], job["inputs"][0], job["path"], config.quant,
-                                config.io_dtype, job["metadata"], config.export_check, log))
+    settings = job["settings"]
+    report.update(export_tflite(job["fp_net"], job["q_net"], job["inputs"][0], job["path"], settings.quant,
+                                settings.io_dtype, job["metadata"], settings.export_check, log))
 
 
 WRITERS = {"AIR": _write_air, "MINDIR": _write_mindir, "ONNX": _write_onnx, "ORT": _write_ort, "TFLITE": _write_tflite}

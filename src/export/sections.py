@@ -1,0 +1,67 @@
+"""Typed configuration sections of export.py, and the model choice every entry point reads.
+
+Built once from the loaded configuration by :func:`export_sections` (``run_export`` does it
+first); the exporter below reads these frozen values, never the configuration. Field names are
+configuration keys (:data:`model_utils.sections.SECTIONS` groups the same keys for ``--help``;
+a test checks they agree) and no default is written here: every key comes from
+``DIV2K_config.yaml`` (or a file checked against it). Paths are resolved here, as
+:func:`src.paths.resolve_path` finds them.
+"""
+from dataclasses import dataclass
+
+from src.paths import resolve_path
+from src.utils.sections import section_of
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model a run builds: registry name, variant, upscale factor (2, 3 or 4) and the
+    builder options given in the configuration (``(key, value)`` pairs of
+    :func:`src.models.registry.config_options`, e.g. ``n_colors``)."""
+    model: str
+    variant: str
+    scale: int
+    options: tuple
+
+    def option_dict(self):
+        """The builder options as the keyword dict ``create_model`` / the loaders take."""
+        return dict(self.options)
+
+
+def model_choice(config):
+    """The :class:`ModelChoice` of a loaded configuration."""
+    from src.models.registry import config_options  # pylint: disable=import-outside-toplevel
+    return ModelChoice(config.model, config.variant, config.scale, tuple(config_options(config).items()))
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """What export.py writes: ``file_format`` (MINDIR, ONNX, ORT, AIR, TFLITE), ``target``
+    (auto, desktop, mobile), ``export_file`` (empty: a name from the model), ``input_shape``
+    (``"N,C,H,W"`` in LR pixels; empty: 1 x C x 360 x 640), ``quant`` (none, int8, float16),
+    ``io_dtype`` (TFLite float32 or uint8 image bytes) and whether to check the file (``export_check``)."""
+    file_format: str
+    target: str
+    export_file: str
+    input_shape: str
+    quant: str
+    io_dtype: str
+    export_check: bool
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """Everything export.py reads: the model, the export settings, the resolved ``output_path``,
+    the device (``device_target``; AIR needs Ascend) and how ``--export_file`` was spelled on the
+    command line (``--export_file`` or its old name ``--file_name``), for messages."""
+    model: ModelChoice
+    settings: ExportSettings
+    output_path: str
+    device_target: str
+    export_option: str
+
+
+def export_sections(config):
+    """The :class:`ExportRequest` of a loaded configuration (:func:`model_utils.config.get_config`)."""
+    return ExportRequest(model_choice(config), section_of(ExportSettings, config),
+                         resolve_path(config, config.output_path), config.device_target, config.option("export_file"))
