@@ -32,7 +32,7 @@ def calibrate_from_config(q_net, fp_net, config, method, qcfg, calib_path, log):
     (then PaC against ``fp_net`` for ``dbdc_pac``); returns the number of patches used.
     With ``equalize``, both float models are first equalised with the same scales (exact in float)."""
     patches = calibration_patches(calib_path, config.calib_num, config.scale, config.pac_hr_patch, config.calib_seed,
-                                  int(getattr(fp_net, "n_colors", 3)))
+                                  fp_net.n_colors)
     batches = batches_of(patches, int(config.get("calib_batch", 2)))
     if config.get("equalize", False):
         scales = equalize(fp_net, batches, others=(q_net,))
@@ -64,8 +64,6 @@ def build_quantized(config, ckpt, options, resolve, log):
     seconds = time.time() - start
     log(f"calibrated {config.quant_method} W{qcfg.w_bit}A{qcfg.a_bit} on {count} patches from "
         f"{config.calib_path} in {seconds:.1f} s")
-    q_net.model_name, q_net.variant, q_net.scale = fp_net.model_name, fp_net.variant, fp_net.scale
-    q_net.form, q_net.options = "deploy", getattr(fp_net, "options", {})
     if config.save_quant_ckpt:
         meta_out = dict(model_meta(q_net), quant_config=qcfg.to_json(), quant_method=config.quant_method)
         save_checkpoint(q_net, target, meta=meta_out)

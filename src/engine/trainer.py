@@ -65,9 +65,9 @@ def _evaluation_net(net, step_cell, config, form):
     values = {p.name: p.data.asnumpy() for p in net.get_parameters()}
     values.update(ema)
     ms.load_param_into_net(clone, {k: ms.Parameter(Tensor(v), name=k) for k, v in values.items()})
-    for attr in ("model_name", "variant", "form", "options", "quant_meta"):
-        if hasattr(net, attr):
-            setattr(clone, attr, getattr(net, attr))
+    clone.spec = net.spec
+    if hasattr(net, "quant_meta"):
+        clone.quant_meta = net.quant_meta
     return clone
 
 
@@ -91,8 +91,6 @@ def _build_qat_net(config, log):
         net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, options)
         calibrate_from_config(net, fp_net, config, method, qcfg, resolve_path(config, config.calib_path), log)
         log(f"QAT initialised by {method} calibration, W{qcfg.w_bit}A{qcfg.a_bit}")
-    net.model_name, net.variant, net.form = config.model, net.variant, "deploy"
-    net.options = options
     net.quant_meta = {"quant_config": qcfg.to_json(), "quant_method": "qat"}
     return net
 
@@ -109,7 +107,7 @@ def build_network(config, log):
         copied, skipped = transfer_weights(net, resolve_path(config, config.init_from))
         log(f"initialised from {config.init_from}: copied {len(copied)} tensors, kept {len(skipped)} "
             f"of the model's own ({', '.join(skipped[:4])}{', ...' if len(skipped) > 4 else ''})")
-    if hasattr(net, "train_outputs"):
+    if net.has_train_outputs:
         net.train_outputs = True  # ETDS: (out, r_out) for the residual loss term
     return net, form
 
@@ -174,11 +172,11 @@ class _Progress:
 def _identity(config, net, form, pairs, world):
     """:func:`~src.engine.train_state.run_identity` of this run."""
     init = config.pre_trained or config.get("init_from") or ""
-    uses = [name for name, present in (("residual_loss", hasattr(net, "train_outputs")),
-                                       ("freeze_residual", hasattr(net, "residual_parameters"))) if present]
+    uses = [name for name, present in (("residual_loss", net.has_train_outputs),
+                                       ("freeze_residual", bool(net.residual_parameters()))) if present]
     quant = getattr(net, "quant_meta", {}).get("quant_config", "") if config.get("qat") else ""
     meta = dict(model_meta(net), form=form)
-    meta.setdefault("n_colors", getattr(net, "n_colors", 3))
+    meta.setdefault("n_colors", net.n_colors)
     return run_identity(config, meta, world, images_fingerprint(pairs.paths, pairs.lr_paths),
                         file_digest(resolve_path(config, init) if init else ""), quant, uses)
 
@@ -237,7 +235,7 @@ def train(config, log=print):
     if str(config.device_target).upper() == "CPU":
         use_deterministic_prelu(net)  # MindSpore's CPU PReLU gradient is not reproducible (see train_step)
     loss_scale = mixed_precision(net, config, main_log)
-    n_colors = getattr(net, "n_colors", 3)
+    n_colors = net.n_colors
     pairs = TrainPairs(resolve_path(config, config.train_path), config.scale, config.patch_size,
                        cache_dir=resolve_path(config, config.cache_dir),
                        max_memory_gb=float(config.get("train_cache_gb", 4.0)))
@@ -245,7 +243,7 @@ def train(config, log=print):
     eval_sets = [resolve_eval_set(val_root, n, config.scale) for n in config.val_datasets] if main else []
     lrs = lr_schedule(config)
     freeze_steps = int(config.get("freeze_residual_steps", 0))
-    frozen = net.residual_parameters() if freeze_steps > 0 and hasattr(net, "residual_parameters") else []
+    frozen = net.residual_parameters() if freeze_steps > 0 else []
     step_cell = TrainStep(SRLoss(net, config.get("residual_loss_weight", 0.5)), _optimizer(net, config, lrs),
                           frozen, float(config.get("ema_decay", 0.0)), float(config.get("clip_grad_norm", 0.0)),
                           loss_scale, float(config.get("loss_scale_value", 65536.0)), reduce_grads=world > 1)

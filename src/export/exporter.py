@@ -95,7 +95,7 @@ def _check_request(config, fp_net, q_net, target):
             raise ValueError("a TFLite file is the mobile graph (fixed shape, delegate ops): use --target mobile "
                              "(or auto) with --file_format TFLITE")
         from src.export.tflite_export import check_request  # pylint: disable=import-outside-toplevel
-        check_request(quant, getattr(config, "io_dtype", "float32"), q_net, int(getattr(q_net or fp_net, "n_colors", 3)))
+        check_request(quant, getattr(config, "io_dtype", "float32"), q_net, (q_net or fp_net).n_colors)
         return
     io_dtype = getattr(config, "io_dtype", "float32")
     given = [opt for opt, on in (("--quant float16", quant == "float16"),
@@ -139,7 +139,7 @@ def run_export(config, log=print):
                                                 config_options(config))
     target = export_target(config)
     _check_request(config, fp_net, q_net, target)
-    n_colors = int(getattr(fp_net, "n_colors", 3))
+    n_colors = fp_net.n_colors
     shape = parse_input_shape(config.input_shape, n_colors)
     path = export_path(config)
     refuse_same_file(ckpt, path, "--file_name", "--pre_trained")

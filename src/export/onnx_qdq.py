@@ -78,7 +78,7 @@ def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
     model = onnx.ModelProto()
     model.CopyFrom(float_model)
     ctx = ExportContext(quant="int8", qnet=qnet, output_ranges=output_ranges, quantize_last=quantize_last,
-                        n_colors=int(getattr(qnet, "n_colors", 3)))
+                        n_colors=qnet.n_colors)
     return run_passes(model, passes_from("desktop", "plan_qdq"), ctx)
 
 

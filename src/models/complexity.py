@@ -46,7 +46,7 @@ class Complexity:
 def count(net, input_hw, n_colors=None):
     """Complexity of ``net`` for one LR input of ``input_hw`` (H, W)."""
     h, w = (int(v) for v in input_hw)
-    n_colors = int(n_colors or getattr(net, "n_colors", 3))
+    n_colors = int(n_colors or net.n_colors)
     factor = 8 if h % 8 == 0 and w % 8 == 0 else 1
     probe = (h // factor, w // factor)
     layers = [c for _, c in net.cells_and_names() if isinstance(c, (nn.Conv2d, Adder2D))]
