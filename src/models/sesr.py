@@ -140,8 +140,7 @@ class SESR(_SESRBase):
         self.output_block = LinearBlock(f, n_colors * scale * scale, 5, feature_size, collapsed)
 
     def construct(self, x):
-        f0 = self.input_block(x - 0.5)
-        y = f0
+        y = f0 = self.input_block(x - 0.5)
         for block, act in zip(self.blocks, self.acts):
             y = act(block(y))
         return self._upsample(self.output_block(y + f0), x)
@@ -163,8 +162,7 @@ class SESRDeploy(_SESRBase):
         self.conv_last = conv2d(f, n_colors * scale * scale, 5)
 
     def construct(self, x):
-        f0 = self.conv_first(x - 0.5)
-        y = f0
+        y = f0 = self.conv_first(x - 0.5)
         for conv, act in zip(self.body, self.acts):
             y = act(conv(y))
         return self._upsample(self.conv_last(y + f0), x)
