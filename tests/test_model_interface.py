@@ -154,7 +154,8 @@ def test_runner_for_an_exported_file_declares_the_interface(tmp_path):
     net = create_model("abpn", "M2C8", 2, n_colors=1)
     repeats = helper.make_tensor("repeats", TensorProto.INT64, [4], [1, 4, 1, 1])
     graph = helper.make_graph(
-        [helper.make_node("Tile", ["x", "repeats"], ["t"]), helper.make_node("DepthToSpace", ["t"], ["y"], blocksize=2)],
+        [helper.make_node("Tile", ["x", "repeats"], ["t"]),
+         helper.make_node("DepthToSpace", ["t"], ["y"], blocksize=2)],
         "nearest", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, "h", "w"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, "h2", "w2"])], [repeats])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

@@ -25,6 +25,8 @@ ENERGY_PJ = {"fp32": {"mul": 3.7, "add": 0.9}, "int8": {"mul": 0.2, "add": 0.03}
 
 @dataclass
 class Complexity:
+    """Counts for one LR input: trainable ``params``, conv/adder kernel ``weights``, and MACs by layer kind."""
+
     params: int
     weights: int
     conv_macs: int
@@ -39,12 +41,14 @@ class Complexity:
         return self.conv_macs + 2 * self.adder_macs
 
     def energy_mj(self, precision="fp32"):
+        """Arithmetic energy in millijoules at ``precision`` 'fp32' or 'int8' (KeyError otherwise)."""
         e = ENERGY_PJ[precision]
         return (self.multiplications * e["mul"] + self.additions * e["add"]) * 1e-9
 
 
 def count(net, input_hw, n_colors=None):
-    """Complexity of ``net`` for one LR input of ``input_hw`` (H, W)."""
+    """:class:`Complexity` of ``net`` for one LR input of ``input_hw`` (H, W) pixels with ``n_colors``
+    channels (default: the channels ``net`` declares)."""
     h, w = (int(v) for v in input_hw)
     n_colors = int(n_colors or net.n_colors)
     factor = 8 if h % 8 == 0 and w % 8 == 0 else 1

@@ -119,7 +119,7 @@ def torch_map_ecbsr_et(mapper, net):
     map_clip_tail(mapper, net, f"backbone.{hidden + 1}.0", f"backbone.{hidden + 2}.0")
 
 
-ABPN_ET = register_family(Family("abpn_et", abpn.VARIANTS, abpn.DEFAULT_VARIANT, build_deploy=build_abpn_et, torch_map=torch_map_abpn_et,
-                                 equivalent_of=("abpn", abpn_to_et)))
+ABPN_ET = register_family(Family("abpn_et", abpn.VARIANTS, abpn.DEFAULT_VARIANT, build_deploy=build_abpn_et,
+                                 torch_map=torch_map_abpn_et, equivalent_of=("abpn", abpn_to_et)))
 ECBSR_ET = register_family(Family("ecbsr_et", ecbsr.VARIANTS, ecbsr.DEFAULT_VARIANT, build_deploy=build_ecbsr_et,
                                   torch_map=torch_map_ecbsr_et, equivalent_of=("ecbsr", ecbsr_to_et)))
