@@ -16,17 +16,17 @@ def quant_settings_from(config, method=None):
     or ``dbdc_pac``, which means the DBDC observer refined by PaC."""
     method = method or config.quant_method
     qcfg = QuantConfig(config.w_bit, config.a_bit, config.w_symmetric, config.int8_scope, config.fp_scope,
-                       config.get("bit_table") or {})
+                       config.bit_table or {})
     calib = CalibrationConfig("dbdc" if method == "dbdc_pac" else method, config.percentile, config.dbdc_p,
-                              int(config.get("calib_batch", 2)), bool(config.get("equalize", False)))
+                              int(config.calib_batch), bool(config.equalize))
     pac = None
     if method == "dbdc_pac":
         pac = PaCConfig(act_iters=config.pac_act_iters, weight_iters=config.pac_weight_iters,
                         act_lr=config.pac_act_lr, act_lr_min=config.pac_act_lr_min, weight_lr=config.pac_weight_lr,
                         weight_lr_min=config.pac_weight_lr_min, batch_size=config.pac_batch,
                         feature_weight=config.pac_feature_weight,
-                        relative_features=bool(config.get("pac_relative_features", True)),
-                        loss=str(config.get("pac_loss", "l1")), seed=config.calib_seed)
+                        relative_features=bool(config.pac_relative_features),
+                        loss=str(config.pac_loss), seed=config.calib_seed)
     return qcfg, calib, pac
 
 
