@@ -3,44 +3,37 @@ import os
 import time
 
 from src.engine.inference import SRPredictor
-from src.quantlib.calib_data import batches_of, calibration_patches
-from src.quantlib.calibrate import calibrate
-from src.quantlib.convert import QuantConfig
-from src.quantlib.equalize import equalize
-from src.quantlib.pac import PaCConfig, pixel_aware_calibration
+from src.quantlib import CalibrationConfig, PaCConfig, QuantConfig, quantize
+from src.quantlib.calib_data import calibration_patches
 from src.utils.atomic import refuse_same_file
 from src.weights.checkpoint import model_meta, save_checkpoint
 from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of
 
 
-def quant_config_from(config):
-    return QuantConfig(config.w_bit, config.a_bit, config.w_symmetric, config.int8_scope, config.fp_scope,
+def quant_settings_from(config, method=None):
+    """The config edge: ``(QuantConfig, CalibrationConfig, PaCConfig or None)`` from the run's config.
+    ``method`` (default ``config.quant_method``) is the ``--quant_method`` string: an observer name,
+    or ``dbdc_pac``, which means the DBDC observer refined by PaC."""
+    method = method or config.quant_method
+    qcfg = QuantConfig(config.w_bit, config.a_bit, config.w_symmetric, config.int8_scope, config.fp_scope,
                        config.bit_table or {})
-
-
-def pac_config_from(config):
-    return PaCConfig(act_iters=config.pac_act_iters, weight_iters=config.pac_weight_iters,
-                     act_lr=config.pac_act_lr, act_lr_min=config.pac_act_lr_min, weight_lr=config.pac_weight_lr,
-                     weight_lr_min=config.pac_weight_lr_min, batch_size=config.pac_batch,
-                     feature_weight=config.pac_feature_weight,
-                     relative_features=bool(config.pac_relative_features),
-                     loss=str(config.pac_loss), seed=config.calib_seed)
-
-
-def calibrate_from_config(q_net, fp_net, config, method, qcfg, calib_path, log):
-    """Convert and calibrate ``q_net`` with ``method`` on ``calib_num`` patches from ``calib_path``
-    (then PaC against ``fp_net`` for ``dbdc_pac``); returns the number of patches used.
-    With ``equalize``, both float models are first equalised with the same scales (exact in float)."""
-    patches = calibration_patches(calib_path, config.calib_num, config.scale, config.pac_hr_patch, config.calib_seed,
-                                  fp_net.n_colors)
-    batches = batches_of(patches, int(config.calib_batch))
-    if config.equalize:
-        scales = equalize(fp_net, batches, others=(q_net,))
-        log(f"equalised the activation ranges of {len(scales)} conv pairs")
-    calibrate(q_net, batches, method, qcfg, config.percentile, config.dbdc_p)
+    calib = CalibrationConfig("dbdc" if method == "dbdc_pac" else method, config.percentile, config.dbdc_p,
+                              int(config.calib_batch), bool(config.equalize))
+    pac = None
     if method == "dbdc_pac":
-        pixel_aware_calibration(q_net, fp_net, patches, pac_config_from(config), log=log)
-    return len(patches)
+        pac = PaCConfig(act_iters=config.pac_act_iters, weight_iters=config.pac_weight_iters,
+                        act_lr=config.pac_act_lr, act_lr_min=config.pac_act_lr_min, weight_lr=config.pac_weight_lr,
+                        weight_lr_min=config.pac_weight_lr_min, batch_size=config.pac_batch,
+                        feature_weight=config.pac_feature_weight,
+                        relative_features=bool(config.pac_relative_features),
+                        loss=str(config.pac_loss), seed=config.calib_seed)
+    return qcfg, calib, pac
+
+
+def calibration_patches_for(config, calib_path, fp_net):
+    """The ``calib_num`` calibration patches of ``config`` from ``calib_path`` for ``fp_net``'s colours."""
+    return calibration_patches(calib_path, config.calib_num, config.scale, config.pac_hr_patch, config.calib_seed,
+                               fp_net.n_colors)
 
 
 def build_quantized(config, ckpt, options, resolve, log):
@@ -57,11 +50,12 @@ def build_quantized(config, ckpt, options, resolve, log):
         qcfg = quant_config_of(meta)
         return fp_net, q_net, {"method": str(meta.get("quant_method", "?")), "w_bit": qcfg.w_bit,
                                "a_bit": qcfg.a_bit, "calibration_seconds": 0.0, "from_checkpoint": True}
-    qcfg = quant_config_from(config)
+    qcfg, calib, pac = quant_settings_from(config)
     q_net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, options)
     start = time.time()
-    count = calibrate_from_config(q_net, fp_net, config, config.quant_method, qcfg, resolve(config.calib_path), log)
-    seconds = time.time() - start
+    patches = calibration_patches_for(config, resolve(config.calib_path), fp_net)
+    quantize(fp_net, qcfg, patches, calib, pac, qnet=q_net, log=log)
+    seconds, count = time.time() - start, len(patches)
     log(f"calibrated {config.quant_method} W{qcfg.w_bit}A{qcfg.a_bit} on {count} patches from "
         f"{config.calib_path} in {seconds:.1f} s")
     if config.save_quant_ckpt:

@@ -75,7 +75,8 @@ def _evaluation_net(net, step_cell, config, form):
 
 def _build_qat_net(config, log):
     """Deploy form with fake quantizers, initialised from a float (or calibrated) checkpoint."""
-    from src.engine.quant_eval import calibrate_from_config, quant_config_from  # pylint: disable=import-outside-toplevel
+    from src.engine.quant_eval import calibration_patches_for, quant_settings_from  # pylint: disable=import-outside-toplevel
+    from src.quantlib import quantize  # pylint: disable=import-outside-toplevel
     from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of  # pylint: disable=import-outside-toplevel
     if not config.pre_trained:
         raise ValueError("--qat True needs --pre_trained: the float (or calibrated) checkpoint to fine-tune")
@@ -89,9 +90,10 @@ def _build_qat_net(config, log):
         log(f"QAT from calibrated checkpoint {ckpt} (W{qcfg.w_bit}A{qcfg.a_bit})")
     else:
         method = config.quant_method or "dbdc"
-        qcfg = quant_config_from(config)
+        qcfg, calib, pac = quant_settings_from(config, method)
         net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, options)
-        calibrate_from_config(net, fp_net, config, method, qcfg, resolve_path(config, config.calib_path), log)
+        patches = calibration_patches_for(config, resolve_path(config, config.calib_path), fp_net)
+        quantize(fp_net, qcfg, patches, calib, pac, qnet=net, log=log)
         log(f"QAT initialised by {method} calibration, W{qcfg.w_bit}A{qcfg.a_bit}")
     net.quant_meta = {"quant_config": qcfg.to_json(), "quant_method": "qat"}
     return net

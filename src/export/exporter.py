@@ -204,7 +204,7 @@ def _onnx_model(job, log):
     ranges = None
     if config.quant == "int8":
         from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
-        from src.quantlib.convert import quant_layers  # pylint: disable=import-outside-toplevel
+        from src.quantlib.quant_layers import quant_layers  # pylint: disable=import-outside-toplevel
         low = sorted({min(l.w_bit or 8, l.a_bit or 8) for _, l in quant_layers(q_net)} - {8})
         if low:
             log(f"note: layers at {low[0]} bits are stored in int8/uint8 containers; below 8 bits a Clip keeps "

@@ -15,10 +15,10 @@ input 1/8 of the size in each dimension when it divides evenly, scaled back up.
 from dataclasses import dataclass
 
 import numpy as np
-import mindspore as ms
 from mindspore import Tensor, nn
 
 from src.models.adder import Adder2D
+from src.utils.hooks import forward_hooks
 
 ENERGY_PJ = {"fp32": {"mul": 3.7, "add": 0.9}, "int8": {"mul": 0.2, "add": 0.03}}
 
@@ -59,16 +59,9 @@ def count(net, input_hw, n_colors=None):
     def hook(cell, _inputs, output):
         records.append((cell, int(np.prod(output.shape[2:]))))
 
-    previous_mode = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    handles = [layer.register_forward_hook(hook) for layer in layers]
-    try:
+    with forward_hooks([(layer, hook) for layer in layers]):
         net.set_train(False)
         net(Tensor(np.full((1, n_colors) + probe, 0.5, np.float32)))
-    finally:
-        for handle in handles:
-            handle.remove()
-        ms.set_context(mode=previous_mode)
     conv_macs = adder_macs = 0
     for cell, pixels in records:
         macs = int(cell.weight.size) * pixels * factor * factor
