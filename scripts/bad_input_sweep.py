@@ -520,7 +520,8 @@ save("sesr_M3_x2_train", create_model("sesr", "M3", 2, form="train"))
 from src.models import abpn
 ms.set_seed(0)
 net = abpn.build("M2C8", 2, n_colors=1)
-net.model_name, net.variant, net.form, net.options = "abpn", "M2C8", "deploy", {"n_colors": 1}
+from src.models.base import ModelSpec
+net.spec = ModelSpec.of("abpn", "M2C8", 2, "deploy", {"n_colors": 1})
 save("abpn_M2C8_x2_n1", net, {"model": "abpn", "variant": "M2C8", "scale": 2, "form": "deploy", "n_colors": 1})
 print("JSON:" + json.dumps(made))
 """

@@ -47,7 +47,7 @@ def bench_model(spec, args):
     from src.models.registry import create_model  # pylint: disable=import-outside-toplevel
     from src.quantlib.calib_data import batches_of, calibration_patches  # pylint: disable=import-outside-toplevel
     from src.quantlib.calibrate import calibrate  # pylint: disable=import-outside-toplevel
-    from src.quantlib.convert import QuantConfig  # pylint: disable=import-outside-toplevel
+    from src.quantlib.quant_layers import QuantConfig  # pylint: disable=import-outside-toplevel
     from src.quantlib.equalize import equalize  # pylint: disable=import-outside-toplevel
     from src.weights.loader import load_for_inference  # pylint: disable=import-outside-toplevel
     model, variant, scale, ckpt = (spec.split(":") + [""])[:4]

@@ -19,7 +19,7 @@ from src.errors import USER_ERRORS, error_line  # noqa: E402
 from src.models import create_model  # noqa: E402
 from src.utils.atomic import refuse_same_file  # noqa: E402
 from src.weights.checkpoint import CheckpointError, model_meta, save_checkpoint  # noqa: E402
-from src.weights.convert import convert_torch_state_dict  # noqa: E402
+from src.weights.torch_import import convert_torch_state_dict  # noqa: E402
 from src.weights.torch_pickle import KEY_CHOICES, load_torch_weights  # noqa: E402
 
 

@@ -461,15 +461,15 @@ def test_missing_calib_path_names_calib_path(tiny, tmp_path, capsys):
 
 
 def test_omse_bounds_of_a_one_value_tensor():
-    from src.quantlib.fake_quant import quantize_np
-    from src.quantlib.observers import ActivationObserver, omse_bounds
+    from src.quantlib.grid import quantize_np
+    from src.quantlib.observers import OMSEObserver, omse_bounds
     for value in (0.0, 0.5, -2.0):
         lower, upper = omse_bounds(np.full(1000, value), 8)
         assert (lower, upper) == (value, value)
         assert quantize_np(np.array([value]), lower, upper, 8, False)[0] == pytest.approx(value, abs=1e-12)
     assert omse_bounds(np.full(50, -0.25), 4, symmetric=True) == (-0.25, 0.25)
-    dead = ActivationObserver("omse", 8)
-    dead.update(np.zeros((2, 4, 8, 8)))  # a ReLU that never fires on the calibration data
+    dead = OMSEObserver(8)
+    dead.collect(np.zeros((2, 4, 8, 8)))  # a ReLU that never fires on the calibration data
     assert dead.bounds() == (0.0, 0.0)
     with pytest.raises(ValueError, match="non-finite"):
         omse_bounds(np.array([0.0, np.nan]), 8)

@@ -9,7 +9,7 @@ from conftest import requires_shared, shared_dir
 from src.models.registry import create_model
 from src.quantlib.calib_data import batches_of, calibration_patches
 from src.quantlib.calibrate import calibrate
-from src.quantlib.convert import QuantConfig
+from src.quantlib.quant_layers import QuantConfig
 from src.quantlib.equalize import channel_ranges, equalization_pairs, equalize
 from src.weights.loader import load_for_inference
 

@@ -8,10 +8,10 @@ import mindspore as ms
 from conftest import requires_shared, shared_dir
 from src.data.image_io import read_rgb
 from src.engine.inference import SRPredictor
-from src.models.equivalent import abpn_to_et, ecbsr_to_et
+from src.models.et import abpn_to_et, ecbsr_to_et
 from src.models.registry import create_model, to_deploy
 from src.weights.checkpoint import model_meta, save_checkpoint
-from src.weights.convert import convert_torch_state_dict
+from src.weights.torch_import import convert_torch_state_dict
 from src.weights.loader import load_for_inference
 from src.weights.torch_pickle import load_torch_state_dict
 from src.weights.transfer import transfer_weights

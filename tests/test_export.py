@@ -14,7 +14,7 @@ from src.export.onnx_qdq import integer_kernels, observe_output_ranges, quantize
 from src.models import create_model
 from src.models.registry import default_variant, to_deploy
 from src.quantlib.calibrate import calibrate
-from src.quantlib.convert import QuantConfig
+from src.quantlib.quant_layers import QuantConfig
 from src.weights.checkpoint import model_meta, save_checkpoint
 
 DEFAULT_MODELS = [("abpn", 3), ("etds", 3), ("ecbsr", 2), ("sesr", 2), ("edsr", 2)]

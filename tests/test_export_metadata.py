@@ -144,7 +144,7 @@ def _differences_off_rounding_ties(out, ref, tol=FLOAT_TOLERANCE):
 def test_quantized_exports_record_their_kind_and_tile_exactly(tmp_path):
     """A calibrated ABPN's fake-quant ONNX and int8 QDQ ONNX carry the same tiling metadata."""
     from src.quantlib.calibrate import calibrate  # pylint: disable=import-outside-toplevel
-    from src.quantlib.convert import QuantConfig  # pylint: disable=import-outside-toplevel
+    from src.quantlib.quant_layers import QuantConfig  # pylint: disable=import-outside-toplevel
     q = create_model("abpn", "M2C8", 3)
     calibrate(q, [RNG.random((2, 3, 16, 16)).astype(np.float32) for _ in range(2)], "dbdc", QuantConfig(8, 8))
     ckpt = str(tmp_path / "w8a8.ckpt")

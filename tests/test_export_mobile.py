@@ -21,7 +21,7 @@ from src.export.qdq_plan import IMAGE_GRID, IMAGE_STEP, act_grid
 from src.models import create_model
 from src.models.registry import to_deploy
 from src.quantlib.calibrate import calibrate
-from src.quantlib.convert import QuantConfig, quant_layers
+from src.quantlib.quant_layers import QuantConfig, quant_layers
 
 # the models: ABPN-M4C28 x3, ETDS-M4C32 x3, ECBSR-M4C16 x3, SESR-M5 x2 (PReLU and ReLU)
 MODELS = [("abpn", "M4C28", 3, {}), ("etds", "M4C32", 3, {}), ("ecbsr", "M4C16", 3, {}),

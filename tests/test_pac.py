@@ -7,7 +7,7 @@ import mindspore as ms
 from mindspore import Tensor
 
 from src.quantlib.calibrate import calibrate
-from src.quantlib.convert import QuantConfig, quant_layers
+from src.quantlib.quant_layers import QuantConfig, quant_layers
 from src.quantlib.pac import PaCConfig, _features, pixel_aware_calibration
 from src.weights.loader import load_for_inference
 

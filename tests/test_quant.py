@@ -5,8 +5,9 @@ from mindspore import Tensor, nn
 
 from src.models.registry import create_model
 from src.quantlib.calibrate import calibrate, collect_activation_bounds
-from src.quantlib.convert import QuantConfig, quantize_model
-from src.quantlib.fake_quant import FakeQuant, quantize_np
+from src.quantlib.quant_layers import QuantConfig, quantize_model
+from src.quantlib.fake_quant import FakeQuant
+from src.quantlib.grid import quantize_np
 from src.quantlib.observers import dbdc_bounds, dbdc_from_histogram, omse_bounds
 from src.weights.checkpoint import save_checkpoint, read_checkpoint
 

@@ -18,7 +18,7 @@ from src.export.onnx_qdq import observe_output_ranges
 from src.export.profiles import build_onnx
 from src.export.tflite_convert import convert
 from src.export.tflite_export import export_tflite
-from src.quantlib.convert import quant_layers
+from src.quantlib.quant_layers import quant_layers
 
 MODELS = [("abpn", 3, {}), ("etds", 3, {}), ("ecbsr", 3, {}), ("sesr", 2, {}), ("sesr", 2, {"act": "relu"})]
 IDS = ["abpn_x3", "etds_x3", "ecbsr_x3", "sesr_x2", "sesr_relu_x2"]
@@ -31,7 +31,7 @@ def _nets(model, scale, options):
     from src.models import create_model  # pylint: disable=import-outside-toplevel
     from src.models.registry import default_variant, to_deploy  # pylint: disable=import-outside-toplevel
     from src.quantlib.calibrate import calibrate  # pylint: disable=import-outside-toplevel
-    from src.quantlib.convert import QuantConfig  # pylint: disable=import-outside-toplevel
+    from src.quantlib.quant_layers import QuantConfig  # pylint: disable=import-outside-toplevel
     nets = [to_deploy(create_model(model, default_variant(model), scale, form="train", **options)) for _ in range(2)]
     fp, q = nets
     q_params = {p.name: p for p in q.get_parameters()}

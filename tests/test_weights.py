@@ -12,7 +12,7 @@ import torch_format as tf
 from conftest import ROOT
 from src.models import create_model
 from src.weights.checkpoint import CheckpointError, load_into, model_meta, read_checkpoint, save_checkpoint
-from src.weights.convert import convert_torch_state_dict
+from src.weights.torch_import import convert_torch_state_dict
 from src.weights.torch_pickle import UnsafeCheckpointError, load_torch_state_dict
 
 

@@ -250,10 +250,9 @@ def run_evaluation(config, log=print):
     eval_sets = [resolve_eval_set(evaluation.data.data_path, name, evaluation.protocol.scale)
                  for name in names]  # fail before work
     _, meta = read_checkpoint(ckpt)
-    if config.quant_method or quant_config_of(meta) is not None:
+    if evaluation.quant.method or quant_config_of(meta) is not None:
         from src.engine.quant_eval import build_quantized  # pylint: disable=import-outside-toplevel
-        from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
-        built = build_quantized(config, ckpt, evaluation.model.option_dict(), lambda p: resolve_path(config, p), log)
+        built = build_quantized(evaluation.model, evaluation.quant, ckpt, log)
         subject = _quantized_subject(evaluation, ckpt, names, built)
     else:
         subject = _float_subject(evaluation, ckpt, names)

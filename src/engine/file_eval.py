@@ -32,7 +32,7 @@ def is_exported_file(path):
 
 
 def _refuse_quant_options(given, quant_method, path):
-    """``given``: the options set on the command line; ``quant_method``: the configured one."""
+    """``given``: the options set on the command line; ``quant_method``: the configured one (a config file may set it)."""
     given = sorted(k for k in given if k in _QUANT_KEYS or k.startswith(_QUANT_PREFIXES))
     if quant_method and "quant_method" not in given:
         given.insert(0, "quant_method")
@@ -63,7 +63,7 @@ def run_file_evaluation(config, log=print):
     """
     evaluation = evaluation_sections(config)
     path = resolve_path(config, evaluation.pre_trained)
-    _refuse_quant_options(evaluation.given, config.quant_method, path)
+    _refuse_quant_options(evaluation.given, evaluation.quant.method, path)
     if os.path.isdir(path):
         raise FileNotFoundError(f"--pre_trained {path} is a folder, not an exported model file; pass the file")
     if not os.path.isfile(path):

@@ -27,7 +27,7 @@ def peak_bytes_per_lr_pixel(net, scale):
     output sits at HR resolution, which over-estimates. Measured for EDSR-full x2
     in graph mode: ~9.8 KB per LR pixel; this gives 12 KB.
     """
-    channels = getattr(net, "peak_channels", None)
+    channels = net.peak_channels
     if channels is None:
         widest = max((c.out_channels for _, c in net.cells_and_names() if isinstance(c, nn.Conv2d)), default=64)
         channels = widest * scale * scale
@@ -66,12 +66,12 @@ class SRPredictor:
         self.net = net
         self.scale = int(scale)
         self.self_ensemble = bool(self_ensemble)
-        self.overlap = int(tile_overlap) if tile_overlap >= 0 else int(getattr(net, "receptive_radius", 16))
+        self.overlap = int(tile_overlap) if tile_overlap >= 0 else int(net.receptive_radius)
         self.max_tile_mem_gb = float(max_tile_mem_gb)
         if tile_size == 0:
             tile_size = auto_tile_size(net, self.scale, self.overlap, self.max_tile_mem_gb)
         self.tile_size = int(tile_size)
-        self.n_colors = int(getattr(net, "n_colors", 3))
+        self.n_colors = int(net.n_colors)
         net.set_train(False)
         # One compiled graph for every image size.
         net.set_inputs(Tensor(shape=[1, self.n_colors, None, None], dtype=ms.float32))

@@ -8,7 +8,7 @@ class SRLoss(nn.Cell):
     def __init__(self, net, residual_weight=0.5):
         super().__init__(auto_prefix=False)  # keep the wrapped net's parameter names
         self.net = net
-        self.dual = bool(getattr(net, "train_outputs", False))
+        self.dual = bool(net.train_outputs)
         self.residual_weight = residual_weight
         self.l1 = nn.L1Loss()
 

@@ -1,73 +1,48 @@
-"""Post-training quantization inside evaluation: calibrate, evaluate FP and quantized side by side."""
-import os
+"""Post-training quantization inside evaluation: load or calibrate the quantized model (the float and
+quantized pair is evaluated side by side by :mod:`src.engine.evaluator`). Settings come from the
+typed :class:`~src.engine.sections.Quantization` section (its quantlib part from
+:func:`~src.engine.sections.quant_settings_from`, the config edge)."""
 import time
 
-from src.quantlib.calib_data import batches_of, calibration_patches
-from src.quantlib.calibrate import calibrate
-from src.quantlib.convert import QuantConfig
-from src.quantlib.equalize import equalize
-from src.quantlib.pac import PaCConfig, pixel_aware_calibration
+from src.quantlib import quantize
+from src.quantlib.calib_data import calibration_patches
 from src.utils.atomic import refuse_same_file
 from src.weights.checkpoint import model_meta, save_checkpoint
 from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of
 
 
-def quant_config_from(config):
-    return QuantConfig(config.w_bit, config.a_bit, config.w_symmetric, config.int8_scope, config.fp_scope,
-                       config.bit_table or {})
+def calibration_patches_for(quant, scale, fp_net):
+    """The ``calib_num`` calibration patches of ``quant`` (:class:`~src.engine.sections.Quantization`)
+    from its (resolved) calibration folder, LR patches for ``scale`` in ``fp_net``'s colours (float32 N x C x h x w in [0, 1])."""
+    return calibration_patches(quant.calib_folder, quant.calib_num, scale, quant.pac_hr_patch, quant.calib_seed,
+                               fp_net.n_colors)
 
 
-def pac_config_from(config):
-    return PaCConfig(act_iters=config.pac_act_iters, weight_iters=config.pac_weight_iters,
-                     act_lr=config.pac_act_lr, act_lr_min=config.pac_act_lr_min, weight_lr=config.pac_weight_lr,
-                     weight_lr_min=config.pac_weight_lr_min, batch_size=config.pac_batch,
-                     feature_weight=config.pac_feature_weight,
-                     relative_features=bool(config.pac_relative_features),
-                     loss=str(config.pac_loss), seed=config.calib_seed)
-
-
-def calibrate_from_config(q_net, fp_net, config, method, qcfg, calib_path, log):
-    """Convert and calibrate ``q_net`` with ``method`` on ``calib_num`` patches from ``calib_path``
-    (then PaC against ``fp_net`` for ``dbdc_pac``); returns the number of patches used.
-    With ``equalize``, both float models are first equalised with the same scales (exact in float)."""
-    patches = calibration_patches(calib_path, config.calib_num, config.scale, config.pac_hr_patch, config.calib_seed,
-                                  int(getattr(fp_net, "n_colors", 3)))
-    batches = batches_of(patches, int(config.calib_batch))
-    if config.equalize:
-        scales = equalize(fp_net, batches, others=(q_net,))
-        log(f"equalised the activation ranges of {len(scales)} conv pairs")
-    calibrate(q_net, batches, method, qcfg, config.percentile, config.dbdc_p)
-    if method == "dbdc_pac":
-        pixel_aware_calibration(q_net, fp_net, patches, pac_config_from(config), log=log)
-    return len(patches)
-
-
-def build_quantized(config, ckpt, options, resolve, log):
-    """(fp_net, q_net, info): a calibrated checkpoint is used as is; otherwise calibrate now.
+def build_quantized(model, quant, ckpt, log):
+    """(fp_net, q_net, info) of ``model`` (:class:`~src.export.sections.ModelChoice`) from ``ckpt``: a
+    calibrated checkpoint is used as is; otherwise calibrate now as ``quant``
+    (:class:`~src.engine.sections.Quantization`) says, and write the result to ``save_quant_ckpt`` if given.
 
     Raises ``SameFileError`` before any work when ``--save_quant_ckpt`` is the ``--pre_trained`` file.
     """
-    target = config.save_quant_ckpt
-    if target and not os.path.isabs(target):
-        target = resolve(target)
-    refuse_same_file(ckpt, target, "--save_quant_ckpt", "--pre_trained")
-    fp_net, q_net, meta = load_float_and_quantized(config.model, config.variant, config.scale, ckpt, options)
+    refuse_same_file(ckpt, quant.save_target, "--save_quant_ckpt", "--pre_trained")
+    options = model.option_dict()
+    fp_net, q_net, meta = load_float_and_quantized(model.model, model.variant, model.scale, ckpt, options)
     if q_net is not None:
         qcfg = quant_config_of(meta)
         return fp_net, q_net, {"method": str(meta.get("quant_method", "?")), "w_bit": qcfg.w_bit,
                                "a_bit": qcfg.a_bit, "calibration_seconds": 0.0, "from_checkpoint": True}
-    qcfg = quant_config_from(config)
-    q_net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, options)
+    qcfg = quant.qcfg
+    q_net, _ = load_for_inference(model.model, model.variant, model.scale, ckpt, options)
     start = time.time()
-    count = calibrate_from_config(q_net, fp_net, config, config.quant_method, qcfg, resolve(config.calib_path), log)
-    seconds = time.time() - start
-    log(f"calibrated {config.quant_method} W{qcfg.w_bit}A{qcfg.a_bit} on {count} patches from "
-        f"{config.calib_path} in {seconds:.1f} s")
-    q_net.model_name, q_net.variant, q_net.scale = fp_net.model_name, fp_net.variant, fp_net.scale
-    q_net.form, q_net.options = "deploy", getattr(fp_net, "options", {})
-    if config.save_quant_ckpt:
-        meta_out = dict(model_meta(q_net), quant_config=qcfg.to_json(), quant_method=config.quant_method)
-        save_checkpoint(q_net, target, meta=meta_out)
-        log(f"calibrated model written to {config.save_quant_ckpt}")
-    return fp_net, q_net, {"method": config.quant_method, "w_bit": qcfg.w_bit, "a_bit": qcfg.a_bit,
+    patches = calibration_patches_for(quant, model.scale, fp_net)
+    quantize(fp_net, qcfg, patches, quant.calib, quant.pac, qnet=q_net, log=log)
+    seconds, count = time.time() - start, len(patches)
+    log(f"calibrated {quant.method} W{qcfg.w_bit}A{qcfg.a_bit} on {count} patches from "
+        f"{quant.calib_path} in {seconds:.1f} s")
+    if quant.save_quant_ckpt:
+        meta_out = dict(model_meta(q_net), quant_config=qcfg.to_json(), quant_method=quant.method)
+        save_checkpoint(q_net, quant.save_target, meta=meta_out)
+        log(f"calibrated model written to {quant.save_quant_ckpt}")
+    return fp_net, q_net, {"method": quant.method, "w_bit": qcfg.w_bit, "a_bit": qcfg.a_bit,
                            "calibration_seconds": round(seconds, 1), "from_checkpoint": False}

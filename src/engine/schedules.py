@@ -4,7 +4,7 @@
 - ``multistep``: ``lr`` times ``lr_gamma`` at each step of ``lr_milestones``
   (BasicSR/EDSR style; e.g. ABPN's published halving schedule).
 """
-import math
+from src.utils.cosine import cosine_decay
 
 
 def _warm(base_lr, step, warmup_steps):
@@ -18,7 +18,7 @@ def cosine_lr(base_lr, min_lr, total_steps, warmup_steps=0):
             lrs.append(_warm(base_lr, step, warmup_steps))
         else:
             t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-            lrs.append(min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * t)))
+            lrs.append(cosine_decay(base_lr, min_lr, t))
     return lrs
 
 

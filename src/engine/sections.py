@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from src.export.sections import ModelChoice, model_choice
 from src.paths import resolve_path
+from src.quantlib import CalibrationConfig, PaCConfig, QuantConfig
 from src.utils.sections import section_of as _from
 
 
@@ -148,6 +149,61 @@ class EvalOutputs:
 
 
 @dataclass(frozen=True)
+class Quantization:
+    """Post-training quantization of a run (eval.py ``--quant_method``, QAT's initialisation).
+
+    ``method``: the ``--quant_method`` string (empty: none; ``dbdc_pac``: DBDC refined by PaC);
+    ``qcfg`` / ``calib`` / ``pac``: the quantlib settings (:class:`~src.quantlib.QuantConfig`,
+    :class:`~src.quantlib.CalibrationConfig`, :class:`~src.quantlib.PaCConfig` or None) of
+    :func:`quant_settings_from`; calibration patches: ``calib_num`` LR
+    patches (HR side ``pac_hr_patch`` pixels, seed ``calib_seed``) from ``calib_path`` (as given;
+    ``calib_folder`` resolved); ``save_quant_ckpt`` (as given; ``save_target`` resolved, empty:
+    not saved) receives the calibrated model.
+    """
+    method: str
+    qcfg: QuantConfig
+    calib: CalibrationConfig
+    pac: PaCConfig
+    calib_path: str
+    calib_folder: str
+    calib_num: int
+    calib_seed: int
+    pac_hr_patch: int
+    save_quant_ckpt: str
+    save_target: str
+
+
+def quant_settings_from(config, method=None):
+    """The config edge: ``(QuantConfig, CalibrationConfig, PaCConfig or None)`` from the run's config.
+    ``method`` (default ``config.quant_method``) is the ``--quant_method`` string: an observer name,
+    or ``dbdc_pac``, which means the DBDC observer refined by PaC."""
+    method = method or config.quant_method
+    qcfg = QuantConfig(config.w_bit, config.a_bit, config.w_symmetric, config.int8_scope, config.fp_scope,
+                       config.bit_table or {})
+    calib = CalibrationConfig("dbdc" if method == "dbdc_pac" else method, config.percentile, config.dbdc_p,
+                              int(config.calib_batch), bool(config.equalize))
+    pac = None
+    if method == "dbdc_pac":
+        pac = PaCConfig(act_iters=config.pac_act_iters, weight_iters=config.pac_weight_iters,
+                        act_lr=config.pac_act_lr, act_lr_min=config.pac_act_lr_min, weight_lr=config.pac_weight_lr,
+                        weight_lr_min=config.pac_weight_lr_min, batch_size=config.pac_batch,
+                        feature_weight=config.pac_feature_weight,
+                        relative_features=bool(config.pac_relative_features),
+                        loss=str(config.pac_loss), seed=config.calib_seed)
+    return qcfg, calib, pac
+
+
+def quantization_of(config, method=None):
+    """The :class:`Quantization` of a loaded configuration; ``method`` overrides ``quant_method``
+    (QAT calibrates with ``dbdc`` when none is given)."""
+    method = method or config.quant_method
+    qcfg, calib, pac = quant_settings_from(config, method) if method else (None, None, None)
+    return Quantization(method, qcfg, calib, pac, config.calib_path, resolve_path(config, config.calib_path),
+                        config.calib_num, config.calib_seed, config.pac_hr_patch, config.save_quant_ckpt,
+                        resolve_path(config, config.save_quant_ckpt))
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """Everything eval.py reads: the model, ``pre_trained`` (as given: a checkpoint or an exported
     file), the sections above, the options given on the command line (``given``: shipped
@@ -160,6 +216,7 @@ class Evaluation:
     inference: Inference
     outputs: EvalOutputs
     given: frozenset
+    quant: Quantization
 
     def with_scale(self, scale):
         """These sections for an exported file's own scale (its metadata decides)."""
@@ -171,7 +228,7 @@ def evaluation_sections(config):
     data = EvalData(resolve_path(config, config.data_path), tuple(config.eval_datasets), config.sample_fallback)
     outputs = EvalOutputs(resolve_path(config, config.output_path), config.save_sr, config.result_file)
     return Evaluation(model_choice(config), config.pre_trained, data, eval_protocol_of(config),
-                      _from(Inference, config), outputs, frozenset(config.cli_keys))
+                      _from(Inference, config), outputs, frozenset(config.cli_keys), quantization_of(config))
 
 
 @dataclass(frozen=True)

@@ -67,15 +67,17 @@ def _evaluation_net(net, step_cell, config, form):
     values = {p.name: p.data.asnumpy() for p in net.get_parameters()}
     values.update(ema)
     ms.load_param_into_net(clone, {k: ms.Parameter(Tensor(v), name=k) for k, v in values.items()})
-    for attr in ("model_name", "variant", "form", "options", "quant_meta"):
-        if hasattr(net, attr):
-            setattr(clone, attr, getattr(net, attr))
+    clone.spec = net.spec
+    if hasattr(net, "quant_meta"):
+        clone.quant_meta = net.quant_meta
     return clone
 
 
 def _build_qat_net(config, log):
     """Deploy form with fake quantizers, initialised from a float (or calibrated) checkpoint."""
-    from src.engine.quant_eval import calibrate_from_config, quant_config_from  # pylint: disable=import-outside-toplevel
+    from src.engine.quant_eval import calibration_patches_for  # pylint: disable=import-outside-toplevel
+    from src.engine.sections import quantization_of  # pylint: disable=import-outside-toplevel
+    from src.quantlib import quantize  # pylint: disable=import-outside-toplevel
     from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of  # pylint: disable=import-outside-toplevel
     if not config.pre_trained:
         raise ValueError("--qat True needs --pre_trained: the float (or calibrated) checkpoint to fine-tune")
@@ -89,12 +91,12 @@ def _build_qat_net(config, log):
         log(f"QAT from calibrated checkpoint {ckpt} (W{qcfg.w_bit}A{qcfg.a_bit})")
     else:
         method = config.quant_method or "dbdc"
-        qcfg = quant_config_from(config)
+        quant = quantization_of(config, method)
+        qcfg = quant.qcfg
         net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, options)
-        calibrate_from_config(net, fp_net, config, method, qcfg, resolve_path(config, config.calib_path), log)
+        patches = calibration_patches_for(quant, config.scale, fp_net)
+        quantize(fp_net, qcfg, patches, quant.calib, quant.pac, qnet=net, log=log)
         log(f"QAT initialised by {method} calibration, W{qcfg.w_bit}A{qcfg.a_bit}")
-    net.model_name, net.variant, net.form = config.model, net.variant, "deploy"
-    net.options = options
     net.quant_meta = {"quant_config": qcfg.to_json(), "quant_method": "qat"}
     return net
 
@@ -111,7 +113,7 @@ def build_network(config, log):
         copied, skipped = transfer_weights(net, resolve_path(config, config.init_from))
         log(f"initialised from {config.init_from}: copied {len(copied)} tensors, kept {len(skipped)} "
             f"of the model's own ({', '.join(skipped[:4])}{', ...' if len(skipped) > 4 else ''})")
-    if hasattr(net, "train_outputs"):
+    if net.has_train_outputs:
         net.train_outputs = True  # ETDS: (out, r_out) for the residual loss term
     return net, form
 
@@ -175,11 +177,11 @@ class _Progress:
 def _identity(config, sections, net, form, pairs, world):
     """:func:`~src.engine.train_state.run_identity` of this run."""
     init = config.pre_trained or sections.run.init_from or ""
-    uses = [name for name, present in (("residual_loss", hasattr(net, "train_outputs")),
-                                       ("freeze_residual", hasattr(net, "residual_parameters"))) if present]
+    uses = [name for name, present in (("residual_loss", net.has_train_outputs),
+                                       ("freeze_residual", bool(net.residual_parameters()))) if present]
     quant = getattr(net, "quant_meta", {}).get("quant_config", "") if sections.run.qat else ""
     meta = dict(model_meta(net), form=form)
-    meta.setdefault("n_colors", getattr(net, "n_colors", 3))
+    meta.setdefault("n_colors", net.n_colors)
     return run_identity(sections, meta, world, images_fingerprint(pairs.paths, pairs.lr_paths),
                         file_digest(resolve_path(config, init) if init else ""), quant, uses)
 
@@ -271,7 +273,7 @@ class Trainer:
         self.eval_sets = [resolve_eval_set(val_root, n, config.scale) for n in data.val_datasets] if self.main else []
         self.lrs = lr_schedule(self.sections.schedule)
         net, freeze_steps = self.net, int(optim.freeze_residual_steps)
-        self.frozen = net.residual_parameters() if freeze_steps > 0 and hasattr(net, "residual_parameters") else []
+        self.frozen = net.residual_parameters() if freeze_steps > 0 else []
         self.step_cell = TrainStep(SRLoss(net, optim.residual_loss_weight), _optimizer(net, optim, self.lrs),
                                    self.frozen, float(optim.ema_decay), float(optim.clip_grad_norm), self.loss_scale,
                                    float(optim.loss_scale_value), reduce_grads=self.world > 1)
@@ -306,7 +308,7 @@ class Trainer:
         self.logger = TrainLogger(self.out_dir, self.stem, [s.name for s in self.eval_sets], start_step,
                                   bool(sections.run.tensorboard), enabled=self.main, echo=self.log)
         self._log_start(start_step)
-        dataset, source = create_train_dataset(self.pairs, sections.data, getattr(self.net, "n_colors", 3),
+        dataset, source = create_train_dataset(self.pairs, sections.data, self.net.n_colors,
                                                (sections.run.seed, start_step, total), self.rank, self.world)
         try:
             step = self._loop(dataset, len(source), progress)

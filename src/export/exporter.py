@@ -103,7 +103,7 @@ def _check_request(request, fp_net, q_net, target):
             raise ValueError("a TFLite file is the mobile graph (fixed shape, delegate ops): use --target mobile "
                              "(or auto) with --file_format TFLITE")
         from src.export.tflite_export import check_request  # pylint: disable=import-outside-toplevel
-        check_request(quant, io_dtype, q_net, int(getattr(q_net or fp_net, "n_colors", 3)))
+        check_request(quant, io_dtype, q_net, (q_net or fp_net).n_colors)
         return
     given = [opt for opt, on in (("--quant float16", quant == "float16"),
                                  (f"--io_dtype {io_dtype}", io_dtype != "float32")) if on]
@@ -149,7 +149,7 @@ def run_export(config, log=print):
     fp_net, q_net, _ = load_float_and_quantized(model.model, model.variant, model.scale, ckpt, model.option_dict())
     target = export_target(settings)
     _check_request(request, fp_net, q_net, target)
-    n_colors = int(getattr(fp_net, "n_colors", 3))
+    n_colors = fp_net.n_colors
     shape = parse_input_shape(settings.input_shape, n_colors)
     path = export_path(request)
     refuse_same_file(ckpt, path, request.export_option, "--pre_trained")
@@ -218,7 +218,7 @@ def _onnx_model(job, log):
     ranges = None
     if settings.quant == "int8":
         from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
-        from src.quantlib.convert import quant_layers  # pylint: disable=import-outside-toplevel
+        from src.quantlib.quant_layers import quant_layers  # pylint: disable=import-outside-toplevel
         low = sorted({min(l.w_bit or 8, l.a_bit or 8) for _, l in quant_layers(q_net)} - {8})
         if low:
             log(f"note: layers at {low[0]} bits are stored in int8/uint8 containers; below 8 bits a Clip keeps "

@@ -80,16 +80,16 @@ def export_metadata(net, kind="float"):
     scale = int(net.scale)
     meta = {
         "metadata_version": str(VERSION),
-        "model": str(getattr(net, "model_name", type(net).__name__)),
-        "variant": str(getattr(net, "variant", "")),
+        "model": net.spec.model if net.spec else type(net).__name__,
+        "variant": net.spec.variant if net.spec else "",
         "scale": str(scale),
         "n_colors": str(n_colors),
         "receptive_radius": str(int(net.receptive_radius)),
-        "peak_channels": str(int(getattr(net, "peak_channels", default_peak_channels(scale)))),
+        "peak_channels": str(int(net.peak_channels or default_peak_channels(scale))),
         "kind": str(kind),
         "input": f"1 x {n_colors} x H x W float32 in [0, 1], "
                  + ("RGB" if n_colors == 3 else "Y of BT.601 YCbCr" if n_colors == 1 else f"{n_colors} channels"),
-        "options": json.dumps(dict(getattr(net, "options", {}) or {}), sort_keys=True),
+        "options": json.dumps(net.spec.options if net.spec else {}, sort_keys=True),
     }
     return {PREFIX + k: v for k, v in meta.items()}
 

@@ -43,7 +43,8 @@ import onnx
 
 from src.export.qdq_rewrites import (MIN_INT8_OUT_CHANNELS, dequantize_late, drop_requantization,  # noqa: F401
                                      image_grid_output, pad_conv_channels)
-from src.quantlib.convert import quant_layers
+from src.quantlib.quant_layers import quant_layers
+from src.utils.hooks import forward_hooks
 
 INTEGER_KERNELS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QLinearAdd")
 
@@ -51,22 +52,17 @@ INTEGER_KERNELS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger
 def observe_output_ranges(qnet, inputs):
     """{layer name: (min, max)} of every quantized layer's output over ``inputs`` (PyNative, hooks)."""
     import mindspore as ms  # pylint: disable=import-outside-toplevel
-    ranges, handles = {}, []
-    for name, layer in quant_layers(qnet):
-        def hook(_cell, _inputs, output, _name=name):
+    ranges = {}
+
+    def hook_for(name):
+        def hook(_cell, _inputs, output):
             out = output.asnumpy()
-            lo, hi = ranges.get(_name, (np.inf, -np.inf))
-            ranges[_name] = (min(lo, float(out.min())), max(hi, float(out.max())))
-        handles.append(layer.register_forward_hook(hook))
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    try:
+            lo, hi = ranges.get(name, (np.inf, -np.inf))
+            ranges[name] = (min(lo, float(out.min())), max(hi, float(out.max())))
+        return hook
+    with forward_hooks([(layer, hook_for(name)) for name, layer in quant_layers(qnet)]):
         for x in inputs:
             qnet(ms.Tensor(x))
-    finally:
-        for handle in handles:
-            handle.remove()
-        ms.set_context(mode=previous)
     return ranges
 
 
@@ -78,7 +74,7 @@ def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
     model = onnx.ModelProto()
     model.CopyFrom(float_model)
     ctx = ExportContext(quant="int8", qnet=qnet, output_ranges=output_ranges, quantize_last=quantize_last,
-                        n_colors=int(getattr(qnet, "n_colors", 3)))
+                        n_colors=qnet.n_colors)
     return run_passes(model, passes_from("desktop", "plan_qdq"), ctx)
 
 

@@ -45,7 +45,7 @@ def build_onnx(fp_net, q_net, example, target, quant, output_ranges=None):
     else:
         net = q_net if (q_net is not None and target == "desktop") else fp_net
     ctx = ExportContext(quant=quant, qnet=q_net, output_ranges=output_ranges, example=example,
-                        n_colors=int(getattr(fp_net, "n_colors", 3)))
+                        n_colors=fp_net.n_colors)
     return run_passes(traced_onnx(net, example), PROFILES[target], ctx)
 
 

@@ -36,7 +36,8 @@ import numpy as np
 from onnx import numpy_helper
 
 from src.export.onnx_graph import constant_values, consumers, is_unit_clip, producers
-from src.quantlib.convert import quant_layers
+from src.quantlib.grid import grid_range, step_np, to_integers_np, widen_np, zero_point_np
+from src.quantlib.quant_layers import quant_layers
 
 IMAGE_STEP = np.float32(1.0 / 255.0)  # the 8-bit image grid
 # Ops that only move or select elements: with a per-tensor scale and zero point,
@@ -62,8 +63,7 @@ class Grid:
         if self.clip is not None:
             return float(self.clip[0]), float(self.clip[1])
         info = np.iinfo(self.zero_point.dtype)
-        return (float(self.scale) * (info.min - int(self.zero_point)),
-                float(self.scale) * (info.max - int(self.zero_point)))
+        return grid_range(self.scale, self.zero_point, info.min, info.max)
 
     def covers(self, low, high):
         """True if every value of the grid lies in [low, high] (a Clip to them is then the identity)."""
@@ -127,9 +127,9 @@ def act_grid(fq):
 
 def observed_grid(value_range):
     """8-bit uint8 min/max grid of ``(min, max)`` (widened to include 0)."""
-    lo, hi = min(value_range[0], 0.0), max(value_range[1], 0.0)
-    step = np.float32(max(hi - lo, 1e-8) / 255.0)
-    return Grid(step, np.array(np.clip(np.floor(-lo / step + 0.5), 0, 255), np.uint8))
+    lo, hi = (float(v) for v in widen_np(value_range[0], value_range[1]))
+    step = np.float32(step_np(lo, hi, 255, False))
+    return Grid(step, np.array(zero_point_np(lo, step, 255), np.uint8))
 
 
 IMAGE_GRID = Grid(IMAGE_STEP, np.array(0, np.uint8))
@@ -142,8 +142,7 @@ def weight_grid(fq, weight):
     if not fq.symmetric:
         raise ValueError("int8 ONNX export needs symmetric weights; calibrate with --w_symmetric True")
     step = fq.grid()[0].reshape(-1)[:weight.shape[0]]
-    w_int = np.clip(np.floor(weight / step.reshape((-1,) + (1,) * (weight.ndim - 1)) + np.float32(0.5)),
-                    -fq.q_max, fq.q_max)
+    w_int = to_integers_np(weight, step.reshape((-1,) + (1,) * (weight.ndim - 1)), None, -fq.q_max, fq.q_max)
     return w_int.astype(np.int8), step
 
 
@@ -232,7 +231,7 @@ def _mark_conv_weights(node, name, layer, state):
         bias = numpy_helper.to_array(state.inits[node.input[2]]).astype(np.float32)
         b_step = (act_grid(layer.act_quant).scale * w_step).astype(np.float32)
         mark.bias, mark.b_scale = node.input[2], b_step
-        mark.b_int = np.clip(np.floor(bias / b_step + 0.5), -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+        mark.b_int = to_integers_np(bias, b_step, None, -2 ** 31, 2 ** 31 - 1).astype(np.int32)
     state.plan.convs[node.input[1]] = mark
 
 
@@ -385,7 +384,7 @@ def residual_grid(value_range):
     is then exact on the integers, so the output is rounded once, as the fake-quant model's output
     is when written as an 8-bit image; zero point from the observed ``value_range``."""
     low = min(value_range[0], 0.0)
-    return Grid(IMAGE_STEP, np.array(np.clip(np.floor(-low / IMAGE_STEP + 0.5), 0, 255), np.uint8))
+    return Grid(IMAGE_STEP, np.array(zero_point_np(low, IMAGE_STEP, 255), np.uint8))
 
 
 DESKTOP_RULES = {"Conv": desktop_conv, "Relu": desktop_relu}

@@ -16,6 +16,7 @@ from onnx import helper, numpy_helper
 
 from src.export.onnx_graph import const_tensor, constant_values, consumers, drop_dead, is_unit_clip, producers
 from src.export.qdq_plan import DATA_MOVEMENT_OPS, IMAGE_STEP
+from src.quantlib.grid import grid_range
 
 MIN_INT8_OUT_CHANNELS = 16
 
@@ -230,7 +231,7 @@ def drop_saturated_clips(model):
         if scale is None or zero is None or scale.size != 1 or any(b is None or b.size != 1 for b in bounds):
             continue
         info = np.iinfo(zero.dtype)
-        low, high = float(scale) * (info.min - int(zero)), float(scale) * (info.max - int(zero))
+        low, high = grid_range(scale, zero, info.min, info.max)
         slack = 1e-6 * max(abs(low), abs(high), float(scale))  # float32(1/255) x 255 is 1 + 2e-8: the grid's 1.0
         if not (float(bounds[0]) - slack <= low and high <= float(bounds[1]) + slack):
             continue

@@ -32,6 +32,7 @@ from src.export.file_layout import describe_io
 from src.export.fixed_tiles import PAD_MODE, run_windows
 from src.export.metadata import (ExportedModelError, default_peak_channels, missing_runtime, parse_metadata,
                                  read_mindir_proto, unreadable)
+from src.models.base import ModelSpec
 
 PROBE = 16
 ASSUMED_RADIUS = 16  # LR pixels of tile overlap for files without metadata (as before metadata existed)
@@ -99,6 +100,14 @@ class ExportedRunner:
             self.notice = (f"note: {path} takes a fixed {tile[0]}x{tile[1]} input, too small for {self.overlap} LR "
                            "pixels of context on both sides of each window; outputs near window seams may differ "
                            "from an untiled run: export it with a larger --input_shape")
+
+    @property
+    def spec(self):
+        """:class:`~src.models.base.ModelSpec` (form 'deploy') from the file's ``sr.model``/``sr.variant``/
+        ``sr.scale``; None for a file without metadata. The family options are not part of it."""
+        if self.metadata is None:
+            return None
+        return ModelSpec.of(self.metadata["model"], self.metadata["variant"], self.scale)
 
     @property
     def kind(self):

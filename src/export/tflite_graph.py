@@ -59,6 +59,7 @@ import numpy as np
 from onnx import numpy_helper
 
 from src.export.onnx_graph import attr, consumers, producers
+from src.quantlib.grid import grid_range
 
 MAX_CONCAT_INPUTS = 4  # XNNPACK delegates CONCATENATION of 2..4 inputs (9 were left to the builtin kernel)
 SUPPORTED_OPS = ("Conv", "Relu", "PRelu", "Add", "Concat", "DepthToSpace", "Clip", "Min", "Max",
@@ -83,7 +84,7 @@ def _bounds(scale, zero_point):
         q_min, q_max = -128, 127
     else:
         raise ValueError(f"activation zero point of type {zero.dtype}: the TFLite export takes uint8 or int8")
-    return (q_min - z) * scale, (q_max - z) * scale
+    return grid_range(scale, z, q_min, q_max)
 
 
 def _same_grid(a, b):

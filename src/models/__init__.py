@@ -1,4 +1,9 @@
-"""SR model families; see registry.py for the table of models and variants."""
-from src.models.registry import create_model, create_model_from_config, list_models, list_variants
+"""SR model families, one file each, registered once (src/models/family.py); registry.py builds them.
 
-__all__ = ["create_model", "create_model_from_config", "list_models", "list_variants"]
+Every network is an :class:`~src.models.base.SRNet` carrying a :class:`~src.models.base.ModelSpec`.
+"""
+from src.models.base import ModelSpec, SRNet
+from src.models.registry import create_model, create_model_from_config, list_models, list_variants, to_deploy
+
+__all__ = ["ModelSpec", "SRNet", "create_model", "create_model_from_config", "list_models", "list_variants",
+           "to_deploy"]

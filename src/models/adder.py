@@ -83,6 +83,9 @@ class AdderFunction(nn.Cell):
 
 
 class Adder2D(nn.Cell):
+    """Adder layer: (N, in_ch, H, W) -> (N, out_ch, H, W), ``-sum |x - W|`` over a 'same'-padded
+    ``kernel_size`` window; ``weight`` (out_ch, in_ch, k, k); ``eta`` the adaptive learning-rate factor."""
+
     def __init__(self, in_ch, out_ch, kernel_size=3, eta=0.2):
         super().__init__()
         self.in_channels, self.out_channels, self.kernel_size = in_ch, out_ch, kernel_size
@@ -119,6 +122,7 @@ class AdderDeploy(nn.Cell):
         return self.adder(x) * self.scale + self.shift + x
 
     def load_from_block(self, block):
+        """Take the adder weights of a trained :class:`AdderBlock` and fold its BatchNorm (moving statistics)."""
         bn = block.bn
         gamma, beta = bn.gamma.asnumpy(), bn.beta.asnumpy()
         mean, var = bn.moving_mean.asnumpy(), bn.moving_variance.asnumpy()

@@ -10,19 +10,57 @@ from mindspore import Tensor, nn, ops
 
 
 def conv2d(in_ch, out_ch, kernel_size=3, has_bias=True):
-    """'Same'-padded conv as used throughout the SR families."""
+    """'Same'-padded stride-1 ``nn.Conv2d``: NCHW (N, in_ch, H, W) -> (N, out_ch, H, W)."""
     return nn.Conv2d(in_ch, out_ch, kernel_size, pad_mode="pad", padding=kernel_size // 2,
                      has_bias=has_bias)
 
 
 def set_conv(conv, weight, bias):
-    """Write numpy ``weight`` and ``bias`` (any float dtype) into ``conv`` as float32."""
+    """Write numpy ``weight`` (out, in, k, k) and ``bias`` (out,), any float dtype, into ``conv`` as float32."""
     conv.weight.set_data(Tensor(np.ascontiguousarray(weight, np.float32)))
     conv.bias.set_data(Tensor(np.ascontiguousarray(bias, np.float32)))
 
 
+def as_float64(value):
+    """A Parameter, Tensor or array as a float64 numpy array (for exact re-parameterisation arithmetic)."""
+    array = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+    return array.astype(np.float64)
+
+
+def conv_float64(conv):
+    """``(weight, bias)`` of a conv as float64 numpy: (out, in, k, k) and (out,)."""
+    return as_float64(conv.weight), as_float64(conv.bias)
+
+
+def add_centre_taps(weight, pairs, value=1.0):
+    """Add ``value`` at the centre tap of ``weight[o, i]`` (shape (out, in, k, k)) for each ``(o, i)`` in ``pairs``.
+
+    Changes ``weight`` in place and returns it. An (o, i) centre tap of 1 copies input channel i to
+    output channel o: identity kernels, the identity channels of the ET forms and anchor taps are all built so.
+    """
+    k = weight.shape[2]
+    for out_ch, in_ch in pairs:
+        weight[out_ch, in_ch, k // 2, k // 2] += value
+    return weight
+
+
+def identity_kernel(channels, kernel_size, value=1.0):
+    """(channels, channels, k, k) float32 kernel whose 'same' conv is ``value`` times the identity."""
+    return add_centre_taps(np.zeros((channels, channels, kernel_size, kernel_size), np.float32),
+                           [(c, c) for c in range(channels)], value)
+
+
+def anchor_pairs(out_ch, n_colors, first_input=0):
+    """``(o, i)`` pairs sending colour ``c`` (input channel ``first_input + c``) to every sub-pixel channel of
+    that colour: in DCR order sub-pixel k of colour c is output channel ``k * n_colors + c``."""
+    return [(ch, first_input + ch % n_colors) for ch in range(out_ch)]
+
+
 def crd_to_dcr(channels, scale):
-    """Index array ``p`` with ``dcr_tensor = crd_tensor[p]`` for ``channels = C*scale**2``."""
+    """Index array ``p`` with ``dcr_tensor = crd_tensor[p]`` for ``channels = C*scale**2``.
+
+    Raises ValueError when ``channels`` is not a multiple of ``scale**2``.
+    """
     s2 = scale * scale
     if channels % s2:
         raise ValueError(f"{channels} channels is not a multiple of scale^2 = {s2}")
@@ -30,13 +68,25 @@ def crd_to_dcr(channels, scale):
     return np.array([c * s2 + k for k in range(s2) for c in range(colours)], dtype=np.int64)
 
 
+def shuffle_stages(scale, family):
+    """Per-stage depth-to-space factors of a published upsampler: x2 / x3 one stage, x4 two x2 stages.
+
+    Raises ValueError (naming ``family``) for any other scale.
+    """
+    if scale in (2, 3):
+        return [scale]
+    if scale == 4:
+        return [2, 2]
+    raise ValueError(f"{family} supports scale 2, 3 or 4, not {scale}")
+
+
 class PixelShuffle(nn.Cell):
     """Depth-to-space in DCR order (MindSpore's native order, exports to ONNX DepthToSpace).
 
-    In training mode the same permutation runs as reshape + transpose: on CPU that is
-    ~8x faster than the DepthToSpace kernel (16x27x64x64: 2.3 vs 18 ms) and its
-    gradient avoids the equally slow SpaceToDepth. Inference, evaluation and export
-    (dynamic shapes, ONNX DepthToSpace) use the kernel.
+    (N, C*s*s, H, W) -> (N, C, s*H, s*W). In training mode the same permutation runs as
+    reshape + transpose: on CPU that is ~8x faster than the DepthToSpace kernel
+    (16x27x64x64: 2.3 vs 18 ms) and its gradient avoids the equally slow SpaceToDepth.
+    Inference, evaluation and export (dynamic shapes, ONNX DepthToSpace) use the kernel.
     """
 
     def __init__(self, scale):
@@ -55,7 +105,8 @@ class PixelShuffle(nn.Cell):
 
 
 class Anchor(nn.Cell):
-    """The input repeated scale^2 times along channels, in DCR order (every sub-pixel gets its colour)."""
+    """The input repeated scale^2 times along channels, in DCR order (every sub-pixel gets its colour):
+    (N, C, H, W) -> (N, C*s*s, H, W)."""
 
     def __init__(self, scale):
         super().__init__()
@@ -65,8 +116,20 @@ class Anchor(nn.Cell):
         return ops.tile(x, self.multiples)
 
 
-def mc_spec(variant, table, family, aliases=None):
-    """``dict(num_block, num_feat)`` for a named variant in ``table`` or any 'M<m>C<c>' string."""
+def make_activation(act, channels):
+    """``nn.PReLU`` (per-channel slope, initial 0.25) for 'prelu', ``nn.ReLU`` for 'relu'; ValueError otherwise."""
+    if act == "prelu":
+        return nn.PReLU(channel=channels, w=0.25)
+    if act == "relu":
+        return nn.ReLU()
+    raise ValueError(f"act must be 'prelu' or 'relu', not '{act}'")
+
+
+def block_sizes(variant, table, family, aliases=None):
+    """``dict(num_block, num_feat)`` for a named variant in ``table`` (or its alias) or any 'M<m>C<c>' string.
+
+    Raises ValueError when ``variant`` is neither.
+    """
     key = str(variant).upper()
     key = (aliases or {}).get(key, key)
     if key in table:
@@ -76,7 +139,7 @@ def mc_spec(variant, table, family, aliases=None):
 
 
 def parse_mc_variant(variant, family):
-    """Parse 'M4C28' -> (4, 28)."""
+    """Parse 'M4C28' -> (4, 28); ValueError naming ``family`` for anything else."""
     text = str(variant).upper()
     if text.startswith("M") and "C" in text:
         m_str, c_str = text[1:].split("C", 1)

@@ -15,16 +15,18 @@ input 1/8 of the size in each dimension when it divides evenly, scaled back up.
 from dataclasses import dataclass
 
 import numpy as np
-import mindspore as ms
 from mindspore import Tensor, nn
 
 from src.models.adder import Adder2D
+from src.utils.hooks import forward_hooks
 
 ENERGY_PJ = {"fp32": {"mul": 3.7, "add": 0.9}, "int8": {"mul": 0.2, "add": 0.03}}
 
 
 @dataclass
 class Complexity:
+    """Counts for one LR input: trainable ``params``, conv/adder kernel ``weights``, and MACs by layer kind."""
+
     params: int
     weights: int
     conv_macs: int
@@ -39,14 +41,16 @@ class Complexity:
         return self.conv_macs + 2 * self.adder_macs
 
     def energy_mj(self, precision="fp32"):
+        """Arithmetic energy in millijoules at ``precision`` 'fp32' or 'int8' (KeyError otherwise)."""
         e = ENERGY_PJ[precision]
         return (self.multiplications * e["mul"] + self.additions * e["add"]) * 1e-9
 
 
 def count(net, input_hw, n_colors=None):
-    """Complexity of ``net`` for one LR input of ``input_hw`` (H, W)."""
+    """:class:`Complexity` of ``net`` for one LR input of ``input_hw`` (H, W) pixels with ``n_colors``
+    channels (default: the channels ``net`` declares)."""
     h, w = (int(v) for v in input_hw)
-    n_colors = int(n_colors or getattr(net, "n_colors", 3))
+    n_colors = int(n_colors or net.n_colors)
     factor = 8 if h % 8 == 0 and w % 8 == 0 else 1
     probe = (h // factor, w // factor)
     layers = [c for _, c in net.cells_and_names() if isinstance(c, (nn.Conv2d, Adder2D))]
@@ -55,16 +59,9 @@ def count(net, input_hw, n_colors=None):
     def hook(cell, _inputs, output):
         records.append((cell, int(np.prod(output.shape[2:]))))
 
-    previous_mode = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    handles = [layer.register_forward_hook(hook) for layer in layers]
-    try:
+    with forward_hooks([(layer, hook) for layer in layers]):
         net.set_train(False)
         net(Tensor(np.full((1, n_colors) + probe, 0.5, np.float32)))
-    finally:
-        for handle in handles:
-            handle.remove()
-        ms.set_context(mode=previous_mode)
     conv_macs = adder_macs = 0
     for cell, pixels in records:
         macs = int(cell.weight.size) * pixels * factor * factor

@@ -1,4 +1,6 @@
-"""ECBSR training form (Zhang et al., ACM MM 2021): edge-oriented convolution blocks.
+"""ECBSR (Zhang et al., "Edge-oriented Convolution Block for Real-time Super Resolution on Mobile
+Devices", ACM MM 2021): training form with edge-oriented convolution blocks, deploy form of plain
+conv3x3 + PReLU.
 
 Each ECB sums five branches, then applies PReLU (or nothing for the last block):
 3x3 conv; 1x1 expand (x depth_multiplier) then 3x3; and 1x1 then a depthwise
@@ -6,19 +8,38 @@ scaled Sobel-x, Sobel-y or Laplacian with learnable per-channel scale and bias.
 The 1x1 output is padded with its own bias (not zeros) before the 3x3 stage, so
 that re-parameterisation into a single 3x3 conv is exact at the borders.
 
-Variants (M blocks, C channels) as listed in ecbsr_plain.py: M4C8, M4C16 (default),
-M4C32, M10C32, M16C64, or any M<m>C<c>.
+Deploy form (:class:`ECBSRPlain`): conv(3->C)+PReLU -> M x (conv(C->C)+PReLU) -> conv(C->3 s^2),
+plus the input added to every sub-pixel channel, then pixel shuffle. :func:`to_deploy`
+re-parameterises the training form into it.
 
-:func:`to_deploy` re-parameterises into :class:`~src.models.ecbsr_plain.ECBSRPlain`
-(conv3x3 + PReLU). Input and output RGB (or Y) in [0, 1]; no output clip.
+| variant | M  | C  |
+|---------|----|----|
+| M4C8    | 4  | 8  |
+| M4C16   | 4  | 16 |
+| M4C32   | 4  | 32 |
+| M10C32  | 10 | 32 |
+| M16C64  | 16 | 64 |
+
+or any M<m>C<c>. Input and output RGB (or Y) in [0, 1], NCHW; no output clip (as published).
 """
 import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, initializer
 
-from src.models.common import Anchor, PixelShuffle, conv2d, mc_spec, set_conv
-from src.models.ecbsr_plain import VARIANTS, DEFAULT_VARIANT, ECBSRPlain  # noqa: F401
+from src.models.base import SRNet
+from src.models.common import (Anchor, PixelShuffle, as_float64, block_sizes, conv2d, conv_float64, crd_to_dcr,
+                               set_conv)
+from src.models.family import Family, register_family
+
+VARIANTS = {
+    "M4C8": dict(num_block=4, num_feat=8),
+    "M4C16": dict(num_block=4, num_feat=16),
+    "M4C32": dict(num_block=4, num_feat=32),
+    "M10C32": dict(num_block=10, num_feat=32),
+    "M16C64": dict(num_block=16, num_feat=64),
+}
+DEFAULT_VARIANT = "M4C16"
 
 _EDGE_MASKS = {
     "sobelx": np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], np.float32),
@@ -28,7 +49,8 @@ _EDGE_MASKS = {
 
 
 class SeqConv3x3(nn.Cell):
-    """1x1 conv, bias-padded, then a 3x3 conv ('conv') or a scaled edge filter."""
+    """1x1 conv, bias-padded, then a 3x3 conv ('conv') or a scaled edge filter ('sobelx', 'sobely',
+    'laplacian'): (N, in_ch, H, W) -> (N, out_ch, H, W). ValueError for another ``kind``."""
 
     def __init__(self, kind, in_ch, out_ch, depth_multiplier=2.0):
         super().__init__()
@@ -59,20 +81,22 @@ class SeqConv3x3(nn.Cell):
         return y1 + self.bias.reshape(1, -1, 1, 1)
 
     def rep_params(self):
-        """Equivalent (3x3 kernel, bias) in float64 numpy."""
-        k0 = self.conv0.weight.asnumpy().astype(np.float64)[:, :, 0, 0]  # mid, in
-        b0 = self.conv0.bias.asnumpy().astype(np.float64)
+        """Equivalent (3x3 kernel (out, in, 3, 3), bias (out,)) in float64 numpy."""
+        k0, b0 = conv_float64(self.conv0)
+        k0 = k0[:, :, 0, 0]  # mid, in
         if self.kind == "conv":
-            k1 = self.conv1.weight.asnumpy().astype(np.float64)  # out, mid, 3, 3
-            b1 = self.conv1.bias.asnumpy().astype(np.float64)
+            k1, b1 = conv_float64(self.conv1)  # out, mid, 3, 3
             kernel = np.einsum("omkl,mi->oikl", k1, k0)
             return kernel, k1.sum(axis=(2, 3)) @ b0 + b1
-        taps = (self.scale.asnumpy().astype(np.float64) * self.mask.asnumpy())[:, 0]  # out, 3, 3
+        taps = (as_float64(self.scale) * self.mask.asnumpy())[:, 0]  # out, 3, 3
         kernel = taps[:, None] * k0[:, :, None, None]
-        return kernel, b0 * taps.sum(axis=(1, 2)) + self.bias.asnumpy().astype(np.float64)
+        return kernel, b0 * taps.sum(axis=(1, 2)) + as_float64(self.bias)
 
 
 class ECB(nn.Cell):
+    """Edge-oriented convolution block: five parallel branches summed, then ``act`` ('prelu', 'relu'
+    or 'linear'; ValueError otherwise). (N, in_ch, H, W) -> (N, out_ch, H, W)."""
+
     def __init__(self, in_ch, out_ch, depth_multiplier=2.0, act="prelu"):
         super().__init__()
         self.conv3x3 = conv2d(in_ch, out_ch, 3)
@@ -96,18 +120,21 @@ class ECB(nn.Cell):
         return self.act(y)
 
     def rep_params(self):
-        kernel = self.conv3x3.weight.asnumpy().astype(np.float64)
-        bias = self.conv3x3.bias.asnumpy().astype(np.float64)
+        """The single equivalent 3x3 conv: (kernel (out, in, 3, 3), bias (out,)) in float64 numpy."""
+        kernel, bias = conv_float64(self.conv3x3)
         for branch in (self.conv1x1_3x3, self.conv1x1_sbx, self.conv1x1_sby, self.conv1x1_lpl):
             k, b = branch.rep_params()
             kernel, bias = kernel + k, bias + b
         return kernel, bias
 
 
-class ECBSR(nn.Cell):
+class ECBSR(SRNet):
+    """Training form: (N, n_colors, H, W) in [0, 1] -> (N, n_colors, sH, sW), not clipped."""
+
+    # each argument is a published hyper-parameter of ECBSR
     def __init__(self, scale, num_block=4, num_feat=16, n_colors=3, act="prelu", depth_multiplier=2.0):
-        super().__init__()
-        self.scale, self.n_colors, self.num_block, self.num_feat = scale, n_colors, num_block, num_feat
+        super().__init__(scale, n_colors)
+        self.num_block, self.num_feat = num_block, num_feat
         blocks = [ECB(n_colors, num_feat, depth_multiplier, act)]
         blocks += [ECB(num_feat, num_feat, depth_multiplier, act) for _ in range(num_block)]
         blocks += [ECB(num_feat, n_colors * scale * scale, depth_multiplier, "linear")]
@@ -121,8 +148,45 @@ class ECBSR(nn.Cell):
         return self.upsample(self.backbone(x) + self.anchor(x))
 
 
+class ConvPReLU(nn.Cell):
+    """3x3 conv + per-channel PReLU: (N, in_ch, H, W) -> (N, out_ch, H, W)."""
+
+    def __init__(self, in_ch, out_ch):
+        super().__init__()
+        self.conv = conv2d(in_ch, out_ch)
+        self.act = nn.PReLU(channel=out_ch, w=0.25)
+
+    def construct(self, x):
+        return self.act(self.conv(x))
+
+
+class ECBSRPlain(SRNet):
+    """Deploy form: (N, n_colors, H, W) in [0, 1] -> (N, n_colors, sH, sW), not clipped."""
+
+    def __init__(self, scale, num_block=4, num_feat=16, n_colors=3):
+        super().__init__(scale, n_colors)
+        self.blocks = nn.CellList(
+            [ConvPReLU(n_colors, num_feat)] + [ConvPReLU(num_feat, num_feat) for _ in range(num_block)])
+        self.conv_last = conv2d(num_feat, n_colors * scale * scale)
+        self.anchor = Anchor(scale)
+        self.upsample = PixelShuffle(scale)
+        self.receptive_radius = num_block + 2
+        self.peak_channels = max(num_feat, n_colors * scale * scale)
+
+    def construct(self, x):
+        y = x
+        for block in self.blocks:
+            y = block(y)
+        return self.upsample(self.conv_last(y) + self.anchor(x))
+
+    def equalization_pairs(self):
+        """Conv pairs separated only by a PReLU (see src/quantlib/equalize.py)."""
+        names = [f"blocks.{i}.conv" for i in range(len(self.blocks))] + ["conv_last"]
+        return list(zip(names[:-1], names[1:]))
+
+
 def to_deploy(net):
-    """Re-parameterise a training-form :class:`ECBSR` into :class:`ECBSRPlain`."""
+    """Re-parameterise a training-form :class:`ECBSR` into :class:`ECBSRPlain` (same outputs in float)."""
     plain = ECBSRPlain(net.scale, net.num_block, net.num_feat, net.n_colors)
     ecbs = list(net.backbone)
     for ecb, block in zip(ecbs[:-1], plain.blocks):
@@ -132,8 +196,26 @@ def to_deploy(net):
     return plain
 
 
-def build(variant, scale, n_colors=3, form="train"):
-    spec = mc_spec(variant, VARIANTS, "ecbsr")
-    if form == "deploy":
-        return ECBSRPlain(scale, **spec, n_colors=n_colors)
-    return ECBSR(scale, **spec, n_colors=n_colors)
+def build_train(variant, scale, n_colors=3):
+    """:class:`ECBSR` of a named or 'M<m>C<c>' ``variant``."""
+    return ECBSR(scale, **block_sizes(variant, VARIANTS, "ecbsr"), n_colors=n_colors)
+
+
+def build_deploy(variant, scale, n_colors=3):
+    """:class:`ECBSRPlain` of a named or 'M<m>C<c>' ``variant``."""
+    return ECBSRPlain(scale, **block_sizes(variant, VARIANTS, "ecbsr"), n_colors=n_colors)
+
+
+def torch_map(mapper, net):
+    """ETDS-repository plain ECBSR: backbone.i.0 conv + backbone.i.1 PReLU, then the last conv (CRD -> DCR)."""
+    n_blocks = len(net.blocks)
+    for i in range(n_blocks):
+        mapper.conv(f"blocks.{i}.conv", f"backbone.{i}.0")
+        mapper.copy(f"blocks.{i}.act.w", f"backbone.{i}.1.weight")
+    perm = crd_to_dcr(3 * net.scale ** 2, net.scale)
+    mapper.conv("conv_last", f"backbone.{n_blocks}.0", out_perm=perm)
+
+
+FAMILY = register_family(Family("ecbsr", VARIANTS, DEFAULT_VARIANT, build_deploy=build_deploy, build_train=build_train,
+                                to_deploy=to_deploy, torch_map=torch_map,
+                                input_weight={"train": "backbone.0.conv3x3.weight", "deploy": "blocks.0.conv.weight"}))

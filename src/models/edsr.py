@@ -1,4 +1,5 @@
-"""EDSR (Lim et al., CVPRW 2017).
+"""EDSR (Lim et al., "Enhanced Deep Residual Networks for Single Image Super-Resolution", CVPRW 2017);
+weights from EDSR-PyTorch (``head``/``body``/``tail``) or BasicSR (``conv_first``/...).
 
 | variant  | residual blocks | features | res_scale | params (x2) |
 |----------|-----------------|----------|-----------|-------------|
@@ -8,13 +9,15 @@
 Input and output: RGB in [0, 1], NCHW. Internally the network works on
 0..255 values with the DIV2K mean subtracted (as EDSR-PyTorch / BasicSR), so
 published weights apply unchanged. Upsampler: x2/x3 one conv + shuffle; x4 two
-x2 stages.
+x2 stages. One network serves as training and deploy form.
 """
 import numpy as np
 from mindspore import Tensor, nn
 import mindspore as ms
 
-from src.models.common import PixelShuffle, conv2d
+from src.models.base import SRNet
+from src.models.common import PixelShuffle, conv2d, crd_to_dcr, shuffle_stages
+from src.models.family import Family, register_family
 
 VARIANTS = {
     "baseline": dict(num_block=16, num_feat=64, res_scale=1.0),
@@ -25,16 +28,9 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 RGB_RANGE = 255.0
 
 
-def upsample_stages(scale):
-    """Per-stage shuffle factors of the EDSR upsampler."""
-    if scale in (2, 3):
-        return [scale]
-    if scale == 4:
-        return [2, 2]
-    raise ValueError(f"edsr supports scale 2, 3 or 4, not {scale}")
-
-
 class ResBlock(nn.Cell):
+    """x + res_scale * conv2(relu(conv1(x))), (N, F, H, W) -> (N, F, H, W)."""
+
     def __init__(self, num_feat, res_scale):
         super().__init__()
         self.conv1 = conv2d(num_feat, num_feat)
@@ -47,6 +43,8 @@ class ResBlock(nn.Cell):
 
 
 class UpStage(nn.Cell):
+    """conv to F*f*f channels + depth-to-space: (N, F, H, W) -> (N, F, fH, fW)."""
+
     def __init__(self, num_feat, factor):
         super().__init__()
         self.conv = conv2d(num_feat, num_feat * factor * factor)
@@ -56,25 +54,24 @@ class UpStage(nn.Cell):
         return self.shuffle(self.conv(x))
 
 
-class EDSR(nn.Cell):
-    """EDSR: RGB 3 x H x W in [0, 1] -> 3 x sH x sW (not clipped).
+class EDSR(SRNet):
+    """EDSR: RGB (N, 3, H, W) in [0, 1] -> (N, 3, sH, sW) (not clipped).
 
     RGB only: the mean shift is the DIV2K RGB mean, so ``n_colors`` other than 3
     raises ValueError instead of building a network that ignores it.
     """
 
     def __init__(self, scale, num_block=16, num_feat=64, res_scale=1.0, n_colors=3):
-        super().__init__()
         if n_colors != len(DIV2K_RGB_MEAN):
             raise ValueError(f"edsr takes RGB images only (n_colors 3; its mean shift is the DIV2K RGB mean), "
                              f"not n_colors {n_colors}; drop --n_colors or use a family with a Y form (sesr, abpn, "
                              "etds, ecbsr)")
-        self.scale, self.n_colors = scale, n_colors
+        super().__init__(scale, n_colors)
         self.mean = Tensor(np.array(DIV2K_RGB_MEAN, np.float32).reshape(1, 3, 1, 1), ms.float32)
         self.conv_first = conv2d(n_colors, num_feat)
         self.body = nn.SequentialCell([ResBlock(num_feat, res_scale) for _ in range(num_block)])
         self.conv_after_body = conv2d(num_feat, num_feat)
-        self.upsample = nn.SequentialCell([UpStage(num_feat, f) for f in upsample_stages(scale)])
+        self.upsample = nn.SequentialCell([UpStage(num_feat, f) for f in shuffle_stages(scale, "edsr")])
         self.conv_last = conv2d(num_feat, n_colors)
         # LR-pixel radius: head + 2 per block + after-body, plus upsampler/tail convs in LR units.
         self.receptive_radius = 2 * num_block + 2 + 2
@@ -93,8 +90,38 @@ class EDSR(nn.Cell):
         return [(f"body.{i}.conv1", f"body.{i}.conv2") for i in range(len(self.body))]
 
 
-def build(variant, scale, **kwargs):
-    spec = VARIANTS.get(str(variant).lower())
-    if spec is None:
+def build(variant, scale, n_colors=3):
+    """:class:`EDSR` of a named ``variant``; ValueError for another name or ``n_colors`` other than 3."""
+    sizes = VARIANTS.get(str(variant).lower())
+    if sizes is None:
         raise ValueError(f"edsr: unknown variant '{variant}'; choose one of {sorted(VARIANTS)}")
-    return EDSR(scale, **spec, **kwargs)
+    return EDSR(scale, **sizes, n_colors=n_colors)
+
+
+def torch_map(mapper, net):
+    """EDSR-PyTorch (head.0, body.i.body.{0,2}, body.N, tail.0.{2k}, tail.1) or BasicSR
+    (conv_first, body.i.conv{1,2}, conv_after_body, upsample.{2k}, conv_last) names."""
+    n_blocks = len(net.body)
+    if "head.0.weight" in mapper.src:  # EDSR-PyTorch
+        names = dict(first="head.0", block="body.{i}.body.{j}", after=f"body.{n_blocks}",
+                     up="tail.0.{k}", last="tail.1")
+        conv_idx = (0, 2)
+    else:  # BasicSR
+        names = dict(first="conv_first", block="body.{i}.conv{j}", after="conv_after_body",
+                     up="upsample.{k}", last="conv_last")
+        conv_idx = (1, 2)
+    mapper.conv("conv_first", names["first"])
+    for i in range(n_blocks):
+        for ours, j in zip(("conv1", "conv2"), conv_idx):
+            mapper.conv(f"body.{i}.{ours}", names["block"].format(i=i, j=j))
+    mapper.conv("conv_after_body", names["after"])
+    feat = net.conv_first.out_channels
+    for k, factor in enumerate(shuffle_stages(net.scale, "edsr")):
+        mapper.conv(f"upsample.{k}.conv", names["up"].format(k=2 * k),
+                    out_perm=crd_to_dcr(feat * factor * factor, factor))
+    mapper.conv("conv_last", names["last"])
+
+
+# takes n_colors only to refuse anything but 3
+FAMILY = register_family(Family("edsr", VARIANTS, DEFAULT_VARIANT, build_deploy=build, build_train=build,
+                                any_mc=False, torch_map=torch_map, torch_ignore=("sub_mean.", "add_mean.")))

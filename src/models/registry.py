@@ -1,93 +1,73 @@
 """Model registry: build any network by ``model`` + ``variant`` + ``scale`` (+ ``form``).
 
-| model    | file                     | variants                                   | training form       | deploy form |
-|----------|--------------------------|--------------------------------------------|---------------------|-------------|
-| abpn     | abpn.py                  | M4C28 (default), any M<m>C<c>              | ABPN                | ABPN        |
-| abpn_et  | etds_plain.py            | M4C28, any M<m>C<c>                        | -                   | PlainSR (ET of ABPN) |
-| edsr     | edsr.py                  | baseline (default), full                   | EDSR                | EDSR        |
-| etds     | etds.py, etds_plain.py   | M5C16/T, M4C32/S (default), M6C32/M, M7C48/L | ETDS (dual stream) | ETDSPlain   |
-| ecbsr    | ecbsr.py, ecbsr_plain.py | M4C8, M4C16 (default), M4C32, M10C32, M16C64 | ECBSR (ECBs)      | ECBSRPlain  |
-| ecbsr_et | etds_plain.py            | M4C16, any M<m>C<c>                        | -                   | PlainSR (ET of ECBSR) |
-| sesr     | sesr.py, adder.py        | M3, M5 (default), M7, M11, XL              | SESR (expanded / collapsed / collapsed_adder) | SESRDeploy |
+Each family registers itself once, in its own file (:func:`~src.models.family.register_family`);
+everything here is derived from those records.
+
+| model    | file      | variants                                     | training form       | deploy form |
+|----------|-----------|----------------------------------------------|---------------------|-------------|
+| abpn     | abpn.py   | M4C28 (default), any M<m>C<c>                | ABPN                | ABPN        |
+| abpn_et  | et.py     | M4C28, any M<m>C<c>                          | -                   | PlainSR (ET of ABPN) |
+| edsr     | edsr.py   | baseline (default), full                     | EDSR                | EDSR        |
+| etds     | etds.py   | M5C16/T, M4C32/S (default), M6C32/M, M7C48/L | ETDS (dual stream)  | ETDSPlain   |
+| ecbsr    | ecbsr.py  | M4C8, M4C16 (default), M4C32, M10C32, M16C64 | ECBSR (ECBs)        | ECBSRPlain  |
+| ecbsr_et | et.py     | M4C16, any M<m>C<c>                          | -                   | PlainSR (ET of ECBSR) |
+| sesr     | sesr.py, adder.py | M3, M5 (default), M7, M11, XL        | SESR (expanded / collapsed / collapsed_adder) | SESRDeploy |
 
 ``form="deploy"`` (the default) is what evaluation and export use; training
 builds ``form="train"`` and :func:`to_deploy` converts. Family options
 (``n_colors``, ``act``, ``linear_block_type``, ``feature_size``, ``adder_eta``) are
-passed only to the families that take them.
+passed only to the families that take them. Every network built here carries a
+:class:`~src.models.base.ModelSpec` (``net.spec``).
 """
-import math
-
-from src.models import abpn, ecbsr, edsr, etds, etds_plain, sesr
-from src.models.common import mc_spec, parse_mc_variant
+# the family files register themselves on import; this order fixes the order of OPTION_KEYS
+from src.models import abpn, ecbsr, edsr, etds, et, sesr  # noqa: F401  pylint: disable=unused-import
+from src.models.base import ModelSpec
+from src.models.common import block_sizes, parse_mc_variant
+from src.models.family import FAMILIES, N_COLORS_CHOICES, choice_rule
 
 SUPPORTED_SCALES = (2, 3, 4)
-OPTION_KEYS = ("n_colors", "act", "linear_block_type", "feature_size", "adder_eta")
 FORMS = ("train", "deploy")
-#: Allowed values of the family options (what a checkpoint's metadata may declare).
-OPTION_CHOICES = {"n_colors": (1, 3), "act": ("prelu", "relu"), "linear_block_type": sesr.BLOCK_TYPES}
-#: SESR's linear-block expansion width: 0 (variant default) or 1..MAX_FEATURE_SIZE channels.
-MAX_FEATURE_SIZE = 4096
+#: Every family option, in the order checkpoints record them.
+OPTION_KEYS = tuple(dict.fromkeys(key for fam in FAMILIES.values() for key in fam.options))
+#: option -> rule(value) giving None when allowed, else the allowed values in words.
+OPTION_RULES = {"n_colors": choice_rule(N_COLORS_CHOICES)}
+for _fam in FAMILIES.values():
+    OPTION_RULES.update(_fam.option_rules)
 #: Bounds of an 'M<blocks>C<channels>' variant name.
 MAX_MC_BLOCKS, MAX_MC_CHANNELS = 100, 1024
 
 
-class _Family:
-    def __init__(self, module, build_train, build_deploy, converter=None, options=("n_colors",), defaults=None,
-                 any_mc=True, aliases=None):
-        self.variants = module.VARIANTS
-        self.any_mc = any_mc  # accepts any 'M<blocks>C<channels>' variant besides the named ones
-        self.aliases = aliases or {}
-        self.default_variant = module.DEFAULT_VARIANT
-        self.build_train = build_train
-        self.build_deploy = build_deploy
-        self.converter = converter
-        self.options = options
-        self.defaults = defaults or {}
-
-
-def _form_builder(module, form):
-    return lambda variant, scale, **kw: module.build(variant, scale, form=form, **kw)
-
-
-_FAMILIES = {
-    "abpn": _Family(abpn, abpn.build, abpn.build),
-    "abpn_et": _Family(abpn, None, etds_plain.build_abpn_et),
-    "edsr": _Family(edsr, edsr.build, edsr.build, any_mc=False),  # takes n_colors only to refuse anything but 3
-    "etds": _Family(etds, _form_builder(etds, "train"), _form_builder(etds, "deploy"), etds.to_deploy,
-                    aliases=etds_plain.ALIASES),
-    "ecbsr": _Family(ecbsr, _form_builder(ecbsr, "train"), _form_builder(ecbsr, "deploy"), ecbsr.to_deploy),
-    "ecbsr_et": _Family(ecbsr, None, etds_plain.build_ecbsr_et),
-    "sesr": _Family(sesr, _form_builder(sesr, "train"), _form_builder(sesr, "deploy"), sesr.to_deploy,
-                    options=OPTION_KEYS, defaults={"n_colors": 1}, any_mc=False),
-}
-
-#: The parameter whose input axis (shape[1]) is the image channels, per (family, form); default conv_first.weight.
-_INPUT_WEIGHT = {("ecbsr", "train"): "backbone.0.conv3x3.weight", ("ecbsr", "deploy"): "blocks.0.conv.weight",
-                 ("sesr", "train"): "input_block.expand.weight"}
-
-
 def list_models():
-    return sorted(_FAMILIES)
+    """Registered family names, sorted."""
+    return sorted(FAMILIES)
 
 
 def list_variants(model):
-    return sorted(_family(model).variants)
+    """The named variants of ``model``, sorted (ValueError for an unknown model)."""
+    return sorted(family(model).variants)
 
 
 def default_variant(model):
-    return _family(model).default_variant
+    """The variant ``model`` builds when none is given."""
+    return family(model).default_variant
 
 
-def _family(model):
+def default_variants():
+    """``{model: default variant}`` of every family."""
+    return {name: fam.default_variant for name, fam in FAMILIES.items()}
+
+
+def family(model):
+    """The :class:`~src.models.family.Family` record of ``model``; ValueError naming the choices otherwise."""
     key = str(model).lower()
-    if key not in _FAMILIES:
+    if key not in FAMILIES:
         raise ValueError(f"unknown model '{model}'; choose one of {list_models()}")
-    return _FAMILIES[key]
+    return FAMILIES[key]
 
 
 def family_options(model, options):
     """Family defaults overridden by the given options the family takes (None, '' and 0 mean 'default')."""
-    fam = _family(model)
+    fam = family(model)
     merged = dict(fam.defaults)
     merged.update({k: v for k, v in (options or {}).items() if k in fam.options and v not in (None, "", 0)})
     return merged
@@ -102,7 +82,8 @@ def _is_mc(variant):
 
 
 def create_model(model, variant=None, scale=2, form="deploy", **options):
-    """Build a network Cell; ``variant`` None/'' selects the family default.
+    """Build a network (an :class:`~src.models.base.SRNet` carrying its ``spec``); ``variant`` None/''
+    selects the family default.
 
     Raises ``ValueError`` (one line) for an unsupported scale or form, an unknown model, or a
     variant that is neither named by the family nor a bounded ``M<blocks>C<channels>``.
@@ -110,10 +91,10 @@ def create_model(model, variant=None, scale=2, form="deploy", **options):
     scale = int(scale)
     if scale not in SUPPORTED_SCALES:
         raise ValueError(f"scale {scale} is not supported; choose one of {SUPPORTED_SCALES}")
-    if form not in ("train", "deploy"):
+    if form not in FORMS:
         raise ValueError(f"form must be 'train' or 'deploy', not '{form}'")
-    fam = _family(model)
-    builder = fam.build_train if form == "train" else fam.build_deploy
+    fam = family(model)
+    builder = fam.builder(form)
     if builder is None:
         raise ValueError(f"model '{model}' has only a deploy form")
     variant = variant or fam.default_variant
@@ -121,33 +102,30 @@ def create_model(model, variant=None, scale=2, form="deploy", **options):
         raise ValueError(f"--variant {variant} is not a {model} variant; allowed: {allowed_variants(model)}")
     opts = family_options(model, options)
     net = builder(variant, scale, **opts)
-    net.model_name = str(model).lower()
-    net.variant = str(variant)
-    net.form = form
-    net.options = opts
+    net.spec = ModelSpec.of(fam.name, variant, scale, form, opts)
     return net
 
 
 def allowed_variants(model):
     """Words for the variants ``model`` accepts (for messages)."""
-    fam = _family(model)
+    fam = family(model)
     named = ", ".join(sorted(fam.variants) + sorted(fam.aliases))
     return named + (f" or any M<1..{MAX_MC_BLOCKS}>C<1..{MAX_MC_CHANNELS}>" if fam.any_mc else "")
 
 
 def variant_allowed(model, variant):
     """True when ``variant`` names a variant of ``model`` (named, alias or a bounded 'M<m>C<c>')."""
-    fam = _family(model)
+    fam = family(model)
     text = str(variant)
     if text.upper() in {str(v).upper() for v in fam.variants} or text.upper() in fam.aliases:
         return True
     if not fam.any_mc:
         return False
     try:
-        spec = mc_spec(text, {}, str(model))
+        sizes = block_sizes(text, {}, str(model))
     except ValueError:
         return False
-    return 1 <= spec["num_block"] <= MAX_MC_BLOCKS and 1 <= spec["num_feat"] <= MAX_MC_CHANNELS
+    return 1 <= sizes["num_block"] <= MAX_MC_BLOCKS and 1 <= sizes["num_feat"] <= MAX_MC_CHANNELS
 
 
 def option_problem(key, value):
@@ -157,45 +135,57 @@ def option_problem(key, value):
     """
     if isinstance(value, (str, int, float)) and not isinstance(value, bool) and value in ("", 0):
         return None
-    if key in OPTION_CHOICES:
-        ok = not isinstance(value, bool) and value in OPTION_CHOICES[key]
-        return None if ok else f"one of {', '.join(map(str, OPTION_CHOICES[key]))}; 0 or '' = the family default"
-    if key == "feature_size":
-        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_FEATURE_SIZE
-        return None if ok else f"an integer in 0..{MAX_FEATURE_SIZE}; 0 = the variant's default"
-    if key == "adder_eta":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-        return None if ok else "a finite number > 0"
+    if key in OPTION_RULES:
+        return OPTION_RULES[key](value)
     return f"one of the option keys {', '.join(OPTION_KEYS)}"
 
 
 def input_weight_name(model, form):
     """Name of the parameter whose shape[1] is the number of image channels (``n_colors``)."""
-    return _INPUT_WEIGHT.get((str(model).lower(), form), "conv_first.weight")
+    return family(model).input_weight.get(form, "conv_first.weight")
 
 
 def has_training_form(model):
-    return _family(model).build_train is not None
+    """True when ``model`` has a training form distinct in construction from its deploy form."""
+    return family(model).build_train is not None
 
 
 def to_deploy(net):
-    """The deploy form of ``net`` (itself when the family has one form)."""
-    if getattr(net, "form", "deploy") == "deploy":
+    """The deploy form of ``net`` (itself, relabelled, when the family has one network for both forms);
+    its ``spec`` is ``net.spec`` with form 'deploy'."""
+    if net.spec is None or net.spec.form == "deploy":
         return net
-    fam = _family(net.model_name)
-    if fam.converter is None:
+    converter = family(net.spec.model).to_deploy
+    if converter is None:
         deployed = net
     else:
         net.set_train(False)
-        deployed = fam.converter(net)
-    deployed.model_name, deployed.variant, deployed.form = net.model_name, net.variant, "deploy"
-    deployed.options = dict(getattr(net, "options", {}))
+        deployed = converter(net)
+    deployed.spec = net.spec.deployed()
     return deployed
 
 
+def to_equivalent(net, model):
+    """``net`` (a deploy-form network of family A) rewritten as family ``model`` whose networks are an
+    exact rewrite of A's (``abpn`` -> ``abpn_et``, ``ecbsr`` -> ``ecbsr_et``); same variant, scale and options.
+
+    Raises ValueError when ``model`` is not such a rewrite of ``net``'s family.
+    """
+    target = family(model)
+    source = net.spec.model if net.spec else None
+    if target.equivalent_of is None or target.equivalent_of[0] != source:
+        raise ValueError(f"model '{model}' is not an equivalent form of '{source}'")
+    converted = target.equivalent_of[1](to_deploy(net))
+    converted.spec = ModelSpec.of(target.name, net.spec.variant, net.spec.scale, "deploy",
+                                  family_options(target.name, net.spec.options))
+    return converted
+
+
 def config_options(config):
+    """The family options set in ``config`` (keys of OPTION_KEYS that are not None)."""
     return {k: config.get(k) for k in OPTION_KEYS if config.get(k) is not None}
 
 
 def create_model_from_config(config, form="deploy"):
+    """:func:`create_model` of ``config.model``, ``config.variant``, ``config.scale`` and its options."""
     return create_model(config.model, config.variant, config.scale, form=form, **config_options(config))

@@ -1,4 +1,5 @@
-"""SESR: collapsible linear blocks (Bhardwaj et al., MLSys 2022).
+"""SESR: collapsible linear blocks (Bhardwaj et al., "Collapsible Linear Blocks for Super-Efficient Super
+Resolution", MLSys 2022; structure of the published code, github.com/ARM-software/sesr).
 
 | variant | m (3x3 blocks) | f (features) | feature_size (expansion) | params x2 | MACs x2, 360x640 |
 |---------|----------------|--------------|--------------------------|-----------|------------------|
@@ -30,13 +31,18 @@ kernels; :func:`to_deploy` builds it from any training form.
 
 ``n_colors``: 1 (Y in, Y out; published) or 3 (RGB). For Y models, evaluation
 upscales CbCr with bicubic and recombines (see ``src/engine/inference.py``).
-Input and output in [0, 1].
+Input and output in [0, 1], NCHW: (N, n_colors, H, W) -> (N, n_colors, sH, sW).
 """
+import math
+
 import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from src.models.common import PixelShuffle, conv2d, set_conv
+from src.models.base import SRNet
+from src.models.common import PixelShuffle, as_float64, conv2d, identity_kernel, make_activation, set_conv, \
+    shuffle_stages
+from src.models.family import Family, choice_rule, register_family
 
 VARIANTS = {
     "M3": dict(m=3, f=16, feature_size=256),
@@ -47,34 +53,16 @@ VARIANTS = {
 }
 DEFAULT_VARIANT = "M5"
 BLOCK_TYPES = ("expanded", "collapsed", "collapsed_adder")
-
-
-def shuffle_stages(scale):
-    if scale == 4:
-        return [2, 2]
-    if scale in (2, 3):
-        return [scale]
-    raise ValueError(f"sesr supports scale 2, 3 or 4, not {scale}")
-
-
-def make_activation(act, channels):
-    if act == "prelu":
-        return nn.PReLU(channel=channels, w=0.25)
-    if act == "relu":
-        return nn.ReLU()
-    raise ValueError(f"act must be 'prelu' or 'relu', not '{act}'")
-
-
-def identity_kernel(channels, kernel_size):
-    k = np.zeros((channels, channels, kernel_size, kernel_size), np.float32)
-    for c in range(channels):
-        k[c, c, kernel_size // 2, kernel_size // 2] = 1.0
-    return k
+ACTIVATIONS = ("prelu", "relu")
+#: SESR's linear-block expansion width: 0 (variant default) or 1..MAX_FEATURE_SIZE channels.
+MAX_FEATURE_SIZE = 4096
 
 
 class LinearBlock(nn.Cell):
-    """kxk conv to ``feature_size`` then 1x1 conv, run expanded or collapsed."""
+    """kxk conv to ``feature_size`` then 1x1 conv, run expanded or collapsed:
+    (N, in_ch, H, W) -> (N, out_ch, H, W); ``residual`` adds the input when in_ch == out_ch."""
 
+    # the block's shape (in, out, k, expansion) plus its two run modes
     def __init__(self, in_ch, out_ch, kernel_size, feature_size, collapsed=True, residual=False):
         super().__init__()
         self.expand = conv2d(in_ch, feature_size, kernel_size)
@@ -89,7 +77,7 @@ class LinearBlock(nn.Cell):
         self.identity = Tensor(ident, ms.float32)
 
     def collapse(self):
-        """Single (kernel, bias) equal to the block, short residual included."""
+        """Single (kernel (out, in, k, k), bias (out,)) Tensors equal to the block, short residual included."""
         w2 = self.project.weight.reshape(self.out_ch, self.feature_size)
         w1 = self.expand.weight.reshape(self.feature_size, -1)
         kernel = ops.matmul(w2, w1).reshape(self.out_ch, self.in_ch, self.kernel_size, self.kernel_size)
@@ -107,17 +95,40 @@ class LinearBlock(nn.Cell):
         return y
 
 
-class SESR(nn.Cell):
-    """Training form (expanded, collapsed or collapsed_adder linear blocks)."""
+class _SESRBase(SRNet):
+    """What both forms share: activations, the depth-to-space stages and the output anchor and clip."""
 
+    def _init_body(self, m, f, act, widest):
+        """Activations of the ``m`` 3x3 blocks, the shuffle stages, radius and peak width."""
+        self.m, self.f, self.act_type = m, f, act
+        self.acts = nn.CellList([make_activation(act, f) for _ in range(m)])
+        self.shuffles = nn.CellList([PixelShuffle(s) for s in shuffle_stages(self.scale, "sesr")])
+        self.multiples = (1, self.scale * self.scale, 1, 1)
+        self.receptive_radius = m + 4
+        self.peak_channels = max(widest, self.n_colors * self.scale * self.scale)
+
+    def _upsample(self, y, x):
+        """``y`` (N, n_colors*s^2, H, W) plus the input on every sub-pixel channel, depth-to-space, clip."""
+        y = y + ops.tile(x, self.multiples)
+        for shuffle in self.shuffles:
+            y = shuffle(y)
+        return ops.clamp(y, 0.0, 1.0)
+
+
+class SESR(_SESRBase):
+    """Training form (expanded, collapsed or collapsed_adder linear blocks).
+
+    Raises ValueError for an unknown ``linear_block_type`` or ``act``.
+    """
+
+    # the paper's hyper-parameters (m, f, feature_size) and the family options, each stored in checkpoints
     def __init__(self, scale, m=5, f=16, feature_size=256, n_colors=1, act="prelu",
                  linear_block_type="collapsed", adder_eta=0.2):
-        super().__init__()
+        super().__init__(scale, n_colors)
         if linear_block_type not in BLOCK_TYPES:
             raise ValueError(f"linear_block_type must be one of {BLOCK_TYPES}, not '{linear_block_type}'")
         collapsed = linear_block_type != "expanded"
-        self.scale, self.n_colors, self.m, self.f = scale, n_colors, m, f
-        self.act_type, self.linear_block_type = act, linear_block_type
+        self.linear_block_type = linear_block_type
         self.input_block = LinearBlock(n_colors, f, 5, feature_size, collapsed)
         if linear_block_type == "collapsed_adder":
             from src.models.adder import AdderBlock  # pylint: disable=import-outside-toplevel
@@ -125,52 +136,36 @@ class SESR(nn.Cell):
         else:
             self.blocks = nn.CellList([LinearBlock(f, f, 3, feature_size, collapsed, residual=True)
                                        for _ in range(m)])
-        self.acts = nn.CellList([make_activation(act, f) for _ in range(m)])
+        self._init_body(m, f, act, feature_size if not collapsed else f)
         self.output_block = LinearBlock(f, n_colors * scale * scale, 5, feature_size, collapsed)
-        self.shuffles = nn.CellList([PixelShuffle(s) for s in shuffle_stages(scale)])
-        self.multiples = (1, scale * scale, 1, 1)
-        self.receptive_radius = m + 4
-        self.peak_channels = max(feature_size if not collapsed else f, n_colors * scale * scale)
 
     def construct(self, x):
-        f0 = self.input_block(x - 0.5)
-        y = f0
+        y = f0 = self.input_block(x - 0.5)
         for block, act in zip(self.blocks, self.acts):
             y = act(block(y))
-        y = self.output_block(y + f0) + ops.tile(x, self.multiples)
-        for shuffle in self.shuffles:
-            y = shuffle(y)
-        return ops.clamp(y, 0.0, 1.0)
+        return self._upsample(self.output_block(y + f0), x)
 
 
-class SESRDeploy(nn.Cell):
-    """Deploy form: plain 5x5 / 3x3 / 5x5 convolutions with the collapsed weights."""
+class SESRDeploy(_SESRBase):
+    """Deploy form: plain 5x5 / 3x3 / 5x5 convolutions with the collapsed weights (adder 3x3 for AdderSESR)."""
 
+    # (m, f) and the options that shape the deploy form (act, adder body)
     def __init__(self, scale, m=5, f=16, n_colors=1, act="prelu", adder=False):
-        super().__init__()
-        self.scale, self.n_colors, self.m, self.f, self.act_type = scale, n_colors, m, f, act
+        super().__init__(scale, n_colors)
         self.conv_first = conv2d(n_colors, f, 5)
         if adder:
             from src.models.adder import AdderDeploy  # pylint: disable=import-outside-toplevel
             self.body = nn.CellList([AdderDeploy(f, 3) for _ in range(m)])
         else:
             self.body = nn.CellList([conv2d(f, f, 3) for _ in range(m)])
-        self.acts = nn.CellList([make_activation(act, f) for _ in range(m)])
+        self._init_body(m, f, act, f)
         self.conv_last = conv2d(f, n_colors * scale * scale, 5)
-        self.shuffles = nn.CellList([PixelShuffle(s) for s in shuffle_stages(scale)])
-        self.multiples = (1, scale * scale, 1, 1)
-        self.receptive_radius = m + 4
-        self.peak_channels = max(f, n_colors * scale * scale)
 
     def construct(self, x):
-        f0 = self.conv_first(x - 0.5)
-        y = f0
+        y = f0 = self.conv_first(x - 0.5)
         for conv, act in zip(self.body, self.acts):
             y = act(conv(y))
-        y = self.conv_last(y + f0) + ops.tile(x, self.multiples)
-        for shuffle in self.shuffles:
-            y = shuffle(y)
-        return ops.clamp(y, 0.0, 1.0)
+        return self._upsample(self.conv_last(y + f0), x)
 
     def equalization_pairs(self):
         """Body conv pairs separated only by the activation (see src/quantlib/equalize.py); the
@@ -181,16 +176,10 @@ class SESRDeploy(nn.Cell):
         return list(zip(names[:-1], names[1:]))
 
 
-def _np(t):
-    return t.asnumpy() if hasattr(t, "asnumpy") else np.asarray(t)
-
-
 def collapse_block_numpy(block):
-    """(kernel, bias) of a LinearBlock in float64 numpy (exact collapse)."""
-    w1 = _np(block.expand.weight).astype(np.float64)
-    b1 = _np(block.expand.bias).astype(np.float64)
-    w2 = _np(block.project.weight).astype(np.float64)[:, :, 0, 0]
-    b2 = _np(block.project.bias).astype(np.float64)
+    """(kernel (out, in, k, k), bias (out,)) of a LinearBlock in float64 numpy (exact collapse)."""
+    w1, b1 = as_float64(block.expand.weight), as_float64(block.expand.bias)
+    w2, b2 = as_float64(block.project.weight)[:, :, 0, 0], as_float64(block.project.bias)
     kernel = np.einsum("of,fikl->oikl", w2, w1)
     if block.residual:
         kernel = kernel + identity_kernel(block.out_ch, block.kernel_size)
@@ -210,18 +199,48 @@ def to_deploy(net):
     set_conv(deploy.conv_last, *collapse_block_numpy(net.output_block))
     for src_act, dst_act in zip(net.acts, deploy.acts):
         if isinstance(src_act, nn.PReLU):
-            dst_act.w.set_data(Tensor(_np(src_act.w)))
+            dst_act.w.set_data(Tensor(src_act.w.asnumpy()))
     return deploy
 
 
-def build(variant, scale, n_colors=1, act="prelu", linear_block_type="collapsed", feature_size=None,
-          form="train", adder_eta=0.2):
+def _sizes(variant, feature_size=None):
+    """(m, f, feature_size) of a named variant, ``feature_size`` overriding the variant's when given."""
     key = str(variant).upper()
     if key not in VARIANTS:
         raise ValueError(f"sesr: unknown variant '{variant}'; choose one of {sorted(VARIANTS)}")
-    spec = dict(VARIANTS[key])
+    sizes = dict(VARIANTS[key])
     if feature_size:
-        spec["feature_size"] = int(feature_size)
-    if form == "deploy":
-        return SESRDeploy(scale, spec["m"], spec["f"], n_colors, act, adder=linear_block_type == "collapsed_adder")
-    return SESR(scale, **spec, n_colors=n_colors, act=act, linear_block_type=linear_block_type, adder_eta=adder_eta)
+        sizes["feature_size"] = int(feature_size)
+    return sizes
+
+
+# the family options (n_colors, act, linear_block_type, feature_size, adder_eta), as create_model passes them
+def build_train(variant, scale, n_colors=1, act="prelu", linear_block_type="collapsed", feature_size=None,
+                adder_eta=0.2):
+    """:class:`SESR` of a named ``variant``; ValueError for another name."""
+    return SESR(scale, **_sizes(variant, feature_size), n_colors=n_colors, act=act,
+                linear_block_type=linear_block_type, adder_eta=adder_eta)
+
+
+def build_deploy(variant, scale, n_colors=1, act="prelu", linear_block_type="collapsed", **training_only):
+    """:class:`SESRDeploy` of a named ``variant`` (``feature_size``/``adder_eta`` shape only the training form)."""
+    sizes = _sizes(variant, training_only.get("feature_size"))
+    return SESRDeploy(scale, sizes["m"], sizes["f"], n_colors, act, adder=linear_block_type == "collapsed_adder")
+
+
+def _feature_size_rule(value):
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_FEATURE_SIZE
+    return None if ok else f"an integer in 0..{MAX_FEATURE_SIZE}; 0 = the variant's default"
+
+
+def _adder_eta_rule(value):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return None if ok else "a finite number > 0"
+
+
+FAMILY = register_family(Family(
+    "sesr", VARIANTS, DEFAULT_VARIANT, build_deploy=build_deploy, build_train=build_train, to_deploy=to_deploy,
+    options=("n_colors", "act", "linear_block_type", "feature_size", "adder_eta"), defaults={"n_colors": 1},
+    option_rules={"act": choice_rule(ACTIVATIONS), "linear_block_type": choice_rule(BLOCK_TYPES),
+                  "feature_size": _feature_size_rule, "adder_eta": _adder_eta_rule},
+    any_mc=False, input_weight={"train": "input_block.expand.weight"}))

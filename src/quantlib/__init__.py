@@ -1,6 +1,24 @@
-"""Quantization library: fake quantizers, calibrators (observers) and model conversion.
+"""Quantization library (fake-quant PTQ and QAT for SR networks; PTQ4SR placement).
 
-Status: fake quantizers, MinMax / percentile / OMSE / DBDC calibration and
-``quantize_model`` are implemented and unit-tested; pixel-aware calibration
-(PaC), QAT, the eval.py integration and the PTQ sweep are not written yet.
+Public API:
+
+- :func:`quantize` (``pipeline.py``): float model + :class:`QuantConfig` + calibration patches
+  (+ :class:`CalibrationConfig`, optional :class:`PaCConfig`) -> fake-quantized model: optional
+  cross-layer equalisation (``equalize.py``), conversion (``quant_layers.py``), calibration by
+  an observer (``calibrate.py``, ``observers.py``: MinMax, percentile, OMSE, DBDC) and optional
+  pixel-aware calibration (``pac.py``). ``eval.py`` (PTQ, ``--quant_method``; ``dbdc_pac`` is
+  DBDC + PaC), QAT's initialisation (``train.py --qat True``) and ``scripts/ptq_sweep.py``
+  all go through it.
+- :class:`FakeQuant` (``fake_quant.py``): the quantizer with learnable bounds (LSQ gradients),
+  on the affine grid of ``grid.py`` (step, zero point, clamp; numpy and MindSpore forms),
+  which the exporters also use for their integer tensors.
+- ``calib_data.py``: unlabeled calibration patches from an image folder.
 """
+from src.quantlib.calibrate import CalibrationConfig
+from src.quantlib.fake_quant import FakeQuant
+from src.quantlib.observers import OBSERVERS
+from src.quantlib.pac import PaCConfig
+from src.quantlib.pipeline import quantize
+from src.quantlib.quant_layers import QuantConfig
+
+__all__ = ["quantize", "QuantConfig", "CalibrationConfig", "PaCConfig", "FakeQuant", "OBSERVERS"]

@@ -69,4 +69,5 @@ def calibration_patches(folder, num, scale, hr_patch=192, seed=0, n_colors=3):
 
 
 def batches_of(patches, batch_size):
+    """``patches`` (N, C, h, w) split into consecutive batches of ``batch_size`` (the last may be smaller)."""
     return [patches[i:i + batch_size] for i in range(0, len(patches), batch_size)]

@@ -23,7 +23,8 @@ from src.quantlib.calibrate import observe_inputs
 
 
 def equalization_pairs(net):
-    pairs = list(net.equalization_pairs()) if hasattr(net, "equalization_pairs") else []
+    """``net.equalization_pairs()``: ``[(producer, consumer)]`` Conv2d names; ``ValueError`` if none."""
+    pairs = list(net.equalization_pairs())
     if not pairs:
         raise ValueError(f"{type(net).__name__} has no ReLU/PReLU-separated conv pairs to equalise; "
                          "set --equalize False")

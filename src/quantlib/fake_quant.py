@@ -1,6 +1,7 @@
-"""Uniform affine fake quantization with learnable bounds.
+"""Uniform affine fake quantization with learnable bounds (the quantizer of every quantized layer).
 
-``FakeQuant`` maps x to the nearest point of a ``bits``-bit integer grid and back:
+``FakeQuant`` maps x to the nearest point of a ``bits``-bit integer grid and back; the grid
+(step, zero point, clamp) is :mod:`src.quantlib.grid`'s:
 
 - symmetric (weights, default): ``s = u / (2^(b-1) - 1)``,
   ``x_q = clamp(round(x / s), -(2^(b-1)-1), 2^(b-1)-1) * s`` (narrow range, zero exact);
@@ -14,19 +15,17 @@
 Rounding is ``floor(v + 0.5)`` (``ops.round`` exports an ONNX graph onnxruntime
 rejects) with a straight-through estimator applied to the rounded value only, so
 the bounds ``l``/``u`` receive the LSQ gradient through ``s`` and the clamp. Their
-gradient is scaled by ``1 / sqrt(n * q_max)`` (LSQ), n = elements per bound, so
-they learn at a rate comparable to the weights. ``bits`` 0 (or >= 32) disables.
+gradient is scaled by ``1 / sqrt(n * q_max)`` (LSQ, Esser et al., ICLR 2020), n = elements
+per bound, so they learn at a rate comparable to the weights. ``bits`` 0 (or >= 32) disables.
 """
 import math
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
+from src.quantlib.grid import (asymmetric_grid_ms, fake_quantize_asymmetric_ms, fake_quantize_symmetric_ms,
+                               grid_np, q_max_of, symmetric_step_ms)
+
 MIN_BITS, MAX_BITS = 2, 8
-
-
-def round_ste(v):
-    """floor(v + 0.5) forward, identity gradient."""
-    return v + ops.stop_gradient(ops.floor(v + 0.5) - v)
 
 
 def scale_grad(t, factor):
@@ -57,8 +56,17 @@ def check_bits(bits, what="bits"):
 
 
 class FakeQuant(nn.Cell):
+    """Fake quantizer of one tensor: ``construct(x)`` returns ``x`` (any shape; a weight is
+    (out_channels, ...)) rounded onto the grid of its bounds, same shape and dtype.
+
+    ``lower`` / ``upper`` are Parameters in the tensor's units, shape ``(1,)`` (per tensor) or
+    ``(channels, 1, 1, 1)`` (per output channel, axis 0 of a conv weight). ``ValueError`` (from
+    :func:`check_bits`) for a bit width outside [2, 8] other than 0/32.
+    """
+
     def __init__(self, bits, symmetric=False, channels=0, elements_per_bound=1):
-        """``channels`` > 0: one (lower, upper) pair per output channel (axis 0 of a weight)."""
+        """``channels`` > 0: one (lower, upper) pair per output channel (axis 0 of a weight);
+        ``elements_per_bound``: tensor elements sharing one bound (the LSQ gradient scale)."""
         super().__init__()
         self.bits = check_bits(bits)
         self.enabled = self.bits > 0
@@ -66,12 +74,12 @@ class FakeQuant(nn.Cell):
         shape = (channels, 1, 1, 1) if channels > 0 else (1,)
         self.lower = Parameter(Tensor(np.full(shape, -1.0, np.float32)), name="lower")
         self.upper = Parameter(Tensor(np.full(shape, 1.0, np.float32)), name="upper")
-        bits = max(self.bits, 2)
-        self.q_max = float(2 ** (bits - 1) - 1 if self.symmetric else 2 ** bits - 1)
+        self.q_max = float(q_max_of(max(self.bits, 2), self.symmetric))
         self.grad_factor = float(1.0 / np.sqrt(max(1, elements_per_bound) * self.q_max))
-        self.eps = 1e-8
 
     def set_bounds(self, lower, upper):
+        """Set the bounds (scalars or arrays reshaped to the bounds' shape), made valid: symmetric
+        ``-u, u`` with ``u = max(|l|, |u|)``; asymmetric ``min(l, 0), max(u, 0)``; ``u >= l + 1e-6``."""
         lower = np.asarray(lower, np.float32).reshape(self.lower.shape)
         upper = np.asarray(upper, np.float32).reshape(self.upper.shape)
         if self.symmetric:
@@ -84,48 +92,27 @@ class FakeQuant(nn.Cell):
         self.upper.set_data(Tensor(upper))
 
     def bounds(self):
+        """(lower, upper) float32 copies, shaped like the Parameters."""
         return self.lower.asnumpy().copy(), self.upper.asnumpy().copy()
 
     def grid(self):
         """(step, zero point) as float32 arrays shaped like the bounds: the grid ``construct`` uses
         (zero point 0 when symmetric), for exporters that write integer tensors."""
         lower, upper = self.bounds()
+        step, zero = grid_np(lower, upper, self.q_max, self.symmetric)
+        step = step.astype(np.float32)
         if self.symmetric:
-            step = np.maximum(upper, np.float32(self.eps)) / np.float32(self.q_max)
-            return step.astype(np.float32), np.zeros_like(step, np.float32)
-        lower, upper = np.minimum(lower, np.float32(0)), np.maximum(upper, np.float32(0))
-        step = (np.maximum(upper - lower, np.float32(self.eps)) / np.float32(self.q_max)).astype(np.float32)
-        zero = np.clip(np.floor(-lower / step + np.float32(0.5)), 0, self.q_max).astype(np.float32)
-        return step, zero
+            return step, np.zeros_like(step, np.float32)
+        return step, np.asarray(zero).astype(np.float32)
 
     def construct(self, x):
         if not self.enabled:
             return x
         upper = scale_grad(self.upper, self.grad_factor)
         if self.symmetric:
-            step = ops.maximum(upper, self.eps) / self.q_max
-            q = ops.clamp(round_ste(x / step), -self.q_max, self.q_max)
-            return q * step
-        upper = ops.maximum(upper, 0.0)
-        lower = ops.minimum(scale_grad(self.lower, self.grad_factor), 0.0)
-        step = ops.maximum(upper - lower, self.eps) / self.q_max
-        zero = ops.clamp(round_ste(-lower / step), 0.0, self.q_max)
-        q = ops.clamp(round_ste(x / step) + zero, 0.0, self.q_max)
-        return (q - zero) * step
+            return fake_quantize_symmetric_ms(x, symmetric_step_ms(upper, self.q_max), self.q_max)
+        step, zero = asymmetric_grid_ms(scale_grad(self.lower, self.grad_factor), upper, self.q_max)
+        return fake_quantize_asymmetric_ms(x, step, zero, self.q_max)
 
 
-def quantize_np(x, lower, upper, bits, symmetric):
-    """Numpy reference of :class:`FakeQuant` (float64), for tests and calibration search."""
-    x = np.asarray(x, np.float64)
-    if symmetric:
-        q_max = 2 ** (bits - 1) - 1
-        step = np.maximum(upper, 1e-8) / q_max
-        return np.clip(np.floor(x / step + 0.5), -q_max, q_max) * step
-    q_max = 2 ** bits - 1
-    lower, upper = np.minimum(lower, 0.0), np.maximum(upper, 0.0)
-    step = np.maximum(upper - lower, 1e-8) / q_max
-    zero = np.clip(np.floor(-lower / step + 0.5), 0, q_max)
-    return (np.clip(np.floor(x / step + 0.5) + zero, 0, q_max) - zero) * step
-
-
-__all__ = ["FakeQuant", "quantize_np", "round_ste", "scale_grad", "check_bits"]
+__all__ = ["FakeQuant", "scale_grad", "check_bits"]

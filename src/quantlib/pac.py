@@ -19,18 +19,22 @@ move a bound by at most ~1e-3 in 250 Adam steps, nothing next to ABPN's per-chan
 ranges (0.1 to 6): W4A4 Set5 stayed at the DBDC value (29.05 dB); 1e-2 -> 1e-3 gives +0.86 dB.
 Runs in PyNative mode (features are read with forward hooks).
 """
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from src.quantlib.convert import quant_layers
+from src.quantlib.quant_layers import quant_layers
+from src.utils.cosine import cosine_decay
+from src.utils.hooks import forward_hooks, pynative_mode
 
 
 @dataclass
 class PaCConfig:
+    """PaC settings: iterations and Adam learning rates (start -> end of the cosine decay) of each
+    phase, patches per step (``batch_size``), the feature term's weight and form, the loss
+    (``"l1"`` or ``"l2"``; ``ValueError`` otherwise) and the seed of the patch draws."""
     act_iters: int = 250
     weight_iters: int = 250
     act_lr: float = 5e-3
@@ -49,19 +53,17 @@ class PaCConfig:
 
 
 def _cosine(start, end, steps):
+    """``steps`` learning rates from ``start`` down to ``end`` (both reached)."""
     if steps <= 1:
         return [start] * max(steps, 1)
-    return [end + 0.5 * (start - end) * (1 + math.cos(math.pi * i / (steps - 1))) for i in range(steps)]
+    return [cosine_decay(start, end, i / (steps - 1)) for i in range(steps)]
 
 
 def _features(net, layers, x):
+    """``(net(x), [input of each of layers])``: the feature taps, read with forward pre-hooks."""
     feats = []
-    handles = [layer.register_forward_pre_hook(lambda _c, inputs: feats.append(inputs[0])) for layer in layers]
-    try:
+    with forward_hooks([(layer, lambda _c, inputs: feats.append(inputs[0])) for layer in layers], pre=True):
         out = net(x)
-    finally:
-        for handle in handles:
-            handle.remove()
     return out, feats
 
 
@@ -76,7 +78,12 @@ def _feature_scales(features, fp_out, relative, power=1):
 
 
 def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
-    """Optimise ``qnet``'s bounds in place; returns the loss history per phase."""
+    """Optimise the bounds of ``qnet`` (calibrated, as :func:`~src.quantlib.calibrate.calibrate` leaves
+    it) in place to match ``fp_net`` (the same float model) on ``patches`` (float32 array
+    (N, C, h, w), LR images in [0, 1], N >= ``cfg.batch_size``); weights never change.
+    Returns ``{"activation": [loss per step], "weight": [...]}`` (phases with no step left out);
+    ``log(str)`` gets five progress lines per phase. ``ValueError`` when the two models' layers differ.
+    PTQ4SR's pixel-aware calibration (Tu et al., CVPR 2023), with the changes the module notes."""
     layers = [layer for _, layer in quant_layers(qnet)]
     names = {n for n, _ in quant_layers(qnet)}
     fp_layers = [cell for name, cell in fp_net.cells_and_names() if name in names]
@@ -84,10 +91,8 @@ def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
         raise ValueError("the float model's layers do not match the quantized model's")
     taps_q, taps_fp = layers[1:], fp_layers[1:]
     rng = np.random.default_rng(cfg.seed)
-    previous_mode = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
     history = {}
-    try:
+    with pynative_mode():
         qnet.set_train(False)
         fp_net.set_train(False)
         phases = (("activation", [p for l in layers if l.act_quant.enabled for p in (l.act_quant.lower, l.act_quant.upper)],
@@ -125,6 +130,4 @@ def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
                 if log and (it + 1) % max(1, iters // 5) == 0:
                     log(f"PaC {phase} bounds: iteration {it + 1}/{iters}, loss {np.mean(losses[-10:]):.5f}")
             history[phase] = losses
-    finally:
-        ms.set_context(mode=previous_mode)
     return history

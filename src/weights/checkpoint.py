@@ -15,8 +15,8 @@ from src.models.registry import (FORMS, OPTION_KEYS, SUPPORTED_SCALES, allowed_v
 from src.utils.atomic import atomic_target
 from src.utils.mindspore_log import mindspore_log_level
 
-META_KEYS = ("model", "variant", "scale", "form", "n_colors", "act", "linear_block_type", "feature_size",
-             "adder_eta", "quant_config", "quant_method")
+#: Metadata entries of a checkpoint: what to build (the ModelSpec fields and options), then quantization.
+META_KEYS = ("model", "variant", "scale", "form") + OPTION_KEYS + ("quant_config", "quant_method")
 
 
 class CheckpointError(ValueError):
@@ -84,7 +84,10 @@ def check_fit(net, params, source="checkpoint"):
 
 
 def describe(net):
-    return f"{getattr(net, 'model_name', type(net).__name__)}-{getattr(net, 'variant', '?')} x{getattr(net, 'scale', '?')}"
+    """'model-variant xS' for messages (the class name and '?' for a network without a spec)."""
+    if net.spec is None:
+        return f"{type(net).__name__}-? x{net.scale}"
+    return f"{net.spec.model}-{net.spec.variant} x{net.spec.scale}"
 
 
 def _refuse(path, key, value, allowed):
@@ -151,7 +154,7 @@ def load_into(net, path):
     calibrated checkpoint also serves as the float model it was made from.
     """
     params, meta = read_checkpoint(path)
-    check_meta(meta, params, path, getattr(net, "model_name", None), getattr(net, "scale", None))
+    check_meta(meta, params, path, net.spec.model if net.spec else None, net.scale)
     if not any(".act_quant." in p.name or ".weight_quant." in p.name for p in net.get_parameters()):
         params = {k: v for k, v in params.items() if ".act_quant." not in k and ".weight_quant." not in k}
     check_fit(net, params, source=os.path.basename(path))
@@ -161,8 +164,8 @@ def load_into(net, path):
 
 
 def model_meta(net):
-    """Metadata stored with every checkpoint: what to build to load it."""
-    meta = {"model": getattr(net, "model_name", ""), "variant": getattr(net, "variant", ""),
-            "scale": int(getattr(net, "scale", 0)), "form": getattr(net, "form", "deploy")}
-    meta.update(getattr(net, "options", {}) or {})
-    return meta
+    """Metadata stored with every checkpoint: what to build to load it (``net.spec``; model and
+    variant '' for a network built without the registry)."""
+    if net.spec is None:
+        return {"model": "", "variant": "", "scale": int(net.scale), "form": "deploy"}
+    return net.spec.meta()

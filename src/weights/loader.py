@@ -10,7 +10,7 @@ then returns the float deploy model and :func:`load_quantized` the quantized one
 import json
 
 from src.models.registry import OPTION_KEYS, create_model, to_deploy
-from src.quantlib.convert import QuantConfig, quantize_model
+from src.quantlib.quant_layers import QuantConfig, quantize_model
 from src.weights.checkpoint import CheckpointError, check_meta, load_into, read_checkpoint
 
 

@@ -17,7 +17,7 @@ def transfer_weights(net, ckpt_path):
     and of those left at their initialisation (missing or differently shaped there).
     """
     params, meta = read_checkpoint(ckpt_path)
-    model = getattr(net, "model_name", None)
+    model = net.spec.model if net.spec else None
     if "model" in meta and model and meta["model"] != model:
         raise CheckpointError(f"{ckpt_path} holds a '{meta['model']}' model, cannot initialise '{model}' from it")
     own = {p.name: p for p in net.get_parameters()}

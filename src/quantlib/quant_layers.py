@@ -1,4 +1,4 @@
-"""Turn a float model into a fake-quantized one (PTQ4SR placement).
+"""Quantized layers and the conversion of a float model into a fake-quantized one (PTQ4SR placement).
 
 Every ``nn.Conv2d`` (and ``nn.Dense``) becomes a quantized layer that fake-quantizes
 its input activation (per tensor, asymmetric) and its weight (per output channel,
@@ -24,6 +24,9 @@ from src.quantlib.fake_quant import FakeQuant, check_bits
 
 @dataclass
 class QuantConfig:
+    """Bit widths (2-8, 0 = float), weight symmetry and per-layer scopes (see the module notes);
+    scopes may be given as lists or comma-separated strings. ``ValueError`` for a bad bit width
+    or a ``bit_table`` entry that is not ``[w_bit, a_bit]``."""
     w_bit: int = 8
     a_bit: int = 8
     w_symmetric: bool = True
@@ -32,6 +35,7 @@ class QuantConfig:
     bit_table: Dict[str, list] = field(default_factory=dict)
 
     def to_json(self):
+        """The settings as a JSON string (stored in a calibrated checkpoint's metadata)."""
         import json  # pylint: disable=import-outside-toplevel
         return json.dumps({"w_bit": self.w_bit, "a_bit": self.a_bit, "w_symmetric": self.w_symmetric,
                            "int8_scope": self.int8_scope, "fp_scope": self.fp_scope,
@@ -66,6 +70,8 @@ class _QuantMixin:
 
 
 class QuantConv2d(nn.Conv2d, _QuantMixin):
+    """``conv`` (an ``nn.Conv2d``, weights copied) whose NCHW input is fake-quantized per tensor
+    (asymmetric, ``a_bit``) and whose (out, in/group, kh, kw) weight per output channel (``w_bit``)."""
     def __init__(self, conv, w_bit, a_bit, w_symmetric=True):
         super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                          pad_mode=conv.pad_mode, padding=conv.padding, dilation=conv.dilation, group=conv.group,
@@ -83,6 +89,7 @@ class QuantConv2d(nn.Conv2d, _QuantMixin):
 
 
 class QuantDense(nn.Dense, _QuantMixin):
+    """``dense`` (an ``nn.Dense``, weights copied) with fake-quantized (N, in) input and (out, in) weight."""
     def __init__(self, dense, w_bit, a_bit, w_symmetric=True):
         super().__init__(dense.in_channels, dense.out_channels, has_bias=dense.has_bias)
         self.weight.set_data(Tensor(dense.weight.asnumpy()))
@@ -103,11 +110,13 @@ QUANT_TYPES = (QuantConv2d, QuantDense)
 
 
 def quantizable_layers(net):
+    """``[(name, cell)]`` of the float ``nn.Conv2d`` / ``nn.Dense`` cells of ``net``, in model order."""
     return [(name, cell) for name, cell in net.cells_and_names()
             if isinstance(cell, (nn.Conv2d, nn.Dense)) and not isinstance(cell, QUANT_TYPES)]
 
 
 def quant_layers(net):
+    """``[(name, cell)]`` of the quantized layers (:class:`QuantConv2d`, :class:`QuantDense`) of ``net``."""
     return [(name, cell) for name, cell in net.cells_and_names() if isinstance(cell, QUANT_TYPES)]
 
 
@@ -116,7 +125,8 @@ def _matches(name, pattern):
 
 
 def layer_bits(names, qcfg):
-    """{layer name: (w_bit, a_bit) or None for floating point}."""
+    """{layer name: (w_bit, a_bit) or None for floating point} for the layer ``names`` (model order)
+    under ``qcfg``'s scopes; ``ValueError`` for a pattern that matches no layer."""
     plan = {n: (qcfg.w_bit, qcfg.a_bit) for n in names}
     patterns = []
     if qcfg.w_bit and qcfg.a_bit and (qcfg.w_bit < 8 or qcfg.a_bit < 8) or qcfg.int8_scope != ["first_last"]:
@@ -157,7 +167,9 @@ def _replace(net, name, new_cell):
 
 
 def quantize_model(net, qcfg):
-    """Replace quantizable layers of ``net`` in place; returns ``{name: (w_bit, a_bit) | None}``."""
+    """Replace quantizable layers of ``net`` in place (bounds left at -1 / 1 until calibrated);
+    returns ``{name: (w_bit, a_bit) | None}``, also kept as ``net.quant_plan``. ``ValueError`` for a
+    model without Conv2d/Dense layers or a scope pattern that matches no layer."""
     layers = quantizable_layers(net)
     if not layers:
         raise ValueError(f"{type(net).__name__} has no Conv2d/Dense layer to quantize")
