@@ -102,3 +102,71 @@ def test_typed_training_sections_match_the_help_sections():
     assert sections.schedule.lr == 0.5 and sections.schedule.lr_milestones == (10, 20)
     with pytest.raises(Exception):
         sections.schedule.lr = 1.0  # frozen
+
+
+def _names(cls):
+    from dataclasses import fields  # pylint: disable=import-outside-toplevel
+    return {f.name for f in fields(cls)}
+
+
+def test_typed_eval_infer_export_sections_match_the_help_sections():
+    """Evaluation, upscaling and export read the keys --help groups under their sections."""
+    from src.engine.sections import EvalData, EvalOutputs, EvalProtocol, Inference  # pylint: disable=import-outside-toplevel
+    from src.export.sections import ExportSettings, ModelChoice  # pylint: disable=import-outside-toplevel
+    keys = lambda *names: {k for name in names for k in SECTIONS[name][1]}  # noqa: E731
+    assert _names(EvalData) == keys("eval_data") and _names(Inference) == keys("inference")
+    assert _names(EvalProtocol) == keys("protocol", "cache") | {"scale"}
+    assert _names(EvalOutputs) == keys("outputs", "eval_outputs") and _names(ExportSettings) == keys("export")
+    assert _names(ModelChoice) - {"options"} <= keys("model")
+    for entry, sections in (("eval", ("eval_data", "protocol", "cache", "inference", "outputs", "eval_outputs")),
+                            ("export", ("export", "outputs")), ("infer", ("infer", "inference", "outputs"))):
+        assert set(sections) <= set(ENTRY_SECTIONS[entry])
+
+
+# every key of the quantization and PaC sections -> where the typed Quantization section holds it
+QUANT_READS = {
+    "quant_method": lambda q: q.method, "w_bit": lambda q: q.qcfg.w_bit, "a_bit": lambda q: q.qcfg.a_bit,
+    "w_symmetric": lambda q: q.qcfg.w_symmetric, "int8_scope": lambda q: q.qcfg.int8_scope,
+    "fp_scope": lambda q: q.qcfg.fp_scope, "bit_table": lambda q: q.qcfg.bit_table,
+    "calib_path": lambda q: q.calib_path, "calib_num": lambda q: q.calib_num, "calib_seed": lambda q: q.calib_seed,
+    "calib_batch": lambda q: q.calib.batch_size, "equalize": lambda q: q.calib.equalize,
+    "percentile": lambda q: q.calib.percentile, "dbdc_p": lambda q: q.calib.dbdc_p,
+    "pac_hr_patch": lambda q: q.pac_hr_patch, "save_quant_ckpt": lambda q: q.save_quant_ckpt,
+    "pac_act_iters": lambda q: q.pac.act_iters, "pac_weight_iters": lambda q: q.pac.weight_iters,
+    "pac_act_lr": lambda q: q.pac.act_lr, "pac_act_lr_min": lambda q: q.pac.act_lr_min,
+    "pac_weight_lr": lambda q: q.pac.weight_lr, "pac_weight_lr_min": lambda q: q.pac.weight_lr_min,
+    "pac_batch": lambda q: q.pac.batch_size, "pac_feature_weight": lambda q: q.pac.feature_weight,
+    "pac_relative_features": lambda q: q.pac.relative_features, "pac_loss": lambda q: q.pac.loss,
+}
+
+
+def test_quantization_section_reads_every_quantization_and_pac_key():
+    from src.engine.sections import quantization_of  # pylint: disable=import-outside-toplevel
+    assert set(QUANT_READS) == set(SECTIONS["quantization"][1]) | set(SECTIONS["pac"][1])
+    given = {"quant_method": "dbdc_pac", "w_bit": "4", "a_bit": "6", "w_symmetric": "False", "int8_scope": "conv1",
+             "fp_scope": "tail", "calib_path": "calib_x", "calib_num": "7", "calib_seed": "3", "calib_batch": "5",
+             "equalize": "True", "percentile": "0.99", "dbdc_p": "0.002", "pac_hr_patch": "48",
+             "save_quant_ckpt": "q_x.ckpt", "pac_act_iters": "11", "pac_weight_iters": "12", "pac_act_lr": "0.3",
+             "pac_act_lr_min": "0.2", "pac_weight_lr": "0.25", "pac_weight_lr_min": "0.15", "pac_batch": "9",
+             "pac_feature_weight": "1.5", "pac_relative_features": "False", "pac_loss": "l2"}
+    config = get_config([item for key, value in given.items() for item in (f"--{key}", value)])
+    quant = quantization_of(config)
+    for key, read in QUANT_READS.items():
+        if key != "bit_table":  # YAML only
+            assert read(quant) == getattr(config, key), key
+    assert quant.calib.method == "dbdc" and quant.pac.seed == 3  # dbdc_pac = DBDC + PaC, mapped once here
+    assert os.path.isabs(quant.calib_folder) or quant.calib_folder == "calib_x"
+    assert quantization_of(get_config([])).qcfg is None  # float evaluation: no quantlib settings
+
+
+def test_sections_are_built_once_at_the_top():
+    """Below the run functions, evaluation / upscaling / export read typed sections, never the configuration."""
+    import ast  # pylint: disable=import-outside-toplevel
+    tops = {"run_evaluation", "run_file_evaluation", "run_upscale", "run_export"}
+    for name in ("engine/evaluator.py", "engine/file_eval.py", "engine/inference.py", "engine/upscale_images.py",
+                 "engine/quant_eval.py", "export/exporter.py"):
+        with open(os.path.join(ROOT, "src", name), encoding="utf-8") as fh:
+            tree = ast.parse(fh.read())
+        for func in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name not in tops):
+            reads = [n.lineno for n in ast.walk(func) if isinstance(n, ast.Name) and n.id == "config"]
+            assert not reads, f"src/{name}:{reads[0]} {func.name} reads the configuration"
