@@ -267,12 +267,18 @@ class Translator:
             value, min=(-limit).astype(np.float32), max=limit.astype(np.float32), num_bits=8, narrow_range=True)
         return tf.transpose(out, (0, 1, 3, 2)) if depthwise else out
 
+    def _const_input(self, node, index, what):
+        """The :class:`_Const` at input ``index`` of ``node``; ValueError naming ``what`` (weight, bias,
+        slope) if a node computes it."""
+        const = self.consts.get(node.input[index])
+        if const is None:
+            raise ValueError(f"{node.op_type} {node.name}: the {what} must be a constant")
+        return const
+
     def _op_Conv(self, node):
         tf = self.tf
         x = self._value(node.input[0])
-        w_const = self.consts.get(node.input[1])
-        if w_const is None:
-            raise ValueError(f"Conv {node.name}: the weight must be a constant")
+        w_const = self._const_input(node, 1, "weight")
         out_ch, in_ch_per_group, kh, kw = w_const.value.shape
         group = attr(node, "group", 1)
         strides = list(attr(node, "strides", [1, 1]))
@@ -297,9 +303,7 @@ class Translator:
         else:
             raise ValueError(f"Conv {node.name}: group {group} (only 1 or depthwise) is not supported")
         if len(node.input) > 2 and node.input[2]:
-            bias = self.consts.get(node.input[2])
-            if bias is None:
-                raise ValueError(f"Conv {node.name}: the bias must be a constant")
+            bias = self._const_input(node, 2, "bias")
             y = tf.nn.bias_add(y, tf.constant(bias.value.reshape(-1).astype(np.float32)))
             if group == 1 and w_const.quantized is not None:
                 self.conv_inputs[node.output[0]] = (x, w_const, bias.value.reshape(-1), [1] + strides + [1], padding,
@@ -316,9 +320,7 @@ class Translator:
     def _op_PRelu(self, node):
         tf = self.tf
         x = self._value(node.input[0])
-        slope = self.consts.get(node.input[1])
-        if slope is None:
-            raise ValueError(f"PRelu {node.name}: the slope must be a constant")
+        slope = self._const_input(node, 1, "slope")
         channels = int(x.shape[3])
         a = np.broadcast_to(slope.value.reshape(-1), (channels,)).astype(np.float32) \
             if slope.value.size in (1, channels) else None
