@@ -37,7 +37,8 @@ def _replace_nodes(graph, old, new_nodes):
 
 
 def constants_to_initializers(model):
-    """``Constant`` nodes -> initializers of the same name (in place)."""
+    """``Constant`` nodes -> initializers of the same name (in place); returns how many. ValueError
+    for a Constant without a tensor ``value`` attribute (e.g. ``value_float``)."""
     graph = model.graph
     constants = [n for n in graph.node if n.op_type == "Constant"]
     for node in constants:
@@ -161,8 +162,9 @@ __all__ = ["constants_to_initializers", "fold_constant_unsqueeze", "tile_to_conc
 
 
 def check_mobile_ops(model, allowed):
-    """Raise ValueError naming any op of ``model`` outside ``allowed``; then run ``onnx.checker``
-    (which raises its own ValidationError on a malformed graph)."""
+    """Raise ValueError naming any op of ``model`` outside ``allowed`` (op types, e.g.
+    :data:`src.export.profiles.MOBILE_OPS`); then run ``onnx.checker`` (which raises its own
+    ValidationError on a malformed graph). Returns 0 (a pass changes nothing)."""
     extra = sorted({n.op_type for n in model.graph.node} - set(allowed))
     if extra:
         raise ValueError(f"the mobile graph still holds {', '.join(extra)}; phone delegates would split it there")

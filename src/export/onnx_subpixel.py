@@ -124,7 +124,12 @@ def _is_plain_same_conv(conv, w):
 
 
 def strided_subpixel_convs(model, max_out_channels=MAX_OUT_CHANNELS):
-    """Rewrite every matching sub-pixel tail of ``model`` in place; returns the number rewritten."""
+    """Rewrite every matching sub-pixel tail of ``model`` (an NCHW ONNX graph, float or int8 QDQ)
+    in place; returns the number rewritten. A tail matches when its Conv is a stride-1 "same" conv
+    with odd kernel height and width, group 1, fewer than ``max_out_channels`` outputs (a multiple of
+    ``r^2``), a float or per-channel DequantizeLinear weight, and a DCR ``DepthToSpace(r)``, r >= 2.
+    The graph's ``value_info`` is dropped and ``onnx.checker`` run after a rewrite (its
+    ValidationError passes through)."""
     graph = model.graph
     channels = _channel_dims(model)
     done = 0

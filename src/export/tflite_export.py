@@ -16,7 +16,10 @@ FLOAT_TOLERANCE = 1e-4
 
 
 def check_request(quant, io_dtype, q_net, n_colors):
-    """ValueError for a TFLITE request that cannot be served (before any work is done)."""
+    """Refuse, before any work is done, a TFLITE request that cannot be served: ValueError when
+    TensorFlow is not installed (naming requirements-mobile.txt), for ``quant`` 'int8' without a
+    calibrated ``q_net``, for ``io_dtype`` 'uint8' with a float ``quant``, and for 'uint8' with a
+    Y-channel model (``n_colors`` 1: its input is float BT.601 Y, not image bytes)."""
     from src.export.tflite_convert import tensorflow  # pylint: disable=import-outside-toplevel
     tensorflow()  # the converter is installed (one line naming requirements-mobile.txt if not)
     if quant == "int8" and q_net is None:

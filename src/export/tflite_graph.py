@@ -108,7 +108,13 @@ class Translator:
     """Builds the TF ops of an ONNX mobile graph; call :meth:`__call__` inside a ``tf.function``.
 
     ``model``: onnx ModelProto, fixed shape ``N x C x H x W``, one input and one output.
-    ``quantized`` is True when the graph holds QuantizeLinear/DequantizeLinear nodes.
+    ``quantized`` is True when the graph holds QuantizeLinear/DequantizeLinear nodes; ``image_io``
+    (quantized graphs) puts the input and output on the 8-bit image grid (scale 1/255, zero point
+    0). ``input_shape`` is the NCHW input shape, ``nhwc_shape`` the TF one. ValueError at
+    construction for a graph with other than one input and one output, a non-fixed or non-4-D
+    input, or an op outside :data:`SUPPORTED_OPS`; while building (:meth:`__call__`) for a graph
+    the TFLite int8 spec cannot express (asymmetric or -128 weights, non-constant weights or
+    slopes, unsupported attributes; see the module docstring).
     """
 
     def __init__(self, model, image_io=False):
@@ -132,7 +138,9 @@ class Translator:
 
     # -- graph walk ---------------------------------------------------------------------------
     def __call__(self, x):
-        """NHWC float32 tensor -> NHWC float32 tensor (TF ops; call under a ``tf.function``)."""
+        """NHWC float32 tensor ``1 x H x W x C`` in [0, 1] -> NHWC float32 tensor ``1 x rH x rW x C``
+        (TF ops; call under a ``tf.function``). ValueError for a node it cannot translate and for a
+        graph output that is a constant or a quantized tensor without DequantizeLinear."""
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         self.tf = tf
         graph = self.model.graph
@@ -452,7 +460,9 @@ class Translator:
 def tf_function(model, image_io=False):
     """``(tf.function, Translator)`` computing ``model`` on a fixed NHWC float32 input; ``image_io``
     (quantized graphs) puts the input and output on the 8-bit image grid (scale 1/255, zero point 0,
-    requantised to and from the graph's own grids) for a uint8-image file."""
+    requantised to and from the graph's own grids) for a uint8-image file. The function's input is
+    named ``image`` with the translator's ``nhwc_shape``. ValueError as :class:`Translator`;
+    ImportError without TensorFlow (callers go through :func:`src.export.tflite_convert.tensorflow`)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     translator = Translator(model, image_io)
 
