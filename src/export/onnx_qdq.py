@@ -28,7 +28,7 @@ integer-kernel requantisation rounding, the int32 bias and those 8-bit output st
 onnxruntime's integer convolution is slow for fewer than 16 or a non-multiple of 4
 output channels (measured on this machine, one conv on 360x640, float in/out: SESR's
 16->4 5x5 output conv 14.0 ms int8 vs 11.4 ms float, padded to 16->16 7.0 ms; see
-README), so such int8 convs get zero filters (:func:`pad_conv_channels`, exact), unless
+README), so such int8 convs get zero filters (:func:`src.export.qdq_rewrites.pad_conv_channels`, exact), unless
 they are sub-pixel output convs, which :mod:`src.export.onnx_subpixel` rewrites first.
 Convs with few input channels (the image-facing first conv) are slow in int8 too,
 but cannot simply be left float: given a DQ input and a Q output, onnxruntime
@@ -41,8 +41,6 @@ import tempfile
 import numpy as np
 import onnx
 
-from src.export.qdq_rewrites import (MIN_INT8_OUT_CHANNELS, dequantize_late, drop_requantization,  # noqa: F401
-                                     image_grid_output, pad_conv_channels)
 from src.quantlib.convert import quant_layers
 
 INTEGER_KERNELS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QLinearAdd")
@@ -98,5 +96,4 @@ def integer_kernels(path):
     return counts
 
 
-__all__ = ["quantize_onnx", "integer_kernels", "observe_output_ranges", "dequantize_late", "image_grid_output",
-           "pad_conv_channels", "drop_requantization", "INTEGER_KERNELS"]
+__all__ = ["quantize_onnx", "integer_kernels", "observe_output_ranges", "INTEGER_KERNELS"]
