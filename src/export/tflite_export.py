@@ -35,8 +35,8 @@ def check_request(quant, io_dtype, q_net, n_colors):
 
 @dataclass(frozen=True)
 class TFLiteOptions:
-    """What export.py's options ask of a .tflite file: ``quant`` ('none' float32 weights,
-    'float16' weights, 'int8' full-integer), ``io_dtype`` of the file's input and output
+    """What export.py's options ask of a .tflite file: ``quant`` ('none': float32, 'float16':
+    float16 weights, 'int8': full-integer), ``io_dtype`` of the file's input and output
     ('float32' in [0, 1], or 'uint8' image bytes 0..255 for int8 RGB files), the ``sr.*``
     ``metadata`` map to store (None: none), ``check`` (run the file with LiteRT against
     MindSpore), and for int8 the conv ``output_ranges`` ({layer name: (min, max)}, float; None:
