@@ -27,7 +27,7 @@ def _outputs(config, resolve):
 
 
 def main(argv=None):
-    return run_entry(argv, "Evaluate an SR model (PSNR/SSIM).", _engine, outputs=_outputs)
+    return run_entry(argv, "eval", "Evaluate an SR model (PSNR/SSIM).", _engine, outputs=_outputs)
 
 
 if __name__ == "__main__":

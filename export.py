@@ -20,11 +20,12 @@ def _outputs(config, resolve):
     """The exported file, as the exporter will name it (extension added), checked before work."""
     from src.export.exporter import export_path  # pylint: disable=import-outside-toplevel
     del resolve  # export_path resolves --output_path itself
-    return [("file", "file_name" if config.file_name else "output_path", export_path(config))]
+    option = config.option("export_file")[2:] if config.export_file else "output_path"
+    return [("file", option, export_path(config))]
 
 
 def main(argv=None):
-    return run_entry(argv, "Export an SR model (TFLITE, ORT, ONNX, MINDIR, AIR).", _engine, outputs=_outputs)
+    return run_entry(argv, "export", "Export an SR model (TFLITE, ORT, ONNX, MINDIR, AIR).", _engine, outputs=_outputs)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ def _outputs(config, resolve):
 
 
 def main(argv=None):
-    return run_entry(argv, "Train an SR model.", _engine, extra_errors=(FloatingPointError,), outputs=_outputs)
+    return run_entry(argv, "train", "Train an SR model.", _engine, extra_errors=(FloatingPointError,), outputs=_outputs)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import sys
 
 import yaml
 
+from model_utils.sections import ALIASES, ENTRY_SECTIONS, RETIRED, SECTIONS, section_of
 from model_utils.validate import RULES, ConfigError, suggest, validate
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,10 +30,15 @@ DEFAULT_CONFIG = os.path.join(PROJECT_ROOT, "DIV2K_config.yaml")
 class Config:
     """Attribute access over a configuration dict; ``cli_keys`` lists keys set on the command line."""
 
-    def __init__(self, values, cli_keys=(), path=None):
+    def __init__(self, values, cli_keys=(), path=None, spelled=None):
         object.__setattr__(self, "_values", dict(values))
         object.__setattr__(self, "cli_keys", frozenset(cli_keys))
         object.__setattr__(self, "path", path)
+        object.__setattr__(self, "spelled", dict(spelled or {}))
+
+    def option(self, key):
+        """The command-line option of ``key`` as the user wrote it (an old alias such as ``--file_name``)."""
+        return self.spelled.get(key, f"--{key}")
 
     def __getattr__(self, name):
         try:
@@ -55,7 +61,7 @@ class Config:
     def replace(self, **updates):
         values = dict(self._values)
         values.update(updates)
-        return Config(values, self.cli_keys | set(updates), self.path)
+        return Config(values, self.cli_keys | set(updates), self.path, self.spelled)
 
     def __repr__(self):
         return "Config(" + ", ".join(f"{k}={v!r}" for k, v in sorted(self._values.items())) + ")"
@@ -246,7 +252,75 @@ def _attach_dash_values(argv, options):
     return out
 
 
-def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_path=None):
+def _retire_keys(cfg, path, aliases):
+    """Old keys written in a config file (an older copy of the defaults): ``file_name`` becomes the
+    entry script's ``export_file`` / ``model_file``, or is dropped where it meant nothing."""
+    for old in RETIRED:
+        if old not in cfg:
+            continue
+        value = cfg.pop(old)
+        if value in ("", None):
+            continue
+        for new in aliases.get(old, ()):
+            cfg[new] = value
+        if aliases.get(old):
+            print(f"notice: {old} in {path} is now {' / '.join(aliases[old])}; using it as such")
+
+
+def _rename_aliases(argv, aliases):
+    """``--file_name X`` -> ``--export_file X`` (export.py) / ``--model_file X`` (infer.py), with a notice;
+    returns (argv, {new key: the option as written}) so messages can name what the user typed."""
+    out, spelled, pending = [], {}, None
+    for token in argv:
+        if pending is not None:  # the value of an alias naming several keys
+            out += [item for new in pending for item in (f"--{new}", token)]
+            pending = None
+            continue
+        name, eq, value = token.partition("=")
+        news = aliases.get(name[2:]) if name.startswith("--") else None
+        if not news:
+            out.append(token)
+            continue
+        print(f"notice: {name} is now {' / '.join('--' + n for n in news)}; {name} still works")
+        spelled.update({new: name for new in news})
+        if eq or len(news) == 1:
+            out += [f"--{new}{eq}{value}" for new in news]
+        else:
+            pending = news
+    if pending is not None:  # no value: let the parser say so for the first key
+        out.append(f"--{pending[0]}")
+    return out, spelled
+
+
+def _add_options(parser, cfg, helper, entry):
+    """One ``--key`` per overridable key; with ``entry``, the help lists that script's sections only
+    (in groups titled by section) and the other keys are accepted but not listed. Returns the keys."""
+    shown_sections = ENTRY_SECTIONS.get(entry)
+    groups = {}
+    overridable = []
+    for key, default in cfg.items():
+        if isinstance(default, dict):
+            continue
+        section = section_of(key)
+        if shown_sections is not None and section is not None and section not in shown_sections:
+            target, text = parser, argparse.SUPPRESS
+        else:
+            if section is not None and shown_sections is not None:
+                if section not in groups:
+                    groups[section] = parser.add_argument_group(SECTIONS[section][0])
+                target = groups[section]
+            else:
+                target = parser
+            shown = ",".join(map(str, default)) if isinstance(default, list) else default
+            rule = RULES.get(key)
+            allowed = f"; {rule.allowed()}" if rule is not None else ""
+            text = f"{helper.get(key, '')} (default: {shown}{allowed})".strip()
+        target.add_argument(f"--{key}", type=str, default=argparse.SUPPRESS, help=text, metavar=key.upper())
+        overridable.append(key)
+    return overridable
+
+
+def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_path=None, entry=None):
     """Parse ``argv`` (default ``sys.argv[1:]``) into a validated :class:`Config`.
 
     Every value, from the file or the command line, passes its rule in
@@ -263,10 +337,13 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
     ``error: ...`` naming the option and the allowed values and exits with code 2.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    aliases = ALIASES.get(entry, {})
+    argv, spelled = _rename_aliases(argv, aliases)
     pre = _Parser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config_path", default=default_path)
     known, _ = pre.parse_known_args(argv)
     cfg, helper, choices, self_describing = _load(known.config_path)
+    _retire_keys(cfg, known.config_path, aliases)
     schema = schema_path or (None if self_describing else DEFAULT_CONFIG)
     if schema and os.path.abspath(known.config_path) != os.path.abspath(schema):
         base_cfg, base_help, base_choices, _ = _load(schema)
@@ -281,19 +358,12 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
             print(f"notice: {known.config_path} lacks {', '.join(missing)} (keys added to "
                   f"{os.path.basename(schema_path)} after it was copied?); using their defaults")
 
-    parser = _Parser(description=description, parents=[pre], allow_abbrev=False,
+    epilog = None if entry is None else (
+        "Options of the other entry scripts' sections are accepted and have no effect here; "
+        "python -m model_utils.validate lists every option.")
+    parser = _Parser(description=description, parents=[pre], allow_abbrev=False, epilog=epilog,
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    overridable = []
-    for key, default in cfg.items():
-        if isinstance(default, dict):
-            continue
-        shown = ",".join(map(str, default)) if isinstance(default, list) else default
-        rule = RULES.get(key)
-        allowed = f"; {rule.allowed()}" if rule is not None else ""
-        parser.add_argument(f"--{key}", type=str, default=argparse.SUPPRESS,
-                            help=f"{helper.get(key, '')} (default: {shown}{allowed})".strip(),
-                            metavar=key.upper())
-        overridable.append(key)
+    overridable = _add_options(parser, cfg, helper, entry)
     args, unknown = parser.parse_known_args(_attach_dash_values(argv, {f"--{k}" for k in overridable}))
     if unknown:
         bad = [u for u in unknown if u.startswith("--")] or unknown
@@ -312,7 +382,7 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
         resolve_model_defaults(values)
     except ValueError as exc:  # ConfigError, and resolve_model_defaults' errors
         _fail(str(exc))
-    return Config(values, cli_keys=overrides.keys(), path=known.config_path)
+    return Config(values, cli_keys=overrides.keys(), path=known.config_path, spelled=spelled)
 
 
 def resolve_model_defaults(values):

@@ -5,8 +5,11 @@ from model_utils.config import DEFAULT_CONFIG, get_config
 from model_utils.device_adapter import device_info
 
 
-def run_entry(argv, description, load_engine, extra_errors=(), outputs=None):
+def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=None):
     """Parse ``argv``, check outputs, set up MindSpore, run ``load_engine()(config)``; exit code 2 on a user error.
+
+    ``entry`` (``"train"``, ``"eval"``, ``"export"``, ``"infer"``) picks the sections its ``--help``
+    lists and its old option names (:mod:`model_utils.sections`).
 
     ``load_engine`` imports the engine lazily, so MindSpore loads only after the
     runtime defaults (``import model_utils``) and after ``--help`` is handled.
@@ -17,7 +20,7 @@ def run_entry(argv, description, load_engine, extra_errors=(), outputs=None):
     line ``error: ...`` (``src.errors.error_line``) with exit code 2.
     """
     try:
-        config = get_config(argv, description=description, schema_path=DEFAULT_CONFIG)
+        config = get_config(argv, description=description, schema_path=DEFAULT_CONFIG, entry=entry)
     except (FileNotFoundError, ValueError) as exc:  # no or bad config file (ConfigError is a ValueError)
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
@@ -29,7 +32,7 @@ def run_entry(argv, description, load_engine, extra_errors=(), outputs=None):
         init_context(config.device_target, config.mode, device_info(config)["device_id"])
         if outputs is not None:
             from model_utils.outputs import check_outputs  # pylint: disable=import-outside-toplevel
-            from src.engine.evaluator import resolve_path  # pylint: disable=import-outside-toplevel
+            from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
             check_outputs(outputs(config, lambda path: resolve_path(config, path)))
         load_engine()(config)
     except tuple(extra_errors) + USER_ERRORS as exc:

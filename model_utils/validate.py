@@ -449,21 +449,14 @@ RULES = {
     # ---- export / inference ----
     "file_format": Choice(["MINDIR", "ONNX", "ORT", "TFLITE", "AIR"]),
     "target": Choice(["auto", "mobile", "desktop"]),
-    "file_name": Text(**_PATH),
+    "export_file": Text(**_PATH),
     "input_shape": InputShape(),
     "quant": Choice(["none", "float16", "int8"]),
     "io_dtype": Choice(["float32", "uint8"]),
     "export_check": Bool(),
     "input_path": Text(**_PATH),
+    "model_file": Text(**_PATH),
 }
-
-
-def export_target(file_format, target):
-    """The export profile of ``--target``: ``auto`` is mobile for TFLITE and ORT files (phone runtimes),
-    desktop for ONNX, MINDIR and AIR (onnxruntime / MindSpore on a PC, dynamic H/W)."""
-    if target != "auto":
-        return target
-    return "mobile" if str(file_format).upper() in ("TFLITE", "ORT") else "desktop"
 
 
 def _cross_checks(values):

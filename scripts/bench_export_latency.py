@@ -41,7 +41,7 @@ def set5_psnr(net, scale, data_path):
 def bench_model(spec, args):
     import numpy as np  # pylint: disable=import-outside-toplevel
     from mindspore import Tensor  # pylint: disable=import-outside-toplevel
-    from src.engine.runners import OnnxRunner  # pylint: disable=import-outside-toplevel
+    from src.export.runners import OnnxRunner  # pylint: disable=import-outside-toplevel
     from src.export.onnx_float import float_onnx, optimized_float, ort_session, run_onnx, save_onnx  # pylint: disable=import-outside-toplevel
     from src.export.onnx_qdq import integer_kernels, observe_output_ranges, quantize_onnx  # pylint: disable=import-outside-toplevel
     from src.models.registry import create_model  # pylint: disable=import-outside-toplevel

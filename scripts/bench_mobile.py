@@ -122,7 +122,7 @@ def bench_model(spec_text, args):
         path = os.path.join(out_dir, f"{model}_{variant}_x{scale}_{stem}")
         log = _run(["export.py", "--model", model, "--variant", variant, "--scale", scale,
                     "--pre_trained", float_ckpt if which == "float" else quant_ckpt, "--input_shape", shape,
-                    "--file_name", path] + options, f"export.py {label}")
+                    "--export_file", path] + options, f"export.py {label}")
         written = [line.split()[1] for line in log.splitlines() if line.startswith("wrote ")]
         files[label] = written[-1] if written else path
         print(f"  {label}: {files[label]}", flush=True)

@@ -74,7 +74,8 @@ def _sweep(argv):
         raise ValueError(f"--bits {bits_text}: give comma-separated bit widths between 2 and 8, e.g. 8,6,4")
     bits = [int(b) for b in bits_text.split(",")]
     base = get_config(argv, description="PTQ sweep")
-    from src.engine.evaluator import resolve_path, run_evaluation  # pylint: disable=import-outside-toplevel
+    from src.engine.evaluator import run_evaluation  # pylint: disable=import-outside-toplevel
+    from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
     from src.engine.context import init_context  # pylint: disable=import-outside-toplevel
     init_context(base.device_target, base.mode)
     rows, fp = [], None

@@ -6,15 +6,14 @@ to do. Every writer goes through ``src.utils.atomic``, so such a failure leaves 
 """
 import errno
 
-from model_utils.outputs import OutputPathError
-from model_utils.validate import ConfigError
 from src.data.eval_sets import DatasetNotFoundError
 from src.data.image_io import ImageError
 from src.weights.checkpoint import CheckpointError
 from src.weights.torch_pickle import UnsafeCheckpointError
 
-USER_ERRORS = (CheckpointError, ConfigError, DatasetNotFoundError, ImageError, OutputPathError, UnsafeCheckpointError,
-               FileNotFoundError, ValueError, OSError)
+# model_utils' ConfigError and OutputPathError are ValueErrors (src does not import model_utils)
+USER_ERRORS = (CheckpointError, DatasetNotFoundError, ImageError, UnsafeCheckpointError, FileNotFoundError, ValueError,
+               OSError)
 
 _OS_HINTS = {
     errno.ENOSPC: "the disk is full; free space or write somewhere else",

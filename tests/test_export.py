@@ -266,7 +266,7 @@ def test_int8_onnx_psnr_within_0_05_db_of_fake_quant(tmp_path):
     """Published ABPN x3, W8A8 DBDC on 20 patches of ../shared train images, Set5 (Y)."""
     from scripts.bench_export_latency import set5_psnr  # pylint: disable=import-outside-toplevel
     from scripts.convert_torch_weights import main as convert_main  # pylint: disable=import-outside-toplevel
-    from src.engine.runners import OnnxRunner  # pylint: disable=import-outside-toplevel
+    from src.export.runners import OnnxRunner  # pylint: disable=import-outside-toplevel
     from src.quantlib.calib_data import batches_of, calibration_patches  # pylint: disable=import-outside-toplevel
     from src.weights.loader import load_for_inference  # pylint: disable=import-outside-toplevel
     shared = shared_dir()

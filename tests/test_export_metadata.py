@@ -21,7 +21,7 @@ from mindspore import Tensor
 
 from conftest import ROOT, write_smooth_images
 from src.engine.inference import SRPredictor
-from src.engine.runners import ASSUMED_RADIUS, open_exported
+from src.export.runners import ASSUMED_RADIUS, open_exported
 from src.export.metadata import ExportedModelError, read_mindir_proto
 from src.models.registry import create_model, has_training_form, list_models, list_variants, to_deploy
 from src.weights.checkpoint import model_meta, save_checkpoint

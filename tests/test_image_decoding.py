@@ -274,7 +274,7 @@ def test_infer_inputs_with_the_same_stem_get_distinct_outputs(tmp_path, ckpt_x2,
 
 
 def test_infer_refuses_names_that_still_clash(tmp_path, ckpt_x2, capsys):
-    from src.engine.upscale import output_names  # pylint: disable=import-outside-toplevel
+    from src.engine.upscale_images import output_names  # pylint: disable=import-outside-toplevel
     src = tmp_path / "in"
     src.mkdir()
     for name in ("a.png", "a.jpg", "a_png.bmp"):  # a.png -> a_png_x2.png, as does a_png.bmp

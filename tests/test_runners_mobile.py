@@ -30,10 +30,10 @@ from mindspore import Tensor
 from conftest import ROOT
 from model_utils.config import get_config
 from src.engine.evaluator import run_evaluation
-from src.engine.file_layout import describe_io
-from src.engine.fixed_tiles import window_plan
+from src.export.file_layout import describe_io
+from src.export.fixed_tiles import window_plan
 from src.engine.inference import SRPredictor
-from src.engine.runners import open_exported
+from src.export.runners import open_exported
 from src.export.metadata import ExportedModelError, MissingRuntimeError, export_metadata
 from src.export.onnx_float import float_onnx, save_onnx, traced_onnx
 from src.models.registry import create_model
@@ -298,7 +298,7 @@ def test_an_nchw_tflite_file_is_fed_nchw(tflite):
 
 
 def test_tflite_int8_with_uint8_pixels_uses_the_file_quantization(tflite):
-    from src.engine.tflite_runner import quantize  # pylint: disable=import-outside-toplevel
+    from src.export.tflite_runner import quantize  # pylint: disable=import-outside-toplevel
     runner = open_exported(tflite["int8"])
     assert runner.kind == "int8 TFLite (file, uint8 IO)"
     assert runner.input["dtype"] == np.uint8 and runner.output["dtype"] == np.uint8

@@ -18,6 +18,7 @@ from conftest import ROOT, write_smooth_images
 from model_utils.config import get_config, load_yaml
 from src.engine.losses import SRLoss
 from src.engine.schedules import cosine_lr, lr_schedule, multistep_lr
+from src.engine.sections import training_sections
 from src.engine.train_step import TrainStep
 from src.engine.trainer import mixed_precision
 from src.models.registry import create_model
@@ -47,9 +48,9 @@ def test_schedules():
     assert cos[0] == 1.0 and abs(cos[-1] - 0.1) < 0.03 and all(a >= b for a, b in zip(cos, cos[1:]))
     cfg = get_config(["--lr_scheduler", "multistep", "--lr_milestones", "2", "--lr_gamma", "0.1",
                       "--total_steps", "4", "--lr", "1.0"])
-    assert np.allclose(lr_schedule(cfg), [1.0, 1.0, 0.1, 0.1])
+    assert np.allclose(lr_schedule(training_sections(cfg).schedule), [1.0, 1.0, 0.1, 0.1])
     with pytest.raises(ValueError, match="warmup_steps"):
-        lr_schedule(cfg.replace(warmup_steps=4))
+        lr_schedule(training_sections(cfg.replace(warmup_steps=4)).schedule)
 
 
 # ---- mixed precision, loss scaling, clipping, AMSGrad ------------------------------------
@@ -58,9 +59,10 @@ def test_amp_falls_back_to_float32_on_cpu_with_a_notice():
     lines = []
     net = create_model("abpn", "M2C8", 2)
     cfg = get_config(["--amp_level", "O2"])
-    assert mixed_precision(net, cfg, lines.append) == "none"
+    assert mixed_precision(net, training_sections(cfg).optim, cfg.device_target, lines.append) == "none"
     assert len(lines) == 1 and "not available on CPU" in lines[0] and "O0" in lines[0]
-    assert mixed_precision(net, get_config(["--loss_scale", "static"]), lines.append) == "static"
+    static = get_config(["--loss_scale", "static"])
+    assert mixed_precision(net, training_sections(static).optim, static.device_target, lines.append) == "static"
     with pytest.raises(SystemExit):
         get_config(["--amp_level", "O5"])
 

@@ -170,11 +170,17 @@ def write_png(path, image, alpha=None):
     return path
 
 
-def list_images(folder):
-    """Sorted paths of the image files (by extension, hidden files skipped) directly in ``folder``.
+def _is_image_name(name):
+    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+
+
+def list_images(folder, recursive=False):
+    """Sorted paths of the image files (by extension, hidden files skipped) directly in ``folder``,
+    or with ``recursive`` in it and all its sub-folders.
 
     Sub-folders named like images (``HR/x.png/``) are not images and are left out.
     """
+    if recursive:
+        return sorted(os.path.join(root, f) for root, _, files in os.walk(folder) for f in files if _is_image_name(f))
     return sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                  if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
-                  and os.path.isfile(os.path.join(folder, f)))
+                  if _is_image_name(f) and os.path.isfile(os.path.join(folder, f)))

@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from src.data.image_io import IMAGE_EXTENSIONS, ImageError, image_size, read_rgb
+from src.data.image_io import ImageError, image_size, list_images, read_rgb
 from src.data.imresize import bicubic_lr
 from src.data.pairs import check_lr_size, content_key
 from src.data.transforms import modcrop, rgb_to_ycbcr01
@@ -37,13 +37,11 @@ DIV2K_LR = "DIV2K_train_LR_bicubic"
 
 
 def find_images(root):
+    """Every image under the training folder ``root`` (sub-folders included), sorted; FileNotFoundError
+    naming --train_path when it is not a folder."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"training folder not found: {root} (set --train_path)")
-    found = []
-    for folder, _, files in os.walk(root):
-        found += [os.path.join(folder, f) for f in files
-                  if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
-    return sorted(found)
+    return list_images(root, recursive=True)
 
 
 def _div2k_dirs(root, scale):
@@ -222,14 +220,14 @@ class StreamSampler:
             yield from range(base, base + self.batch)
 
 
-def create_train_dataset(pairs, config, n_colors, start_step=0, rank=0, world=1):
-    """Batched ``GeneratorDataset`` of ``(lr, hr)`` for steps ``start_step .. total_steps - 1``."""
+def create_train_dataset(pairs, data, n_colors, steps, rank=0, world=1):
+    """Batched ``GeneratorDataset`` of ``(lr, hr)`` for the steps ``steps = (seed, start_step, total_steps)``
+    ask for; ``data``: the training data section (:class:`~src.engine.sections.TrainData`)."""
     import mindspore.dataset as ds  # pylint: disable=import-outside-toplevel
-    source = PatchSource(pairs, seed=config.seed, n_colors=n_colors,
-                         channel_shuffle=config.get("channel_shuffle", False),
-                         enlarge_ratio=config.get("dataset_enlarge_ratio", 1))
-    sampler = StreamSampler(config.batch_size, config.total_steps, start_step, rank, world)
-    workers = max(1, int(config.get("num_workers", 2)))
+    seed, start_step, total_steps = steps
+    source = PatchSource(pairs, seed=seed, n_colors=n_colors, channel_shuffle=data.channel_shuffle,
+                         enlarge_ratio=data.dataset_enlarge_ratio)
+    sampler = StreamSampler(data.batch_size, total_steps, start_step, rank, world)
     dataset = ds.GeneratorDataset(source, column_names=["lr", "hr"], sampler=sampler,
-                                  num_parallel_workers=workers, python_multiprocessing=False)
-    return dataset.batch(config.batch_size, drop_remainder=True), source
+                                  num_parallel_workers=max(1, int(data.num_workers)), python_multiprocessing=False)
+    return dataset.batch(data.batch_size, drop_remainder=True), source

@@ -4,8 +4,6 @@ import os
 import sys
 import time
 
-from model_utils.config import PROJECT_ROOT
-
 from tqdm import tqdm
 
 from src.data.eval_sets import (SAMPLE_SET, dataset_exists, load_pair, resolve_eval_set)
@@ -15,43 +13,9 @@ from src.metrics import calculate_psnr, calculate_ssim
 from src.metrics.psnr_ssim import SSIM_WINDOW
 from src.utils.atomic import atomic_target, refuse_same_file
 from src.models.registry import config_options
-from src.weights.checkpoint import CheckpointError, read_checkpoint
+from src.paths import resolve_path, select_checkpoint
+from src.weights.checkpoint import read_checkpoint
 from src.weights.loader import load_for_inference, quant_config_of
-
-
-def shipped_checkpoint(config):
-    """Path of the project's own checkpoint for model/variant/scale under ``pretrained_dir``."""
-    name = f"{config.model}_{config.variant}_x{config.scale}.ckpt"
-    return os.path.join(resolve_path(config, config.pretrained_dir), name)
-
-
-def resolve_path(config, path):
-    """A relative path as given if it exists from the working directory, else relative to the
-    folder of the YAML file; presets in the project's ``configs/`` count as living in the
-    project root (so their ``pretrained/...`` and ``./outputs/...`` mean the project's)."""
-    if not path or os.path.isabs(path):
-        return path
-    if os.path.exists(path):
-        return path
-    base = os.path.dirname(os.path.abspath(config.path)) if config.path else os.getcwd()
-    if base == os.path.join(PROJECT_ROOT, "configs"):
-        base = PROJECT_ROOT
-    return os.path.normpath(os.path.join(base, path))
-
-
-def select_checkpoint(config):
-    if config.pre_trained:
-        return config.pre_trained
-    shipped = shipped_checkpoint(config)
-    if os.path.isfile(shipped):
-        return shipped
-    folder = os.path.dirname(shipped)
-    others = sorted(f for f in os.listdir(folder) if f.endswith(f"_x{config.scale}.ckpt")) if os.path.isdir(folder) else []
-    hint = f" (shipped for x{config.scale}: {', '.join(others)}; pick one with --model/--variant)" if others else ""
-    raise CheckpointError(
-        f"no --pre_trained given and no shipped checkpoint {shipped} for {config.model}-{config.variant} "
-        f"x{config.scale}{hint}; pass --pre_trained FILE.ckpt (convert PyTorch weights with "
-        "scripts/convert_torch_weights.py)")
 
 
 def select_datasets(config):
@@ -213,7 +177,7 @@ def run_evaluation(config, log=print):
     data_path = resolve_path(config, config.data_path)
     eval_sets = [resolve_eval_set(data_path, name, config.scale) for name in names]  # fail before work
     _, meta = read_checkpoint(ckpt)
-    if config.get("quant_method") or quant_config_of(meta) is not None:
+    if config.quant_method or quant_config_of(meta) is not None:
         return _run_quantized(config, ckpt, names, eval_sets, note, log)
     net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, config_options(config))
     protocol = eval_protocol(config)

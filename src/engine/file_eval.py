@@ -6,16 +6,17 @@ Model, variant and scale come from the file's metadata (or, for a file without
 it, its shapes or a probe run, with a note); the protocol (Y channel, shave,
 HR mod crop, tiling, self-ensemble) is the checkpoint path's
 (:mod:`src.engine.evaluator`). A fixed-shape mobile file runs in windows of its
-input size (:mod:`src.engine.fixed_tiles`). The report JSON has the
+input size (:mod:`src.export.fixed_tiles`). The report JSON has the
 checkpoint report's keys plus ``kind`` (e.g. ``"int8 TFLite (file, uint8 IO)"``)
 and ``file_format``.
 """
 import os
 
-from src.engine.evaluator import eval_protocol, evaluate_with, resolve_path, select_datasets, write_report
+from src.engine.evaluator import eval_protocol, evaluate_with, select_datasets, write_report
 from src.engine.inference import SRPredictor
-from src.engine.runners import EXTENSIONS, open_exported
+from src.export.runners import EXTENSIONS, open_exported
 from src.data.eval_sets import resolve_eval_set
+from src.paths import resolve_path
 from src.utils.atomic import refuse_same_file
 
 # Options that calibrate or quantize a checkpoint: a file is already what it is.
@@ -31,7 +32,7 @@ def is_exported_file(path):
 
 def _refuse_quant_options(config, path):
     given = sorted(k for k in config.cli_keys if k in _QUANT_KEYS or k.startswith(_QUANT_PREFIXES))
-    if config.get("quant_method") and "quant_method" not in given:
+    if config.quant_method and "quant_method" not in given:
         given.insert(0, "quant_method")
     if given:
         raise ValueError(f"--{given[0]} quantizes a checkpoint, but --pre_trained {path} is an exported file that "

@@ -15,7 +15,7 @@ from src.weights.loader import load_float_and_quantized, load_for_inference, qua
 
 def quant_config_from(config):
     return QuantConfig(config.w_bit, config.a_bit, config.w_symmetric, config.int8_scope, config.fp_scope,
-                       config.get("bit_table") or {})
+                       config.bit_table or {})
 
 
 def pac_config_from(config):
@@ -23,8 +23,8 @@ def pac_config_from(config):
                      act_lr=config.pac_act_lr, act_lr_min=config.pac_act_lr_min, weight_lr=config.pac_weight_lr,
                      weight_lr_min=config.pac_weight_lr_min, batch_size=config.pac_batch,
                      feature_weight=config.pac_feature_weight,
-                     relative_features=bool(config.get("pac_relative_features", True)),
-                     loss=str(config.get("pac_loss", "l1")), seed=config.calib_seed)
+                     relative_features=bool(config.pac_relative_features),
+                     loss=str(config.pac_loss), seed=config.calib_seed)
 
 
 def calibrate_from_config(q_net, fp_net, config, method, qcfg, calib_path, log):
@@ -33,8 +33,8 @@ def calibrate_from_config(q_net, fp_net, config, method, qcfg, calib_path, log):
     With ``equalize``, both float models are first equalised with the same scales (exact in float)."""
     patches = calibration_patches(calib_path, config.calib_num, config.scale, config.pac_hr_patch, config.calib_seed,
                                   int(getattr(fp_net, "n_colors", 3)))
-    batches = batches_of(patches, int(config.get("calib_batch", 2)))
-    if config.get("equalize", False):
+    batches = batches_of(patches, int(config.calib_batch))
+    if config.equalize:
         scales = equalize(fp_net, batches, others=(q_net,))
         log(f"equalised the activation ranges of {len(scales)} conv pairs")
     calibrate(q_net, batches, method, qcfg, config.percentile, config.dbdc_p)

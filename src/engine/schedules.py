@@ -35,15 +35,15 @@ def multistep_lr(base_lr, milestones, gamma, total_steps, warmup_steps=0):
     return lrs
 
 
-def lr_schedule(config):
-    """The per-step learning rates that ``config`` asks for."""
-    kind = str(config.get("lr_scheduler", "cosine")).lower()
-    warmup = int(config.get("warmup_steps", 0))
-    if warmup >= config.total_steps:
-        raise ValueError(f"warmup_steps ({warmup}) must be below total_steps ({config.total_steps})")
+def lr_schedule(schedule):
+    """The per-step learning rates of ``schedule`` (:class:`~src.engine.sections.Schedule`)."""
+    kind = str(schedule.lr_scheduler).lower()
+    warmup = int(schedule.warmup_steps)
+    if warmup >= schedule.total_steps:
+        raise ValueError(f"warmup_steps ({warmup}) must be below total_steps ({schedule.total_steps})")
     if kind == "cosine":
-        return cosine_lr(config.lr, config.min_lr, config.total_steps, warmup)
+        return cosine_lr(schedule.lr, schedule.min_lr, schedule.total_steps, warmup)
     if kind == "multistep":
-        return multistep_lr(config.lr, config.get("lr_milestones", []), float(config.get("lr_gamma", 0.5)),
-                            config.total_steps, warmup)
+        return multistep_lr(schedule.lr, schedule.lr_milestones, float(schedule.lr_gamma), schedule.total_steps,
+                            warmup)
     raise ValueError(f"lr_scheduler must be 'cosine' or 'multistep', not '{kind}'")

@@ -93,35 +93,35 @@ def images_fingerprint(paths, lr_paths=None):
     return f"{len(paths)} images, {digest.hexdigest()[:16]}"
 
 
-def run_identity(config, meta, world, images, init_weights="", quant_config="", uses=()):
+def run_identity(sections, meta, world, images, init_weights="", quant_config="", uses=()):
     """The options that identify a training run (see the module docstring), as a flat JSON-able dict.
 
-    ``meta``: the model description (:func:`~src.weights.checkpoint.model_meta`: model,
-    variant, scale, form, resolved options); ``images``: :func:`images_fingerprint` of
-    the training images; ``init_weights``: digest of the initial weights file;
-    ``quant_config``: the QAT quantizer (JSON) or ``""``; ``uses``: optional parts of the
-    loss that this model has (``"residual_loss"``, ``"freeze_residual"``).
+    ``sections``: :class:`~src.engine.sections.TrainingSections`; ``meta``: the model description
+    (:func:`~src.weights.checkpoint.model_meta`: model, variant, scale, form, resolved options);
+    ``images``: :func:`images_fingerprint` of the training images; ``init_weights``: digest of the
+    initial weights file; ``quant_config``: the QAT quantizer (JSON) or ``""``; ``uses``: optional
+    parts of the loss that this model has (``"residual_loss"``, ``"freeze_residual"``).
     """
+    data, optim, schedule = sections.data, sections.optim, sections.schedule
     ident = {k: v for k, v in meta.items()}
     ident.update(quant_config=quant_config, init_weights=init_weights, train_images=images,
-                 patch_size=int(config.patch_size), global_batch=int(config.batch_size) * int(world),
-                 seed=int(config.seed), dataset_enlarge_ratio=int(config.get("dataset_enlarge_ratio", 1)),
-                 channel_shuffle=bool(config.get("channel_shuffle", False)))
-    kind = str(config.get("lr_scheduler", "cosine")).lower()
-    ident.update(lr=float(config.lr), warmup_steps=int(config.get("warmup_steps", 0)), lr_scheduler=kind)
+                 patch_size=int(data.patch_size), global_batch=int(data.batch_size) * int(world),
+                 seed=int(sections.run.seed), dataset_enlarge_ratio=int(data.dataset_enlarge_ratio),
+                 channel_shuffle=bool(data.channel_shuffle))
+    kind = str(schedule.lr_scheduler).lower()
+    ident.update(lr=float(schedule.lr), warmup_steps=int(schedule.warmup_steps), lr_scheduler=kind)
     if kind == "cosine":
-        ident["min_lr"] = float(config.min_lr)
+        ident["min_lr"] = float(schedule.min_lr)
     else:
-        ident.update(lr_milestones=[int(m) for m in config.get("lr_milestones", [])],
-                     lr_gamma=float(config.get("lr_gamma", 0.5)))
+        ident.update(lr_milestones=[int(m) for m in schedule.lr_milestones], lr_gamma=float(schedule.lr_gamma))
     for key in ("beta1", "beta2", "weight_decay", "clip_grad_norm", "ema_decay"):
-        ident[key] = float(config.get(key, 0.0))
-    ident["amsgrad"] = bool(config.get("amsgrad", False))
-    ident["loss_scale"] = str(config.get("loss_scale", "auto")).lower()
+        ident[key] = float(getattr(optim, key))
+    ident["amsgrad"] = bool(optim.amsgrad)
+    ident["loss_scale"] = str(optim.loss_scale).lower()
     if "residual_loss" in uses:
-        ident["residual_loss_weight"] = float(config.get("residual_loss_weight", 0.5))
+        ident["residual_loss_weight"] = float(optim.residual_loss_weight)
     if "freeze_residual" in uses:
-        ident["freeze_residual_steps"] = int(config.get("freeze_residual_steps", 0))
+        ident["freeze_residual_steps"] = int(optim.freeze_residual_steps)
     return json.loads(json.dumps(ident))  # the form it has after a round trip through a state file
 
 

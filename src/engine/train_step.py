@@ -62,6 +62,8 @@ def _divide(scale, grad):
 
 
 class TrainStep(nn.Cell):
+    # 9 parameters: a compiled Cell takes its constants at construction (graph mode cannot read a section
+    # object inside construct), and tests build it with only the parts they exercise (keyword defaults).
     def __init__(self, loss_cell, optimizer, frozen=(), ema_decay=0.0, clip_norm=0.0,
                  loss_scale="none", loss_scale_value=65536.0, scale_window=1000, reduce_grads=False):
         super().__init__(auto_prefix=False)

@@ -34,10 +34,12 @@ from mindspore import Tensor, nn
 from src.data.eval_sets import resolve_eval_set
 from src.data.train_set import TrainPairs, create_train_dataset
 from src.engine.distributed import init_distributed, parameter_digest
-from src.engine.evaluator import evaluate_set, resolve_path
+from src.engine.evaluator import evaluate_set
+from src.paths import resolve_path
 from src.engine.inference import SRPredictor
 from src.engine.losses import SRLoss
 from src.engine.schedules import lr_schedule
+from src.engine.sections import training_sections
 from src.engine.train_log import LossInterval, TrainLogger
 from src.engine.train_state import (check_finite, file_digest, images_fingerprint, list_states, load_latest_state,
                                     run_identity, save_state)
@@ -77,7 +79,7 @@ def _build_qat_net(config, log):
     from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of  # pylint: disable=import-outside-toplevel
     if not config.pre_trained:
         raise ValueError("--qat True needs --pre_trained: the float (or calibrated) checkpoint to fine-tune")
-    if config.get("ema_decay", 0.0) > 0:
+    if config.ema_decay > 0:
         raise ValueError("--qat True does not support --ema_decay yet; set --ema_decay 0")
     ckpt = resolve_path(config, config.pre_trained)
     options = config_options(config)
@@ -99,13 +101,13 @@ def _build_qat_net(config, log):
 
 def build_network(config, log):
     """(net, form): the training form (or the fake-quant deploy form for QAT), initialised as asked."""
-    if config.get("qat"):
+    if config.qat:
         return _build_qat_net(config, log), "deploy"
     form = "train" if has_training_form(config.model) else "deploy"
     net = create_model(config.model, config.variant, config.scale, form=form, **config_options(config))
     if config.pre_trained:
         load_into(net, resolve_path(config, config.pre_trained))
-    elif config.get("init_from"):
+    elif config.init_from:
         copied, skipped = transfer_weights(net, resolve_path(config, config.init_from))
         log(f"initialised from {config.init_from}: copied {len(copied)} tensors, kept {len(skipped)} "
             f"of the model's own ({', '.join(skipped[:4])}{', ...' if len(skipped) > 4 else ''})")
@@ -114,13 +116,13 @@ def build_network(config, log):
     return net, form
 
 
-def mixed_precision(net, config, log):
-    """Apply ``amp_level``; returns the loss-scaling mode. CPU trains in float32 (O0) with a notice."""
-    level = str(config.get("amp_level", "O0")).upper()
+def mixed_precision(net, optim, device_target, log):
+    """Apply ``optim.amp_level``; returns the loss-scaling mode. CPU trains in float32 (O0) with a notice."""
+    level = str(optim.amp_level).upper()
     if level not in AMP_LEVELS:
         raise ValueError(f"amp_level must be one of {AMP_LEVELS}, not '{level}'")
-    scale = str(config.get("loss_scale", "auto")).lower()
-    if level != "O0" and str(config.device_target).upper() == "CPU":
+    scale = str(optim.loss_scale).lower()
+    if level != "O0" and str(device_target).upper() == "CPU":
         log(f"notice: amp_level {level} is not available on CPU (MindSpore's CPU Conv2D is float32-only); "
             "training in float32 (O0)")
         level = "O0"
@@ -131,10 +133,9 @@ def mixed_precision(net, config, log):
     return scale
 
 
-def _optimizer(net, config, lrs):
-    return nn.Adam(net.trainable_params(), learning_rate=lrs, beta1=float(config.get("beta1", 0.9)),
-                   beta2=float(config.get("beta2", 0.999)), use_amsgrad=bool(config.get("amsgrad", False)),
-                   weight_decay=float(config.get("weight_decay", 0.0)))
+def _optimizer(net, optim, lrs):
+    return nn.Adam(net.trainable_params(), learning_rate=lrs, beta1=float(optim.beta1), beta2=float(optim.beta2),
+                   use_amsgrad=bool(optim.amsgrad), weight_decay=float(optim.weight_decay))
 
 
 class _Progress:
@@ -171,15 +172,15 @@ class _Progress:
                 "best": self.best}
 
 
-def _identity(config, net, form, pairs, world):
+def _identity(config, sections, net, form, pairs, world):
     """:func:`~src.engine.train_state.run_identity` of this run."""
-    init = config.pre_trained or config.get("init_from") or ""
+    init = config.pre_trained or sections.run.init_from or ""
     uses = [name for name, present in (("residual_loss", hasattr(net, "train_outputs")),
                                        ("freeze_residual", hasattr(net, "residual_parameters"))) if present]
-    quant = getattr(net, "quant_meta", {}).get("quant_config", "") if config.get("qat") else ""
+    quant = getattr(net, "quant_meta", {}).get("quant_config", "") if sections.run.qat else ""
     meta = dict(model_meta(net), form=form)
     meta.setdefault("n_colors", getattr(net, "n_colors", 3))
-    return run_identity(config, meta, world, images_fingerprint(pairs.paths, pairs.lr_paths),
+    return run_identity(sections, meta, world, images_fingerprint(pairs.paths, pairs.lr_paths),
                         file_digest(resolve_path(config, init) if init else ""), quant, uses)
 
 
@@ -195,18 +196,18 @@ def _run_files(out_dir, stem):
     return found
 
 
-def _start_fresh(out_dir, stem, config, log, remove=True):
+def _start_fresh(out_dir, stem, run, log, remove=True):
     """Refuse to start over a folder holding another run of ``stem``, unless ``--overwrite True``
     (then its files are removed where ``remove``: on rank 0 of a data-parallel run)."""
     found = _run_files(out_dir, stem)
     if not found:
         return
     names = ", ".join(os.path.basename(p) for p in found[:3]) + (", ..." if len(found) > 3 else "")
-    if config.get("resume"):
+    if run.resume:
         raise ValueError(f"--resume True: {out_dir} holds {len(found)} file(s) of an earlier {stem} run ({names}) "
                          "but no training state to continue from; start over there with --resume False "
                          "--overwrite True, or use a new --ckpt_dir")
-    if not config.get("overwrite", False):
+    if not run.overwrite:
         raise ValueError(f"{out_dir} holds {len(found)} file(s) of an earlier {stem} run ({names}) that a new run "
                          "would replace; continue it with --resume True, start over with --overwrite True, "
                          "or use a new --ckpt_dir")
@@ -226,150 +227,187 @@ def train(config, log=print):
     holding another run, unreadable states) and FloatingPointError (non-finite
     training that cannot continue); nothing already written is replaced then.
     """
-    rank, world = init_distributed()
-    main = rank == 0
-    ms.set_seed(config.seed)
-    if config.get("resume") and config.get("overwrite"):
-        raise ValueError("--resume True continues the run in --ckpt_dir and --overwrite True replaces it; "
-                         "pass only one of them")
-    main_log = log if main else (lambda *_: None)
-    net, form = build_network(config, main_log)
-    if str(config.device_target).upper() == "CPU":
-        use_deterministic_prelu(net)  # MindSpore's CPU PReLU gradient is not reproducible (see train_step)
-    loss_scale = mixed_precision(net, config, main_log)
-    n_colors = getattr(net, "n_colors", 3)
-    pairs = TrainPairs(resolve_path(config, config.train_path), config.scale, config.patch_size,
-                       cache_dir=resolve_path(config, config.cache_dir),
-                       max_memory_gb=float(config.get("train_cache_gb", 4.0)))
-    val_root = resolve_path(config, config.val_data_path)
-    eval_sets = [resolve_eval_set(val_root, n, config.scale) for n in config.val_datasets] if main else []
-    lrs = lr_schedule(config)
-    freeze_steps = int(config.get("freeze_residual_steps", 0))
-    frozen = net.residual_parameters() if freeze_steps > 0 and hasattr(net, "residual_parameters") else []
-    step_cell = TrainStep(SRLoss(net, config.get("residual_loss_weight", 0.5)), _optimizer(net, config, lrs),
-                          frozen, float(config.get("ema_decay", 0.0)), float(config.get("clip_grad_norm", 0.0)),
-                          loss_scale, float(config.get("loss_scale_value", 65536.0)), reduce_grads=world > 1)
-    step_cell.set_train(True)
-    identity = _identity(config, net, form, pairs, world)  # loss_scale as given: 'auto' resolves per device
+    return Trainer(config, log).run()
 
-    out_dir = resolve_path(config, config.ckpt_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    stem = f"{config.model}_{net.variant}_x{config.scale}" + ("_qat" if config.get("qat") else "")
-    for option in ("pre_trained", "init_from"):  # training replaces best/last: never the file it started from
-        if config.get(option):
-            for suffix in ("_best.ckpt", "_last.ckpt"):
-                refuse_same_file(resolve_path(config, config.get(option)), os.path.join(out_dir, stem + suffix),
+
+class Trainer:
+    """One training process: built from the configuration, it resumes (or starts fresh), runs the
+    step loop, and validates and checkpoints every ``val_every`` steps (rank 0).
+
+    ``config`` holds the model identity and paths; the typed training sections
+    (:func:`~src.engine.sections.training_sections`) are built once here.
+    """
+
+    def __init__(self, config, log=print):
+        self.config, self.sections, self.log = config, training_sections(config), log
+        self.rank, self.world = init_distributed()
+        self.main = self.rank == 0
+        self.main_log = log if self.main else (lambda *_: None)
+        run = self.sections.run
+        ms.set_seed(run.seed)
+        if run.resume and run.overwrite:
+            raise ValueError("--resume True continues the run in --ckpt_dir and --overwrite True replaces it; "
+                             "pass only one of them")
+        self._build()
+        self.out_dir = resolve_path(config, run.ckpt_dir)
+        os.makedirs(self.out_dir, exist_ok=True)
+        self.stem = f"{config.model}_{self.net.variant}_x{config.scale}" + ("_qat" if run.qat else "")
+        for option, path in (("pre_trained", config.pre_trained), ("init_from", run.init_from)):
+            for suffix in ("_best.ckpt", "_last.ckpt") if path else ():  # never replace the file it started from
+                refuse_same_file(resolve_path(config, path), os.path.join(self.out_dir, self.stem + suffix),
                                  "--ckpt_dir", f"--{option}")
-    saved = None
-    if config.get("resume"):
-        saved = load_latest_state(step_cell, out_dir, stem, log, identity, config.batch_size * world)
-    if saved is None:  # every rank checks (and refuses alike, so none waits in an all-reduce); rank 0 removes
-        _start_fresh(out_dir, stem, config, main_log, remove=main)
-        if config.get("resume"):
-            main_log(f"--resume True: no training state for {stem} in {out_dir}; starting from step 0")
-    start_step = int(saved["step"]) if saved else 0
-    progress = _Progress(start_step, config.total_steps, saved)
-    if start_step >= config.total_steps:
-        log(f"nothing to do: the state in {out_dir} is already at step {start_step} of {config.total_steps}")
+        self.logger = None
+
+    def _build(self):
+        """Network, training images, validation sets, schedule and the compiled step."""
+        config, data, optim = self.config, self.sections.data, self.sections.optim
+        self.net, self.form = build_network(config, self.main_log)
+        if str(config.device_target).upper() == "CPU":
+            use_deterministic_prelu(self.net)  # MindSpore's CPU PReLU gradient is not reproducible (see train_step)
+        self.loss_scale = mixed_precision(self.net, optim, config.device_target, self.main_log)
+        self.pairs = TrainPairs(resolve_path(config, data.train_path), config.scale, data.patch_size,
+                                cache_dir=resolve_path(config, config.cache_dir), max_memory_gb=float(data.train_cache_gb))
+        val_root = resolve_path(config, data.val_data_path)
+        self.eval_sets = [resolve_eval_set(val_root, n, config.scale) for n in data.val_datasets] if self.main else []
+        self.lrs = lr_schedule(self.sections.schedule)
+        net, freeze_steps = self.net, int(optim.freeze_residual_steps)
+        self.frozen = net.residual_parameters() if freeze_steps > 0 and hasattr(net, "residual_parameters") else []
+        self.step_cell = TrainStep(SRLoss(net, optim.residual_loss_weight), _optimizer(net, optim, self.lrs),
+                                   self.frozen, float(optim.ema_decay), float(optim.clip_grad_norm), self.loss_scale,
+                                   float(optim.loss_scale_value), reduce_grads=self.world > 1)
+        self.step_cell.set_train(True)
+        # loss_scale as given: 'auto' resolves per device
+        self.identity = _identity(config, self.sections, net, self.form, self.pairs, self.world)
+
+    def resume(self):
+        """The training state to continue from (``--resume True``), or None after checking that a fresh
+        start replaces nothing it should not (:func:`_start_fresh`)."""
+        run, saved = self.sections.run, None
+        if run.resume:
+            saved = load_latest_state(self.step_cell, self.out_dir, self.stem, self.log, self.identity,
+                                      self.sections.data.batch_size * self.world)
+        if saved is None:  # every rank checks (and refuses alike, so none waits in an all-reduce); rank 0 removes
+            _start_fresh(self.out_dir, self.stem, run, self.main_log, remove=self.main)
+            if run.resume:
+                self.main_log(f"--resume True: no training state for {self.stem} in {self.out_dir}; "
+                              "starting from step 0")
+        return saved
+
+    def run(self):
+        """Resume or start, run the remaining steps; returns the best validation PSNR of the first set."""
+        config, sections = self.config, self.sections
+        total = sections.schedule.total_steps
+        saved = self.resume()
+        start_step = int(saved["step"]) if saved else 0
+        progress = _Progress(start_step, total, saved)
+        if start_step >= total:
+            self.log(f"nothing to do: the state in {self.out_dir} is already at step {start_step} of {total}")
+            return progress.best
+        self.logger = TrainLogger(self.out_dir, self.stem, [s.name for s in self.eval_sets], start_step,
+                                  bool(sections.run.tensorboard), enabled=self.main, echo=self.log)
+        self._log_start(start_step)
+        dataset, source = create_train_dataset(self.pairs, sections.data, getattr(self.net, "n_colors", 3),
+                                               (sections.run.seed, start_step, total), self.rank, self.world)
+        try:
+            step = self._loop(dataset, len(source), progress)
+        except FloatingPointError as exc:
+            self.logger.line(f"stopped: {exc}")
+            raise
+        finally:
+            self.logger.close()
+        self.log(f"rank {self.rank}/{self.world} finished at step {step}; parameter digest "
+                 f"{parameter_digest(self.net)}")
         return progress.best
-    logger = TrainLogger(out_dir, stem, [s.name for s in eval_sets], start_step,
-                         bool(config.get("tensorboard", False)), enabled=main, echo=log)
-    logger.line(f"{'resumed at step ' + str(start_step) + ': ' if start_step else ''}training {config.model}-"
-                f"{net.variant} x{config.scale} on {len(pairs)} images ({pairs.source}; {len(pairs.skipped)} "
-                f"smaller than a patch, {len(pairs.unreadable)} unreadable; "
-                f"{'in memory' if pairs.in_memory else 'partly read from disk'}), batch {config.batch_size} x "
-                f"{world} worker(s), LR patch {config.patch_size}, {config.total_steps} steps, "
-                f"{config.get('lr_scheduler', 'cosine')} lr {config.lr:g}, loss scale {loss_scale}")
-    if freeze_steps > 0:
-        logger.line(f"freezing {len(frozen)} residual-stream tensors for the first {freeze_steps} steps")
-    dataset, source = create_train_dataset(pairs, config, n_colors, start_step, rank, world)
-    run = _Run(config, net, form, step_cell, eval_sets, lrs, logger, out_dir, stem, identity, world, main)
-    try:
-        step = run.loop(dataset, len(source), progress, freeze_steps)
-    except FloatingPointError as exc:
-        logger.line(f"stopped: {exc}")
-        raise
-    finally:
-        logger.close()
-    log(f"rank {rank}/{world} finished at step {step}; parameter digest {parameter_digest(net)}")
-    return progress.best
 
+    def _log_start(self, start_step):
+        config, data, schedule, pairs = self.config, self.sections.data, self.sections.schedule, self.pairs
+        self.logger.line(
+            f"{'resumed at step ' + str(start_step) + ': ' if start_step else ''}training {config.model}-"
+            f"{self.net.variant} x{config.scale} on {len(pairs)} images ({pairs.source}; {len(pairs.skipped)} "
+            f"smaller than a patch, {len(pairs.unreadable)} unreadable; "
+            f"{'in memory' if pairs.in_memory else 'partly read from disk'}), batch {data.batch_size} x "
+            f"{self.world} worker(s), LR patch {data.patch_size}, {schedule.total_steps} steps, "
+            f"{schedule.lr_scheduler} lr {schedule.lr:g}, loss scale {self.loss_scale}")
+        freeze_steps = self.sections.optim.freeze_residual_steps
+        if freeze_steps > 0:
+            self.logger.line(f"freezing {len(self.frozen)} residual-stream tensors for the first {freeze_steps} steps")
 
-class _Run:  # pylint: disable=too-few-public-methods
-    """The step loop of one training process: steps, log lines, validation, states."""
-
-    def __init__(self, config, net, form, step_cell, eval_sets, lrs, logger, out_dir, stem, identity, world, main):
-        self.config, self.net, self.form, self.step_cell = config, net, form, step_cell
-        self.eval_sets, self.lrs, self.logger = eval_sets, lrs, logger
-        self.out_dir, self.stem, self.identity, self.world, self.main = out_dir, stem, identity, world, main
-
-    def loop(self, dataset, epoch_size, progress, freeze_steps):
+    def _loop(self, dataset, epoch_size, progress):
         """Run the remaining steps; returns the last step. Raises FloatingPointError when training must stop.
 
         A step whose loss or gradient is not finite makes no update and is logged as
         skipped; ``max_bad_steps`` of them in a row stop the run. An update that leaves
         a weight non-finite stops the run at once, before any checkpoint is written.
         """
-        config, step_cell, logger = self.config, self.step_cell, self.logger
-        log_every = max(1, int(config.get("log_every", 100)))
-        save_every = int(config.get("save_every", 0)) or config.val_every
-        max_bad, bad_run = int(config.get("max_bad_steps", 10)), 0
+        run, total, step_cell = self.sections.run, self.sections.schedule.total_steps, self.step_cell
+        log_every, save_every = max(1, int(run.log_every)), int(run.save_every) or run.val_every
+        freeze_steps = self.sections.optim.freeze_residual_steps
         on, off = Tensor(1.0, ms.float32), Tensor(0.0, ms.float32)
-        step = last_state = progress.start_step
+        step = self.last_state = progress.start_step
+        self.bad_run = 0
         for lr_b, hr_b in dataset.create_tuple_iterator(num_epochs=1):
             step += 1
             loss, finite = step_cell(lr_b, hr_b, on if step <= freeze_steps else off)
-            if bool(finite.asnumpy()):
-                bad_run = 0
-                progress.add(float(loss.asnumpy()))
-                if not step_cell.weights_are_finite():
-                    names = step_cell.non_finite_weights()
-                    kept = f"the newest state is step {last_state}" if last_state else "no state written"
-                    raise FloatingPointError(
-                        f"step {step}: the update made {len(names)} weight tensor(s) non-finite "
-                        f"({', '.join(names[:3])}) although the loss and gradients were finite; stopped without "
-                        f"writing a checkpoint ({kept}); lower --lr (now {config.lr:g}) or check --beta1/--beta2")
-            else:
-                bad_run += 1
-                progress.add(None)
-                logger.line(f"step {step}/{config.total_steps} skipped: non-finite loss or gradient, no update "
-                            f"({bad_run} in a row; --max_bad_steps {max_bad})")
-                if bad_run >= max_bad:
-                    raise FloatingPointError(
-                        f"{bad_run} consecutive steps with a non-finite loss or gradient (last: step {step}), "
-                        "updates skipped; lower --lr, set --clip_grad_norm, or check the training images")
+            self._check_step(step, progress, loss if bool(finite.asnumpy()) else None)
             if step % log_every == 0 and self.main:
                 self._log_line(step, progress, epoch_size)
-            if self.main and (step % config.val_every == 0 or step == config.total_steps):
-                self._validate_and_keep(progress, step)
+            if self.main and (step % run.val_every == 0 or step == total):
+                self.validate_and_checkpoint(progress, step)
                 progress.val = LossInterval()
-            if self.main and (step % save_every == 0 or step == config.total_steps):
-                save_state(step_cell, self.out_dir, self.stem, step,
-                           dict(progress.state(step), seed=int(config.seed),
-                                global_batch=config.batch_size * self.world,
-                                samples=step * config.batch_size * self.world, run=self.identity),
-                           int(config.get("keep_last_ckpt", 3)))
-                last_state = step
+            if self.main and (step % save_every == 0 or step == total):
+                self._save_state(progress, step)
         return step
 
+    def _check_step(self, step, progress, loss):
+        """Record one step's loss (None: skipped, not finite); raise FloatingPointError when training must stop."""
+        optim, schedule = self.sections.optim, self.sections.schedule
+        if loss is not None:
+            self.bad_run = 0
+            progress.add(float(loss.asnumpy()))
+            if not self.step_cell.weights_are_finite():
+                names = self.step_cell.non_finite_weights()
+                kept = f"the newest state is step {self.last_state}" if self.last_state else "no state written"
+                raise FloatingPointError(
+                    f"step {step}: the update made {len(names)} weight tensor(s) non-finite "
+                    f"({', '.join(names[:3])}) although the loss and gradients were finite; stopped without "
+                    f"writing a checkpoint ({kept}); lower --lr (now {schedule.lr:g}) or check --beta1/--beta2")
+            return
+        self.bad_run += 1
+        progress.add(None)
+        max_bad = int(optim.max_bad_steps)
+        self.logger.line(f"step {step}/{schedule.total_steps} skipped: non-finite loss or gradient, no update "
+                         f"({self.bad_run} in a row; --max_bad_steps {max_bad})")
+        if self.bad_run >= max_bad:
+            raise FloatingPointError(
+                f"{self.bad_run} consecutive steps with a non-finite loss or gradient (last: step {step}), "
+                "updates skipped; lower --lr, set --clip_grad_norm, or check the training images")
+
+    def _save_state(self, progress, step):
+        run, batch = self.sections.run, self.sections.data.batch_size
+        save_state(self.step_cell, self.out_dir, self.stem, step,
+                   dict(progress.state(step), seed=int(run.seed), global_batch=batch * self.world,
+                        samples=step * batch * self.world, run=self.identity),
+                   int(run.keep_last_ckpt))
+        self.last_state = step
+
     def _log_line(self, step, progress, epoch_size):
-        config, lr = self.config, self.lrs[step - 1]
+        lr, total = self.lrs[step - 1], self.sections.schedule.total_steps
         rate, eta, _ = progress.speed(step)
-        epoch = step * config.batch_size * self.world / max(1, epoch_size)
-        self.logger.line(f"step {step}/{config.total_steps} epoch {epoch:.1f} {progress.log.describe()} "
+        epoch = step * self.sections.data.batch_size * self.world / max(1, epoch_size)
+        self.logger.line(f"step {step}/{total} epoch {epoch:.1f} {progress.log.describe()} "
                          f"lr {lr:.2e}{progress.scores} | {rate:.2f} it/s, ETA {eta / 60:.0f} min")
         self.logger.scalars(step, {"train/loss": progress.log.mean(), "train/skipped": progress.log.skipped,
                                    "train/lr": lr})
         progress.log = LossInterval()
 
-    def _validate_and_keep(self, progress, step):
+    def validate_and_checkpoint(self, progress, step):
         """Validate the evaluation weights; write the last (and, if better, best) checkpoint.
 
         Updates ``progress.best`` and ``progress.scores``.
         """
-        config, logger = self.config, self.logger
-        eval_net = _evaluation_net(self.net, self.step_cell, config, self.form)
-        scores = _validate(eval_net, config, self.eval_sets)
+        logger = self.logger
+        eval_net = _evaluation_net(self.net, self.step_cell, self.config, self.form)
+        scores = _validate(eval_net, self.config, self.eval_sets)
         self.step_cell.set_train(True)
         rate, eta, elapsed = progress.speed(step)
         logger.validation_row(step, progress.val, self.lrs[step - 1], elapsed, scores)
@@ -384,5 +422,5 @@ class _Run:  # pylint: disable=too-few-public-methods
         if first > progress.best:
             progress.best = first
             save_checkpoint(eval_net, os.path.join(self.out_dir, f"{self.stem}_best.ckpt"), meta=meta)
-        logger.line(f"step {step}/{config.total_steps} validation {scores_text}"
+        logger.line(f"step {step}/{self.sections.schedule.total_steps} validation {scores_text}"
                     f" (best {progress.best:.2f}) {progress.val.describe()} | {rate:.2f} it/s, ETA {eta / 60:.0f} min")

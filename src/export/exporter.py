@@ -63,7 +63,7 @@ def example_inputs(shape):
 
 
 def default_file_name(config, quant):
-    from src.engine.evaluator import resolve_path  # pylint: disable=import-outside-toplevel
+    from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
     stem = f"{config.model}_{config.variant}_x{config.scale}" + ("_int8" if quant == "int8" else
                                                                   "_fp16" if quant == "float16" else "")
     if config.file_format in ("ONNX", "MINDIR") and export_target(config) == "mobile":
@@ -72,18 +72,20 @@ def default_file_name(config, quant):
 
 
 def export_path(config):
-    """The file export.py writes: ``--file_name`` (its format's extension added when missing) or
+    """The file export.py writes: ``--export_file`` (its format's extension added when missing) or
     ``<output_path>/<model>_<variant>_x<scale>[_int8][_mobile].<ext>`` (``_mobile``: a mobile ONNX or MINDIR)."""
-    path = config.file_name or default_file_name(config, config.quant)
+    path = config.export_file or default_file_name(config, config.quant)
     extension = EXTENSIONS.get(config.file_format, "")
     return path if path.endswith(extension) else path + extension
 
 
 def export_target(config):
-    """'mobile' or 'desktop': ``--target``, where ``auto`` is resolved by
-    :func:`model_utils.validate.export_target` (mobile for TFLITE and ORT, desktop otherwise)."""
-    from model_utils.validate import export_target as resolve  # pylint: disable=import-outside-toplevel
-    return resolve(config.file_format, getattr(config, "target", "auto"))
+    """'mobile' or 'desktop': ``--target``, where ``auto`` is mobile for TFLITE and ORT files (phone
+    runtimes) and desktop for ONNX, MINDIR and AIR (onnxruntime / MindSpore on a PC, dynamic H/W)."""
+    target = getattr(config, "target", "auto")
+    if target != "auto":
+        return target
+    return "mobile" if str(config.file_format).upper() in ("TFLITE", "ORT") else "desktop"
 
 
 def _check_request(config, fp_net, q_net, target):
@@ -132,7 +134,7 @@ def _example_fits(net, inputs):
 
 def run_export(config, log=print):
     """Write the requested file and return a report dict (path, target, checks)."""
-    from src.engine.evaluator import select_checkpoint  # pylint: disable=import-outside-toplevel
+    from src.paths import select_checkpoint  # pylint: disable=import-outside-toplevel
     from src.models.registry import config_options  # pylint: disable=import-outside-toplevel
     ckpt = select_checkpoint(config)
     fp_net, q_net, _ = load_float_and_quantized(config.model, config.variant, config.scale, ckpt,
@@ -142,7 +144,7 @@ def run_export(config, log=print):
     n_colors = int(getattr(fp_net, "n_colors", 3))
     shape = parse_input_shape(config.input_shape, n_colors)
     path = export_path(config)
-    refuse_same_file(ckpt, path, "--file_name", "--pre_trained")
+    refuse_same_file(ckpt, path, config.option("export_file"), "--pre_trained")
     if target == "mobile" and config.quant != "int8" and q_net is not None:
         log("note: the mobile profile writes the float graph of a calibrated checkpoint (fake-quant ops are no "
             "delegate ops); --quant int8 writes its calibrated integer graph")

@@ -2,7 +2,7 @@
 
 An exported graph alone tells its input channel count and scale only by running
 it, and nothing about how far each output pixel looks into the LR image. The
-runners (:mod:`src.engine.runners`) need that receptive radius for the tile
+runners (:mod:`src.export.runners`) need that receptive radius for the tile
 overlap: with a smaller overlap tiles differ from the untiled output (EDSR-
 baseline looks 36 LR pixels out; the old assumption of 16 changed 3 pixels).
 

@@ -13,7 +13,7 @@ def export_mindir(net, n_colors, file_name, metadata=None, shape=None):
     ``shape`` (N, C, H, W: the mobile profile, for MindSpore Lite's converter); returns the path.
 
     ``metadata`` (``{key: str}``, see :mod:`src.export.metadata`) goes into the
-    MindIR ``user_info``, where :class:`~src.engine.runners.MindIRRunner` reads it. ``net`` is put in
+    MindIR ``user_info``, where :class:`~src.export.runners.MindIRRunner` reads it. ``net`` is put in
     inference mode; MindSpore's own export errors pass through.
     """
     net.set_train(False)

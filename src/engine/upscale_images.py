@@ -26,16 +26,16 @@ from src.engine.inference import SRPredictor
 
 
 def _model_for(config, log):
-    """(network-like object, scale, description) for --file_name / --pre_trained / the shipped checkpoint."""
-    from src.engine.evaluator import resolve_path, select_checkpoint  # pylint: disable=import-outside-toplevel
-    source = config.file_name or select_checkpoint(config)
+    """(network-like object, scale, description) for --model_file / --pre_trained / the shipped checkpoint."""
+    from src.paths import resolve_path, select_checkpoint  # pylint: disable=import-outside-toplevel
+    source = config.model_file or select_checkpoint(config)
     source = resolve_path(config, source)
     kinds = "(.ckpt, .onnx, .ort, .mindir, .tflite)"
     if os.path.isdir(source):
-        raise FileNotFoundError(f"model file {source} is a folder; pass --file_name {kinds} or --pre_trained naming "
+        raise FileNotFoundError(f"model file {source} is a folder; pass --model_file {kinds} or --pre_trained naming "
                                 "a file")
     if not os.path.isfile(source):
-        raise FileNotFoundError(f"model file {source} does not exist; pass --file_name {kinds} or --pre_trained")
+        raise FileNotFoundError(f"model file {source} does not exist; pass --model_file {kinds} or --pre_trained")
     if source.lower().endswith(".ckpt"):
         from src.models.registry import config_options  # pylint: disable=import-outside-toplevel
         from src.weights.loader import load_float_and_quantized  # pylint: disable=import-outside-toplevel
@@ -43,7 +43,7 @@ def _model_for(config, log):
                                                     config_options(config))
         net = q_net if q_net is not None else fp_net
         return net, config.scale, f"{config.model}-{config.variant} x{config.scale} checkpoint {source}"
-    from src.engine.runners import open_exported  # pylint: disable=import-outside-toplevel
+    from src.export.runners import open_exported  # pylint: disable=import-outside-toplevel
     runner = open_exported(source, log=log, tile_overlap=config.tile_overlap)
     if "scale" in config.cli_keys and runner.scale != config.scale:
         raise ValueError(f"{source} upscales x{runner.scale} but --scale is {config.scale}; drop --scale or pass "
@@ -95,7 +95,7 @@ def run_upscale(config, log=print):
 
     Raises ``ImageError`` (after writing the others) when images of a folder could not be read.
     """
-    from src.engine.evaluator import resolve_path  # pylint: disable=import-outside-toplevel
+    from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
     src_path = resolve_path(config, config.input_path)
     if not src_path:
         raise ValueError("pass --input_path: an image file or a folder of images to upscale")

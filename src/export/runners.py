@@ -11,10 +11,10 @@ receptive radius is assumed to be :data:`ASSUMED_RADIUS`, and
 :attr:`ExportedRunner.notice` says so.
 
 Layout (NCHW or NHWC) is read from the file's input/output shapes
-(:mod:`src.engine.file_layout`), so a TFLite file's ``1 x H x W x C`` input is
+(:mod:`src.export.file_layout`), so a TFLite file's ``1 x H x W x C`` input is
 fed transposed images and an ONNX file's ``1 x C x H x W`` is not. A file with a
 fixed input size (the mobile export profile, e.g. 1 x 3 x 360 x 640) runs any
-image in overlapping windows of that size (:mod:`src.engine.fixed_tiles`), with
+image in overlapping windows of that size (:mod:`src.export.fixed_tiles`), with
 an overlap of the receptive radius (or ``tile_overlap``).
 
 A file the runtime cannot read (random bytes, a truncated export, another format
@@ -28,8 +28,8 @@ import re
 import numpy as np
 from mindspore import Tensor
 
-from src.engine.file_layout import describe_io
-from src.engine.fixed_tiles import PAD_MODE, run_windows
+from src.export.file_layout import describe_io
+from src.export.fixed_tiles import PAD_MODE, run_windows
 from src.export.metadata import (ExportedModelError, default_peak_channels, missing_runtime, parse_metadata,
                                  read_mindir_proto, unreadable)
 
@@ -57,7 +57,7 @@ class ExportedRunner:
 
     Attributes: ``n_colors`` (1 or 3), ``scale``, ``receptive_radius`` (LR pixels,
     the tile overlap SRPredictor uses by default), ``peak_channels`` (channels per
-    LR pixel for automatic tile sizes), ``io`` (:class:`~src.engine.file_layout.FileIO`:
+    LR pixel for automatic tile sizes), ``io`` (:class:`~src.export.file_layout.FileIO`:
     layout and fixed ``tile_hw``), ``overlap`` (LR pixels of context around each
     fixed-size window), ``metadata`` (the parsed dict, or None for a file
     exported without it) and ``notice`` (one line to show the user when values
@@ -256,7 +256,7 @@ def open_exported(path, log=print, tile_overlap=-1, threads=0):
         elif lower.endswith(".mindir"):
             runner = MindIRRunner(path, tile_overlap)
         elif lower.endswith(".tflite"):
-            from src.engine.tflite_runner import TFLiteRunner  # pylint: disable=import-outside-toplevel
+            from src.export.tflite_runner import TFLiteRunner  # pylint: disable=import-outside-toplevel
             runner = TFLiteRunner(path, threads or 2, tile_overlap)
         else:
             raise ValueError(f"{path}: expected a .ckpt, .onnx, .ort, .mindir or .tflite file")

@@ -1,0 +1,79 @@
+"""Imports flow one way: entry scripts / model_utils -> src.engine -> src.export -> src.quantlib -> src.models.
+
+Read from the source (every ``import`` statement, also those inside functions), so a lazy
+import that goes the wrong way is caught as well as a top-level one.
+"""
+import ast
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SRC = os.path.join(ROOT, "src")
+
+# package under src -> packages it must not import
+FORBIDDEN = {
+    "src.export": ("src.engine",),
+    "src.quantlib": ("src.engine", "src.export"),
+    "src.models": ("src.engine", "src.export", "src.quantlib"),
+    "src.weights": ("src.engine", "src.export"),
+    "src.data": ("src.engine", "src.export", "src.quantlib", "src.models"),
+    "src.metrics": ("src.engine", "src.export", "src.quantlib", "src.models"),
+    "src.utils": ("src.engine", "src.export", "src.quantlib", "src.models", "src.weights", "src.data"),
+}
+# the one model_utils import allowed in src: the runtime setting that must run before MindSpore loads
+ALLOWED_MODEL_UTILS = {("src", "model_utils.runtime_env")}
+
+
+def _modules():
+    for folder, _, files in os.walk(SRC):
+        for name in sorted(files):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+                yield (module[:-len(".__init__")] if module.endswith(".__init__") else module), path
+
+
+def _imports(path):
+    with open(path, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read(), path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module, node.lineno
+
+
+def _within(module, package):
+    return module == package or module.startswith(package + ".")
+
+
+def _violations():
+    found = []
+    for module, path in _modules():
+        for imported, line in _imports(path):
+            where = f"{os.path.relpath(path, ROOT)}:{line} imports {imported}"
+            if _within(imported, "model_utils") and (module, imported) not in ALLOWED_MODEL_UTILS:
+                found.append(where + " (src does not import model_utils)")
+            for package, forbidden in FORBIDDEN.items():
+                if _within(module, package):
+                    found += [f"{where} ({package} must not import {f})" for f in forbidden if _within(imported, f)]
+    return found
+
+
+def test_imports_flow_one_way():
+    assert _violations() == []
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_every_ruled_package_exists(package):
+    """The table names real packages (a renamed folder would make its rule check nothing)."""
+    assert os.path.isdir(os.path.join(ROOT, *package.split(".")))
+
+
+def test_the_checker_sees_lazy_imports(tmp_path):
+    """An import inside a function counts."""
+    path = tmp_path / "m.py"
+    path.write_text("def f():\n    from src.engine.evaluator import run_evaluation\n", encoding="utf-8")
+    assert ("src.engine.evaluator", 2) in list(_imports(str(path)))
