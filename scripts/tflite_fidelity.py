@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from src.engine.inference import SRPredictor  # noqa: E402  pylint: disable=wrong-import-position
 from src.export import tflite_check  # noqa: E402  pylint: disable=wrong-import-position
-from src.export.tflite_export import export_tflite  # noqa: E402  pylint: disable=wrong-import-position
+from src.export.tflite_export import TFLiteOptions, export_tflite  # noqa: E402  pylint: disable=wrong-import-position
 from src.weights.loader import load_float_and_quantized  # noqa: E402  pylint: disable=wrong-import-position
 
 
@@ -108,8 +108,8 @@ def main():
     ranges = observe_output_ranges(q, [photo])
     tile_example = example_inputs((1, n, args.tile, args.tile))[0]
     result = {"model": args.model, "scale": args.scale, "checkpoint": args.pre_trained, "tile": args.tile}
-    report = export_tflite(fp, q, tile_example, stem + "_tile_int8.tflite", "int8", log=lambda *_: None,
-                           output_ranges=ranges)
+    report = export_tflite(fp, q, tile_example, stem + "_tile_int8.tflite",
+                           TFLiteOptions("int8", output_ranges=ranges), log=lambda *_: None)
     result["xnnpack_tile"] = report["xnnpack"]
     config = SimpleNamespace(scale=args.scale, shave=-1, gt_mod=12, metric_channel="y", cache_dir="/tmp/tflite_fidelity/cache",
                              data_dir="", output_path=args.out_dir)
@@ -124,7 +124,7 @@ def main():
         x = photo
         for quant in ("none", "int8"):
             path = f"{stem}_360x640_{quant}.tflite"
-            rep = export_tflite(fp, q, x, path, quant, log=lambda *_: None)
+            rep = export_tflite(fp, q, x, path, TFLiteOptions(quant), log=lambda *_: None)
             result[f"latency_ms_{quant}"] = round(latency(path, args.latency_runs), 2)
             result[f"xnnpack_{quant}"] = rep["xnnpack"]
             result[f"max_abs_diff_{quant}"] = rep["max_abs_diff"]

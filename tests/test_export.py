@@ -120,7 +120,7 @@ def test_int8_qdq_runs_integer_kernels_and_matches_fake_quant(model, scale, tmp_
 
 def test_dequantize_late_moves_dq_after_data_movement_exactly():
     from onnx import TensorProto, helper, numpy_helper  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_qdq import dequantize_late  # pylint: disable=import-outside-toplevel
+    from src.export.qdq_rewrites import dequantize_late  # pylint: disable=import-outside-toplevel
     inits = [numpy_helper.from_array(np.float32(0.02), "s"), numpy_helper.from_array(np.uint8(7), "z"),
              numpy_helper.from_array(np.array([0], np.int64), "st"), numpy_helper.from_array(np.array([8], np.int64), "en"),
              numpy_helper.from_array(np.array([1], np.int64), "ax")]

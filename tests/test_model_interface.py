@@ -106,7 +106,7 @@ def test_equivalent_forms_are_reachable_from_the_registry(model, n_colors):
 
 
 def test_quantized_network_keeps_the_interface():
-    from src.quantlib.convert import QuantConfig, quantize_model  # pylint: disable=import-outside-toplevel
+    from src.quantlib.quant_layers import QuantConfig, quantize_model  # pylint: disable=import-outside-toplevel
     net = create_model("abpn", "M2C8", 2, n_colors=1)
     spec, pairs, radius = net.spec, net.equalization_pairs(), net.receptive_radius
     quantize_model(net, QuantConfig(w_bit=8, a_bit=8))

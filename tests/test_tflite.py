@@ -17,7 +17,7 @@ from src.export.metadata import read_tflite_metadata
 from src.export.onnx_qdq import observe_output_ranges
 from src.export.profiles import build_onnx
 from src.export.tflite_convert import convert
-from src.export.tflite_export import export_tflite
+from src.export.tflite_export import TFLiteOptions, export_tflite
 from src.quantlib.quant_layers import quant_layers
 
 MODELS = [("abpn", 3, {}), ("etds", 3, {}), ("ecbsr", 3, {}), ("sesr", 2, {}), ("sesr", 2, {"act": "relu"})]
@@ -52,7 +52,8 @@ def files(request, tmp_path_factory):
     paths = {}
     for quant in ("none", "int8"):
         paths[quant] = str(root / f"{quant}.tflite")
-        export_tflite(fp, q, x, paths[quant], quant, metadata={"sr.scale": str(scale)}, log=lambda *_: None)
+        export_tflite(fp, q, x, paths[quant], TFLiteOptions(quant, metadata={"sr.scale": str(scale)}),
+                      log=lambda *_: None)
     return fp, q, x, paths
 
 
@@ -289,7 +290,8 @@ def test_int8_set5_psnr_within_005_db_of_fake_quant(tmp_path):
     from src.engine.inference import SRPredictor  # pylint: disable=import-outside-toplevel
     fp, q = _calibrated("abpn", 3)
     path = str(tmp_path / "tile.tflite")
-    export_tflite(fp, q, RNG.random((1, 3, 64, 64)).astype(np.float32), path, "int8", log=lambda *_: None)
+    export_tflite(fp, q, RNG.random((1, 3, 64, 64)).astype(np.float32), path, TFLiteOptions("int8"),
+                  log=lambda *_: None)
     config = SimpleNamespace(scale=3, shave=-1, gt_mod=12, metric_channel="y", cache_dir=str(tmp_path / "cache"),
                              data_dir="", output_path=str(tmp_path))
     eval_set = resolve_eval_set(os.path.join(shared_dir(), "data"), "Set5", 3)

@@ -315,10 +315,10 @@ def ort_matches_onnx(ort_path, onnx_path, inputs, tolerance=ORT_TOLERANCE):
 def _write_tflite(job, report, log):
     """The mobile ONNX graph translated to TensorFlow and converted by TFLiteConverter
     (:mod:`src.export.tflite_export`); checked at the example size (the file has a fixed shape)."""
-    from src.export.tflite_export import export_tflite  # pylint: disable=import-outside-toplevel
+    from src.export.tflite_export import TFLiteOptions, export_tflite  # pylint: disable=import-outside-toplevel
     settings = job["settings"]
-    report.update(export_tflite(job["fp_net"], job["q_net"], job["inputs"][0], job["path"], settings.quant,
-                                settings.io_dtype, job["metadata"], settings.export_check, log))
+    options = TFLiteOptions(settings.quant, settings.io_dtype, job["metadata"], settings.export_check)
+    report.update(export_tflite(job["fp_net"], job["q_net"], job["inputs"][0], job["path"], options, log))
 
 
 WRITERS = {"AIR": _write_air, "MINDIR": _write_mindir, "ONNX": _write_onnx, "ORT": _write_ort, "TFLITE": _write_tflite}

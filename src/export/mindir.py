@@ -13,7 +13,8 @@ def export_mindir(net, n_colors, file_name, metadata=None, shape=None):
     ``shape`` (N, C, H, W: the mobile profile, for MindSpore Lite's converter); returns the path.
 
     ``metadata`` (``{key: str}``, see :mod:`src.export.metadata`) goes into the
-    MindIR ``user_info``, where :class:`~src.export.runners.MindIRRunner` reads it.
+    MindIR ``user_info``, where :class:`~src.export.runners.MindIRRunner` reads it. ``net`` is put in
+    inference mode; MindSpore's own export errors pass through.
     """
     net.set_train(False)
     dynamic = Tensor(shape=list(shape) if shape is not None else [1, n_colors, None, None], dtype=ms.float32)
@@ -24,12 +25,14 @@ def export_mindir(net, n_colors, file_name, metadata=None, shape=None):
 
 
 def load_mindir(path):
-    """A callable Cell running the MindIR graph."""
+    """A callable ``nn.GraphCell`` running the MindIR graph at ``path`` (NCHW float32 in and out);
+    MindSpore's own errors for an unreadable file pass through."""
     return nn.GraphCell(ms.load(path))
 
 
 def mindir_max_diff(path, net, inputs):
-    """Max |MindIR(x) - net(x)| over ``inputs`` (float NCHW arrays, possibly of different sizes)."""
+    """Max |MindIR(x) - net(x)| over ``inputs`` (float32 NCHW arrays in [0, 1], possibly of different
+    sizes), in image units; ValueError when an output shape differs from ``net``'s."""
     graph = load_mindir(path)
     worst = 0.0
     for x in inputs:

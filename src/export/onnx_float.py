@@ -5,9 +5,9 @@ graph input and output and into ``value_info``. The height and width of the
 input and output are renamed to symbolic dimensions (``height``/``width``,
 ``out_height``/``out_width``) and the stale intermediate shapes dropped, so one
 file serves every image size. A graph that bakes a size into a constant (for
-example a Reshape) would then fail on another size: :func:`check_dynamic` runs
-the file at two sizes to catch that. Opset 13 is needed for per-channel
-Quantize/DequantizeLinear in the int8 variant.
+example a Reshape) would then fail on another size: the exporter runs the file at
+two sizes (:func:`max_diff`) to catch that. Opset 13 is needed for per-channel
+Quantize/DequantizeLinear in the int8 variant (ONNX operator docs, QuantizeLinear-13).
 """
 import logging
 import os
@@ -26,7 +26,10 @@ from src.utils.mindspore_log import mindspore_log_level
 OPSET = 13
 
 
-def _mark_dynamic(model):
+def mark_dynamic_hw(model):
+    """Make H and W of the graph input (``N x C x height x width``, NCHW) and output
+    (``N x C x out_height x out_width``) symbolic and drop ``value_info`` (in place; returns
+    ``model``). ValueError if the input or output is not 4-D."""
     for value, names in ((model.graph.input[0], ("height", "width")),
                          (model.graph.output[0], ("out_height", "out_width"))):
         dims = value.type.tensor_type.shape.dim
@@ -40,7 +43,10 @@ def _mark_dynamic(model):
 
 
 def traced_onnx(net, example):
-    """The ONNX model MindSpore writes for ``example`` (a float NCHW array), as a ModelProto."""
+    """The ONNX model ``mindspore.export(net, Tensor(example), file_format="ONNX")`` writes, as a
+    ModelProto: ``example`` is a float32 NCHW array (an image in [0, 1]) whose shape is traced
+    into the graph's input and output. ``net`` is put in inference mode. OSError naming the
+    temporary folder when the disk there is full; MindSpore's own export errors pass through."""
     net.set_train(False)
     # MindSpore's ONNX exporter edits the compiled graph it caches per cell (keyed by the cell's
     # creation time), so a second export of the same cell fails ("i: 3 out of range" on a BiasAdd):
@@ -61,13 +67,15 @@ def traced_onnx(net, example):
 
 
 def float_onnx(net, example, optimize=False):
-    """Float ModelProto with dynamic H/W at opset 13, checked by ``onnx.checker``; with ``optimize``
-    sub-pixel output convs are rewritten as strided convs (:mod:`src.export.onnx_subpixel`, exact).
-    The int8 exporter takes the graph as traced (the default) and rewrites after quantizing."""
+    """Float ModelProto of ``net`` traced at ``example`` (NCHW float32), with dynamic H/W
+    (:func:`mark_dynamic_hw`) at opset 13, checked by ``onnx.checker`` (its ValidationError passes
+    through); with ``optimize`` sub-pixel output convs are rewritten as strided convs
+    (:mod:`src.export.onnx_subpixel`, exact). The int8 exporter takes the graph as traced (the
+    default) and rewrites after quantizing."""
     model = traced_onnx(net, example)
     if model.opset_import[0].version < OPSET:
         model = version_converter.convert_version(model, OPSET)
-    model = _mark_dynamic(model)
+    model = mark_dynamic_hw(model)
     onnx.checker.check_model(model)
     if optimize:
         model = optimized_float(model)
@@ -75,7 +83,8 @@ def float_onnx(net, example, optimize=False):
 
 
 def optimized_float(model):
-    """A copy of a float ModelProto with the exact graph rewrites of the float export applied."""
+    """A copy of a float ModelProto with the exact graph rewrites of the float export applied
+    (:func:`src.export.onnx_subpixel.strided_subpixel_convs`); ``model`` is not changed."""
     from src.export.onnx_subpixel import strided_subpixel_convs  # pylint: disable=import-outside-toplevel
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -84,8 +93,9 @@ def optimized_float(model):
 
 
 def save_onnx(model, path, metadata=None):
-    """Atomic write of a ModelProto; ``metadata`` (``{key: str}``, see :mod:`src.export.metadata`)
-    is stored in its ``metadata_props`` first (the ModelProto is changed in place)."""
+    """Atomic write of a ModelProto to ``path`` (returned); ``metadata`` (``{key: str}``, see
+    :mod:`src.export.metadata`) is stored in its ``metadata_props`` first (the ModelProto is
+    changed in place). OSError from the write passes through, leaving no partial file."""
     from src.utils.atomic import atomic_target  # pylint: disable=import-outside-toplevel
     if metadata:
         from src.export.metadata import attach_onnx_metadata  # pylint: disable=import-outside-toplevel
@@ -96,6 +106,10 @@ def save_onnx(model, path, metadata=None):
 
 
 def ort_session(path_or_model, threads=0, optimized_path=None):
+    """An onnxruntime ``InferenceSession`` on the CPU execution provider for a .onnx / .ort path or
+    a ModelProto, warnings silenced; ``threads`` > 0 sets the intra-op thread count (0: onnxruntime's
+    default), ``optimized_path`` makes onnxruntime write its optimised graph there. onnxruntime's
+    own exceptions (e.g. an invalid graph) pass through."""
     import onnxruntime as ort  # pylint: disable=import-outside-toplevel
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -108,11 +122,15 @@ def ort_session(path_or_model, threads=0, optimized_path=None):
 
 
 def run_onnx(session, x):
+    """The first output of ``session`` for the input ``x`` (NCHW, cast to contiguous float32), as a
+    numpy array (NCHW, float32 for float and QDQ graphs)."""
     return session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})[0]
 
 
 def max_diff(session, net, inputs):
-    """Max |ORT(x) - MindSpore(x)| over ``inputs`` (checks the dynamic sizes too)."""
+    """Max |ORT(x) - MindSpore(x)| over ``inputs`` (float32 NCHW arrays, the exporter's check image
+    at two sizes to cover the dynamic H/W), as a float in the images' units ([0, 1]). ValueError
+    if onnxruntime fails on an input or the two output shapes differ."""
     worst = 0.0
     for x in inputs:
         ref = net(Tensor(x)).asnumpy()

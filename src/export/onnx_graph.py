@@ -1,10 +1,16 @@
-"""Small read/write helpers over an ONNX GraphProto, shared by the export rewrites."""
+"""Small read/write helpers over an ONNX GraphProto, shared by the export rewrites.
+
+Names are ONNX tensor names (``NodeProto.input`` / ``output``, initializer names); nothing here
+looks at shapes or layouts. Follows the ONNX IR (onnx/docs/IR.md): a graph's nodes are in
+topological order and every tensor has one writer.
+"""
 import numpy as np
 from onnx import helper, numpy_helper
 
 
 def consumers(graph):
-    """{tensor name: [nodes reading it]}."""
+    """{tensor name: [NodeProto reading it, in graph order]} over every node input of ``graph``
+    (an optional input left empty is listed under ``""``)."""
     out = {}
     for node in graph.node:
         for name in node.input:
@@ -13,11 +19,13 @@ def consumers(graph):
 
 
 def producers(graph):
-    """{tensor name: node writing it}."""
+    """{tensor name: the NodeProto writing it} (graph inputs and initializers have none)."""
     return {o: n for n in graph.node for o in n.output}
 
 
 def attr(node, name, default=None):
+    """Value of the attribute ``name`` of ``node`` (``onnx.helper.get_attribute_value``: int, float,
+    bytes for strings, list, TensorProto), or ``default`` when the node does not set it."""
     for attribute in node.attribute:
         if attribute.name == name:
             return helper.get_attribute_value(attribute)
@@ -25,7 +33,8 @@ def attr(node, name, default=None):
 
 
 def constant_values(graph, name):
-    """Value of ``name`` if it is an initializer or a Constant node's output, else None."""
+    """numpy value of ``name`` if it is an initializer or a ``Constant`` node's output (its dtype and
+    shape as stored), else None."""
     for init in graph.initializer:
         if init.name == name:
             return numpy_helper.to_array(init)
@@ -49,7 +58,8 @@ def const_tensor(name, array):
 
 
 def drop_dead(graph):
-    """Remove nodes and initializers no graph output depends on."""
+    """Remove (in place) the nodes and initializers no graph output depends on; node order is kept.
+    Graph inputs stay even when nothing reads them."""
     needed = {o.name for o in graph.output}
     keep = []
     for node in reversed(list(graph.node)):

@@ -28,7 +28,7 @@ integer-kernel requantisation rounding, the int32 bias and those 8-bit output st
 onnxruntime's integer convolution is slow for fewer than 16 or a non-multiple of 4
 output channels (measured on this machine, one conv on 360x640, float in/out: SESR's
 16->4 5x5 output conv 14.0 ms int8 vs 11.4 ms float, padded to 16->16 7.0 ms; see
-README), so such int8 convs get zero filters (:func:`pad_conv_channels`, exact), unless
+README), so such int8 convs get zero filters (:func:`src.export.qdq_rewrites.pad_conv_channels`, exact), unless
 they are sub-pixel output convs, which :mod:`src.export.onnx_subpixel` rewrites first.
 Convs with few input channels (the image-facing first conv) are slow in int8 too,
 but cannot simply be left float: given a DQ input and a Q output, onnxruntime
@@ -41,8 +41,6 @@ import tempfile
 import numpy as np
 import onnx
 
-from src.export.qdq_rewrites import (MIN_INT8_OUT_CHANNELS, dequantize_late, drop_requantization,  # noqa: F401
-                                     image_grid_output, pad_conv_channels)
 from src.quantlib.quant_layers import quant_layers
 from src.utils.hooks import forward_hooks
 
@@ -79,7 +77,9 @@ def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
 
 
 def integer_kernels(path):
-    """{op type: count} of integer kernels in onnxruntime's optimised graph of the file at ``path``."""
+    """{op type: count} of the integer kernels (:data:`INTEGER_KERNELS`, e.g. ``QLinearConv``) in
+    onnxruntime's optimised graph (CPU provider, default level) of the .onnx file at ``path``: how
+    many Q/DQ groups onnxruntime fused. onnxruntime's own errors pass through."""
     from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
     with tempfile.TemporaryDirectory() as tmp:
         optimized = os.path.join(tmp, "optimized.onnx")
@@ -92,5 +92,4 @@ def integer_kernels(path):
     return counts
 
 
-__all__ = ["quantize_onnx", "integer_kernels", "observe_output_ranges", "dequantize_late", "image_grid_output",
-           "pad_conv_channels", "drop_requantization", "INTEGER_KERNELS"]
+__all__ = ["quantize_onnx", "integer_kernels", "observe_output_ranges", "INTEGER_KERNELS"]

@@ -23,6 +23,8 @@ rewrite is exact up to float summation order.
 
 It is applied where it pays: output channels fewer than ``max_out_channels`` (16).
 """
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -30,6 +32,31 @@ from onnx import helper, numpy_helper
 from src.export.onnx_graph import attr, constant_values, consumers, drop_dead, producers
 
 MAX_OUT_CHANNELS = 16
+
+
+@dataclass
+class _SubpixelTail:
+    """One matched ``Conv [-> Q/DQ] [-> Add(residual)] -> DepthToSpace(r)`` tail: the Conv, its
+    weight kind ('float' | 'int8'), weight (Cout, Cin, K, K) and bias (Cout,) arrays (integer ones
+    for 'int8', read through ``w_dq`` / ``b_dq``), the per-tensor Q/DQ nodes on its output, the
+    residual ``add`` with its other input ``residual`` and that input's ``tile`` (or None), and the
+    ``d2s`` node with its block size ``r``."""
+    conv: object
+    kind: str
+    weight: np.ndarray
+    bias: np.ndarray
+    w_dq: object
+    b_dq: object
+    qdq: list
+    add: object
+    residual: str
+    tile: object
+    d2s: object
+    r: int
+
+    @property
+    def cout(self):
+        return self.weight.shape[0]
 
 
 def _single_user(users, name):
@@ -97,7 +124,12 @@ def _is_plain_same_conv(conv, w):
 
 
 def strided_subpixel_convs(model, max_out_channels=MAX_OUT_CHANNELS):
-    """Rewrite every matching sub-pixel tail of ``model`` in place; returns the number rewritten."""
+    """Rewrite every matching sub-pixel tail of ``model`` (an NCHW ONNX graph, float or int8 QDQ)
+    in place; returns the number rewritten. A tail matches when its Conv is a stride-1 "same" conv
+    with odd kernel height and width, group 1, fewer than ``max_out_channels`` outputs (a multiple of
+    ``r^2``), a float or per-channel DequantizeLinear weight, and a DCR ``DepthToSpace(r)``, r >= 2.
+    The graph's ``value_info`` is dropped and ``onnx.checker`` run after a rewrite (its
+    ValidationError passes through)."""
     graph = model.graph
     channels = _channel_dims(model)
     done = 0
@@ -105,7 +137,7 @@ def strided_subpixel_convs(model, max_out_channels=MAX_OUT_CHANNELS):
         match = _find(graph, max_out_channels, channels)
         if match is None:
             break
-        _rewrite(graph, *match)
+        _rewrite(graph, match)
         drop_dead(graph)  # the replaced conv, its Q/DQ, Add and Tile
         done += 1
     if done:
@@ -162,95 +194,140 @@ def _find(graph, max_out_channels, channels):
         r = int(attr(user, "blocksize"))
         if r < 2 or cout % (r * r):
             continue
-        return conv, parts, qdq, add, residual, tile, user, r
+        return _SubpixelTail(conv, *parts, qdq, add, residual, tile, user, r)
     return None
 
 
-def _rewrite(graph, conv, parts, qdq, add, residual, tile, d2s, r):
-    kind, w, bias, w_dq, b_dq = parts
-    cout = w.shape[0]
-    kh, kw = w.shape[2:]
-    stem = conv.name or conv.output[0]
-    new_w, source = _phase_weight(w, r)
-    base = stem + "_strided"
+def _rewrite(graph, tail):
+    """Replace the sub-pixel ``tail`` of ``graph`` (in place): the strided conv and its Q/DQ on the
+    phase grid, the LR size, the residual on the phase grid, one ``DepthToSpace(r^2)`` and the crop,
+    written where the old DepthToSpace was (the old nodes are left for :func:`drop_dead`)."""
+    stem = tail.conv.name or tail.conv.output[0]
+    new_w, source = _phase_weight(tail.weight, tail.r)
+    nodes, new_inits, conv_inputs = _strided_conv_inputs(graph, tail, stem + "_strided", new_w, source)
+    name = _strided_conv_nodes(tail, stem, conv_inputs, nodes)
+    new_inits += _index_constants(stem, tail.r)
+    source_t, channels_t = _residual_source(graph, tail)
+    # H and W of the LR input of the conv, for the final crop and the residual's padding. The residual
+    # has them too and is read from its source (e.g. the graph input): the conv input of an int8 graph
+    # is a channels-last integer tensor inside onnxruntime, and reading its shape there costs a
+    # transpose and a dequantisation of the whole feature map (measured on SESR x2 int8).
+    nodes += [helper.make_node("Shape", [source_t or tail.conv.input[0]], [stem + "_shape"], name=stem + "_shape"),
+              helper.make_node("Slice", [stem + "_shape", stem + "_i2", stem + "_i4"], [stem + "_hw"],
+                               name=stem + "_hw")]
+    if tail.add is not None:
+        index = _residual_index(tail.cout, tail.r, channels_t, source)
+        new_inits += [numpy_helper.from_array(index, stem + "_residual_index"),
+                      numpy_helper.from_array(np.zeros(6, np.int64), stem + "_zeros6")]
+        nodes += _residual_nodes(stem, tail.r, source_t, name)
+        name = stem + "_sum"
+    nodes += _output_nodes(stem, tail.r, name, tail.d2s.output[0])
+    position = list(graph.node).index(tail.d2s)
+    graph.node.remove(tail.d2s)
+    for offset, node in enumerate(nodes):
+        graph.node.insert(position + offset, node)
+    graph.initializer.extend(new_inits)
+
+
+def _strided_conv_inputs(graph, tail, base, new_w, source):
+    """(DequantizeLinear nodes, initializers, Conv inputs) of the strided conv named ``base``: its
+    weight ``new_w`` and the bias reordered by ``source``, as float initializers or, in an int8
+    graph, as integer initializers read through per-channel DequantizeLinear nodes whose scales and
+    zero points are reordered the same way (the weight's axis kept)."""
     nodes, new_inits = [], []
-    if kind == "float":
+    if tail.kind == "float":
         w_in, b_in = base + ".weight", base + ".bias"
         new_inits.append(numpy_helper.from_array(new_w, w_in))
-        if bias is not None:
-            new_inits.append(numpy_helper.from_array(bias[source].astype(bias.dtype), b_in))
+        if tail.bias is not None:
+            new_inits.append(numpy_helper.from_array(tail.bias[source].astype(tail.bias.dtype), b_in))
     else:
         w_in, b_in = base + ".weight_dq", base + ".bias_dq"
-        for tag, dq, values in (("weight", w_dq, new_w), ("bias", b_dq, None if bias is None else bias[source])):
+        for tag, dq, values in (("weight", tail.w_dq, new_w),
+                                ("bias", tail.b_dq, None if tail.bias is None else tail.bias[source])):
             if dq is None:
                 continue
             new_inits.append(numpy_helper.from_array(np.ascontiguousarray(values), f"{base}.{tag}_quantized"))
             for idx, part in ((1, "scale"), (2, "zero_point")):
                 per = constant_values(graph, dq.input[idx]) if len(dq.input) > idx and dq.input[idx] else None
                 if per is None:  # optional zero point: zeros of the quantized type
-                    per = np.zeros(cout, values.dtype)
-                per = per[source] if per.size == cout else per
+                    per = np.zeros(tail.cout, values.dtype)
+                per = per[source] if per.size == tail.cout else per
                 new_inits.append(numpy_helper.from_array(np.ascontiguousarray(per), f"{base}.{tag}_{part}"))
             nodes.append(helper.make_node("DequantizeLinear", [f"{base}.{tag}_quantized", f"{base}.{tag}_scale",
                                                                f"{base}.{tag}_zero_point"], [f"{base}.{tag}_dq"],
                                           name=f"{base}.{tag}_dequantize", axis=attr(dq, "axis", 1)))
-    conv_inputs = [conv.input[0], w_in] + ([b_in] if bias is not None else [])
+    return nodes, new_inits, [tail.conv.input[0], w_in] + ([b_in] if tail.bias is not None else [])
+
+
+def _strided_conv_nodes(tail, stem, conv_inputs, nodes):
+    """Append the stride-``r`` Conv (kernel ``K + r - 1``, pads ``(K//2, K//2 + r - 1)``) and the
+    original per-tensor Q/DQ nodes, now on its phase-grid output, to ``nodes``; returns the name of
+    the last tensor written."""
+    kh, kw = tail.weight.shape[2:]
+    r = tail.r
     nodes.append(helper.make_node("Conv", conv_inputs, [stem + "_strided_out"], name=stem + "_strided_subpixel",
                                   kernel_shape=[kh + r - 1, kw + r - 1], strides=[r, r],
                                   pads=[kh // 2, kw // 2, kh // 2 + r - 1, kw // 2 + r - 1]))
     name = stem + "_strided_out"
-    for node in qdq:  # the same per-tensor Q/DQ, now on the phase grid
+    for node in tail.qdq:  # the same per-tensor Q/DQ, now on the phase grid
         nodes.append(helper.make_node(node.op_type, [name] + list(node.input[1:]), [node.output[0] + "_phase"],
                                       name=node.name + "_phase"))
         name = node.output[0] + "_phase"
-    new_inits += [numpy_helper.from_array(np.array([2], np.int64), stem + "_i2"),
-                  numpy_helper.from_array(np.array([4], np.int64), stem + "_i4"),
-                  numpy_helper.from_array(np.array([r], np.int64), stem + "_r"),
-                  numpy_helper.from_array(np.array([2, 3], np.int64), stem + "_axes_hw"),
-                  numpy_helper.from_array(np.array([0, 0], np.int64), stem + "_zeros2")]
-    source_t, channels_t = None, cout
-    if add is not None:
-        source_t = residual
-        if tile is not None:
-            repeats = constant_values(graph, tile.input[1])
-            if repeats is not None and list(repeats[[0, 2, 3]]) == [1, 1, 1] and cout % int(repeats[1]) == 0:
-                source_t, channels_t = tile.input[0], cout // int(repeats[1])
-    # H and W of the LR input of the conv, for the final crop and the residual's padding. The residual
-    # has them too and is read from its source (e.g. the graph input): the conv input of an int8 graph
-    # is a channels-last integer tensor inside onnxruntime, and reading its shape there costs a
-    # transpose and a dequantisation of the whole feature map (measured on SESR x2 int8).
-    nodes += [helper.make_node("Shape", [source_t or conv.input[0]], [stem + "_shape"], name=stem + "_shape"),
-              helper.make_node("Slice", [stem + "_shape", stem + "_i2", stem + "_i4"], [stem + "_hw"],
-                               name=stem + "_hw")]
-    if add is not None:
-        index = _residual_index(cout, r, channels_t, source)
-        new_inits += [numpy_helper.from_array(index, stem + "_residual_index"),
-                      numpy_helper.from_array(np.zeros(6, np.int64), stem + "_zeros6")]
-        nodes += [
-            helper.make_node("Mod", [stem + "_hw", stem + "_r"], [stem + "_hw_mod"], name=stem + "_hw_mod"),
-            helper.make_node("Sub", [stem + "_r", stem + "_hw_mod"], [stem + "_pad_r"], name=stem + "_pad_r"),
-            helper.make_node("Mod", [stem + "_pad_r", stem + "_r"], [stem + "_pad_hw"], name=stem + "_pad_hw"),
-            helper.make_node("Concat", [stem + "_zeros6", stem + "_pad_hw"], [stem + "_pads"], axis=0,
-                             name=stem + "_pads"),
-            helper.make_node("Pad", [source_t, stem + "_pads"], [stem + "_residual_padded"],
-                             name=stem + "_residual_pad"),
-            helper.make_node("SpaceToDepth", [stem + "_residual_padded"], [stem + "_residual_s2d"], blocksize=r,
-                             name=stem + "_residual_s2d"),
-            helper.make_node("Gather", [stem + "_residual_s2d", stem + "_residual_index"],
-                             [stem + "_residual_phase"], axis=1, name=stem + "_residual_gather"),
-            helper.make_node("Add", [name, stem + "_residual_phase"], [stem + "_sum"], name=stem + "_residual_add")]
-        name = stem + "_sum"
-    nodes += [
+    return name
+
+
+def _index_constants(stem, r):
+    """int64 initializers of the size arithmetic: 2 and 4 (the H, W slice of a shape), ``r``, the
+    H/W axes (2, 3) and the crop start (0, 0)."""
+    return [numpy_helper.from_array(np.array([2], np.int64), stem + "_i2"),
+            numpy_helper.from_array(np.array([4], np.int64), stem + "_i4"),
+            numpy_helper.from_array(np.array([r], np.int64), stem + "_r"),
+            numpy_helper.from_array(np.array([2, 3], np.int64), stem + "_axes_hw"),
+            numpy_helper.from_array(np.array([0, 0], np.int64), stem + "_zeros2")]
+
+
+def _residual_source(graph, tail):
+    """(tensor, channels) of the residual to bring onto the phase grid: the input of its ``Tile``
+    when the Tile repeats whole channels (``(1, k, 1, 1)`` with ``k`` dividing the conv's output
+    channels), else the residual itself with the conv's channel count; (None, Cout) without Add."""
+    source_t, channels_t = None, tail.cout
+    if tail.add is not None:
+        source_t = tail.residual
+        if tail.tile is not None:
+            repeats = constant_values(graph, tail.tile.input[1])
+            if repeats is not None and list(repeats[[0, 2, 3]]) == [1, 1, 1] and tail.cout % int(repeats[1]) == 0:
+                source_t, channels_t = tail.tile.input[0], tail.cout // int(repeats[1])
+    return source_t, channels_t
+
+
+def _residual_nodes(stem, r, source_t, name):
+    """Nodes adding the residual ``source_t`` (N, C, H, W) to the phase-grid tensor ``name``: H and W
+    padded up to multiples of ``r``, ``SpaceToDepth(r)``, the channel ``Gather`` by
+    ``{stem}_residual_index`` and the ``Add`` writing ``{stem}_sum``."""
+    return [
+        helper.make_node("Mod", [stem + "_hw", stem + "_r"], [stem + "_hw_mod"], name=stem + "_hw_mod"),
+        helper.make_node("Sub", [stem + "_r", stem + "_hw_mod"], [stem + "_pad_r"], name=stem + "_pad_r"),
+        helper.make_node("Mod", [stem + "_pad_r", stem + "_r"], [stem + "_pad_hw"], name=stem + "_pad_hw"),
+        helper.make_node("Concat", [stem + "_zeros6", stem + "_pad_hw"], [stem + "_pads"], axis=0,
+                         name=stem + "_pads"),
+        helper.make_node("Pad", [source_t, stem + "_pads"], [stem + "_residual_padded"],
+                         name=stem + "_residual_pad"),
+        helper.make_node("SpaceToDepth", [stem + "_residual_padded"], [stem + "_residual_s2d"], blocksize=r,
+                         name=stem + "_residual_s2d"),
+        helper.make_node("Gather", [stem + "_residual_s2d", stem + "_residual_index"],
+                         [stem + "_residual_phase"], axis=1, name=stem + "_residual_gather"),
+        helper.make_node("Add", [name, stem + "_residual_phase"], [stem + "_sum"], name=stem + "_residual_add")]
+
+
+def _output_nodes(stem, r, name, output):
+    """``DepthToSpace(r^2, DCR)`` of the phase-grid tensor ``name`` and the ``Slice`` cropping it to
+    ``r*H x r*W`` into ``output`` (the old DepthToSpace's output name)."""
+    return [
         helper.make_node("DepthToSpace", [name], [stem + "_hr"], blocksize=r * r, mode="DCR",
                          name=stem + "_depth_to_space"),
         helper.make_node("Mul", [stem + "_hw", stem + "_r"], [stem + "_hr_hw"], name=stem + "_hr_hw"),
         helper.make_node("Slice", [stem + "_hr", stem + "_zeros2", stem + "_hr_hw", stem + "_axes_hw"],
-                         [d2s.output[0]], name=stem + "_crop")]
-    position = list(graph.node).index(d2s)
-    graph.node.remove(d2s)
-    for offset, node in enumerate(nodes):
-        graph.node.insert(position + offset, node)
-    graph.initializer.extend(new_inits)
+                         [output], name=stem + "_crop")]
 
 
 __all__ = ["strided_subpixel_convs", "MAX_OUT_CHANNELS"]

@@ -55,11 +55,13 @@ class Pass:
     quant: str = None
 
     def applies(self, ctx):
+        """True if this pass runs for ``ctx.quant``."""
         return self.quant is None or self.quant == ctx.quant
 
 
 def run_passes(model, passes, ctx):
-    """Run ``passes`` in order on ``model`` (in place) and return it."""
+    """Run ``passes`` in order on ``model`` (in place), storing each return value in
+    ``ctx.results[name]``, and return ``model``. Errors of a pass pass through."""
     for step in passes:
         if step.applies(ctx):
             ctx.results[step.name] = step.run(model, ctx)
@@ -67,35 +69,43 @@ def run_passes(model, passes, ctx):
 
 
 def passes_from(profile, name):
-    """The passes of ``PROFILES[profile]`` from the one called ``name`` on."""
+    """The passes of ``PROFILES[profile]`` from the one called ``name`` on (KeyError for an unknown
+    profile, ValueError for an unknown pass name)."""
     steps = PROFILES[profile]
     return steps[[s.name for s in steps].index(name):]
 
 
 # ---- the passes ----
 def to_opset(model, _ctx):
+    """Convert ``model`` to :data:`OPSET` (13: per-axis QuantizeLinear / DequantizeLinear) when older."""
     if model.opset_import[0].version < OPSET:
         model.CopyFrom(version_converter.convert_version(model, OPSET))
 
 
 def dynamic_hw(model, _ctx):
-    from src.export.onnx_float import _mark_dynamic  # pylint: disable=import-outside-toplevel
-    _mark_dynamic(model)
+    """Symbolic H and W on the graph input and output (:func:`src.export.onnx_float.mark_dynamic_hw`)."""
+    from src.export.onnx_float import mark_dynamic_hw  # pylint: disable=import-outside-toplevel
+    mark_dynamic_hw(model)
 
 
 def check(model, _ctx):
+    """``onnx.checker.check_model`` (ValidationError on a malformed graph)."""
     onnx.checker.check_model(model)
 
 
 def desktop_plan(model, ctx):
+    """``ctx.plan``: the desktop :class:`~src.export.qdq_plan.QDQPlan` of ``ctx.qnet``'s grids."""
     ctx.plan = plan_desktop(model, ctx.qnet, ctx.output_ranges, ctx.quantize_last)
 
 
 def write(model, ctx):
+    """Write ``ctx.plan``'s Q/DQ nodes (:func:`src.export.qdq_writer.write_qdq`); returns the mark count."""
     return write_qdq(model, ctx.plan)
 
 
 def image_grid(model, ctx):
+    """RGB models: the residual sum on the 8-bit image grid and its DequantizeLinear moved past the
+    pixel shuffle (:func:`~src.export.qdq_rewrites.image_grid_output`); returns True if applied."""
     # RGB models take and give 8-bit images. A Y-channel model (SESR) takes a float Y computed from
     # RGB and its Y output is turned back into RGB, so rounding both to 1/255 costs Set5 0.06-0.08 dB
     # (measured on both SESR x2 checkpoints): its desktop output stays float.
@@ -106,7 +116,8 @@ def image_grid(model, ctx):
 
 
 def observe_tensor_ranges(model, ctx):
-    """{tensor: (min, max)} of every node output of the float graph on ``ctx.example`` (onnxruntime)."""
+    """``ctx.tensor_ranges``: {tensor: (min, max)} of every node output of the float graph on
+    ``ctx.example`` (NCHW float32, onnxruntime CPU), plus the graph input's own range."""
     from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -121,10 +132,13 @@ def observe_tensor_ranges(model, ctx):
 
 
 def mobile_plan(model, ctx):
+    """``ctx.plan``: the mobile :class:`~src.export.qdq_plan.QDQPlan` (every tensor on a grid; RGB
+    models with the image grid on input and output sum)."""
     ctx.plan = plan_mobile(model, ctx.qnet, ctx.output_ranges, ctx.tensor_ranges, rgb=ctx.n_colors == 3)
 
 
 def mobile_ops(model, _ctx):
+    """ValueError if an op outside :data:`src.export.profiles.MOBILE_OPS` remains; ``onnx.checker``."""
     from src.export.profiles import MOBILE_OPS  # pylint: disable=import-outside-toplevel
     mobile_rewrites.check_mobile_ops(model, MOBILE_OPS)
 

@@ -29,6 +29,11 @@ is on the image grid and the first conv requantizes it to its calibrated grid; w
 (a Concat of the input) is a term of that image-grid sum, the input is on the image grid and the
 residual conv output on a 1/255-step grid, so the sum is exact; an Add term whose sum goes onto
 a calibrated conv grid is observed only over the range that can reach it (:func:`add_term_range`).
+
+Format followed: the ONNX QDQ representation (onnxruntime docs, "Quantize ONNX models": QDQ
+format; QuantizeLinear / DequantizeLinear-13 with per-axis scales), whose conventions match the
+TFLite 8-bit quantization spec used by :mod:`src.export.tflite_graph` (int8 symmetric per-channel
+weights, int32 biases of scale ``s_in s_w``, asymmetric 8-bit activations).
 """
 from dataclasses import dataclass, field
 
@@ -54,6 +59,8 @@ class Grid:
     clip: tuple = None
 
     def same(self, other):
+        """True if ``other`` is a :class:`Grid` with the same float32 scale, zero point (value and
+        integer type) and clip."""
         return (other is not None and np.float32(self.scale) == np.float32(other.scale)
                 and self.zero_point.dtype == other.zero_point.dtype
                 and int(self.zero_point) == int(other.zero_point) and self.clip == other.clip)
@@ -97,6 +104,8 @@ class ConvMark:
 
 @dataclass
 class QDQPlan:
+    """The marks of one graph: ``activations`` (:class:`ActivationMark`, in marking order, the order
+    the writer inserts them) and ``convs`` ({weight initializer name: :class:`ConvMark`})."""
     activations: list = field(default_factory=list)
     convs: dict = field(default_factory=dict)  # weight initializer name -> ConvMark
 
@@ -185,6 +194,7 @@ class PlanState:
                    for reader in self.users.get(tensor, []))
 
     def is_image_sum_term_of(self, tensor, add):
+        """True if ``add`` is the image-grid residual sum and ``tensor`` one of its terms."""
         return add.op_type == "Add" and add.output[0] in self.image_sums and tensor in add.input
 
     def layer_of(self, node):
@@ -204,6 +214,8 @@ class PlanState:
         return None
 
     def read_only_by_quantized_convs(self, tensor):
+        """True if ``tensor`` has readers and each is a quantized Conv with its activation quantizer
+        on, reading it as its data input."""
         readers = self.users.get(tensor, [])
         return bool(readers) and all(
             self.layer_of(n)[1] is not None and n.input[0] == tensor and self.layer_of(n)[1].act_quant.enabled
@@ -244,7 +256,8 @@ def _conv_output_grid(node, state):
 
 
 def desktop_conv(node, state):
-    """Desktop: edge mark on the input, integer weights, a tensor mark on the output (see module doc)."""
+    """Desktop: edge mark on the input, integer weights, a tensor mark on the output (see module doc).
+    A Conv that is not a quantized layer is left float; ValueError for a layer of more than 8 bits."""
     name, layer = state.layer_of(node)
     if layer is None:
         return
@@ -417,7 +430,11 @@ def image_tail(graph, clip=True):
 
 
 def plan_desktop(model, qnet, output_ranges=None, quantize_last=True):
-    """:class:`QDQPlan` of the desktop profile for the float ``model`` of ``qnet``."""
+    """:class:`QDQPlan` of the desktop profile for the float ``model`` (ONNX, NCHW) of the calibrated
+    fake-quant ``qnet``; ``output_ranges``: {layer name: (min, max)} of the quantized conv outputs
+    in the network's float units (observed on the example image in [0, 1]); without
+    ``quantize_last`` the last layer's output stays float. ValueError for a layer of more than 8
+    bits, a ``qnet`` without quantizers, or a quantized layer not found as a Conv of the graph."""
     ranges = dict(output_ranges or {})
     layers = [name for name, _ in quant_layers(qnet)]
     if not quantize_last and layers:
@@ -438,7 +455,9 @@ def plan_mobile(model, qnet, output_ranges, tensor_ranges, rgb=False):
     (exact for such pixels; the first conv requantizes to its own grid, which rounds the pixels as
     the fake-quant model does) and its residual sum too (see :func:`mobile_add`). A Y model's input
     goes on the image grid too when its anchor is a term of the image-grid output sum: with the
-    residual conv output on a 1/255-step grid (:func:`residual_grid`) that sum is then exact.""" 
+    residual conv output on a 1/255-step grid (:func:`residual_grid`) that sum is then exact.
+    ValueError for a Conv without quantizer, a layer of more than 8 bits, a tensor or layer without
+    an observed range, or a quantized layer not found as a Conv of the graph."""
     state = PlanState(model, qnet, output_ranges, tensor_ranges, rgb)
     graph = model.graph
     for value in graph.input:

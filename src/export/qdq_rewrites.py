@@ -9,6 +9,10 @@
 - :func:`image_grid_output` (desktop, RGB): the residual sum of an image model on the 8-bit
   image grid (the final Clip becomes uint8 saturation);
 - :func:`drop_saturated_clips`: a Clip whose input grid lies inside its bounds (mobile).
+
+The graphs are in the ONNX QDQ format (onnxruntime docs, "Quantize ONNX models"), NCHW; every
+rewrite keeps the integers each quantized tensor holds, so onnxruntime's integer kernels give the
+same outputs (or, for :func:`image_grid_output`, at most one 8-bit image level apart).
 """
 import numpy as np
 import onnx
@@ -23,7 +27,8 @@ MIN_INT8_OUT_CHANNELS = 16
 
 def drop_requantization(model):
     """Remove ``DequantizeLinear -> QuantizeLinear`` pairs with the same scale and zero point (the
-    QuantizeLinear's readers take the DequantizeLinear's integer input)."""
+    QuantizeLinear's readers take the DequantizeLinear's integer input), in place; the
+    DequantizeLinear nodes nobody reads any more go too. Returns the number of pairs removed."""
     graph = model.graph
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     writers = producers(graph)
@@ -51,7 +56,7 @@ def drop_requantization(model):
 
 def pad_conv_channels(model, multiple=4, min_channels=MIN_INT8_OUT_CHANNELS):
     """Pad the output channels of int8 Convs to a multiple of ``multiple``, and to at least
-    ``min_channels`` (in place).
+    ``min_channels`` (in place); returns the number of Convs padded.
 
     onnxruntime's integer convolution is about twice as slow with 27 output channels
     (ABPN at x3) as with 28. A Conv whose output reaches exactly one other Conv
@@ -60,66 +65,103 @@ def pad_conv_channels(model, multiple=4, min_channels=MIN_INT8_OUT_CHANNELS):
     the result is unchanged: the extra channels are exactly 0 and are ignored.
     A chain that ends elsewhere (the last Conv's quantized output feeding the
     residual Add) is padded too and cut back with a Slice after its DequantizeLinear.
+    Only Convs whose weight is a ``DequantizeLinear`` of an initializer (OIHW, per-channel
+    scale and zero point on axis 0) and ``group`` 1 are padded; ``onnx.checker`` runs on a
+    changed graph (its ValidationError passes through).
     """
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     readers = consumers(graph)
     writers = producers(graph)
     padded, slices = 0, []
-
-    def _set(init_name, array):
-        inits[init_name].CopyFrom(numpy_helper.from_array(array, init_name))
-
     for conv in [n for n in graph.node if n.op_type == "Conv"]:
-        w_dq = writers.get(conv.input[1])
-        if w_dq is None or w_dq.op_type != "DequantizeLinear" or w_dq.input[0] not in inits:
+        plan = _padding_plan(conv, inits, readers, writers, multiple, min_channels)
+        if plan is None:
             continue
-        w = numpy_helper.to_array(inits[w_dq.input[0]])
-        extra = max(min_channels, w.shape[0] + (-w.shape[0]) % multiple) - w.shape[0]
-        if extra == 0 or any(a.name == "group" and a.i != 1 for a in conv.attribute):
-            continue
-        name, nxt = conv.output[0], None
-        while True:  # follow the single chain of element-wise per-tensor ops
-            users = readers.get(name, [])
-            if len(users) != 1:
-                break
-            user = users[0]
-            if user.op_type == "Conv" and user.input[0] == name:
-                nxt = user
-                break
-            if user.op_type not in ("Relu", "QuantizeLinear", "DequantizeLinear") or user.input[0] != name:
-                break
-            name = user.output[0]
-        nxt_dq = writers.get(nxt.input[1]) if nxt is not None else None
-        if nxt is not None and (nxt_dq is None or nxt_dq.op_type != "DequantizeLinear"
-                                or nxt_dq.input[0] not in inits
-                                or any(a.name == "group" and a.i != 1 for a in nxt.attribute)):
-            continue
-        if nxt is None and name == conv.output[0]:
-            continue  # a float Conv output: nothing gained
-
-        w_scale = numpy_helper.to_array(inits[w_dq.input[1]])
-        _set(w_dq.input[0], np.concatenate([w, np.zeros((extra,) + w.shape[1:], w.dtype)]))
-        _set(w_dq.input[1], np.concatenate([w_scale, np.ones(extra, np.float32)]))
-        zp = numpy_helper.to_array(inits[w_dq.input[2]])
-        _set(w_dq.input[2], np.concatenate([zp, np.zeros(extra, zp.dtype)]))
-        if len(conv.input) > 2 and conv.input[2]:
-            b_dq = writers.get(conv.input[2])
-            if b_dq is not None and b_dq.op_type == "DequantizeLinear":
-                act_scale = float(numpy_helper.to_array(inits[b_dq.input[1]])[0] / w_scale[0])
-                for idx, fill in ((0, 0), (1, act_scale), (2, 0)):  # bias scale = activation x weight scale
-                    arr = numpy_helper.to_array(inits[b_dq.input[idx]])
-                    _set(b_dq.input[idx], np.concatenate([arr, np.full(extra, fill, arr.dtype)]))
-            else:
-                arr = numpy_helper.to_array(inits[conv.input[2]])
-                _set(conv.input[2], np.concatenate([arr, np.zeros(extra, arr.dtype)]))
-        if nxt is not None:
+        w_dq, w, extra, name, nxt_dq = plan
+        _pad_output_channels(conv, w_dq, w, extra, inits, writers)
+        if nxt_dq is not None:
             w_next = numpy_helper.to_array(inits[nxt_dq.input[0]])
-            _set(nxt_dq.input[0], np.concatenate(
+            _set_initializer(inits, nxt_dq.input[0], np.concatenate(
                 [w_next, np.zeros((w_next.shape[0], extra) + w_next.shape[2:], w_next.dtype)], axis=1))
         else:  # the chain ends elsewhere (e.g. the residual Add): drop the extra channels there
             slices.append((name, w.shape[0]))
         padded += 1
+    _slice_channels_back(graph, writers, slices)
+    if padded:
+        del graph.value_info[:]
+        onnx.checker.check_model(model)
+    return padded
+
+
+def _set_initializer(inits, name, array):
+    inits[name].CopyFrom(numpy_helper.from_array(array, name))
+
+
+def _grouped(conv):
+    return any(a.name == "group" and a.i != 1 for a in conv.attribute)
+
+
+def _padding_plan(conv, inits, readers, writers, multiple, min_channels):
+    """(weight DequantizeLinear, int8 weight (Cout, Cin, K, K), channels to add, last tensor of the
+    chain, the next Conv's weight DequantizeLinear or None) for a ``conv`` that
+    :func:`pad_conv_channels` pads; None for one it leaves alone."""
+    w_dq = writers.get(conv.input[1])
+    if w_dq is None or w_dq.op_type != "DequantizeLinear" or w_dq.input[0] not in inits:
+        return None
+    w = numpy_helper.to_array(inits[w_dq.input[0]])
+    extra = max(min_channels, w.shape[0] + (-w.shape[0]) % multiple) - w.shape[0]
+    if extra == 0 or _grouped(conv):
+        return None
+    name, nxt = _element_wise_chain(conv, readers)
+    nxt_dq = writers.get(nxt.input[1]) if nxt is not None else None
+    if nxt is not None and (nxt_dq is None or nxt_dq.op_type != "DequantizeLinear"
+                            or nxt_dq.input[0] not in inits or _grouped(nxt)):
+        return None
+    if nxt is None and name == conv.output[0]:
+        return None  # a float Conv output: nothing gained
+    return w_dq, w, extra, name, nxt_dq
+
+
+def _element_wise_chain(conv, readers):
+    """(last tensor, next Conv or None) of the single chain of Relu / QuantizeLinear /
+    DequantizeLinear nodes that follows ``conv``'s output (each read by exactly one node)."""
+    name = conv.output[0]
+    while True:
+        users = readers.get(name, [])
+        if len(users) != 1:
+            return name, None
+        user = users[0]
+        if user.op_type == "Conv" and user.input[0] == name:
+            return name, user
+        if user.op_type not in ("Relu", "QuantizeLinear", "DequantizeLinear") or user.input[0] != name:
+            return name, None
+        name = user.output[0]
+
+
+def _pad_output_channels(conv, w_dq, w, extra, inits, writers):
+    """Append ``extra`` zero filters to ``conv``: int8 weight 0, scale 1, zero point 0; a quantized
+    bias gets value 0 on its grid (scale = activation scale x weight scale 1), a float bias 0."""
+    w_scale = numpy_helper.to_array(inits[w_dq.input[1]])
+    _set_initializer(inits, w_dq.input[0], np.concatenate([w, np.zeros((extra,) + w.shape[1:], w.dtype)]))
+    _set_initializer(inits, w_dq.input[1], np.concatenate([w_scale, np.ones(extra, np.float32)]))
+    zp = numpy_helper.to_array(inits[w_dq.input[2]])
+    _set_initializer(inits, w_dq.input[2], np.concatenate([zp, np.zeros(extra, zp.dtype)]))
+    if len(conv.input) > 2 and conv.input[2]:
+        b_dq = writers.get(conv.input[2])
+        if b_dq is not None and b_dq.op_type == "DequantizeLinear":
+            act_scale = float(numpy_helper.to_array(inits[b_dq.input[1]])[0] / w_scale[0])
+            for idx, fill in ((0, 0), (1, act_scale), (2, 0)):  # bias scale = activation x weight scale
+                arr = numpy_helper.to_array(inits[b_dq.input[idx]])
+                _set_initializer(inits, b_dq.input[idx], np.concatenate([arr, np.full(extra, fill, arr.dtype)]))
+        else:
+            arr = numpy_helper.to_array(inits[conv.input[2]])
+            _set_initializer(inits, conv.input[2], np.concatenate([arr, np.zeros(extra, arr.dtype)]))
+
+
+def _slice_channels_back(graph, writers, slices):
+    """For each (tensor, channels) of ``slices``: its writer now writes ``{tensor}_padded`` and a
+    ``Slice`` (axis 1, 0..channels) after it writes ``tensor`` again."""
     for name, channels in slices:
         last = writers[name]
         last.output[0] = name + "_padded"
@@ -129,10 +171,8 @@ def pad_conv_channels(model, multiple=4, min_channels=MIN_INT8_OUT_CHANNELS):
         index = list(graph.node).index(last) + 1
         graph.node.insert(index, helper.make_node("Slice", [name + "_padded"] + [c.name for c in consts], [name],
                                                   name=f"{name}_slice"))
-    if padded:
-        del graph.value_info[:]
-        onnx.checker.check_model(model)
-    return padded
+
+
 def dequantize_late(model):
     """Move per-tensor ``DequantizeLinear`` nodes after the data-movement ops that read them, so those
     ops run on the 8-bit tensor (exact). The pixel shuffle on the HR output is the largest fixed cost

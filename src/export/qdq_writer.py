@@ -11,7 +11,9 @@ DequantizeLinear nodes and their integer initializers (in place).
   the same for the int32 bias, just before the Conv; its float initializers go.
 
 Node and initializer names follow ``<layer>.act_*`` (input), ``<layer>.out_*`` (output),
-``<layer>.weight_*`` / ``<layer>.bias_*``.
+``<layer>.weight_*`` / ``<layer>.bias_*``. The nodes follow the ONNX QDQ format (onnxruntime docs,
+"Quantize ONNX models"; QuantizeLinear / DequantizeLinear-13, per-axis for weights), which
+onnxruntime fuses into integer kernels.
 """
 import numpy as np
 from onnx import helper
@@ -45,7 +47,12 @@ def _weight_nodes(prefix, values, scale, zero_dtype):
 
 
 def write_qdq(model, plan):
-    """Insert the Q/DQ nodes of ``plan`` into ``model`` (in place); returns the number of marks written."""
+    """Insert the Q/DQ nodes of ``plan`` (:class:`~src.export.qdq_plan.QDQPlan`) into the float
+    ``model`` (in place; topological order kept: graph-input marks first, edge and conv marks just
+    before their reader, tensor marks just after the producer); the float weight and bias
+    initializers of marked Convs go unless something else reads them. Returns the number of marks
+    written. StopIteration if a tensor mark names a tensor no node writes, KeyError for an edge mark
+    whose reader is not in the graph (the plan and the graph must come from the same model)."""
     graph = model.graph
     nodes = list(graph.node)
     before, after, new_inits, drop = {}, {}, [], set()

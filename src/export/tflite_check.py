@@ -13,6 +13,11 @@
   "Replacing N out of M node(s) with delegate ... yielding K partitions" at verbose level
   only, so it cannot be captured in a default build.)
 - :func:`run`: one inference with LiteRT's interpreter (2 threads by default), NHWC.
+
+Follows the TFLite flatbuffer schema (``schema.fbs``, read through ai-edge-litert's generated
+``schema_py_generated``) and the TFLite 8-bit quantization spec (``real = scale * (q -
+zero_point)``, per-tensor activations, per-channel weights on ``quantized_dimension``). Every
+reader raises ValueError naming requirements-mobile.txt when ai-edge-litert is not installed.
 """
 import numpy as np
 
@@ -37,7 +42,8 @@ def _bytes(data_or_path):
 
 
 def read_model(data_or_path):
-    """``ModelT`` of TFLite bytes or a .tflite path (ValueError when it is not a TFLite flatbuffer)."""
+    """``ModelT`` (the schema's object API) of TFLite bytes or a .tflite path; ValueError when it is not
+    a TFLite flatbuffer (no ``TFL3`` identifier), OSError when the path cannot be read."""
     schema = _schema()
     data = _bytes(data_or_path)
     if len(data) < 8 or data[4:8] != b"TFL3":
@@ -50,7 +56,8 @@ def _enum_names(enum):
 
 
 def op_names(model):
-    """Operator names of subgraph 0 in execution order (builtin names, custom code for custom ops)."""
+    """Operator names of subgraph 0 of a ``ModelT`` in execution order: builtin names (e.g.
+    ``CONV_2D``, ``QUANTIZE``), ``CUSTOM:<code>`` for custom and Flex ops."""
     schema = _schema()
     names = _enum_names(schema.BuiltinOperator)
     out = []
@@ -94,7 +101,9 @@ def tensor_table(model):
 
 
 def constant_data(model, index):
-    """The data of constant tensor ``index`` as a numpy array of its dtype and shape."""
+    """The data of constant tensor ``index`` of subgraph 0 as a numpy array of its dtype and stored
+    shape (e.g. int8 ``O x H x W x I`` conv weights, int32 biases); KeyError for a tensor type other
+    than INT8, UINT8, INT16, INT32, INT64, FLOAT16, FLOAT32."""
     tensor = model.subgraphs[0].tensors[index]
     dtype = {"INT8": np.int8, "UINT8": np.uint8, "INT32": np.int32, "FLOAT32": np.float32,
              "FLOAT16": np.float16, "INT64": np.int64, "INT16": np.int16}[tensor_table(model)[index]["dtype"]]
@@ -103,7 +112,9 @@ def constant_data(model, index):
 
 
 def io_quantization(data_or_path):
-    """``{"input": (dtype, scale, zero point), "output": (...)}`` of the graph's input and output."""
+    """``{"input": (dtype, scale, zero point), "output": (...)}`` of the graph's first input and output
+    (dtype a TFLite type name such as ``UINT8``; scale a float and zero point an int, both None for a
+    float tensor), from TFLite bytes or a path; ValueError as :func:`read_model`."""
     model = read_model(data_or_path)
     table = tensor_table(model)
     graph = model.subgraphs[0]
@@ -136,7 +147,8 @@ def float_ops_inside(model):
 
 
 def interpreter(data_or_path, threads=DEFAULT_THREADS):
-    """An allocated LiteRT ``Interpreter`` (default XNNPACK delegate) for the file."""
+    """An allocated LiteRT ``Interpreter`` (default XNNPACK delegate, ``threads`` threads) for TFLite
+    bytes or a path; LiteRT's own ValueError / RuntimeError for a file it cannot load."""
     try:
         from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
     except ImportError:
@@ -148,7 +160,8 @@ def interpreter(data_or_path, threads=DEFAULT_THREADS):
 
 
 def xnnpack_partitions(data_or_path, threads=DEFAULT_THREADS):
-    """``{"partitions": K, "nodes": M, "delegated": N, "left": [op names XNNPACK did not take]}``."""
+    """``{"partitions": K, "nodes": M, "delegated": N, "left": [op names XNNPACK did not take]}`` of the
+    file under LiteRT's default XNNPACK delegate (see the module docstring for how it is read)."""
     interp = interpreter(data_or_path, threads)
     raw = interp._interpreter  # pylint: disable=protected-access  # node lists are not in the public API
     names = [raw.NodeName(i) for i in range(raw.NumNodes())]
@@ -180,7 +193,8 @@ def run(interp, x_nhwc):
     """Output of ``interp`` (see :func:`interpreter`) for one NHWC input, as the file's dtype.
 
     A float32 input in [0, 1] is given as is to a float32 file and as ``round(255 x)`` to a
-    uint8 file; the result is the raw output tensor (float32 or uint8)."""
+    uint8 file; the result is the raw output tensor (``1 x rH x rW x C``, float32 or uint8).
+    ValueError when the input shape is not the file's fixed input shape."""
     detail = interp.get_input_details()[0]
     x = np.asarray(x_nhwc)
     if detail["dtype"] == np.uint8 and x.dtype != np.uint8:
@@ -193,7 +207,8 @@ def run(interp, x_nhwc):
 
 
 def run_nchw(interp, x_nchw):
-    """Float32 NCHW in [0, 1] -> float32 NCHW in [0, 1] through the file (uint8 outputs divided by 255)."""
+    """Float32 NCHW in [0, 1] -> float32 NCHW in [0, 1] through the file (transposed to and from its
+    NHWC; uint8 outputs divided by 255). ValueError as :func:`run`."""
     out = run(interp, np.ascontiguousarray(np.asarray(x_nchw).transpose(0, 2, 3, 1)))
     if out.dtype == np.uint8:
         out = out.astype(np.float32) / np.float32(255.0)

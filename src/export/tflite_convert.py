@@ -19,6 +19,9 @@ Why not onnx2tf: it crashes on the anchor's ``Tile`` and turns QDQ graphs into F
 (select-TF) ops the plain interpreter refuses; ``ai-edge-quantizer`` would need our grids
 re-expressed as its recipe. The fake-quant route keeps every range and per-channel scale
 exactly (tests compare the file's quantization parameters with the project's grids).
+The resulting file follows the TFLite 8-bit quantization spec (tensorflow.org/lite/performance/
+quantization_spec): int8 symmetric per-channel weights (narrow range), int32 biases, int8
+asymmetric activations.
 """
 import os
 
@@ -111,7 +114,8 @@ def _require_image_io(data):
 
 def write_tflite(data, path, metadata=None):
     """Atomic write of TFLite bytes to ``path``; ``metadata`` (``{key: str}``) is stored inside first
-    (:func:`src.export.metadata.attach_tflite_metadata`). Returns ``path``."""
+    (:func:`src.export.metadata.attach_tflite_metadata`). Returns ``path``; OSError from the write
+    passes through and leaves no partial file."""
     from src.utils.atomic import atomic_target  # pylint: disable=import-outside-toplevel
     if metadata:
         from src.export.metadata import attach_tflite_metadata  # pylint: disable=import-outside-toplevel

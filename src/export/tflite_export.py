@@ -8,13 +8,18 @@ builtin; for int8 no float op between the input QUANTIZE and the output DEQUANTI
 the XNNPACK partition report; the output against MindSpore on the exporter's check
 image (float32: max |diff| < 1e-4; float16 and int8: reported).
 """
+from dataclasses import dataclass
+
 import numpy as np
 
 FLOAT_TOLERANCE = 1e-4
 
 
 def check_request(quant, io_dtype, q_net, n_colors):
-    """ValueError for a TFLITE request that cannot be served (before any work is done)."""
+    """Refuse, before any work is done, a TFLITE request that cannot be served: ValueError when
+    TensorFlow is not installed (naming requirements-mobile.txt), for ``quant`` 'int8' without a
+    calibrated ``q_net``, for ``io_dtype`` 'uint8' with a float ``quant``, and for 'uint8' with a
+    Y-channel model (``n_colors`` 1: its input is float BT.601 Y, not image bytes)."""
     from src.export.tflite_convert import tensorflow  # pylint: disable=import-outside-toplevel
     tensorflow()  # the converter is installed (one line naming requirements-mobile.txt if not)
     if quant == "int8" and q_net is None:
@@ -28,26 +33,42 @@ def check_request(quant, io_dtype, q_net, n_colors):
                          "are no image bytes to pass: use --io_dtype float32")
 
 
-def export_tflite(fp_net, q_net, example, path, quant, io_dtype="float32", metadata=None, check=True, log=print,
-                  output_ranges=None):  # the export request as export.py's options: one call, no config object
-    """Write the TFLite file of ``fp_net`` (``quant`` none/float16) or of the calibrated ``q_net``
-    (``quant`` int8) at the fixed NCHW shape of ``example`` (float32 in [0, 1]); returns a report dict
-    (``ops``, ``xnnpack``, ``max_abs_diff`` and for int8 ``float_ops_inside``). ValueError for a
-    request or graph the converter or LiteRT cannot take, and when a float32 file differs from
-    MindSpore by 1e-4 or more. ``output_ranges`` ({layer: (min, max)}, int8): the conv output ranges
-    (observed on ``example`` when None, see :func:`src.export.onnx_qdq.observe_output_ranges`)."""
+@dataclass(frozen=True)
+class TFLiteOptions:
+    """What export.py's options ask of a .tflite file: ``quant`` ('none': float32, 'float16':
+    float16 weights, 'int8': full-integer), ``io_dtype`` of the file's input and output
+    ('float32' in [0, 1], or 'uint8' image bytes 0..255 for int8 RGB files), the ``sr.*``
+    ``metadata`` map to store (None: none), ``check`` (run the file with LiteRT against
+    MindSpore), and for int8 the conv ``output_ranges`` ({layer name: (min, max)}, float; None:
+    observed on the example, see :func:`src.export.onnx_qdq.observe_output_ranges`)."""
+    quant: str = "none"
+    io_dtype: str = "float32"
+    metadata: dict = None
+    check: bool = True
+    output_ranges: dict = None
+
+
+def export_tflite(fp_net, q_net, example, path, options=TFLiteOptions(), log=print):
+    """Write the TFLite file of ``fp_net`` (``options.quant`` none/float16) or of the calibrated
+    ``q_net`` (int8) at the fixed shape of ``example`` (NCHW float32 in [0, 1]; the file's tensors
+    are NHWC, see :mod:`src.export.tflite_graph`); returns a report dict (``ops``, and with
+    ``options.check`` ``xnnpack`` and ``max_abs_diff``; for int8 ``float_ops_inside``). ValueError
+    for a request or graph the converter or LiteRT cannot take, and when a float32 file differs
+    from MindSpore by 1e-4 or more. ``log`` takes the check's report lines."""
     from src.export.profiles import build_onnx  # pylint: disable=import-outside-toplevel
     from src.export.tflite_convert import write_tflite  # pylint: disable=import-outside-toplevel
+    quant = options.quant
     example = np.ascontiguousarray(example, np.float32)
     if quant == "int8":
         from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
         graph = build_onnx(fp_net, q_net, example, "mobile", "int8",
-                           output_ranges or observe_output_ranges(q_net, [example]))
+                           options.output_ranges or observe_output_ranges(q_net, [example]))
     else:
         graph = build_onnx(fp_net, None, example, "mobile", "none")
-    data, report = _convert_checked(graph, quant, io_dtype)
-    write_tflite(data, path, _file_metadata(metadata, example.shape, io_dtype) if metadata else None)
-    if check:
+    data, report = _convert_checked(graph, quant, options.io_dtype)
+    metadata = _file_metadata(options.metadata, example.shape, options.io_dtype) if options.metadata else None
+    write_tflite(data, path, metadata)
+    if options.check:
         _check_against_mindspore(path, example, q_net if quant == "int8" else fp_net, quant, report, log)
     return report
 

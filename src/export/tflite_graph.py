@@ -109,7 +109,13 @@ class Translator:
     """Builds the TF ops of an ONNX mobile graph; call :meth:`__call__` inside a ``tf.function``.
 
     ``model``: onnx ModelProto, fixed shape ``N x C x H x W``, one input and one output.
-    ``quantized`` is True when the graph holds QuantizeLinear/DequantizeLinear nodes.
+    ``quantized`` is True when the graph holds QuantizeLinear/DequantizeLinear nodes; ``image_io``
+    (quantized graphs) puts the input and output on the 8-bit image grid (scale 1/255, zero point
+    0). ``input_shape`` is the NCHW input shape, ``nhwc_shape`` the TF one. ValueError at
+    construction for a graph with other than one input and one output, a non-fixed or non-4-D
+    input, or an op outside :data:`SUPPORTED_OPS`; while building (:meth:`__call__`) for a graph
+    the TFLite int8 spec cannot express (asymmetric or -128 weights, non-constant weights or
+    slopes, unsupported attributes; see the module docstring).
     """
 
     def __init__(self, model, image_io=False):
@@ -133,7 +139,9 @@ class Translator:
 
     # -- graph walk ---------------------------------------------------------------------------
     def __call__(self, x):
-        """NHWC float32 tensor -> NHWC float32 tensor (TF ops; call under a ``tf.function``)."""
+        """NHWC float32 tensor ``1 x H x W x C`` in [0, 1] -> NHWC float32 tensor ``1 x rH x rW x C``
+        (TF ops; call under a ``tf.function``). ValueError for a node it cannot translate and for a
+        graph output that is a constant or a quantized tensor without DequantizeLinear."""
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         self.tf = tf
         graph = self.model.graph
@@ -268,12 +276,18 @@ class Translator:
             value, min=(-limit).astype(np.float32), max=limit.astype(np.float32), num_bits=8, narrow_range=True)
         return tf.transpose(out, (0, 1, 3, 2)) if depthwise else out
 
+    def _const_input(self, node, index, what):
+        """The :class:`_Const` at input ``index`` of ``node``; ValueError naming ``what`` (weight, bias,
+        slope) if a node computes it."""
+        const = self.consts.get(node.input[index])
+        if const is None:
+            raise ValueError(f"{node.op_type} {node.name}: the {what} must be a constant")
+        return const
+
     def _op_Conv(self, node):
         tf = self.tf
         x = self._value(node.input[0])
-        w_const = self.consts.get(node.input[1])
-        if w_const is None:
-            raise ValueError(f"Conv {node.name}: the weight must be a constant")
+        w_const = self._const_input(node, 1, "weight")
         out_ch, in_ch_per_group, kh, kw = w_const.value.shape
         group = attr(node, "group", 1)
         strides = list(attr(node, "strides", [1, 1]))
@@ -298,9 +312,7 @@ class Translator:
         else:
             raise ValueError(f"Conv {node.name}: group {group} (only 1 or depthwise) is not supported")
         if len(node.input) > 2 and node.input[2]:
-            bias = self.consts.get(node.input[2])
-            if bias is None:
-                raise ValueError(f"Conv {node.name}: the bias must be a constant")
+            bias = self._const_input(node, 2, "bias")
             y = tf.nn.bias_add(y, tf.constant(bias.value.reshape(-1).astype(np.float32)))
             if group == 1 and w_const.quantized is not None:
                 self.conv_inputs[node.output[0]] = (x, w_const, bias.value.reshape(-1), [1] + strides + [1], padding,
@@ -317,9 +329,7 @@ class Translator:
     def _op_PRelu(self, node):
         tf = self.tf
         x = self._value(node.input[0])
-        slope = self.consts.get(node.input[1])
-        if slope is None:
-            raise ValueError(f"PRelu {node.name}: the slope must be a constant")
+        slope = self._const_input(node, 1, "slope")
         channels = int(x.shape[3])
         a = np.broadcast_to(slope.value.reshape(-1), (channels,)).astype(np.float32) \
             if slope.value.size in (1, channels) else None
@@ -451,7 +461,9 @@ class Translator:
 def tf_function(model, image_io=False):
     """``(tf.function, Translator)`` computing ``model`` on a fixed NHWC float32 input; ``image_io``
     (quantized graphs) puts the input and output on the 8-bit image grid (scale 1/255, zero point 0,
-    requantised to and from the graph's own grids) for a uint8-image file."""
+    requantised to and from the graph's own grids) for a uint8-image file. The function's input is
+    named ``image`` with the translator's ``nhwc_shape``. ValueError as :class:`Translator`;
+    ImportError without TensorFlow (callers go through :func:`src.export.tflite_convert.tensorflow`)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     translator = Translator(model, image_io)
 
