@@ -1,4 +1,5 @@
-"""Imports flow one way: entry scripts / model_utils -> src.engine -> src.export -> src.quantlib -> src.models.
+"""Imports flow one way: entry scripts / model_utils -> src.engine -> src.export -> src.weights -> src.quantlib,
+src.models -> src.data -> src.utils (the table in README "Architecture").
 
 Read from the source (every ``import`` statement, also those inside functions), so a lazy
 import that goes the wrong way is caught as well as a top-level one.
@@ -14,8 +15,8 @@ SRC = os.path.join(ROOT, "src")
 # package under src -> packages it must not import
 FORBIDDEN = {
     "src.export": ("src.engine",),
-    "src.quantlib": ("src.engine", "src.export"),
-    "src.models": ("src.engine", "src.export", "src.quantlib"),
+    "src.quantlib": ("src.engine", "src.export", "src.weights", "src.models"),
+    "src.models": ("src.engine", "src.export", "src.quantlib", "src.weights", "src.data"),
     "src.weights": ("src.engine", "src.export"),
     "src.data": ("src.engine", "src.export", "src.quantlib", "src.models"),
     "src.metrics": ("src.engine", "src.export", "src.quantlib", "src.models"),

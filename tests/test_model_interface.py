@@ -11,7 +11,6 @@ import os
 import numpy as np
 import pytest
 import yaml
-import mindspore as ms
 from mindspore import Tensor, nn
 
 from conftest import ROOT

@@ -297,7 +297,7 @@ class Trainer:
 
     def run(self):
         """Resume or start, run the remaining steps; returns the best validation PSNR of the first set."""
-        config, sections = self.config, self.sections
+        sections = self.sections
         total = sections.schedule.total_steps
         saved = self.resume()
         start_step = int(saved["step"]) if saved else 0

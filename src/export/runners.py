@@ -182,7 +182,7 @@ class OnnxRunner(ExportedRunner):
         if path.lower().endswith(".ort"):
             self.FORMAT = "ORT"
         try:
-            import onnxruntime  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+            import onnxruntime  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import  # availability check
         except ImportError:
             raise missing_runtime(f"running {path}", "onnxruntime", "requirements.txt") from None
         from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
