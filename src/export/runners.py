@@ -167,9 +167,13 @@ class ExportedRunner:
         return Tensor(self.run(x.asnumpy() if isinstance(x, Tensor) else x))
 
     def set_train(self, mode=False):
+        """No-op (a file has no training mode), so predictors treat a runner like a Cell; returns ``self``."""
+        del mode
         return self
 
     def set_inputs(self, *inputs):
+        """No-op (the file fixes its own input shapes), as ``Cell.set_inputs`` for dynamic shapes; returns ``self``."""
+        del inputs
         return self
 
 

@@ -98,7 +98,8 @@ class Adder2D(nn.Cell):
 
 
 class AdderBlock(nn.Cell):
-    """Training form replacing a SESR 3x3 linear block: BN(adder(x)) + x."""
+    """Training form replacing a SESR 3x3 linear block: BN(adder(x)) + x, (N, C, H, W) -> (N, C, H, W)
+    with C = ``channels``; ``eta`` as in :class:`Adder2D`."""
 
     def __init__(self, channels, kernel_size=3, eta=0.2):
         super().__init__()
@@ -110,7 +111,8 @@ class AdderBlock(nn.Cell):
 
 
 class AdderDeploy(nn.Cell):
-    """Inference form: adder with BatchNorm folded into ``scale * out + shift``, plus the residual."""
+    """Inference form: adder with BatchNorm folded into ``scale * out + shift`` (both (1, C, 1, 1)), plus
+    the residual: (N, C, H, W) -> (N, C, H, W) with C = ``channels``."""
 
     def __init__(self, channels, kernel_size=3):
         super().__init__()

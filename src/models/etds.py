@@ -108,7 +108,8 @@ class ETDS(SRNet):
 
 
 class ETDSPlain(PlainSR):
-    """ETDS deploy form: M+1 ReLU convs of C channels + clip tail (published parameter names)."""
+    """ETDS deploy form: M+1 ReLU convs of C channels + clip tail (published parameter names):
+    (N, n_colors, H, W) in [0, 1] -> (N, n_colors, sH, sW) clipped to [0, 1] (see :class:`PlainSR`)."""
 
     def __init__(self, scale, num_block=4, num_feat=32, n_colors=3):
         super().__init__(scale, [num_feat] * (num_block + 1), "relu", n_colors)

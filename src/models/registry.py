@@ -38,7 +38,7 @@ MAX_MC_BLOCKS, MAX_MC_CHANNELS = 100, 1024
 
 
 def list_models():
-    """Registered family names, sorted."""
+    """Registered family names (``create_model``'s ``model`` values), sorted."""
     return sorted(FAMILIES)
 
 
@@ -48,7 +48,7 @@ def list_variants(model):
 
 
 def default_variant(model):
-    """The variant ``model`` builds when none is given."""
+    """The variant ``model`` builds when none is given (ValueError for an unknown model)."""
     return family(model).default_variant
 
 

@@ -116,9 +116,10 @@ class _SESRBase(SRNet):
 
 
 class SESR(_SESRBase):
-    """Training form (expanded, collapsed or collapsed_adder linear blocks).
+    """Training form (expanded, collapsed or collapsed_adder linear blocks): (N, n_colors, H, W) in
+    [0, 1] -> (N, n_colors, sH, sW) clipped to [0, 1]; ``m``, ``f``, ``feature_size`` as in the table above.
 
-    Raises ValueError for an unknown ``linear_block_type`` or ``act``.
+    Raises ValueError for an unknown ``linear_block_type`` or ``act``, or a scale other than 2, 3, 4.
     """
 
     # the paper's hyper-parameters (m, f, feature_size) and the family options, each stored in checkpoints
@@ -147,7 +148,9 @@ class SESR(_SESRBase):
 
 
 class SESRDeploy(_SESRBase):
-    """Deploy form: plain 5x5 / 3x3 / 5x5 convolutions with the collapsed weights (adder 3x3 for AdderSESR)."""
+    """Deploy form: plain 5x5 / 3x3 / 5x5 convolutions with the collapsed weights (adder 3x3 for AdderSESR):
+    (N, n_colors, H, W) in [0, 1] -> (N, n_colors, sH, sW) clipped to [0, 1]. ValueError for an unknown
+    ``act`` or a scale other than 2, 3, 4."""
 
     # (m, f) and the options that shape the deploy form (act, adder body)
     def __init__(self, scale, m=5, f=16, n_colors=1, act="prelu", adder=False):

@@ -100,7 +100,7 @@ def round_ste(v):
 
 
 def symmetric_step_ms(upper, q_max):
-    """:func:`step_np` (symmetric) on Tensors."""
+    """:func:`step_np` (symmetric) on Tensors: ``max(upper, EPS) / q_max``, same shape as ``upper``."""
     return ops.maximum(upper, EPS) / q_max
 
 
