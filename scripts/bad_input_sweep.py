@@ -2205,7 +2205,7 @@ try:
 except ValueError as exc:
     print("JSON:" + json.dumps({"refused": str(exc)}))
 else:
-    print("JSON:" + json.dumps({"n_colors": getattr(net, "n_colors", None), "type": type(net).__name__}))
+    print("JSON:" + json.dumps({"n_colors": net.n_colors, "type": type(net).__name__}))
 """
 
 

@@ -59,7 +59,7 @@ def bench_model(spec, args):
         return create_model(model, variant, scale)
     fp_net, q_net = build(), build()
     fp_net.set_train(False)
-    n_colors = int(getattr(fp_net, "n_colors", 3))
+    n_colors = fp_net.n_colors
     height, width = args.input
     x = np.random.default_rng(0).random((1, n_colors, height, width)).astype(np.float32)
     batches = batches_of(calibration_patches(args.calib_path, args.calib_num, scale, 192, 0, n_colors), 2)

@@ -67,7 +67,7 @@ def main(argv=None):
     for spec in args.models.split(","):
         name, variant, scale, ckpt = spec.split(":")
         fp, q, _ = load_float_and_quantized(name, variant, int(scale), ckpt, {})
-        n_colors = int(getattr(fp, "n_colors", 3))
+        n_colors = fp.n_colors
         inputs = example_inputs((1, n_colors, 360, 640))
         ranges = observe_output_ranges(q, inputs)
         model = build_onnx(fp, q, inputs[0], args.target, "int8", ranges)

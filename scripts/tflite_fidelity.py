@@ -96,7 +96,7 @@ def main():
     fp, q, _ = load_float_and_quantized(args.model, variant, args.scale, args.pre_trained)
     if q is None:
         raise SystemExit("error: --pre_trained must be a calibrated checkpoint")
-    n = int(getattr(fp, "n_colors", 3))
+    n = fp.n_colors
     os.makedirs(args.out_dir, exist_ok=True)
     stem = os.path.join(args.out_dir, f"{args.model}_x{args.scale}")
     rng = np.random.default_rng(0)

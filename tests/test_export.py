@@ -32,7 +32,7 @@ def _inputs(n_colors, sizes=((20, 28), (13, 17))):
 @pytest.mark.parametrize("model,scale", DEFAULT_MODELS)
 def test_onnx_float_dynamic_hw_matches_mindspore(model, scale, tmp_path):
     net = _net(model, scale)
-    xs = _inputs(int(getattr(net, "n_colors", 3)), sizes=((20, 28), (13, 17), (9, 10)))
+    xs = _inputs(net.n_colors, sizes=((20, 28), (13, 17), (9, 10)))
     proto = float_onnx(net, xs[0], optimize=True)
     dims = [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim[2:]]
     assert dims == ["height", "width"] and proto.opset_import[0].version == 13
@@ -67,9 +67,9 @@ def test_strided_subpixel_rewrite_is_exact_and_keeps_the_graph_outputs(scale):
 @pytest.mark.parametrize("model,scale", DEFAULT_MODELS)
 def test_mindir_dynamic_hw_round_trip(model, scale, tmp_path):
     net = _net(model, scale)
-    path = export_mindir(net, int(getattr(net, "n_colors", 3)), str(tmp_path / "m"))
+    path = export_mindir(net, net.n_colors, str(tmp_path / "m"))
     assert path.endswith(".mindir") and os.path.isfile(path)
-    assert mindir_max_diff(path, net, _inputs(int(getattr(net, "n_colors", 3)))) < 1e-5
+    assert mindir_max_diff(path, net, _inputs(net.n_colors)) < 1e-5
 
 
 def _calibrated(model, scale, bits=8):
@@ -77,7 +77,7 @@ def _calibrated(model, scale, bits=8):
     q_params = {p.name: p for p in q.get_parameters()}
     for p in fp.get_parameters():
         q_params[p.name].set_data(p.data)
-    n = int(getattr(fp, "n_colors", 3))
+    n = fp.n_colors
     calibrate(q, [RNG.random((2, n, 16, 16)).astype(np.float32) for _ in range(2)], "dbdc", QuantConfig(bits, bits))
     return fp, q
 
@@ -85,7 +85,7 @@ def _calibrated(model, scale, bits=8):
 @pytest.mark.parametrize("model,scale", [("abpn", 3), ("sesr", 2), ("etds", 3)])
 def test_int8_qdq_runs_integer_kernels_and_matches_fake_quant(model, scale, tmp_path):
     fp, q = _calibrated(model, scale)
-    xs = _inputs(int(getattr(fp, "n_colors", 3)))
+    xs = _inputs(fp.n_colors)
     path = save_onnx(quantize_onnx(float_onnx(fp, xs[0]), q, observe_output_ranges(q, xs)), str(tmp_path / "q.onnx"))
     types = {n.op_type for n in onnx.load(path).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= types

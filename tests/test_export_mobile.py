@@ -44,13 +44,13 @@ def _pair(model, variant, scale, options, calibrated):
     q_params = {p.name: p for p in q.get_parameters()}
     for p in fp.get_parameters():
         q_params[p.name].set_data(p.data)
-    n = int(getattr(fp, "n_colors", 3))
+    n = fp.n_colors
     calibrate(q, [RNG.random((2, n, 16, 16)).astype(np.float32) for _ in range(2)], "dbdc", QuantConfig(8, 8))
     return fp, q
 
 
 def _example(net, h=24, w=32):
-    return RNG.random((1, int(getattr(net, "n_colors", 3)), h, w)).astype(np.float32)
+    return RNG.random((1, net.n_colors, h, w)).astype(np.float32)
 
 
 def _dims(value):

@@ -46,7 +46,7 @@ def files(request, tmp_path_factory):
     """(fp, q, example NCHW, float32 path, int8 path) of one model at 1 x C x 12 x 16."""
     model, scale, options = MODELS[request.param]
     fp, q = _nets(model, scale, options)
-    n = int(getattr(fp, "n_colors", 3))
+    n = fp.n_colors
     x = RNG.random((1, n, 12, 16)).astype(np.float32)
     root = tmp_path_factory.mktemp(IDS[request.param])
     paths = {}

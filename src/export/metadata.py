@@ -66,16 +66,18 @@ def unreadable(path, fmt, reason):
 
 
 def export_metadata(net, kind="float"):
-    """``{key: str}`` describing ``net`` (a deploy-form Cell, float or fake-quant) for tiling.
+    """``{key: str}`` describing ``net`` (a deploy-form :class:`~src.models.base.SRNet`, float or
+    fake-quant) for tiling: its declared ``scale``, ``n_colors``, ``receptive_radius``, ``peak_channels``
+    (None: :func:`default_peak_channels`) and ``spec``.
 
-    Raises ValueError when ``net`` does not declare ``scale``, ``n_colors`` or
-    ``receptive_radius`` (every registered model does), so no file claims a value
-    nobody measured.
+    Raises ValueError for a network that is not an ``SRNet``: only those declare these values, and no
+    file may claim a value nobody measured.
     """
-    missing = [k for k in REQUIRED if getattr(net, k, None) is None]
-    if missing:
-        raise ValueError(f"{type(net).__name__} does not declare {', '.join(missing)}; "
-                         "every exported model must (see src/models)")
+    # imported here: it loads MindSpore, which the file readers of this module do not need
+    from src.models.base import SRNet  # pylint: disable=import-outside-toplevel
+    if not isinstance(net, SRNet):
+        raise ValueError(f"{type(net).__name__} is not an SRNet and does not declare {', '.join(REQUIRED)}; "
+                         "every exported model must (see src/models/base.py)")
     n_colors = int(net.n_colors)
     scale = int(net.scale)
     meta = {
