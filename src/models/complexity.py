@@ -34,10 +34,12 @@ class Complexity:
 
     @property
     def multiplications(self):
+        """Multiplications: one per convolution MAC (adder layers have none)."""
         return self.conv_macs
 
     @property
     def additions(self):
+        """Additions: one per convolution MAC, two per adder-layer MAC (``|x - w|``, then accumulate)."""
         return self.conv_macs + 2 * self.adder_macs
 
     def energy_mj(self, precision="fp32"):
