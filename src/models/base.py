@@ -1,7 +1,8 @@
 """The interface every SR network declares (:class:`SRNet`) and what it was built as (:class:`ModelSpec`).
 
 Evaluation, tiling, quantization, export and checkpoints read only these attributes; the runners
-for exported files (``ExportedRunner``) declare the same ones from the file's metadata.
+for exported files (``ExportedRunner``) declare the ones inference reads (``scale``, ``n_colors``,
+``receptive_radius``, ``peak_channels``, ``spec``) from the file's metadata.
 
 | attribute                 | meaning                                                                 | default |
 |---------------------------|-------------------------------------------------------------------------|---------|
