@@ -77,7 +77,7 @@ def default_file_name(request, quant):
 def export_path(request):
     """The file export.py writes for ``request`` (:class:`~src.export.sections.ExportRequest`):
     ``--export_file`` (its format's extension added when missing) or
-    ``<output_path>/<model>_<variant>_x<scale>[_int8][_mobile].<ext>`` (``_mobile``: a mobile ONNX or MINDIR)."""
+    ``<output_path>/<model>_<variant>_x<scale>[_int8|_fp16][_mobile].<ext>`` (``_mobile``: a mobile ONNX or MINDIR)."""
     settings = request.settings
     path = settings.export_file or default_file_name(request, settings.quant)
     extension = EXTENSIONS.get(settings.file_format, "")
