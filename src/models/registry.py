@@ -141,18 +141,21 @@ def option_problem(key, value):
 
 
 def input_weight_name(model, form):
-    """Name of the parameter whose shape[1] is the number of image channels (``n_colors``)."""
+    """Name of the parameter of ``model``'s ``form`` ('train' or 'deploy') whose shape[1] is the number of
+    image channels (``n_colors``); ValueError for an unknown model."""
     return family(model).input_weight.get(form, "conv_first.weight")
 
 
 def has_training_form(model):
-    """True when ``model`` has a training form distinct in construction from its deploy form."""
+    """True when ``model`` has a training form distinct in construction from its deploy form; ValueError
+    for an unknown model."""
     return family(model).build_train is not None
 
 
 def to_deploy(net):
     """The deploy form of ``net`` (itself, relabelled, when the family has one network for both forms);
-    its ``spec`` is ``net.spec`` with form 'deploy'."""
+    its ``spec`` is ``net.spec`` with form 'deploy'. A deploy-form network, or one without a ``spec``
+    (not built by :func:`create_model`), is returned unchanged; a converted one is put in eval mode first."""
     if net.spec is None or net.spec.form == "deploy":
         return net
     converter = family(net.spec.model).to_deploy
