@@ -155,7 +155,8 @@ def has_training_form(model):
 def to_deploy(net):
     """The deploy form of ``net`` (itself, relabelled, when the family has one network for both forms);
     its ``spec`` is ``net.spec`` with form 'deploy'. A deploy-form network, or one without a ``spec``
-    (not built by :func:`create_model`), is returned unchanged; a converted one is put in eval mode first."""
+    (not built by :func:`create_model`), is returned unchanged; one that is converted is put in eval mode
+    (``set_train(False)``) first."""
     if net.spec is None or net.spec.form == "deploy":
         return net
     converter = family(net.spec.model).to_deploy
