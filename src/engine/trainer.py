@@ -44,7 +44,8 @@ from src.engine.train_log import LossInterval, TrainLogger
 from src.engine.train_state import (check_finite, file_digest, images_fingerprint, list_states, load_latest_state,
                                     run_identity, save_state)
 from src.engine.train_step import TrainStep, use_deterministic_prelu
-from src.models.registry import config_options, create_model, has_training_form, to_deploy
+from src.export.sections import model_choice
+from src.models.registry import create_model, has_training_form, to_deploy
 from src.utils.atomic import refuse_same_file
 from src.weights.checkpoint import load_into, model_meta, save_checkpoint
 from src.weights.transfer import transfer_weights
@@ -63,18 +64,17 @@ def _evaluation_net(net, step_cell, config, form):
     ema = step_cell.ema_weights()
     if not ema:
         return net
-    clone = create_model(config.model, config.variant, config.scale, form=form, **config_options(config))
+    clone = create_model(config.model, config.variant, config.scale, form=form, **model_choice(config).option_dict())
     values = {p.name: p.data.asnumpy() for p in net.get_parameters()}
     values.update(ema)
     ms.load_param_into_net(clone, {k: ms.Parameter(Tensor(v), name=k) for k, v in values.items()})
     clone.spec = net.spec
-    if hasattr(net, "quant_meta"):
-        clone.quant_meta = net.quant_meta
     return clone
 
 
 def _build_qat_net(config, log):
-    """Deploy form with fake quantizers, initialised from a float (or calibrated) checkpoint."""
+    """(net, quant_meta): the deploy form with fake quantizers, initialised from a float (or calibrated)
+    checkpoint, and the quantization entries its checkpoints record."""
     from src.engine.quant_eval import calibration_patches_for  # pylint: disable=import-outside-toplevel
     from src.engine.sections import quantization_of  # pylint: disable=import-outside-toplevel
     from src.quantlib import quantize  # pylint: disable=import-outside-toplevel
@@ -84,7 +84,7 @@ def _build_qat_net(config, log):
     if config.ema_decay > 0:
         raise ValueError("--qat True does not support --ema_decay yet; set --ema_decay 0")
     ckpt = resolve_path(config, config.pre_trained)
-    options = config_options(config)
+    options = model_choice(config).option_dict()
     fp_net, net, meta = load_float_and_quantized(config.model, config.variant, config.scale, ckpt, options)
     if net is not None:
         qcfg = quant_config_of(meta)
@@ -97,16 +97,17 @@ def _build_qat_net(config, log):
         patches = calibration_patches_for(quant, config.scale, fp_net)
         quantize(fp_net, qcfg, patches, quant.calib, quant.pac, qnet=net, log=log)
         log(f"QAT initialised by {method} calibration, W{qcfg.w_bit}A{qcfg.a_bit}")
-    net.quant_meta = {"quant_config": qcfg.to_json(), "quant_method": "qat"}
-    return net
+    return net, {"quant_config": qcfg.to_json(), "quant_method": "qat"}
 
 
 def build_network(config, log):
-    """(net, form): the training form (or the fake-quant deploy form for QAT), initialised as asked."""
+    """(net, form, quant_meta): the training form (or the fake-quant deploy form for QAT), initialised as
+    asked, and the quantization entries its checkpoints record ({} for a float run)."""
     if config.qat:
-        return _build_qat_net(config, log), "deploy"
+        net, quant_meta = _build_qat_net(config, log)
+        return net, "deploy", quant_meta
     form = "train" if has_training_form(config.model) else "deploy"
-    net = create_model(config.model, config.variant, config.scale, form=form, **config_options(config))
+    net = create_model(config.model, config.variant, config.scale, form=form, **model_choice(config).option_dict())
     if config.pre_trained:
         load_into(net, resolve_path(config, config.pre_trained))
     elif config.init_from:
@@ -115,7 +116,7 @@ def build_network(config, log):
             f"of the model's own ({', '.join(skipped[:4])}{', ...' if len(skipped) > 4 else ''})")
     if net.has_train_outputs:
         net.train_outputs = True  # ETDS: (out, r_out) for the residual loss term
-    return net, form
+    return net, form, {}
 
 
 def mixed_precision(net, optim, device_target, log):
@@ -174,12 +175,12 @@ class _Progress:
                 "best": self.best}
 
 
-def _identity(config, sections, net, form, pairs, world):
+def _identity(config, sections, net, form, pairs, world, quant_meta):
     """:func:`~src.engine.train_state.run_identity` of this run."""
     init = config.pre_trained or sections.run.init_from or ""
     uses = [name for name, present in (("residual_loss", net.has_train_outputs),
                                        ("freeze_residual", bool(net.residual_parameters()))) if present]
-    quant = getattr(net, "quant_meta", {}).get("quant_config", "") if sections.run.qat else ""
+    quant = quant_meta.get("quant_config", "") if sections.run.qat else ""
     meta = dict(model_meta(net), form=form)
     meta.setdefault("n_colors", net.n_colors)
     return run_identity(sections, meta, world, images_fingerprint(pairs.paths, pairs.lr_paths),
@@ -263,7 +264,7 @@ class Trainer:
     def _build(self):
         """Network, training images, validation sets, schedule and the compiled step."""
         config, data, optim = self.config, self.sections.data, self.sections.optim
-        self.net, self.form = build_network(config, self.main_log)
+        self.net, self.form, self.quant_meta = build_network(config, self.main_log)
         if str(config.device_target).upper() == "CPU":
             use_deterministic_prelu(self.net)  # MindSpore's CPU PReLU gradient is not reproducible (see train_step)
         self.loss_scale = mixed_precision(self.net, optim, config.device_target, self.main_log)
@@ -279,7 +280,7 @@ class Trainer:
                                    float(optim.loss_scale_value), reduce_grads=self.world > 1)
         self.step_cell.set_train(True)
         # loss_scale as given: 'auto' resolves per device
-        self.identity = _identity(config, self.sections, net, self.form, self.pairs, self.world)
+        self.identity = _identity(config, self.sections, net, self.form, self.pairs, self.world, self.quant_meta)
 
     def resume(self):
         """The training state to continue from (``--resume True``), or None after checking that a fresh
@@ -413,7 +414,7 @@ class Trainer:
         self.step_cell.set_train(True)
         rate, eta, elapsed = progress.speed(step)
         logger.validation_row(step, progress.val, self.lrs[step - 1], elapsed, scores)
-        meta = dict(model_meta(self.net), **getattr(self.net, "quant_meta", {}))
+        meta = dict(model_meta(self.net), **self.quant_meta)
         values = {p.name: p.data.asnumpy() for p in eval_net.get_parameters()}
         last_path = os.path.join(self.out_dir, f"{self.stem}_last.ckpt")
         check_finite(values, last_path)

@@ -17,7 +17,7 @@ from src.utils.sections import section_of
 class ModelChoice:
     """The model a run builds: registry name, variant, upscale factor (2, 3 or 4) and the
     builder options given in the configuration (``(key, value)`` pairs of
-    :func:`src.models.registry.config_options`, e.g. ``n_colors``)."""
+    the family option keys that are set, e.g. ``n_colors``)."""
     model: str
     variant: str
     scale: int
@@ -30,8 +30,9 @@ class ModelChoice:
 
 def model_choice(config):
     """The :class:`ModelChoice` of a loaded configuration."""
-    from src.models.registry import config_options  # pylint: disable=import-outside-toplevel
-    return ModelChoice(config.model, config.variant, config.scale, tuple(config_options(config).items()))
+    from src.models.registry import OPTION_KEYS  # pylint: disable=import-outside-toplevel
+    options = tuple((k, config.get(k)) for k in OPTION_KEYS if config.get(k) is not None)
+    return ModelChoice(config.model, config.variant, config.scale, options)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ conversion permutes the affected conv channels with :func:`crd_to_dcr`.
 """
 import numpy as np
 from mindspore import Tensor, nn, ops
+from src.utils.arrays import as_float64  # noqa: F401  (re-exported for the family files)
 
 
 def conv2d(in_ch, out_ch, kernel_size=3, has_bias=True):
@@ -19,12 +20,6 @@ def set_conv(conv, weight, bias):
     """Write numpy ``weight`` (out, in, k, k) and ``bias`` (out,), any float dtype, into ``conv`` as float32."""
     conv.weight.set_data(Tensor(np.ascontiguousarray(weight, np.float32)))
     conv.bias.set_data(Tensor(np.ascontiguousarray(bias, np.float32)))
-
-
-def as_float64(value):
-    """A Parameter, Tensor or array as a float64 numpy array (for exact re-parameterisation arithmetic)."""
-    array = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
-    return array.astype(np.float64)
 
 
 def conv_float64(conv):

@@ -184,12 +184,3 @@ def to_equivalent(net, model):
                                   family_options(target.name, net.spec.options))
     return converted
 
-
-def config_options(config):
-    """The family options set in ``config`` (keys of OPTION_KEYS that are not None)."""
-    return {k: config.get(k) for k in OPTION_KEYS if config.get(k) is not None}
-
-
-def create_model_from_config(config, form="deploy"):
-    """:func:`create_model` of ``config.model``, ``config.variant``, ``config.scale`` and its options."""
-    return create_model(config.model, config.variant, config.scale, form=form, **config_options(config))

@@ -20,6 +20,7 @@ import numpy as np
 from mindspore import Tensor, nn
 
 from src.quantlib.calibrate import observe_inputs
+from src.utils.arrays import as_float64
 
 
 def equalization_pairs(net):
@@ -68,11 +69,11 @@ def apply_equalization(net, pairs, scales):
         if a.out_channels != len(s) or b.in_channels != len(s) or b.group != 1:
             raise ValueError(f"cannot equalise {producer} -> {consumer}: {a.out_channels} outputs feed "
                              f"{b.in_channels} inputs (group {b.group})")
-        wa = a.weight.asnumpy().astype(np.float64) / s[:, None, None, None]
+        wa = as_float64(a.weight) / s[:, None, None, None]
         a.weight.set_data(Tensor(wa.astype(np.float32)))
         if a.has_bias:
-            a.bias.set_data(Tensor((a.bias.asnumpy().astype(np.float64) / s).astype(np.float32)))
-        wb = b.weight.asnumpy().astype(np.float64) * s[None, :, None, None]
+            a.bias.set_data(Tensor((as_float64(a.bias) / s).astype(np.float32)))
+        wb = as_float64(b.weight) * s[None, :, None, None]
         b.weight.set_data(Tensor(wb.astype(np.float32)))
 
 
