@@ -18,6 +18,22 @@ def calibration_patches_for(quant, scale, fp_net):
                                fp_net.n_colors)
 
 
+def load_or_calibrate(model, quant, ckpt, log):
+    """(fp_net, q_net, qcfg, method, calibration) of ``model`` (:class:`~src.export.sections.ModelChoice`)
+    from ``ckpt``: a calibrated checkpoint's quantized net as is (``method`` as recorded, ``calibration``
+    None), or the float net quantized now with ``quant`` (:class:`~src.engine.sections.Quantization`;
+    ``calibration`` = ``(seconds, patch count)``). Used by evaluation and by QAT."""
+    options = model.option_dict()
+    fp_net, q_net, meta = load_float_and_quantized(model.model, model.variant, model.scale, ckpt, options)
+    if q_net is not None:
+        return fp_net, q_net, quant_config_of(meta), str(meta.get("quant_method", "?")), None
+    q_net, _ = load_for_inference(model.model, model.variant, model.scale, ckpt, options)
+    start = time.time()
+    patches = calibration_patches_for(quant, model.scale, fp_net)
+    quantize(fp_net, quant.qcfg, patches, quant.calib, quant.pac, qnet=q_net, log=log)
+    return fp_net, q_net, quant.qcfg, quant.method, (time.time() - start, len(patches))
+
+
 def build_quantized(model, quant, ckpt, log):
     """(fp_net, q_net, info) of ``model`` (:class:`~src.export.sections.ModelChoice`) from ``ckpt``: a
     calibrated checkpoint is used as is; otherwise calibrate now as ``quant``
@@ -26,18 +42,11 @@ def build_quantized(model, quant, ckpt, log):
     Raises ``SameFileError`` before any work when ``--save_quant_ckpt`` is the ``--pre_trained`` file.
     """
     refuse_same_file(ckpt, quant.save_target, "--save_quant_ckpt", "--pre_trained")
-    options = model.option_dict()
-    fp_net, q_net, meta = load_float_and_quantized(model.model, model.variant, model.scale, ckpt, options)
-    if q_net is not None:
-        qcfg = quant_config_of(meta)
-        return fp_net, q_net, {"method": str(meta.get("quant_method", "?")), "w_bit": qcfg.w_bit,
+    fp_net, q_net, qcfg, method, calibration = load_or_calibrate(model, quant, ckpt, log)
+    if calibration is None:
+        return fp_net, q_net, {"method": method, "w_bit": qcfg.w_bit,
                                "a_bit": qcfg.a_bit, "calibration_seconds": 0.0, "from_checkpoint": True}
-    qcfg = quant.qcfg
-    q_net, _ = load_for_inference(model.model, model.variant, model.scale, ckpt, options)
-    start = time.time()
-    patches = calibration_patches_for(quant, model.scale, fp_net)
-    quantize(fp_net, qcfg, patches, quant.calib, quant.pac, qnet=q_net, log=log)
-    seconds, count = time.time() - start, len(patches)
+    seconds, count = calibration
     log(f"calibrated {quant.method} W{qcfg.w_bit}A{qcfg.a_bit} on {count} patches from "
         f"{quant.calib_path} in {seconds:.1f} s")
     if quant.save_quant_ckpt:
