@@ -269,3 +269,24 @@ def test_presets_load_on_top_of_the_base(tmp_path):
     bad.write_text(f"_base_: {os.path.join(ROOT, 'DIV2K_config.yaml')}\nlearning_rate: 1\n")
     with pytest.raises(ValueError, match="unknown key.*learning_rate"):
         load_yaml(str(bad))
+
+
+def test_ema_checkpoints_hold_the_ema_weights_of_a_two_form_family(tmp_path):
+    """With --ema_decay the validated and saved network is a copy built from the training net's spec
+    (ETDS: training form with its converter) holding the EMA weights: same spec as without EMA,
+    different weights."""
+    from src.weights.checkpoint import read_checkpoint  # pylint: disable=import-outside-toplevel
+    args = _data(tmp_path)
+    args[args.index("abpn")] = "etds"
+    saved = {}
+    for decay in ("0", "0.5"):
+        out = _train(args + ["--total_steps", "4", "--val_every", "4", "--ema_decay", decay,
+                             "--ckpt_dir", str(tmp_path / f"ck{decay}")])
+        assert out.returncode == 0, out.stderr[-2000:]
+        last = glob.glob(str(tmp_path / f"ck{decay}" / "**" / "etds_M2C8_x2_last.ckpt"), recursive=True)
+        assert len(last) == 1, out.stdout[-2000:]
+        saved[decay] = read_checkpoint(last[0])
+    (raw, raw_meta), (ema, ema_meta) = saved["0"], saved["0.5"]
+    assert ema_meta == raw_meta and ema_meta["form"] == "train"
+    assert sorted(ema) == sorted(raw)
+    assert any(not np.array_equal(ema[k], raw[k]) for k in raw)

@@ -59,43 +59,34 @@ def _validate(net, protocol, eval_sets):
     return {s.name: evaluate_set(predictor, s, protocol)["psnr"] for s in eval_sets}
 
 
-def _evaluation_net(net, step_cell, config, form):
-    """``net`` itself, or (with EMA) a copy of it holding the EMA weights."""
+def _evaluation_net(net, step_cell):
+    """``net`` itself, or (with EMA) a copy of it, built from its spec, holding the EMA weights."""
     ema = step_cell.ema_weights()
     if not ema:
         return net
-    clone = create_model(config.model, config.variant, config.scale, form=form, **model_choice(config).option_dict())
+    spec = net.spec
+    clone = create_model(spec.model, spec.variant, spec.scale, form=spec.form, **spec.options)
     values = {p.name: p.data.asnumpy() for p in net.get_parameters()}
     values.update(ema)
     ms.load_param_into_net(clone, {k: ms.Parameter(Tensor(v), name=k) for k, v in values.items()})
-    clone.spec = net.spec
     return clone
 
 
 def _build_qat_net(config, log):
     """(net, quant_meta): the deploy form with fake quantizers, initialised from a float (or calibrated)
     checkpoint, and the quantization entries its checkpoints record."""
-    from src.engine.quant_eval import calibration_patches_for  # pylint: disable=import-outside-toplevel
+    from src.engine.quant_eval import load_or_calibrate  # pylint: disable=import-outside-toplevel
     from src.engine.sections import quantization_of  # pylint: disable=import-outside-toplevel
-    from src.quantlib import quantize  # pylint: disable=import-outside-toplevel
-    from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of  # pylint: disable=import-outside-toplevel
     if not config.pre_trained:
         raise ValueError("--qat True needs --pre_trained: the float (or calibrated) checkpoint to fine-tune")
     if config.ema_decay > 0:
         raise ValueError("--qat True does not support --ema_decay yet; set --ema_decay 0")
     ckpt = resolve_path(config, config.pre_trained)
-    options = model_choice(config).option_dict()
-    fp_net, net, meta = load_float_and_quantized(config.model, config.variant, config.scale, ckpt, options)
-    if net is not None:
-        qcfg = quant_config_of(meta)
+    method = config.quant_method or "dbdc"
+    _, net, qcfg, _, calibration = load_or_calibrate(model_choice(config), quantization_of(config, method), ckpt, log)
+    if calibration is None:
         log(f"QAT from calibrated checkpoint {ckpt} (W{qcfg.w_bit}A{qcfg.a_bit})")
     else:
-        method = config.quant_method or "dbdc"
-        quant = quantization_of(config, method)
-        qcfg = quant.qcfg
-        net, _ = load_for_inference(config.model, config.variant, config.scale, ckpt, options)
-        patches = calibration_patches_for(quant, config.scale, fp_net)
-        quantize(fp_net, qcfg, patches, quant.calib, quant.pac, qnet=net, log=log)
         log(f"QAT initialised by {method} calibration, W{qcfg.w_bit}A{qcfg.a_bit}")
     return net, {"quant_config": qcfg.to_json(), "quant_method": "qat"}
 
@@ -409,7 +400,7 @@ class Trainer:
         Updates ``progress.best`` and ``progress.scores``.
         """
         logger = self.logger
-        eval_net = _evaluation_net(self.net, self.step_cell, self.config, self.form)
+        eval_net = _evaluation_net(self.net, self.step_cell)
         scores = _validate(eval_net, self.sections.protocol, self.eval_sets)
         self.step_cell.set_train(True)
         rate, eta, elapsed = progress.speed(step)
