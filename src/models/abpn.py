@@ -63,7 +63,7 @@ def build(variant, scale, n_colors=3):
 def torch_map(mapper, net):
     """ETDS-repository ABPN: backbone.0 conv, backbone.{2..M+1}.0 body convs, then conv_up and conv_last
     (CRD -> DCR on the shuffled channels)."""
-    perm = crd_to_dcr(3 * net.scale ** 2, net.scale)
+    perm = crd_to_dcr(net.n_colors * net.scale ** 2, net.scale)
     convs = mapper.indices("backbone.", ".weight")
     mapper.conv("conv_first", "backbone.0")
     for i in range(len(net.body)):

@@ -212,7 +212,7 @@ def torch_map(mapper, net):
     for i in range(n_blocks):
         mapper.conv(f"blocks.{i}.conv", f"backbone.{i}.0")
         mapper.copy(f"blocks.{i}.act.w", f"backbone.{i}.1.weight")
-    perm = crd_to_dcr(3 * net.scale ** 2, net.scale)
+    perm = crd_to_dcr(net.n_colors * net.scale ** 2, net.scale)
     mapper.conv("conv_last", f"backbone.{n_blocks}.0", out_perm=perm)
 
 

@@ -11,7 +11,7 @@ either EDSR-PyTorch (``head``/``body``/``tail``) or BasicSR (``conv_first``/...)
 """
 import numpy as np
 
-from src.models.registry import family, list_models
+from src.models.registry import FAMILIES  # the registry imports every family file, so all are registered
 from src.weights.checkpoint import CheckpointError, check_fit
 
 
@@ -81,9 +81,9 @@ def convert_torch_state_dict(net, torch_sd):
     tensors the model does not use, or a shape does not fit.
     """
     name = net.spec.model if net.spec else None
-    record = family(name) if name in list_models() else None
+    record = FAMILIES.get(name)
     if record is None or record.torch_map is None:
-        supported = sorted(n for n in list_models() if family(n).torch_map is not None)
+        supported = sorted(n for n, f in FAMILIES.items() if f.torch_map is not None)
         raise CheckpointError(f"no PyTorch weight mapping for model '{name}'; supported: {supported}")
     mapper = TorchMapper(torch_sd)
     record.torch_map(mapper, net)
