@@ -18,9 +18,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from src.export.onnx_graph import const_tensor, constant_values, consumers, drop_dead, is_unit_clip, producers
-from src.export.qdq_plan import DATA_MOVEMENT_OPS, IMAGE_STEP
-from src.quantlib.grid import grid_range
+from src.export.onnx_graph import attr, const_tensor, constant_values, consumers, drop_dead, is_unit_clip, producers
+from src.export.qdq_plan import DATA_MOVEMENT_OPS, IMAGE_STEP, Grid
 
 MIN_INT8_OUT_CHANNELS = 16
 
@@ -98,10 +97,6 @@ def _set_initializer(inits, name, array):
     inits[name].CopyFrom(numpy_helper.from_array(array, name))
 
 
-def _grouped(conv):
-    return any(a.name == "group" and a.i != 1 for a in conv.attribute)
-
-
 def _padding_plan(conv, inits, readers, writers, multiple, min_channels):
     """(weight DequantizeLinear, int8 weight (Cout, Cin, K, K), channels to add, last tensor of the
     chain, the next Conv's weight DequantizeLinear or None) for a ``conv`` that
@@ -111,12 +106,12 @@ def _padding_plan(conv, inits, readers, writers, multiple, min_channels):
         return None
     w = numpy_helper.to_array(inits[w_dq.input[0]])
     extra = max(min_channels, w.shape[0] + (-w.shape[0]) % multiple) - w.shape[0]
-    if extra == 0 or _grouped(conv):
+    if extra == 0 or attr(conv, "group", 1) != 1:
         return None
     name, nxt = _element_wise_chain(conv, readers)
     nxt_dq = writers.get(nxt.input[1]) if nxt is not None else None
     if nxt is not None and (nxt_dq is None or nxt_dq.op_type != "DequantizeLinear"
-                            or nxt_dq.input[0] not in inits or _grouped(nxt)):
+                            or nxt_dq.input[0] not in inits or attr(nxt, "group", 1) != 1):
         return None
     if nxt is None and name == conv.output[0]:
         return None  # a float Conv output: nothing gained
@@ -270,10 +265,7 @@ def drop_saturated_clips(model):
         bounds = [constant_values(graph, name) for name in clip.input[1:3]]
         if scale is None or zero is None or scale.size != 1 or any(b is None or b.size != 1 for b in bounds):
             continue
-        info = np.iinfo(zero.dtype)
-        low, high = grid_range(scale, zero, info.min, info.max)
-        slack = 1e-6 * max(abs(low), abs(high), float(scale))  # float32(1/255) x 255 is 1 + 2e-8: the grid's 1.0
-        if not (float(bounds[0]) - slack <= low and high <= float(bounds[1]) + slack):
+        if not Grid(np.float32(scale.item()), zero.reshape(())).covers(float(bounds[0]), float(bounds[1])):
             continue
         if clip.output[0] in outputs:  # the DequantizeLinear writes the graph output itself
             if len(consumers(graph).get(dq.output[0], [])) != 1:
