@@ -12,13 +12,17 @@ Public API:
 - :class:`FakeQuant` (``fake_quant.py``): the quantizer with learnable bounds (LSQ gradients),
   on the affine grid of ``grid.py`` (step, zero point, clamp; numpy and MindSpore forms),
   which the exporters also use for their integer tensors.
+- :func:`restrict_quantization` (``calibrate.py``): a calibrated model with only the quantizers a
+  :class:`QuantConfig` keeps switched on (one calibration, any per-layer subset; used by
+  ``scripts/quant_sensitivity.py``).
 - ``calib_data.py``: unlabeled calibration patches from an image folder.
 """
-from src.quantlib.calibrate import CalibrationConfig
+from src.quantlib.calibrate import CalibrationConfig, restrict_quantization
 from src.quantlib.fake_quant import FakeQuant
 from src.quantlib.observers import OBSERVERS
 from src.quantlib.pac import PaCConfig
 from src.quantlib.pipeline import quantize
 from src.quantlib.quant_layers import QuantConfig
 
-__all__ = ["quantize", "QuantConfig", "CalibrationConfig", "PaCConfig", "FakeQuant", "OBSERVERS"]
+__all__ = ["quantize", "QuantConfig", "CalibrationConfig", "PaCConfig", "FakeQuant", "OBSERVERS",
+           "restrict_quantization"]

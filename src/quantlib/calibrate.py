@@ -5,12 +5,13 @@ forward pre-hooks in PyNative mode, keyed by layer name; weights are read
 directly. :func:`calibrate` then converts the model and installs the bounds, so
 no quantizer has to be switched on or off inside a compiled graph.
 """
+import copy
 from dataclasses import dataclass
 
 from mindspore import Tensor
 
 from src.quantlib.observers import observer_class
-from src.quantlib.quant_layers import quant_layers, quantizable_layers, quantize_model
+from src.quantlib.quant_layers import layer_bits, quant_layers, quantizable_layers, quantize_model
 from src.utils.hooks import forward_hooks
 
 
@@ -75,4 +76,38 @@ def calibrate(net, batches, calib, qcfg):
     return plan
 
 
-__all__ = ["CalibrationConfig", "calibrate", "collect_activation_bounds", "observe_inputs"]
+def restrict_quantization(calibrated, qcfg):
+    """A copy of the calibrated model ``calibrated`` in which only the quantizers that ``qcfg``
+    (:class:`QuantConfig`) asks for stay on, with the bounds they have in ``calibrated``; every other
+    quantizer is switched off (its tensor passes in floating point). No statistics are collected.
+
+    This is how one calibration serves every per-layer configuration (quantization sensitivity):
+    without PaC, activation statistics come from the float model, so the bounds of a layer do not
+    depend on which other layers are quantized and the result equals calibrating with ``qcfg``
+    directly. With PaC the bounds are the ones refined jointly for ``calibrated``'s own plan.
+
+    ``qcfg``'s plan (``layer_bits`` over ``calibrated``'s quantized layers, e.g. ``fp_scope=["*"]`` plus
+    a ``bit_table`` for one layer) may keep or drop each weight and input-activation quantizer, not
+    change its bit width: ``ValueError`` for a bit width other than the calibrated one (0 = off), or a
+    scope pattern matching no layer. Returns the copy (its ``quant_plan`` the effective plan).
+    """
+    net = copy.deepcopy(calibrated)
+    layers = quant_layers(net)
+    plan = layer_bits([name for name, _ in layers], qcfg)
+    effective = dict(getattr(calibrated, "quant_plan", {}) or {})
+    for name, layer in layers:
+        bits = plan[name] or (0, 0)
+        for quantizer, want, have, what in ((layer.weight_quant, bits[0], layer.w_bit, "w_bit"),
+                                            (layer.act_quant, bits[1], layer.a_bit, "a_bit")):
+            if want and want != have:
+                raise ValueError(f"{name}: {what} {want} differs from the calibrated {have}; "
+                                 "calibrate with these bit widths instead")
+            if not want:
+                quantizer.enabled, quantizer.bits = False, 0
+        layer.w_bit, layer.a_bit = layer.weight_quant.bits, layer.act_quant.bits
+        effective[name] = (layer.w_bit, layer.a_bit) if layer.w_bit or layer.a_bit else None
+    net.quant_plan = effective
+    return net
+
+
+__all__ = ["CalibrationConfig", "calibrate", "collect_activation_bounds", "observe_inputs", "restrict_quantization"]
