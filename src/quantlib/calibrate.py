@@ -12,6 +12,7 @@ from mindspore import Tensor
 
 from src.quantlib.observers import observer_class
 from src.quantlib.quant_layers import layer_bits, quant_layers, quantizable_layers, quantize_model
+from src.quantlib.weight_rounding import ROUNDINGS, input_hessians, round_weights, supports_gptq
 from src.utils.hooks import forward_hooks
 
 
@@ -20,16 +21,20 @@ class CalibrationConfig:
     """How bounds are fitted: observer ``method`` (a key of :data:`~src.quantlib.observers.OBSERVERS`),
     its options (``percentile`` in (0.5, 1], the DBDC clip fraction ``dbdc_p``), the calibration
     ``batch_size`` (patches per forward pass; statistics are averaged per batch) and ``equalize``
-    (cross-layer activation-range equalisation first, :mod:`src.quantlib.equalize`).
-    ``ValueError`` for an unknown method."""
+    (cross-layer activation-range equalisation first, :mod:`src.quantlib.equalize`) and
+    ``weight_rounding``: ``gptq`` (default; error-compensating rounding on the observer's grid,
+    :mod:`src.quantlib.weight_rounding`) or ``nearest``. ``ValueError`` for an unknown method or rounding."""
     method: str = "dbdc"
     percentile: float = 0.9999
     dbdc_p: float = 1e-4
     batch_size: int = 2
     equalize: bool = False
+    weight_rounding: str = "gptq"
 
     def __post_init__(self):
         observer_class(self.method)
+        if self.weight_rounding not in ROUNDINGS:
+            raise ValueError(f"weight_rounding '{self.weight_rounding}' is not one of {', '.join(ROUNDINGS)}")
 
 
 def observe_inputs(net, layers, on_input, batches):
@@ -63,16 +68,21 @@ def calibrate(net, batches, calib, qcfg):
     """Quantize ``net`` (a float model) in place as ``qcfg`` (:class:`QuantConfig`) says and set every
     quantizer's bounds: activations from ``batches`` (float32 NCHW arrays, the model's input),
     weights from the weights, both by the observer of ``calib`` (a :class:`CalibrationConfig`, or
-    a method name with default options). Returns the per-layer plan ``{name: (w_bit, a_bit) | None}``.
+    a method name with default options), weights then rounded onto their grid as ``calib.weight_rounding``
+    says. Returns the per-layer plan ``{name: (w_bit, a_bit) | None}``.
     ``ValueError`` for an unknown method or a scope pattern that matches no layer."""
     calib = _as_calibration(calib)
     act = collect_activation_bounds(net, batches, calib, qcfg.a_bit or 8)
+    hessians = {}
+    if calib.weight_rounding == "gptq":
+        hessians = input_hessians(net, [(n, c) for n, c in quantizable_layers(net) if supports_gptq(c)], batches)
     observer = observer_class(calib.method).from_settings(qcfg.a_bit or 8, calib)
     plan = quantize_model(net, qcfg)
     for name, layer in quant_layers(net):
         layer.act_quant.set_bounds(*act[name])
         lower, upper = observer.weight_bounds(layer.weight.asnumpy(), layer.w_bit or 8, qcfg.w_symmetric)
         layer.weight_quant.set_bounds(lower, upper)
+    round_weights([(n, layer) for n, layer in quant_layers(net) if layer.w_bit and n in hessians], hessians)
     return plan
 
 
