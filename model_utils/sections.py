@@ -25,8 +25,8 @@ SECTIONS = {  # name -> (title, keys)
         "log_every", "tensorboard")),
     "quantization": ("quantization (post-training; empty quant_method = float evaluation)", (
         "quant_method", "w_bit", "a_bit", "w_symmetric", "int8_scope", "fp_scope", "bit_table", "calib_path",
-        "calib_num", "calib_seed", "calib_batch", "equalize", "percentile", "dbdc_p", "pac_hr_patch",
-        "save_quant_ckpt")),
+        "calib_num", "calib_seed", "calib_batch", "equalize", "weight_grid", "input_minmax", "percentile", "dbdc_p",
+        "pac_hr_patch", "save_quant_ckpt")),
     "pac": ("pixel-aware calibration (quant_method dbdc_pac)", (
         "pac_act_iters", "pac_weight_iters", "pac_act_lr", "pac_act_lr_min", "pac_weight_lr", "pac_weight_lr_min",
         "pac_batch", "pac_feature_weight", "pac_relative_features", "pac_loss")),

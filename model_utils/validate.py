@@ -428,6 +428,8 @@ RULES = {
     "calib_seed": Int(0, 2 ** 32 - 1),
     "calib_batch": Int(1),
     "equalize": Bool(),
+    "weight_grid": Choice(["hessian", "minmax"]),
+    "input_minmax": Bool(),
     "percentile": Float(0.5, 1.0, lo_open=True),
     "dbdc_p": Float(0.0, 0.5, lo_open=True, hi_open=True),
     "pac_act_iters": Int(0),

@@ -130,6 +130,7 @@ QUANT_READS = {
     "fp_scope": lambda q: q.qcfg.fp_scope, "bit_table": lambda q: q.qcfg.bit_table,
     "calib_path": lambda q: q.calib_path, "calib_num": lambda q: q.calib_num, "calib_seed": lambda q: q.calib_seed,
     "calib_batch": lambda q: q.calib.batch_size, "equalize": lambda q: q.calib.equalize,
+    "weight_grid": lambda q: q.calib.weight_grid, "input_minmax": lambda q: q.calib.input_minmax,
     "percentile": lambda q: q.calib.percentile, "dbdc_p": lambda q: q.calib.dbdc_p,
     "pac_hr_patch": lambda q: q.pac_hr_patch, "save_quant_ckpt": lambda q: q.save_quant_ckpt,
     "pac_act_iters": lambda q: q.pac.act_iters, "pac_weight_iters": lambda q: q.pac.weight_iters,
@@ -145,7 +146,7 @@ def test_quantization_section_reads_every_quantization_and_pac_key():
     assert set(QUANT_READS) == set(SECTIONS["quantization"][1]) | set(SECTIONS["pac"][1])
     given = {"quant_method": "dbdc_pac", "w_bit": "4", "a_bit": "6", "w_symmetric": "False", "int8_scope": "conv1",
              "fp_scope": "tail", "calib_path": "calib_x", "calib_num": "7", "calib_seed": "3", "calib_batch": "5",
-             "equalize": "True", "percentile": "0.99", "dbdc_p": "0.002", "pac_hr_patch": "48",
+             "equalize": "True", "weight_grid": "minmax", "input_minmax": "False", "percentile": "0.99", "dbdc_p": "0.002", "pac_hr_patch": "48",
              "save_quant_ckpt": "q_x.ckpt", "pac_act_iters": "11", "pac_weight_iters": "12", "pac_act_lr": "0.3",
              "pac_act_lr_min": "0.2", "pac_weight_lr": "0.25", "pac_weight_lr_min": "0.15", "pac_batch": "9",
              "pac_feature_weight": "1.5", "pac_relative_features": "False", "pac_loss": "l2"}

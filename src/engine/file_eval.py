@@ -22,7 +22,7 @@ from src.utils.atomic import refuse_same_file
 
 # Options that calibrate or quantize a checkpoint: a file is already what it is.
 _QUANT_KEYS = ("quant_method", "w_bit", "a_bit", "w_symmetric", "int8_scope", "fp_scope", "bit_table", "equalize",
-               "percentile", "dbdc_p", "save_quant_ckpt", "quant")
+               "weight_grid", "input_minmax", "percentile", "dbdc_p", "save_quant_ckpt", "quant")
 _QUANT_PREFIXES = ("calib_", "pac_")
 
 

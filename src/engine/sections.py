@@ -181,7 +181,8 @@ def quant_settings_from(config, method=None):
     qcfg = QuantConfig(config.w_bit, config.a_bit, config.w_symmetric, config.int8_scope, config.fp_scope,
                        config.bit_table or {})
     calib = CalibrationConfig("dbdc" if method == "dbdc_pac" else method, config.percentile, config.dbdc_p,
-                              int(config.calib_batch), bool(config.equalize))
+                              int(config.calib_batch), bool(config.equalize), str(config.weight_grid),
+                              bool(config.input_minmax))
     pac = None
     if method == "dbdc_pac":
         pac = PaCConfig(act_iters=config.pac_act_iters, weight_iters=config.pac_weight_iters,
