@@ -75,9 +75,12 @@ def test_one_calibration_equals_calibrating_each_configuration(calibrated):
             assert np.array_equal(_out(direct), _out(switched)), (name, bits)
             layer = dict(quant_layers(direct))[name]
             other = dict(quant_layers(switched))[name]
-            for a, b in zip(layer.weight_quant.bounds() + layer.act_quant.bounds(),
-                            other.weight_quant.bounds() + other.act_quant.bounds()):
-                assert np.array_equal(a, b), (name, bits)
+            pairs = [(layer.weight_quant, other.weight_quant)] * bool(bits[0]) + \
+                [(layer.act_quant, other.act_quant)] * bool(bits[1])  # a switched-off quantizer's bounds are unused
+            for quant_a, quant_b in pairs:
+                for a, b in zip(quant_a.bounds(), quant_b.bounds()):
+                    assert np.array_equal(a, b), (name, bits)
+            assert (layer.w_bit, layer.a_bit) == (other.w_bit, other.a_bit) == tuple(bits)
 
 
 def test_restrict_refuses_a_bit_width_it_was_not_calibrated_for(calibrated):
