@@ -441,6 +441,7 @@ RULES = {
     "pac_feature_weight": Float(0.0),
     "pac_relative_features": Bool(),
     "pac_loss": Choice(["l1", "l2"]),
+    "pac_graph": Bool(),
     "save_quant_ckpt": Text(**_PATH),
     # ---- outputs ----
     "save_sr": Bool(),

@@ -189,7 +189,7 @@ def quant_settings_from(config, method=None):
                         weight_lr_min=config.pac_weight_lr_min, batch_size=config.pac_batch,
                         feature_weight=config.pac_feature_weight,
                         relative_features=bool(config.pac_relative_features),
-                        loss=str(config.pac_loss), seed=config.calib_seed)
+                        loss=str(config.pac_loss), seed=config.calib_seed, graph=bool(config.pac_graph))
     return qcfg, calib, pac
 
 
