@@ -26,7 +26,6 @@ taps with forward hooks); tests compare the two paths' bounds.
 from contextlib import contextmanager
 
 import numpy as np
-import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
 from src.quantlib.grid import sum_all_ms
