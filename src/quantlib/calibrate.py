@@ -19,13 +19,16 @@ class CalibrationConfig:
     """How bounds are fitted: observer ``method`` (a key of :data:`~src.quantlib.observers.OBSERVERS`),
     its options (``percentile`` in (0.5, 1], the DBDC clip fraction ``dbdc_p``), the calibration
     ``batch_size`` (patches per forward pass; statistics are averaged per batch) and ``equalize``
-    (cross-layer activation-range equalisation first, :mod:`src.quantlib.equalize`).
-    ``ValueError`` for an unknown method."""
+    (cross-layer activation-range equalisation first, :mod:`src.quantlib.equalize`);
+    ``equalize_if_pairs``: equalise only a model that declares conv pairs and skip the others
+    (a per-bit-width recipe asks for equalisation on every model; a user's explicit
+    ``--equalize True`` on a model without pairs is an error). ``ValueError`` for an unknown method."""
     method: str = "dbdc"
     percentile: float = 0.9999
     dbdc_p: float = 1e-4
     batch_size: int = 2
     equalize: bool = False
+    equalize_if_pairs: bool = False
 
     def __post_init__(self):
         observer_class(self.method)
