@@ -29,7 +29,7 @@ SECTIONS = {  # name -> (title, keys)
         "pac_hr_patch", "save_quant_ckpt")),
     "pac": ("pixel-aware calibration (quant_method dbdc_pac)", (
         "pac_act_iters", "pac_weight_iters", "pac_act_lr", "pac_act_lr_min", "pac_weight_lr", "pac_weight_lr_min",
-        "pac_batch", "pac_feature_weight", "pac_relative_features", "pac_loss")),
+        "pac_batch", "pac_feature_weight", "pac_relative_features", "pac_loss", "pac_graph")),
     "outputs": ("outputs", ("output_path",)),
     "eval_outputs": ("evaluation outputs", ("save_sr", "result_file")),
     "export": ("export", ("file_format", "target", "export_file", "input_shape", "quant", "io_dtype",

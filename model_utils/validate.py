@@ -210,6 +210,22 @@ class Choice(Rule):
         return f"one of {self.choices}"
 
 
+class OrAuto(Rule):
+    """``auto`` (resolved later, e.g. the per-bit-width calibration recipe) or a value ``inner`` accepts."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.choices = ["auto"] + list(getattr(inner, "choices", []))
+
+    def coerce(self, value):
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        return self.inner.coerce(value)
+
+    def allowed(self):
+        return f"auto or {self.inner.allowed()}"
+
+
 class Bits(Int):
     """Quantization bit width: 2-8, or 0 / 32 for no quantization (as ``check_bits``)."""
 
@@ -427,12 +443,12 @@ RULES = {
     "calib_num": Int(1, 1_000_000),
     "calib_seed": Int(0, 2 ** 32 - 1),
     "calib_batch": Int(1),
-    "equalize": Bool(),
+    "equalize": OrAuto(Bool()),
     "weight_grid": Choice(["hessian", "minmax"]),
     "input_minmax": Bool(),
     "percentile": Float(0.5, 1.0, lo_open=True),
-    "dbdc_p": Float(0.0, 0.5, lo_open=True, hi_open=True),
-    "pac_act_iters": Int(0),
+    "dbdc_p": OrAuto(Float(0.0, 0.5, lo_open=True, hi_open=True)),
+    "pac_act_iters": OrAuto(Int(0)),
     "pac_weight_iters": Int(0),
     "pac_act_lr": Float(0.0),
     "pac_act_lr_min": Float(0.0),
@@ -440,9 +456,10 @@ RULES = {
     "pac_weight_lr_min": Float(0.0),
     "pac_batch": Int(1),
     "pac_hr_patch": Int(1, 4096),
-    "pac_feature_weight": Float(0.0),
+    "pac_feature_weight": OrAuto(Float(0.0)),
     "pac_relative_features": Bool(),
-    "pac_loss": Choice(["l1", "l2"]),
+    "pac_loss": OrAuto(Choice(["l1", "l2"])),
+    "pac_graph": Bool(),
     "save_quant_ckpt": Text(**_PATH),
     # ---- outputs ----
     "save_sr": Bool(),

@@ -138,6 +138,7 @@ QUANT_READS = {
     "pac_weight_lr": lambda q: q.pac.weight_lr, "pac_weight_lr_min": lambda q: q.pac.weight_lr_min,
     "pac_batch": lambda q: q.pac.batch_size, "pac_feature_weight": lambda q: q.pac.feature_weight,
     "pac_relative_features": lambda q: q.pac.relative_features, "pac_loss": lambda q: q.pac.loss,
+    "pac_graph": lambda q: q.pac.graph,
 }
 
 
@@ -149,7 +150,8 @@ def test_quantization_section_reads_every_quantization_and_pac_key():
              "equalize": "True", "weight_grid": "minmax", "input_minmax": "False", "percentile": "0.99", "dbdc_p": "0.002", "pac_hr_patch": "48",
              "save_quant_ckpt": "q_x.ckpt", "pac_act_iters": "11", "pac_weight_iters": "12", "pac_act_lr": "0.3",
              "pac_act_lr_min": "0.2", "pac_weight_lr": "0.25", "pac_weight_lr_min": "0.15", "pac_batch": "9",
-             "pac_feature_weight": "1.5", "pac_relative_features": "False", "pac_loss": "l2"}
+             "pac_feature_weight": "1.5", "pac_relative_features": "False", "pac_loss": "l2",
+             "pac_graph": "False"}
     config = get_config([item for key, value in given.items() for item in (f"--{key}", value)])
     quant = quantization_of(config)
     for key, read in QUANT_READS.items():

@@ -140,3 +140,50 @@ def test_asymmetric_range_always_contains_zero():
     fq.lower.set_data(Tensor(np.array([0.3], np.float32)))  # e.g. after an optimiser step
     x = np.linspace(0, 1, 11).astype(np.float32)
     np.testing.assert_allclose(fq(Tensor(x)).asnumpy(), x, atol=1.0 / 255)  # full [0, 1] range kept
+
+
+class _Weighted(nn.Cell):
+    """``sum(quantize(x, step, zero) * w)``: a loss whose gradient reaches every element differently."""
+    def __init__(self, quantize):
+        super().__init__()
+        self.quantize = quantize
+
+    def construct(self, x, step, zero, w):
+        out = self.quantize(x, step, zero)
+        return ((out[0] if isinstance(out, tuple) else out) * w).sum()
+
+
+@pytest.mark.parametrize("mode", [ms.GRAPH_MODE, ms.PYNATIVE_MODE])
+def test_hand_written_fake_quant_gradient_equals_autodiff(mode):
+    """The per-tensor quantizer's written-out backward equals autodiff of the op-by-op form, on values
+    that land exactly on the clamp's ends (ReLU zeros with zero point 0, the upper bound) and outside."""
+    from mindspore import ops  # pylint: disable=import-outside-toplevel
+    from src.quantlib.fake_quant import AsymmetricFakeQuantize  # pylint: disable=import-outside-toplevel
+    from src.quantlib.grid import fake_quantize_asymmetric_ms  # pylint: disable=import-outside-toplevel
+
+    class Reference(nn.Cell):
+        def construct(self, x, step, zero):
+            return fake_quantize_asymmetric_ms(x, step, zero, 255.0)
+    rng = np.random.default_rng(7)
+    x = np.maximum(rng.standard_normal((2, 3, 8, 8)), 0).astype(np.float32)
+    x[0, 0, 0, :6] = [0.0, 2.0, 2.5, -0.25, 1.0 / 3, 7.0]
+    w = Tensor(rng.standard_normal(x.shape).astype(np.float32))
+    previous = ms.get_context("mode")
+    ms.set_context(mode=mode)
+    try:
+        for zero in (0.0, 12.0):
+            args = (Tensor(x), Tensor(np.array([2.0 / 255], np.float32)), Tensor(np.array([zero], np.float32)), w)
+            results = []
+            for quantize in (Reference(), AsymmetricFakeQuantize(255.0)):
+                net = _Weighted(quantize)
+                value = net(*args).asnumpy()
+                grads = ops.GradOperation(get_all=True)(net)(*args)
+                results.append((value, [g.asnumpy() for g in grads[:3]]))
+            (v_ref, g_ref), (v_new, g_new) = results
+            assert v_new == v_ref  # same operations: same forward value
+            np.testing.assert_allclose(g_new[0], g_ref[0], rtol=1e-6, atol=1e-7)  # dx (straight-through, masked)
+            assert np.count_nonzero(g_new[0]) < x.size  # the mask did bind somewhere
+            np.testing.assert_allclose(g_new[1], g_ref[1], rtol=1e-4)  # dstep
+            np.testing.assert_allclose(g_new[2], g_ref[2], rtol=1e-4, atol=1e-6)  # dzero
+    finally:
+        ms.set_context(mode=previous)

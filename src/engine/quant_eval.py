@@ -28,6 +28,8 @@ def load_or_calibrate(model, quant, ckpt, log):
     if q_net is not None:
         return fp_net, q_net, quant_config_of(meta), str(meta.get("quant_method", "?")), None
     q_net, _ = load_for_inference(model.model, model.variant, model.scale, ckpt, options)
+    if quant.recipe_note:
+        log(quant.recipe_note)
     start = time.time()
     patches = calibration_patches_for(quant, model.scale, fp_net)
     quantize(fp_net, quant.qcfg, patches, quant.calib, quant.pac, qnet=q_net, log=log)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 
 from src.export.sections import ModelChoice, model_choice
 from src.paths import resolve_path
-from src.quantlib import CalibrationConfig, PaCConfig, QuantConfig
+from src.quantlib import CalibrationConfig, PaCConfig, QuantConfig, recipes
+from src.quantlib.fake_quant import check_bits
 from src.utils.sections import section_of as _from
 
 
@@ -158,7 +159,8 @@ class Quantization:
     :func:`quant_settings_from`; calibration patches: ``calib_num`` LR
     patches (HR side ``pac_hr_patch`` pixels, seed ``calib_seed``) from ``calib_path`` (as given;
     ``calib_folder`` resolved); ``save_quant_ckpt`` (as given; ``save_target`` resolved, empty:
-    not saved) receives the calibrated model.
+    not saved) receives the calibrated model; ``recipe_note``: what the ``auto`` recipe options
+    resolved to (one line for the log; empty when none was ``auto``).
     """
     method: str
     qcfg: QuantConfig
@@ -171,26 +173,45 @@ class Quantization:
     pac_hr_patch: int
     save_quant_ckpt: str
     save_target: str
+    recipe_note: str = ""
+
+
+def recipe_settings(config, method=None):
+    """``(settings, picked, note)``: the five recipe options of :mod:`src.quantlib.recipes` with every
+    ``auto`` resolved for ``method`` (default ``config.quant_method``) at the run's bit widths, the
+    options that were ``auto``, and a one-line note of what ``dbdc_pac``'s recipe picked (empty
+    for other methods, whose ``auto`` is the settings they always had, or when nothing was ``auto``)."""
+    method = method or config.quant_method
+    bits = (check_bits(config.w_bit), check_bits(config.a_bit))
+    settings, picked = recipes.resolve(method, *bits, {k: getattr(config, k) for k in recipes.RECIPE_KEYS})
+    if not picked or method != "dbdc_pac":
+        return settings, picked, ""
+    shown = ", ".join(f"{k} {settings[k]:g}" if isinstance(settings[k], float) else f"{k} {settings[k]}"
+                      for k in picked)
+    return settings, picked, f"dbdc_pac W{bits[0]}A{bits[1]}: the {recipes.bit_class(*bits)}-bit recipe for {shown}"
 
 
 def quant_settings_from(config, method=None):
     """The config edge: ``(QuantConfig, CalibrationConfig, PaCConfig or None)`` from the run's config.
     ``method`` (default ``config.quant_method``) is the ``--quant_method`` string: an observer name,
-    or ``dbdc_pac``, which means the DBDC observer refined by PaC."""
+    or ``dbdc_pac``, which means the DBDC observer refined by PaC. Recipe options left at ``auto``
+    take the bit width's values (:func:`recipe_settings`)."""
     method = method or config.quant_method
     qcfg = QuantConfig(config.w_bit, config.a_bit, config.w_symmetric, config.int8_scope, config.fp_scope,
                        config.bit_table or {})
-    calib = CalibrationConfig("dbdc" if method == "dbdc_pac" else method, config.percentile, config.dbdc_p,
-                              int(config.calib_batch), bool(config.equalize), str(config.weight_grid),
-                              bool(config.input_minmax))
+    recipe, picked, _ = recipe_settings(config, method)
+    calib = CalibrationConfig("dbdc" if method == "dbdc_pac" else method, config.percentile, recipe["dbdc_p"],
+                              int(config.calib_batch), bool(recipe["equalize"]),
+                              equalize_if_pairs="equalize" in picked,
+                              weight_grid=str(config.weight_grid), input_minmax=bool(config.input_minmax))
     pac = None
     if method == "dbdc_pac":
-        pac = PaCConfig(act_iters=config.pac_act_iters, weight_iters=config.pac_weight_iters,
+        pac = PaCConfig(act_iters=recipe["pac_act_iters"], weight_iters=config.pac_weight_iters,
                         act_lr=config.pac_act_lr, act_lr_min=config.pac_act_lr_min, weight_lr=config.pac_weight_lr,
                         weight_lr_min=config.pac_weight_lr_min, batch_size=config.pac_batch,
-                        feature_weight=config.pac_feature_weight,
+                        feature_weight=recipe["pac_feature_weight"],
                         relative_features=bool(config.pac_relative_features),
-                        loss=str(config.pac_loss), seed=config.calib_seed)
+                        loss=str(recipe["pac_loss"]), seed=config.calib_seed, graph=bool(config.pac_graph))
     return qcfg, calib, pac
 
 
@@ -199,9 +220,10 @@ def quantization_of(config, method=None):
     (QAT calibrates with ``dbdc`` when none is given)."""
     method = method or config.quant_method
     qcfg, calib, pac = quant_settings_from(config, method) if method else (None, None, None)
+    note = recipe_settings(config, method)[2] if method else ""
     return Quantization(method, qcfg, calib, pac, config.calib_path, resolve_path(config, config.calib_path),
                         config.calib_num, config.calib_seed, config.pac_hr_patch, config.save_quant_ckpt,
-                        resolve_path(config, config.save_quant_ckpt))
+                        resolve_path(config, config.save_quant_ckpt), note)
 
 
 @dataclass(frozen=True)

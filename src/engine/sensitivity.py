@@ -127,7 +127,7 @@ def run_sensitivity(config, log=print):
                         f"_w{qcfg.w_bit}a{qcfg.a_bit}_{method}")
     report = {"model": model.model, "variant": fp_net.variant, "scale": model.scale, "pre_trained": ckpt,
               "quant": {"method": method, "w_bit": qcfg.w_bit, "a_bit": qcfg.a_bit,
-                        "equalize": bool(config.equalize), "calibration_seconds": round(seconds, 1)},
+                        "equalize": bool(evaluation.quant.calib.equalize), "calibration_seconds": round(seconds, 1)},
               "fp": fp, "rows": rows}
     table = markdown(fp, rows, list(fp))
     write_outputs(stem, report, table)

@@ -23,6 +23,7 @@ from src.quantlib.observers import OBSERVERS
 from src.quantlib.pac import PaCConfig
 from src.quantlib.pipeline import quantize
 from src.quantlib.quant_layers import QuantConfig
+from src.quantlib import recipes  # per-bit-width defaults of the calibration options
 
-__all__ = ["quantize", "QuantConfig", "CalibrationConfig", "PaCConfig", "FakeQuant", "OBSERVERS",
+__all__ = ["quantize", "QuantConfig", "CalibrationConfig", "PaCConfig", "FakeQuant", "OBSERVERS", "recipes",
            "restrict_quantization"]

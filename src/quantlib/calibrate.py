@@ -21,7 +21,10 @@ class CalibrationConfig:
     """How bounds are fitted: observer ``method`` (a key of :data:`~src.quantlib.observers.OBSERVERS`),
     its options (``percentile`` in (0.5, 1], the DBDC clip fraction ``dbdc_p``), the calibration
     ``batch_size`` (patches per forward pass; statistics are averaged per batch) and ``equalize``
-    (cross-layer activation-range equalisation first, :mod:`src.quantlib.equalize`) and
+    (cross-layer activation-range equalisation first, :mod:`src.quantlib.equalize`);
+    ``equalize_if_pairs``: equalise only a model that declares conv pairs and skip the others
+    (a per-bit-width recipe asks for equalisation on every model; a user's explicit
+    ``--equalize True`` on a model without pairs is an error);
     ``weight_grid``: ``hessian`` (default: each output channel's weight step chosen to minimise the
     layer's output error on the calibration data, :mod:`src.quantlib.weight_grid`; symmetric
     weights) or ``minmax`` (the observer's weight bounds); ``input_minmax`` (default True): the first
@@ -34,6 +37,7 @@ class CalibrationConfig:
     dbdc_p: float = 1e-4
     batch_size: int = 2
     equalize: bool = False
+    equalize_if_pairs: bool = False
     weight_grid: str = "hessian"
     input_minmax: bool = True
 

@@ -22,8 +22,8 @@ import math
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
-from src.quantlib.grid import (asymmetric_grid_ms, fake_quantize_asymmetric_ms, fake_quantize_symmetric_ms,
-                               grid_np, q_max_of, symmetric_step_ms)
+from src.quantlib.grid import (asymmetric_grid_ms, fake_quantize_asymmetric_ms, fake_quantize_symmetric_ms, grid_np,
+                               q_max_of, sum_all_ms, symmetric_step_ms)
 
 MIN_BITS, MAX_BITS = 2, 8
 
@@ -55,6 +55,38 @@ def check_bits(bits, what="bits"):
     return bits
 
 
+class AsymmetricFakeQuantize(nn.Cell):
+    """:func:`~src.quantlib.grid.fake_quantize_asymmetric_ms` with its gradient written out, for a
+    per-tensor grid: ``construct(x, step, zero)`` (``x`` any shape of rank >= 1, ``step`` and
+    ``zero`` shape (1,)) returns ``(x_q, inside)``, ``x_q = (clamp(floor(x / step + 0.5) + zero, 0,
+    q_max) - zero) * step`` (the same operations, so the same values to the bit) and ``inside``
+    (1.0 where the clamp did not bind, else 0.0; not differentiated).
+
+    The backward pass is the straight-through/LSQ gradient autodiff gives the op-by-op form
+    (tests compare them): ``dx = dy * inside``, ``dstep = sum(dy * x_q - dx * x) / step``,
+    ``dzero = (sum(dx) - sum(dy)) * step``. Written by hand because autodiff reduces every
+    broadcast scalar's gradient over the whole tensor with MindSpore's slow full reduction
+    (four per quantizer); this form needs two fast ones (:func:`~src.quantlib.grid.sum_all_ms`).
+    Measured on the ABPN x3 QAT step (batch 16, 64x64): 30 -> about 13 ms per quantizer."""
+
+    def __init__(self, q_max):
+        super().__init__()
+        self.q_max = float(q_max)
+
+    def construct(self, x, step, zero):
+        integers = ops.floor(x / step + 0.5) + zero
+        clamped = ops.clamp(integers, 0.0, self.q_max)
+        return (clamped - zero) * step, ops.cast(clamped == integers, x.dtype)
+
+    def bprop(self, x, step, zero, out, dout):
+        x_q, inside = out
+        dy = dout[0]
+        dx = dy * inside
+        dstep = sum_all_ms(dy * x_q - dx * x) / step
+        dzero = (sum_all_ms(dx) - sum_all_ms(dy)) * step
+        return dx, dstep.reshape(step.shape), dzero.reshape(zero.shape)
+
+
 class FakeQuant(nn.Cell):
     """Fake quantizer of one tensor: ``construct(x)`` returns ``x`` (any shape; a weight is
     (out_channels, ...)) rounded onto the grid of its bounds, same shape and dtype.
@@ -75,6 +107,8 @@ class FakeQuant(nn.Cell):
         self.lower = Parameter(Tensor(np.full(shape, -1.0, np.float32)), name="lower")
         self.upper = Parameter(Tensor(np.full(shape, 1.0, np.float32)), name="upper")
         self.q_max = float(q_max_of(max(self.bits, 2), self.symmetric))
+        self.per_tensor = channels <= 0
+        self.quantize_asymmetric = AsymmetricFakeQuantize(self.q_max)
         self.grad_factor = float(1.0 / np.sqrt(max(1, elements_per_bound) * self.q_max))
 
     def set_bounds(self, lower, upper):
@@ -112,6 +146,8 @@ class FakeQuant(nn.Cell):
         if self.symmetric:
             return fake_quantize_symmetric_ms(x, symmetric_step_ms(upper, self.q_max), self.q_max)
         step, zero = asymmetric_grid_ms(scale_grad(self.lower, self.grad_factor), upper, self.q_max)
+        if self.per_tensor:
+            return self.quantize_asymmetric(x, step, zero)[0]
         return fake_quantize_asymmetric_ms(x, step, zero, self.q_max)
 
 

@@ -17,7 +17,8 @@ Two phases, each with Adam and a cosine decay: activation bounds
 (``weight_lr`` 1e-2 -> ``weight_lr_min`` 1e-3). The paper code's weight rates (5e-6 -> 2e-6)
 move a bound by at most ~1e-3 in 250 Adam steps, nothing next to ABPN's per-channel weight
 ranges (0.1 to 6): W4A4 Set5 stayed at the DBDC value (29.05 dB); 1e-2 -> 1e-3 gives +0.86 dB.
-Runs in PyNative mode (features are read with forward hooks).
+Each step runs as a compiled graph (:mod:`src.quantlib.pac_step`); ``graph=False`` keeps the
+PyNative reference path (features read with forward hooks), for checks and benchmarks.
 """
 from dataclasses import dataclass
 
@@ -27,14 +28,16 @@ from mindspore import Tensor, nn, ops
 
 from src.quantlib.quant_layers import quant_layers
 from src.utils.cosine import cosine_decay
-from src.utils.hooks import forward_hooks, pynative_mode
+from src.quantlib.pac_step import FeatureCache, PaCStep, tapped
+from src.utils.hooks import forward_hooks, graph_mode, pynative_mode
 
 
 @dataclass
 class PaCConfig:
     """PaC settings: iterations and Adam learning rates (start -> end of the cosine decay) of each
     phase, patches per step (``batch_size``), the feature term's weight and form, the loss
-    (``"l1"`` or ``"l2"``; ``ValueError`` otherwise) and the seed of the patch draws."""
+    (``"l1"`` or ``"l2"``; ``ValueError`` otherwise), the seed of the patch draws and ``graph``
+    (compiled steps; False: the PyNative reference path)."""
     act_iters: int = 250
     weight_iters: int = 250
     act_lr: float = 5e-3
@@ -46,6 +49,7 @@ class PaCConfig:
     relative_features: bool = True
     loss: str = "l1"
     seed: int = 0
+    graph: bool = True
 
     def __post_init__(self):
         if self.loss not in ("l1", "l2"):
@@ -77,57 +81,118 @@ def _feature_scales(features, fp_out, relative, power=1):
     return [(max(float(ops.abs(f).mean().asnumpy()), 1e-6) / out_mag) ** power for f in features]
 
 
+def _phases(layers, cfg):
+    """``[(phase, bounds, iterations, lr, lr_min)]``: activation bounds, then weight bounds (the upper
+    bound only of a symmetric grid); phases without a bound or an iteration are left out."""
+    act = [p for l in layers if l.act_quant.enabled for p in (l.act_quant.lower, l.act_quant.upper)]
+    weight = [p for l in layers if l.weight_quant.enabled
+              for p in ((l.weight_quant.upper,) if l.weight_quant.symmetric
+                        else (l.weight_quant.lower, l.weight_quant.upper))]
+    phases = (("activation", act, cfg.act_iters, cfg.act_lr, cfg.act_lr_min),
+              ("weight", weight, cfg.weight_iters, cfg.weight_lr, cfg.weight_lr_min))
+    return [p for p in phases if p[1] and p[2] > 0]
+
+
+class _Draws:
+    """The seeded batch draws both paths share: ``cfg.batch_size`` distinct patches per step."""
+
+    def __init__(self, patches, cfg):
+        self.patches, self.size = patches, cfg.batch_size
+        self.rng = np.random.default_rng(cfg.seed)
+
+    def indices(self):
+        """The next batch's patch indices (int array of ``batch_size`` distinct values)."""
+        return self.rng.choice(len(self.patches), self.size, replace=False)
+
+    def next(self):
+        """The next batch (float32 Tensor (batch_size, C, h, w))."""
+        return Tensor(self.patches[self.indices()])
+
+
+def _progress(log, phase, it, iters, losses):
+    if log and (it + 1) % max(1, iters // 5) == 0:
+        log(f"PaC {phase} bounds: iteration {it + 1}/{iters}, loss {np.mean(losses[-10:]):.5f}")
+
+
+def _pynative_phase(qnet, fp_net, taps, draws, phase, cfg, log):
+    """The reference path: one phase in PyNative mode, the feature taps read with forward hooks."""
+    name, params, iters, lr, lr_min = phase
+    taps_q, taps_fp = taps
+    opt = nn.Adam(params, learning_rate=_cosine(lr, lr_min, iters))
+    distance, power = (ops.abs, 1) if cfg.loss == "l1" else (ops.square, 2)
+
+    def loss_fn(x, fp_out, fp_feats, feat_scales):
+        out, feats = _features(qnet, taps_q, x)
+        loss = distance(out - fp_out).mean()
+        if feats and cfg.feature_weight:
+            feat = sum(distance(f - t).mean() / s for f, t, s in zip(feats, fp_feats, feat_scales))
+            loss = loss + cfg.feature_weight * feat / len(feats)
+        return loss
+
+    grad_fn = ms.value_and_grad(loss_fn, grad_position=None, weights=params)
+    losses = []
+    for it in range(iters):
+        x = draws.next()
+        fp_out, fp_feats = _features(fp_net, taps_fp, x)
+        scales = _feature_scales(fp_feats, fp_out, cfg.relative_features, power)
+        loss, grads = grad_fn(x, ops.stop_gradient(fp_out), [ops.stop_gradient(f) for f in fp_feats], scales)
+        # No projection of the bounds here: resetting parameter data between steps froze
+        # the optimisation; FakeQuant's forward already keeps lower <= 0 <= upper.
+        opt(grads)
+        losses.append(float(loss.asnumpy()))
+        _progress(log, name, it, iters, losses)
+    return losses
+
+
+def _graph_phases(qnet, fp_net, names, draws, phases, cfg, log):
+    """The compiled path (:mod:`src.quantlib.pac_step`): every phase's steps as graph-mode Cells, the
+    float model's outputs and features computed once per patch when they fit in memory (else on
+    each drawn batch)."""
+    taps_fp = [dict(fp_net.cells_and_names())[n] for n in names]
+    with pynative_mode():
+        out, feats = _features(fp_net, taps_fp, Tensor(draws.patches[:draws.size]))
+    shapes = [tuple(f.shape) for f in feats]
+    term = (cfg.feature_weight, cfg.relative_features, 1 if cfg.loss == "l1" else 2)
+    history = {}
+    with tapped(qnet, fp_net, names, shapes, cfg.loss) as (match_taps, float_taps), graph_mode():
+        cache = (FeatureCache(fp_net, float_taps, draws.patches, draws.size, *term)
+                 if FeatureCache.fits(shapes, out.shape, len(draws.patches), draws.size) else None)
+        for name, params, iters, lr, lr_min in phases:
+            step = PaCStep(qnet, match_taps, params, nn.Adam(params, learning_rate=_cosine(lr, lr_min, iters)),
+                           cfg.loss)
+            losses = []
+            for it in range(iters):
+                idx = draws.indices()
+                batch = cache or FeatureCache(fp_net, float_taps, draws.patches[idx], draws.size, *term)
+                fp_out = batch.load(idx if cache else np.arange(draws.size), match_taps)
+                losses.append(float(step(Tensor(draws.patches[idx]), fp_out).asnumpy()))
+                _progress(log, name, it, iters, losses)
+            history[name] = losses
+    return history
+
+
 def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
     """Optimise the bounds of ``qnet`` (calibrated, as :func:`~src.quantlib.calibrate.calibrate` leaves
     it) in place to match ``fp_net`` (the same float model) on ``patches`` (float32 array
     (N, C, h, w), LR images in [0, 1], N >= ``cfg.batch_size``); weights never change.
     Returns ``{"activation": [loss per step], "weight": [...]}`` (phases with no step left out);
     ``log(str)`` gets five progress lines per phase. ``ValueError`` when the two models' layers differ.
-    PTQ4SR's pixel-aware calibration (Tu et al., CVPR 2023), with the changes the module notes."""
+    PTQ4SR's pixel-aware calibration (Tu et al., CVPR 2023), with the changes the module notes.
+    ``cfg.graph`` (default) runs each step as a compiled graph (:mod:`src.quantlib.pac_step`);
+    False runs the PyNative reference with forward hooks (same draws, same results up to float
+    rounding)."""
     layers = [layer for _, layer in quant_layers(qnet)]
-    names = {n for n, _ in quant_layers(qnet)}
-    fp_layers = [cell for name, cell in fp_net.cells_and_names() if name in names]
-    if len(fp_layers) != len(layers):
+    names = [n for n, _ in quant_layers(qnet)]
+    fp_cells = dict(fp_net.cells_and_names())
+    if len(names) != len(layers) or any(n not in fp_cells for n in names):
         raise ValueError("the float model's layers do not match the quantized model's")
-    taps_q, taps_fp = layers[1:], fp_layers[1:]
-    rng = np.random.default_rng(cfg.seed)
-    history = {}
+    qnet.set_train(False)
+    fp_net.set_train(False)
+    draws = _Draws(patches, cfg)
+    phases = _phases(layers, cfg)
+    if cfg.graph:
+        tap_names = names[1:] if cfg.feature_weight else []
+        return _graph_phases(qnet, fp_net, tap_names, draws, phases, cfg, log)
+    taps = (layers[1:], [fp_cells[n] for n in names[1:]])
     with pynative_mode():
-        qnet.set_train(False)
-        fp_net.set_train(False)
-        phases = (("activation", [p for l in layers if l.act_quant.enabled for p in (l.act_quant.lower, l.act_quant.upper)],
-                   cfg.act_iters, cfg.act_lr, cfg.act_lr_min),
-                  ("weight", [p for l in layers if l.weight_quant.enabled
-                              for p in ((l.weight_quant.upper,) if l.weight_quant.symmetric
-                                        else (l.weight_quant.lower, l.weight_quant.upper))],
-                   cfg.weight_iters, cfg.weight_lr, cfg.weight_lr_min))
-        for phase, params, iters, lr, lr_min in phases:
-            if not params or iters <= 0:
-                continue
-            opt = nn.Adam(params, learning_rate=_cosine(lr, lr_min, iters))
-            distance, power = (ops.abs, 1) if cfg.loss == "l1" else (ops.square, 2)
-
-            def loss_fn(x, fp_out, fp_feats, feat_scales):
-                out, feats = _features(qnet, taps_q, x)
-                loss = distance(out - fp_out).mean()
-                if feats and cfg.feature_weight:
-                    feat = sum(distance(f - t).mean() / s for f, t, s in zip(feats, fp_feats, feat_scales))
-                    loss = loss + cfg.feature_weight * feat / len(feats)
-                return loss
-
-            grad_fn = ms.value_and_grad(loss_fn, grad_position=None, weights=params)
-            losses = []
-            for it in range(iters):
-                idx = rng.choice(len(patches), cfg.batch_size, replace=False)
-                x = Tensor(patches[idx])
-                fp_out, fp_feats = _features(fp_net, taps_fp, x)
-                scales = _feature_scales(fp_feats, fp_out, cfg.relative_features, power)
-                loss, grads = grad_fn(x, ops.stop_gradient(fp_out), [ops.stop_gradient(f) for f in fp_feats], scales)
-                # No projection of the bounds here: resetting parameter data between steps froze
-                # the optimisation; FakeQuant's forward already keeps lower <= 0 <= upper.
-                opt(grads)
-                losses.append(float(loss.asnumpy()))
-                if log and (it + 1) % max(1, iters // 5) == 0:
-                    log(f"PaC {phase} bounds: iteration {it + 1}/{iters}, loss {np.mean(losses[-10:]):.5f}")
-            history[phase] = losses
-    return history
+        return {phase[0]: _pynative_phase(qnet, fp_net, taps, draws, phase, cfg, log) for phase in phases}

@@ -37,7 +37,9 @@ def quantize(fp_net, qcfg, patches, calib=None, pac=None, qnet=None, log=None):
     log = log or (lambda *_: None)
     qnet = copy.deepcopy(fp_net) if qnet is None else qnet
     batches = batches_of(patches, int(calib.batch_size))
-    if calib.equalize:
+    if calib.equalize and calib.equalize_if_pairs and not list(fp_net.equalization_pairs()):
+        log(f"{type(fp_net).__name__} declares no conv pairs to equalise: calibrating without equalisation")
+    elif calib.equalize:
         scales = equalize(fp_net, batches, others=(qnet,))
         log(f"equalised the activation ranges of {len(scales)} conv pairs")
     calibrate(qnet, batches, calib, qcfg)

@@ -152,7 +152,12 @@ def layer_bits(names, qcfg):
     return plan
 
 
-def _replace(net, name, new_cell):
+def replace_cell(net, name, new_cell, prefix=None):
+    """Put ``new_cell`` at ``name`` (a dotted path from ``net.cells_and_names()``) in place of the cell
+    there. Parameter names: ``prefix`` given, ``"<prefix>.<local name>"`` (a layer taking the
+    place and names of the one it replaces); None, ``new_cell``'s parameters keep the names they
+    had (MindSpore would otherwise prefix them with the attribute name)."""
+    kept = {id(p): p.name for p in new_cell.get_parameters()}
     parts = name.split(".")
     parent = net
     for part in parts[:-1]:
@@ -163,7 +168,7 @@ def _replace(net, name, new_cell):
     else:
         setattr(parent, last, new_cell)
     for local, param in new_cell.parameters_and_names():
-        param.name = f"{name}.{local}"
+        param.name = f"{prefix}.{local}" if prefix is not None else kept[id(param)]
 
 
 def quantize_model(net, qcfg):
@@ -179,6 +184,6 @@ def quantize_model(net, qcfg):
         if bits is None:
             continue
         wrapper = QuantConv2d if isinstance(cell, nn.Conv2d) else QuantDense
-        _replace(net, name, wrapper(cell, bits[0], bits[1], qcfg.w_symmetric))
+        replace_cell(net, name, wrapper(cell, bits[0], bits[1], qcfg.w_symmetric), prefix=name)
     net.quant_plan = plan
     return plan

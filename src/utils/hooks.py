@@ -12,18 +12,29 @@ import mindspore as ms
 
 
 @contextmanager
-def pynative_mode():
-    """Run the block in PyNative mode and restore the previous execution mode afterwards (also
-    on errors). Already in PyNative mode: nothing is switched (so blocks nest)."""
+def execution_mode(mode):
+    """Run the block in MindSpore execution ``mode`` (``ms.PYNATIVE_MODE`` or ``ms.GRAPH_MODE``) and
+    restore the previous mode afterwards (also on errors). Already in that mode: nothing is
+    switched (so blocks nest)."""
     previous = ms.get_context("mode")
-    if previous == ms.PYNATIVE_MODE:
+    if previous == mode:
         yield
         return
-    ms.set_context(mode=ms.PYNATIVE_MODE)
+    ms.set_context(mode=mode)
     try:
         yield
     finally:
         ms.set_context(mode=previous)
+
+
+def pynative_mode():
+    """:func:`execution_mode` in PyNative mode (hooks fire, Python runs op by op)."""
+    return execution_mode(ms.PYNATIVE_MODE)
+
+
+def graph_mode():
+    """:func:`execution_mode` in graph mode (each Cell call compiled once, then run as one graph)."""
+    return execution_mode(ms.GRAPH_MODE)
 
 
 @contextmanager
@@ -46,4 +57,4 @@ def forward_hooks(hooks, pre=False):
                 handle.remove()
 
 
-__all__ = ["pynative_mode", "forward_hooks"]
+__all__ = ["execution_mode", "pynative_mode", "graph_mode", "forward_hooks"]
