@@ -8,7 +8,7 @@ from mindspore import Tensor
 from conftest import requires_shared, shared_dir
 from src.models.registry import create_model
 from src.quantlib.calib_data import batches_of, calibration_patches
-from src.quantlib.calibrate import calibrate
+from src.quantlib.calibrate import CalibrationConfig, calibrate
 from src.quantlib.quant_layers import QuantConfig
 from src.quantlib.equalize import channel_ranges, equalization_pairs, equalize
 from src.weights.loader import load_for_inference
@@ -57,7 +57,9 @@ def test_equalization_keeps_the_float_model_and_equalises_ranges(model, variant,
 @requires_shared
 def test_equalization_raises_w8a8_minmax_psnr_of_published_abpn(tmp_path):
     """Published ABPN x3, W8A8 min/max bounds from 100 patches of ../shared train images, Set5 (Y):
-    measured 33.455 without equalisation and 33.506 with it (float 33.525)."""
+    measured 33.455 without equalisation and 33.506 with it (float 33.525) on the min/max weight grid.
+    The Hessian weight grid (the default since) takes most of that gap away by itself: 33.488 and
+    33.498, both within 0.04 dB of float."""
     from scripts.bench_export_latency import set5_psnr  # pylint: disable=import-outside-toplevel
     from scripts.convert_torch_weights import main as convert_main  # pylint: disable=import-outside-toplevel
     shared = shared_dir()
@@ -65,15 +67,17 @@ def test_equalization_raises_w8a8_minmax_psnr_of_published_abpn(tmp_path):
     assert convert_main(["--src", os.path.join(shared, "weights", "etds_repo_x3", "ABPN_M4C28_x3.pth"),
                          "--dst", ckpt, "--model", "abpn", "--variant", "M4C28", "--scale", "3"]) == 0
     patches = calibration_patches(os.path.join(shared, "data", "train"), 100, 3, 192, 0, 3)
-    psnr = []
-    for do_equalize in (False, True):
-        q, _ = load_for_inference("abpn", "M4C28", 3, ckpt)
-        if do_equalize:
-            equalize(q, batches_of(patches, 2))
-        calibrate(q, batches_of(patches, 2), "minmax", QuantConfig(8, 8))
-        psnr.append(set5_psnr(q, 3, os.path.join(shared, "data")))
+    psnr = {}
+    for grid in ("minmax", "hessian"):
+        for do_equalize in (False, True):
+            q, _ = load_for_inference("abpn", "M4C28", 3, ckpt)
+            if do_equalize:
+                equalize(q, batches_of(patches, 2))
+            calibrate(q, batches_of(patches, 2), CalibrationConfig("minmax", weight_grid=grid), QuantConfig(8, 8))
+            psnr[grid, do_equalize] = set5_psnr(q, 3, os.path.join(shared, "data"))
     print("W8A8 minmax Set5 without / with equalisation", psnr)
-    assert psnr[1] > psnr[0] + 0.03, psnr
+    assert psnr["minmax", True] > psnr["minmax", False] + 0.03, psnr
+    assert min(psnr["hessian", False], psnr["hessian", True]) > 33.525 - 0.04, psnr
 
 
 def test_model_without_pairs_is_rejected_clearly():

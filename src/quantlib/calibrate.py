@@ -12,7 +12,7 @@ from mindspore import Tensor
 
 from src.quantlib.observers import observer_class
 from src.quantlib.quant_layers import layer_bits, quant_layers, quantizable_layers, quantize_model
-from src.quantlib.weight_grid import GRIDS, input_hessians, refine_weight_bounds, supports_hessian
+from src.quantlib.weight_grid import GRIDS, InputHessians, refine_weight_bounds
 from src.utils.hooks import forward_hooks
 
 
@@ -62,18 +62,23 @@ def _as_calibration(calib):
     return calib if isinstance(calib, CalibrationConfig) else CalibrationConfig(str(calib))
 
 
-def collect_activation_bounds(net, batches, calib, a_bit=8, input_minmax=False):
+def collect_activation_bounds(net, batches, calib, a_bit=8, input_minmax=False, also=None):
     """``{layer name: (lower, upper)}`` of every quantizable layer's input over ``batches`` (float32
     NCHW arrays), fitted for an ``a_bit`` grid by the observer ``calib`` names (a
     :class:`CalibrationConfig`, or a method name with default options). ``input_minmax``: the
     first quantizable layer (the one that reads the image) gets min/max over all batches
-    instead (see :func:`calibrate`). ``ValueError`` for an unknown method."""
+    instead (see :func:`calibrate`). ``also(name, x)``: called with every input too, in the same
+    pass. ``ValueError`` for an unknown method."""
     calib = _as_calibration(calib)
     layers = quantizable_layers(net)
     observers = {name: observer_class(calib.method).from_settings(a_bit, calib) for name, _ in layers}
     if input_minmax and layers:
         observers[layers[0][0]] = observer_class("minmax").from_settings(a_bit, calib)
-    observe_inputs(net, layers, lambda name, x: observers[name].collect(x), batches)
+    def collect(name, x):
+        observers[name].collect(x)
+        if also is not None:
+            also(name, x)
+    observe_inputs(net, layers, collect, batches)
     return {name: obs.bounds() for name, obs in observers.items()}
 
 
@@ -85,17 +90,16 @@ def calibrate(net, batches, calib, qcfg):
     says. Returns the per-layer plan ``{name: (w_bit, a_bit) | None}``.
     ``ValueError`` for an unknown method or a scope pattern that matches no layer."""
     calib = _as_calibration(calib)
-    act = collect_activation_bounds(net, batches, calib, qcfg.a_bit or 8, input_minmax=calib.input_minmax)
-    hessians = {}
-    if calib.weight_grid == "hessian" and qcfg.w_symmetric:
-        hessians = input_hessians(net, [(n, c) for n, c in quantizable_layers(net) if supports_hessian(c)], batches)
+    hessians = InputHessians(quantizable_layers(net) if calib.weight_grid == "hessian" and qcfg.w_symmetric else [])
+    act = collect_activation_bounds(net, batches, calib, qcfg.a_bit or 8, calib.input_minmax, hessians)
     observer = observer_class(calib.method).from_settings(qcfg.a_bit or 8, calib)
     plan = quantize_model(net, qcfg)
     for name, layer in quant_layers(net):
         layer.act_quant.set_bounds(*act[name])
         lower, upper = observer.weight_bounds(layer.weight.asnumpy(), layer.w_bit or 8, qcfg.w_symmetric)
         layer.weight_quant.set_bounds(lower, upper)
-    refine_weight_bounds([(n, layer) for n, layer in quant_layers(net) if layer.w_bit and n in hessians], hessians)
+    refine_weight_bounds([(n, layer) for n, layer in quant_layers(net) if layer.w_bit and n in hessians.hessians],
+                         hessians.hessians)
     return plan
 
 

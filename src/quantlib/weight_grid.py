@@ -42,34 +42,46 @@ def supports_hessian(cell):
 
 def input_columns(x, cell):
     """The rows ``x`` of the layer's input that one output value sees, flattened in the weight's
-    (in_channels, kh, kw) order: (N*H*W, C*k*k) float64 for a 'same' conv's NCHW input (zero
+    (in_channels, kh, kw) order, dtype of ``x``: (N*H*W, C*k*k) for a 'same' conv's NCHW input (zero
     padding), (N, in) for a Dense input."""
-    x = np.asarray(x, np.float64)
+    x = np.asarray(x)
     if isinstance(cell, nn.Dense):
         return x.reshape(-1, x.shape[-1])
     k = cell.kernel_size[0]
     n, c, h, w = x.shape
     pad = k // 2
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    cols = np.empty((n, h, w, c, k, k), np.float64)
+    cols = np.empty((n, h, w, c, k, k), x.dtype)
     for dy in range(k):
         for dx in range(k):
             cols[..., dy, dx] = xp[:, :, dy:dy + h, dx:dx + w].transpose(0, 2, 3, 1)
     return cols.reshape(-1, c * k * k)
 
 
-def input_hessians(net, layers, batches):
-    """``{name: H}``: ``H = sum x x^T`` (float64, (d, d), d = in_channels * k * k) of every
-    ``(name, cell)`` in ``layers`` over ``batches`` (float32 NCHW model inputs; float ``net``)."""
-    from src.quantlib.calibrate import observe_inputs  # pylint: disable=import-outside-toplevel  (calibrate imports this module)
-    cells = dict(layers)
-    hessians = {}
+class InputHessians:
+    """Accumulates ``H = sum x x^T`` (float64, (d, d), d = in_channels * k * k) of the layers
+    ``[(name, cell)]`` it is built with (those :func:`supports_hessian` accepts; others ignored):
+    call it as ``on_input(name, x)`` with a layer's float input batch; ``hessians`` is the result."""
 
-    def on_input(name, x):
-        cols = input_columns(x, cells[name])
-        hessians[name] = hessians.get(name, 0.0) + cols.T @ cols
-    observe_inputs(net, layers, on_input, batches)
-    return hessians
+    def __init__(self, layers):
+        self.cells = {name: cell for name, cell in layers if supports_hessian(cell)}
+        self.hessians = {}
+
+    def __call__(self, name, x):
+        cell = self.cells.get(name)
+        if cell is None:
+            return
+        cols = input_columns(np.asarray(x, np.float32), cell)
+        self.hessians[name] = self.hessians.get(name, 0.0) + (cols.T @ cols).astype(np.float64)
+
+
+def input_hessians(net, layers, batches):
+    """``{name: H}`` of :class:`InputHessians` for ``layers`` over ``batches`` (float32 NCHW model
+    inputs; float ``net``), in its own pass (calibration folds it into the statistics pass)."""
+    from src.quantlib.calibrate import observe_inputs  # pylint: disable=import-outside-toplevel  (calibrate imports this module)
+    acc = InputHessians(layers)
+    observe_inputs(net, list(acc.cells.items()), acc, batches)
+    return acc.hessians
 
 
 def hessian_steps(weight, hessian, q_max, candidates=None):
@@ -101,5 +113,5 @@ def refine_weight_bounds(layers, hessians):
         quant.set_bounds(-upper, upper)
 
 
-__all__ = ["GRIDS", "STEPS", "hessian_steps", "input_hessians", "input_columns", "refine_weight_bounds",
+__all__ = ["GRIDS", "InputHessians", "STEPS", "hessian_steps", "input_hessians", "input_columns", "refine_weight_bounds",
            "supports_hessian"]
