@@ -40,10 +40,11 @@ def supports_hessian(cell):
             tuple(cell.dilation[-2:]) == (1, 1) and cell.group == 1 and same_pad)
 
 
-def input_columns(x, cell):
+def input_columns(x, cell, rows=None):
     """The rows ``x`` of the layer's input that one output value sees, flattened in the weight's
     (in_channels, kh, kw) order, dtype of ``x``: (N*H*W, C*k*k) for a 'same' conv's NCHW input (zero
-    padding), (N, in) for a Dense input."""
+    padding; ``rows``: indices into the N*H*W output positions, in N, H, W order, to take only
+    those), (N, in) for a Dense input."""
     x = np.asarray(x)
     if isinstance(cell, nn.Dense):
         return x.reshape(-1, x.shape[-1])
@@ -51,27 +52,36 @@ def input_columns(x, cell):
     n, c, h, w = x.shape
     pad = k // 2
     xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    cols = np.empty((n, h, w, c, k, k), x.dtype)
-    for dy in range(k):
-        for dx in range(k):
-            cols[..., dy, dx] = xp[:, :, dy:dy + h, dx:dx + w].transpose(0, 2, 3, 1)
-    return cols.reshape(-1, c * k * k)
+    rows = np.arange(n * h * w) if rows is None else np.asarray(rows)
+    i_n, i_y, i_x = np.unravel_index(rows, (n, h, w))
+    taps = np.arange(k)
+    cols = xp[i_n[:, None, None], :, i_y[:, None, None] + taps[None, :, None], i_x[:, None, None] + taps[None, None, :]]
+    return cols.transpose(0, 3, 1, 2).reshape(len(rows), c * k * k)  # (R, k, k, C) -> (R, C*k*k)
 
 
 class InputHessians:
     """Accumulates ``H = sum x x^T`` (float64, (d, d), d = in_channels * k * k) of the layers
     ``[(name, cell)]`` it is built with (those :func:`supports_hessian` accepts; others ignored):
-    call it as ``on_input(name, x)`` with a layer's float input batch; ``hessians`` is the result."""
+    call it as ``on_input(name, x)`` with a layer's float input batch; ``hessians`` is the result.
+    At most ``max_rows`` output positions per batch are used, drawn with a generator seeded by
+    ``seed`` (a 288 x 288 covariance needs far fewer rows than the 8192 of two 64 x 64 patches;
+    README: ETDS W8A8 with all rows and with 1024; the draw order follows the calls, so the same
+    batches give the same ``H``)."""
 
-    def __init__(self, layers):
+    def __init__(self, layers, max_rows=1024, seed=0):
         self.cells = {name: cell for name, cell in layers if supports_hessian(cell)}
         self.hessians = {}
+        self.max_rows = int(max_rows)
+        self.rng = np.random.default_rng(seed)
 
     def __call__(self, name, x):
         cell = self.cells.get(name)
         if cell is None:
             return
-        cols = input_columns(np.asarray(x, np.float32), cell)
+        x = np.asarray(x, np.float32)
+        total = x.shape[0] * x.shape[2] * x.shape[3] if x.ndim == 4 else 0
+        rows = np.sort(self.rng.choice(total, self.max_rows, replace=False)) if total > self.max_rows else None
+        cols = input_columns(x, cell, rows)
         self.hessians[name] = self.hessians.get(name, 0.0) + (cols.T @ cols).astype(np.float64)
 
 
