@@ -53,6 +53,7 @@ def test_dbdc_pac_defaults_pick_the_bit_widths_recipe(w_bit, a_bit, row):
     assert quant.calib.equalize == want["equalize"] and quant.calib.equalize_if_pairs
     assert quant.calib.dbdc_p == want["dbdc_p"]
     assert quant.pac.loss == want["pac_loss"] and quant.pac.act_iters == want["pac_act_iters"]
+    assert quant.pac.weight_iters == want["pac_weight_iters"]
     assert quant.pac.feature_weight == want["pac_feature_weight"]
     assert f"the {row}-bit recipe" in quant.recipe_note
 
