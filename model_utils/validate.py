@@ -449,7 +449,7 @@ RULES = {
     "percentile": Float(0.5, 1.0, lo_open=True),
     "dbdc_p": OrAuto(Float(0.0, 0.5, lo_open=True, hi_open=True)),
     "pac_act_iters": OrAuto(Int(0)),
-    "pac_weight_iters": Int(0),
+    "pac_weight_iters": OrAuto(Int(0)),
     "pac_act_lr": Float(0.0),
     "pac_act_lr_min": Float(0.0),
     "pac_weight_lr": Float(0.0),

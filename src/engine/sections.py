@@ -177,7 +177,7 @@ class Quantization:
 
 
 def recipe_settings(config, method=None):
-    """``(settings, picked, note)``: the five recipe options of :mod:`src.quantlib.recipes` with every
+    """``(settings, picked, note)``: the six recipe options of :mod:`src.quantlib.recipes` with every
     ``auto`` resolved for ``method`` (default ``config.quant_method``) at the run's bit widths, the
     options that were ``auto``, and a one-line note of what ``dbdc_pac``'s recipe picked (empty
     for other methods, whose ``auto`` is the settings they always had, or when nothing was ``auto``)."""
@@ -206,7 +206,7 @@ def quant_settings_from(config, method=None):
                               weight_grid=str(config.weight_grid), input_minmax=bool(config.input_minmax))
     pac = None
     if method == "dbdc_pac":
-        pac = PaCConfig(act_iters=recipe["pac_act_iters"], weight_iters=config.pac_weight_iters,
+        pac = PaCConfig(act_iters=recipe["pac_act_iters"], weight_iters=recipe["pac_weight_iters"],
                         act_lr=config.pac_act_lr, act_lr_min=config.pac_act_lr_min, weight_lr=config.pac_weight_lr,
                         weight_lr_min=config.pac_weight_lr_min, batch_size=config.pac_batch,
                         feature_weight=recipe["pac_feature_weight"],

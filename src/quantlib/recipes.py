@@ -1,7 +1,7 @@
 """Default calibration settings per bit width: what ``--quant_method dbdc_pac`` picks when the
 recipe options are left at ``auto``.
 
-The five recipe options and what each does are in the README's Quantization section; the
+The six recipe options and what each does are in the README's Quantization section; the
 values below are the ones that measured best at each bit width on the published ABPN-M4C28,
 ETDS-M4C32 and ECBSR-M4C16 x3 weights and the shipped SESR-M5 x2 (100 patches from
 ``../shared/data/train``, Set5 and Set14; table and commands in the README, "Defaults per bit
@@ -17,16 +17,20 @@ observers themselves.
 """
 
 AUTO = "auto"
-RECIPE_KEYS = ("equalize", "dbdc_p", "pac_loss", "pac_act_iters", "pac_feature_weight")
+RECIPE_KEYS = ("equalize", "dbdc_p", "pac_loss", "pac_act_iters", "pac_weight_iters", "pac_feature_weight")
 
 # The observers' own defaults (and PaC's, for the record): what ``auto`` meant before recipes.
-PLAIN = {"equalize": False, "dbdc_p": 1e-4, "pac_loss": "l1", "pac_act_iters": 250, "pac_feature_weight": 5.0}
+PLAIN = {"equalize": False, "dbdc_p": 1e-4, "pac_loss": "l1", "pac_act_iters": 250, "pac_weight_iters": 250,
+         "pac_feature_weight": 5.0}
 
 # dbdc_pac, by bit width class (see the module notes for the measurements behind each).
 RECIPES = {
-    8: {"equalize": True, "dbdc_p": 1e-6, "pac_loss": "l2", "pac_act_iters": 250, "pac_feature_weight": 5.0},
-    6: {"equalize": True, "dbdc_p": 1e-4, "pac_loss": "l1", "pac_act_iters": 250, "pac_feature_weight": 5.0},
-    4: {"equalize": True, "dbdc_p": 1e-4, "pac_loss": "l1", "pac_act_iters": 0, "pac_feature_weight": 0.0},
+    8: {"equalize": True, "dbdc_p": 1e-6, "pac_loss": "l2", "pac_act_iters": 250, "pac_weight_iters": 0,
+        "pac_feature_weight": 5.0},
+    6: {"equalize": True, "dbdc_p": 1e-4, "pac_loss": "l2", "pac_act_iters": 250, "pac_weight_iters": 0,
+        "pac_feature_weight": 5.0},
+    4: {"equalize": True, "dbdc_p": 1e-3, "pac_loss": "l2", "pac_act_iters": 0, "pac_weight_iters": 250,
+        "pac_feature_weight": 0.0},
 }
 
 
@@ -37,7 +41,7 @@ def bit_class(w_bit, a_bit):
 
 
 def recipe_for(method, w_bit, a_bit):
-    """``{option: value}`` of the five recipe options for ``method`` (a ``--quant_method`` value) at
+    """``{option: value}`` of the six recipe options for ``method`` (a ``--quant_method`` value) at
     ``w_bit`` / ``a_bit``: the bit width's row of :data:`RECIPES` for ``dbdc_pac``, :data:`PLAIN`
     for every other method."""
     return dict(RECIPES[bit_class(w_bit, a_bit)] if method == "dbdc_pac" else PLAIN)
