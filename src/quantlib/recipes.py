@@ -29,7 +29,7 @@ RECIPES = {
         "pac_feature_weight": 5.0},
     6: {"equalize": True, "dbdc_p": 1e-4, "pac_loss": "l2", "pac_act_iters": 250, "pac_weight_iters": 0,
         "pac_feature_weight": 5.0},
-    4: {"equalize": True, "dbdc_p": 1e-3, "pac_loss": "l2", "pac_act_iters": 0, "pac_weight_iters": 250,
+    4: {"equalize": True, "dbdc_p": 1e-3, "pac_loss": "l2", "pac_act_iters": 250, "pac_weight_iters": 0,
         "pac_feature_weight": 0.0},
 }
 
