@@ -11,6 +11,14 @@ The bit width that selects a recipe is the lower of ``w_bit`` and ``a_bit`` (0 =
 as 8): 7-8 bits -> the 8-bit recipe, 5-6 -> the 6-bit one, 2-4 -> the 4-bit one. The first and
 last layers stay W8A8 under the default ``int8_scope`` whatever the recipe.
 
+What the measurements said (ABPN x3, dB against float, Set5 / Set14): with the Hessian weight grid
+(:mod:`src.quantlib.weight_grid`) the weight steps are already near their best, and PaC's weight
+phase moved them away on 100 patches at every bit width (W8A8 -0.016 / -0.029 with it, -0.027
+/ -0.018 without; ETDS x3 W8A8 -0.397 -> -0.089; W4A4 Set5 30.78 -> 31.11 without it), so every
+row tunes the activation bounds only. Equalisation helps at every width; clipping more
+(``dbdc_p`` 1e-3) pays at 4 bits and costs at 8; L2 weights the rare large errors of clipping;
+the feature term helps a little at 6-8 bits and costs at 4.
+
 Other methods (``minmax``, ``percentile``, ``omse``, ``dbdc``) resolve ``auto`` to the settings
 they always had (no equalisation, DBDC clip fraction 1e-4), so the methods table compares the
 observers themselves.
