@@ -6,7 +6,7 @@ Public API:
   (+ :class:`CalibrationConfig`, optional :class:`PaCConfig`) -> fake-quantized model: optional
   cross-layer equalisation (``equalize.py``), conversion (``quant_layers.py``), calibration by
   an observer (``calibrate.py``, ``observers.py``: MinMax, percentile, OMSE, DBDC) and optional
-  pixel-aware calibration (``pac.py``). ``eval.py`` (PTQ, ``--quant_method``; ``dbdc_pac`` is
+  pixel-aware calibration (``pac.py``; each step a compiled graph, ``pac_step.py``). ``eval.py`` (PTQ, ``--quant_method``; ``dbdc_pac`` is
   DBDC + PaC), QAT's initialisation (``train.py --qat True``) and ``scripts/ptq_sweep.py``
   all go through it.
 - :class:`FakeQuant` (``fake_quant.py``): the quantizer with learnable bounds (LSQ gradients),
@@ -16,6 +16,7 @@ Public API:
   :class:`QuantConfig` keeps switched on (one calibration, any per-layer subset; used by
   ``scripts/quant_sensitivity.py``).
 - ``calib_data.py``: unlabeled calibration patches from an image folder.
+- ``recipes``: the settings ``dbdc_pac`` uses per bit width when its options are left at ``auto``.
 """
 from src.quantlib.calibrate import CalibrationConfig, restrict_quantization
 from src.quantlib.fake_quant import FakeQuant
