@@ -196,10 +196,15 @@ def quant_settings_from(config, method=None):
     ``method`` (default ``config.quant_method``) is the ``--quant_method`` string: an observer name,
     or ``dbdc_pac``, which means the DBDC observer refined by PaC. Recipe options left at ``auto``
     take the bit width's values (:func:`recipe_settings`)."""
-    method = method or config.quant_method
+    return _settings_and_note(config, method or config.quant_method)[:3]
+
+
+def _settings_and_note(config, method):
+    """:func:`quant_settings_from`'s three settings and :func:`recipe_settings`' note, the recipe
+    resolved once."""
     qcfg = QuantConfig(config.w_bit, config.a_bit, config.w_symmetric, config.int8_scope, config.fp_scope,
                        config.bit_table or {})
-    recipe, picked, _ = recipe_settings(config, method)
+    recipe, picked, note = recipe_settings(config, method)
     calib = CalibrationConfig("dbdc" if method == "dbdc_pac" else method, config.percentile, recipe["dbdc_p"],
                               int(config.calib_batch), bool(recipe["equalize"]),
                               equalize_if_pairs="equalize" in picked,
@@ -212,15 +217,14 @@ def quant_settings_from(config, method=None):
                         feature_weight=recipe["pac_feature_weight"],
                         relative_features=bool(config.pac_relative_features),
                         loss=str(recipe["pac_loss"]), seed=config.calib_seed, graph=bool(config.pac_graph))
-    return qcfg, calib, pac
+    return qcfg, calib, pac, note
 
 
 def quantization_of(config, method=None):
     """The :class:`Quantization` of a loaded configuration; ``method`` overrides ``quant_method``
     (QAT calibrates with ``dbdc`` when none is given)."""
     method = method or config.quant_method
-    qcfg, calib, pac = quant_settings_from(config, method) if method else (None, None, None)
-    note = recipe_settings(config, method)[2] if method else ""
+    qcfg, calib, pac, note = _settings_and_note(config, method) if method else (None, None, None, "")
     return Quantization(method, qcfg, calib, pac, config.calib_path, resolve_path(config, config.calib_path),
                         config.calib_num, config.calib_seed, config.pac_hr_patch, config.save_quant_ckpt,
                         resolve_path(config, config.save_quant_ckpt), note)

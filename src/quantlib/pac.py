@@ -144,11 +144,11 @@ def _pynative_phase(qnet, fp_net, taps, draws, phase, cfg, log):
     return losses
 
 
-def _graph_phases(qnet, fp_net, names, draws, phases, cfg, log):
+def _graph_phases(qnet, fp_net, taps, draws, phases, cfg, log):
     """The compiled path (:mod:`src.quantlib.pac_step`): every phase's steps as graph-mode Cells, the
     float model's outputs and features computed once per patch when they fit in memory (else on
-    each drawn batch)."""
-    taps_fp = [dict(fp_net.cells_and_names())[n] for n in names]
+    each drawn batch). ``taps``: ``(names, float cells)`` of the tapped layers."""
+    names, taps_fp = taps
     with pynative_mode():
         out, feats = _features(fp_net, taps_fp, Tensor(draws.patches[:draws.size]))
     shapes = [tuple(f.shape) for f in feats]
@@ -192,7 +192,7 @@ def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
     phases = _phases(layers, cfg)
     if cfg.graph:
         tap_names = names[1:] if cfg.feature_weight else []
-        return _graph_phases(qnet, fp_net, tap_names, draws, phases, cfg, log)
+        return _graph_phases(qnet, fp_net, (tap_names, [fp_cells[n] for n in tap_names]), draws, phases, cfg, log)
     taps = (layers[1:], [fp_cells[n] for n in names[1:]])
     with pynative_mode():
         return {phase[0]: _pynative_phase(qnet, fp_net, taps, draws, phase, cfg, log) for phase in phases}

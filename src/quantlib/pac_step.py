@@ -6,9 +6,9 @@ cells placed in the networks themselves, for the duration of the calibration
 that
 
 - in the float model (:class:`FloatTap`) its input ``t_l`` (N, C, h, w) is written to a
-  Parameter, with its mean magnitude;
-- in the quantized model (:class:`FeatureMatch`) its input ``f_l`` passes unchanged, and the
-  backward pass adds the gradient of the feature term ``c_l * d(f_l - t_l)`` to the gradient
+  Parameter;
+- in the quantized model (:class:`MatchTap`, through :class:`FeatureMatch`) its input ``f_l``
+  passes unchanged, and the backward pass adds the gradient of the feature term ``c_l * d(f_l - t_l)`` to the gradient
   flowing back through ``f_l`` (``d`` = mean absolute or mean squared error, ``c_l`` = the
   term's coefficient, see below). This is the exact gradient of
   ``loss = d(q(x) - fp(x)) + sum_l c_l * d(f_l - t_l)``: ``f_l`` reaches the loss through
@@ -187,11 +187,12 @@ def tapped(qnet, fp_net, names, shapes, loss):
     in place when the block ends, also on errors."""
     match_taps, float_taps = [], []
     originals = []
+    q_cells, fp_cells = dict(qnet.cells_and_names()), dict(fp_net.cells_and_names())
     try:
         for name, shape in zip(names, shapes):
             # named under the layer's path: MindSpore's CellList infers its prefix from its cells' names
             target, coef, value = _state(f"{name}.pac_target", shape), _state(f"{name}.pac_coef"), _state(f"{name}.pac_value")
-            q_layer, fp_layer = _cell_at(qnet, name), _cell_at(fp_net, name)
+            q_layer, fp_layer = q_cells[name], fp_cells[name]
             originals.append((name, q_layer, fp_layer))
             match_taps.append(MatchTap(q_layer, target, coef, value, loss))
             float_taps.append(FloatTap(fp_layer, target))
@@ -202,10 +203,6 @@ def tapped(qnet, fp_net, names, shapes, loss):
         for name, q_layer, fp_layer in originals:
             replace_cell(qnet, name, q_layer, prefix=name)
             replace_cell(fp_net, name, fp_layer, prefix=name)
-
-
-def _cell_at(net, name):
-    return dict(net.cells_and_names())[name]
 
 
 __all__ = ["FeatureMatch", "FloatTap", "MatchTap", "FeatureCache", "PaCStep", "tapped", "distance"]

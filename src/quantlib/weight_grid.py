@@ -85,15 +85,6 @@ class InputHessians:
         self.hessians[name] = self.hessians.get(name, 0.0) + (cols.T @ cols).astype(np.float64)
 
 
-def input_hessians(net, layers, batches):
-    """``{name: H}`` of :class:`InputHessians` for ``layers`` over ``batches`` (float32 NCHW model
-    inputs; float ``net``), in its own pass (calibration folds it into the statistics pass)."""
-    from src.quantlib.calibrate import observe_inputs  # pylint: disable=import-outside-toplevel  (calibrate imports this module)
-    acc = InputHessians(layers)
-    observe_inputs(net, list(acc.cells.items()), acc, batches)
-    return acc.hessians
-
-
 def hessian_steps(weight, hessian, q_max, candidates=None):
     """Per-output-channel symmetric bound ``u`` (float64 (out,); step ``u / q_max``) of ``weight``
     (out, ...) minimising ``e^T H e``, ``e`` the rounding error of the channel on its grid (narrow
@@ -116,12 +107,12 @@ def hessian_steps(weight, hessian, q_max, candidates=None):
 
 def refine_weight_bounds(layers, hessians):
     """Set the weight bounds of every ``(name, layer)`` in ``layers`` (quantized layers with a symmetric
-    weight quantizer and an entry in ``hessians``, see :func:`input_hessians`) to :func:`hessian_steps`'s."""
+    weight quantizer and an entry in ``hessians``, see :class:`InputHessians`) to :func:`hessian_steps`'s."""
     for name, layer in layers:
         quant = layer.weight_quant
         upper = hessian_steps(layer.weight.asnumpy(), hessians[name], q_max_of(quant.bits, True))
         quant.set_bounds(-upper, upper)
 
 
-__all__ = ["GRIDS", "InputHessians", "STEPS", "hessian_steps", "input_hessians", "input_columns", "refine_weight_bounds",
+__all__ = ["GRIDS", "InputHessians", "STEPS", "hessian_steps", "input_columns", "refine_weight_bounds",
            "supports_hessian"]
