@@ -26,6 +26,18 @@ requires_shared = pytest.mark.skipif(
     shared_dir() is None, reason="SR_SHARED is not set to the shared data folder (../shared)")
 
 
+def write_quant_run(root, net):
+    """A folder for a quantized CLI run under ``root`` (a pathlib.Path): benchmark set ``Q`` (2 smooth
+    48px HR images under ``data/benchmark/Q/HR``), 3 smooth 96px calibration images under ``calib``
+    and ``net`` saved as ``fp.ckpt`` with its metadata. Returns the checkpoint's path."""
+    from src.weights.checkpoint import model_meta, save_checkpoint
+    write_smooth_images(root / "data" / "benchmark" / "Q" / "HR", 2, 48)
+    write_smooth_images(root / "calib", 3, 96, seed=1)
+    ckpt = str(root / "fp.ckpt")
+    save_checkpoint(net, ckpt, meta=model_meta(net))
+    return ckpt
+
+
 def write_smooth_images(folder, count, size, seed=0):
     """``count`` smooth (upscaled noise) uint8 RGB PNGs of ``size`` x ``size`` in ``folder``."""
     import cv2

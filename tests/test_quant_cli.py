@@ -7,22 +7,17 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, write_smooth_images
+from conftest import ROOT, write_quant_run
 from model_utils.config import get_config
 from src.engine.trainer import train
 from src.models import create_model
-from src.weights.checkpoint import model_meta, read_checkpoint, save_checkpoint
+from src.weights.checkpoint import read_checkpoint
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("quant")
-    write_smooth_images(root / "data" / "benchmark" / "Q" / "HR", 2, 48)
-    write_smooth_images(root / "calib", 3, 96, seed=1)
-    net = create_model("abpn", "M2C8", 2)
-    ckpt = str(root / "fp.ckpt")
-    save_checkpoint(net, ckpt, meta=model_meta(net))
-    return root, ckpt
+    return root, write_quant_run(root, create_model("abpn", "M2C8", 2))
 
 
 def _args(root, ckpt, *extra):

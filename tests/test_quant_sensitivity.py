@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from conftest import ROOT, write_smooth_images
+from conftest import ROOT, write_quant_run
 from src.models import create_model
 from src.quantlib import CalibrationConfig, QuantConfig, quantize, restrict_quantization
 from src.quantlib.calibrate import collect_activation_bounds
 from src.quantlib.quant_layers import quant_layers, quantizable_layers
 from src.quantlib.weight_grid import STEPS, hessian_steps, input_columns
 from src.engine.sensitivity import row_configs
-from src.weights.checkpoint import model_meta, save_checkpoint
 
 
 def _seeded(net, seed=3):
@@ -146,12 +145,7 @@ def test_the_image_input_is_bounded_by_its_min_and_max():
 @pytest.fixture(scope="module")
 def cli_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("sens")
-    write_smooth_images(root / "data" / "benchmark" / "Q" / "HR", 2, 48)
-    write_smooth_images(root / "calib", 3, 96, seed=1)
-    net = _etds()
-    ckpt = str(root / "fp.ckpt")
-    save_checkpoint(net, ckpt, meta=model_meta(net))
-    return root, ckpt
+    return root, write_quant_run(root, _etds())
 
 
 def _args(root, ckpt, *extra):
