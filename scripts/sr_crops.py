@@ -15,7 +15,7 @@ to every method):
                     shown after the methods, as stored
   --labels          one label per quantized column (methods, then checkpoints)
   --images          <set>/<name>,... under <data_path>/benchmark (or DIV2K)
-                    (default Set14/comic,Set14/zebra,DIV2K_valid_crop256/0803,DIV2K_valid_crop256/0829)
+                    (default Set14/comic,Set14/zebra,DIV2K_valid_crop256/0803,DIV2K_valid_crop256/0846)
   --box             x,y,w,h in HR pixels: one for all images or one per image (';'); default: picked
   --select          how a crop is picked without --box: spread (default; where the outputs differ
                     most) or detail (most HR gradient energy)

@@ -50,7 +50,7 @@ from src.utils.atomic import atomic_target
 from src.weights.loader import load_for_inference, load_quantized, quant_config_of
 
 DEFAULT_METHODS = ("dbdc", "dbdc_pac", "dbdc_recon")
-DEFAULT_IMAGES = ("Set14/comic", "Set14/zebra", "DIV2K_valid_crop256/0803", "DIV2K_valid_crop256/0829")
+DEFAULT_IMAGES = ("Set14/comic", "Set14/zebra", "DIV2K_valid_crop256/0803", "DIV2K_valid_crop256/0846")
 SELECTIONS = ("spread", "detail")
 DISPLAY_NAMES = {"minmax": "MinMax", "percentile": "Percentile", "omse": "OMSE", "dbdc": "DBDC",
                  "dbdc_pac": "DBDC+PaC", "dbdc_recon": "DBDC+recon"}
