@@ -25,10 +25,11 @@ The crop (``crop_size`` HR pixels square) is a given box or picked per image:
 - ``detail``: the window with the most HR gradient energy (sum of squared finite differences of
   the metric channel), chosen without looking at any output.
 
-Each crop's PSNR (dB, the protocol's ``metric_channel``, :func:`src.metrics.calculate_psnr`) is
-measured on the crop; where the box reaches into the ``shave`` border, that part is left out
-(:func:`scored_region`), so a box covering the whole image gives the evaluator's PSNR. Crops are
-zoomed by pixel repetition (nearest neighbour: no interpolation hides or adds artefacts).
+Each crop is labelled with its PSNR and, in parentheses, the whole image's (dB, the protocol's
+``metric_channel`` and shave, :func:`src.metrics.calculate_psnr`, as the evaluator measures it).
+The crop's PSNR is measured on the crop; where the box reaches into the ``shave`` border, that
+part is left out (:func:`scored_region`), so a box covering the whole image gives the evaluator's
+PSNR. Crops are zoomed by pixel repetition (nearest neighbour: no interpolation hides or adds artefacts).
 """
 import json
 import os
@@ -318,8 +319,8 @@ def _quantized_columns(config, evaluation, options, images, log):
 
 
 def figure_rows(images, columns, boxes, protocol):
-    """``(cells, records)``: the grid cells (:func:`compose_grid`, zoomed by ``protocol.zoom``) and one
-    report record per image (box, scored region, crop and whole-image PSNRs by column label).
+    """``(cells, records)``: the grid cells (:func:`compose_grid`, zoomed by ``protocol.zoom``; labelled
+    with the column and "crop PSNR (whole-image PSNR) dB") and one report record per image (box, scored region, crop and whole-image PSNRs by column label).
     ``images``: ``[(label, lr, hr)]``; ``columns``: HR first, then SR columns; ``boxes``: per image;
     ``protocol``: ``shave``, ``channel`` and ``zoom`` attributes."""
     cells, records = [], []
@@ -329,10 +330,11 @@ def figure_rows(images, columns, boxes, protocol):
         for column in columns:
             sr = column.outputs[row]
             psnr, region = crop_psnr(sr, hr, box, protocol.shave, protocol.channel)
+            whole = calculate_psnr(sr, hr, protocol.shave, protocol.channel)
             record["scored_region"] = list(region)
             record["crop_psnr"][column.label] = round(psnr, 4)
-            record["image_psnr"][column.label] = round(calculate_psnr(sr, hr, protocol.shave, protocol.channel), 4)
-            line.append((zoom_crop(sr, box, protocol.zoom), column.label, f"{psnr:.2f} dB"))
+            record["image_psnr"][column.label] = round(whole, 4)
+            line.append((zoom_crop(sr, box, protocol.zoom), column.label, f"{psnr:.2f} ({whole:.2f}) dB"))
         cells.append(line)
         records.append(record)
     return cells, records
@@ -388,7 +390,7 @@ def run_crop_figure(config, options, log=print):
                                        options.select, scoring.channel) for i, (_, _, hr) in enumerate(images)]
     cells, records = figure_rows(images, columns, boxes, scoring)
     figure = resolve_path(config, options.figure) if options.figure else _default_figure(evaluation, config)
-    report = {"figure": figure, "model": evaluation.model.model, "variant": evaluation.model.variant, "scale": scale,
+    report = {"figure": options.figure or figure, "model": evaluation.model.model, "variant": evaluation.model.variant, "scale": scale,
               "pre_trained": ckpt, "select": "box" if options.boxes else options.select, "zoom": options.zoom,
               "protocol": {"metric_channel": scoring.channel, "shave": scoring.shave},
               "columns": [{"label": c.label, "source": c.source, **c.info} for c in columns], "images": records,
