@@ -120,7 +120,8 @@ def test_options_and_their_errors():
            ({"methods": "dbdc", "images": "comic"}, "--images 'comic': give <set>/<image name>"),
            ({"methods": "dbdc", "zoom": "0"}, "--zoom 0 is out of range"),
            ({"methods": "dbdc", "crop_size": "big"}, "--crop_size 'big' is not an integer"),
-           ({"methods": "dbdc", "select": "best"}, "--select 'best' is not one of spread, detail")]
+           ({"methods": "dbdc", "select": "best"}, "--select 'best' is not one of spread, detail"),
+           ({"methods": "dbdc", "figure": "a.jpg"}, "--figure a.jpg: the figure is a PNG")]
     for raw, message in bad:
         with pytest.raises(ValueError, match=None) as info:
             parse_crop_options(raw, KNOWN)

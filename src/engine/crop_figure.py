@@ -152,9 +152,12 @@ def parse_crop_options(raw, known_methods):
     select = raw.get("select") or "spread"
     if select not in SELECTIONS:
         raise ValueError(f"--select {select!r} is not one of {', '.join(SELECTIONS)}")
+    figure = raw.get("figure") or ""
+    if figure and not figure.lower().endswith(".png"):
+        raise ValueError(f"--figure {figure}: the figure is a PNG; give a file name ending in .png")
     return CropOptions(methods, ckpts, labels, images, _boxes(raw["box"], len(images)) if raw.get("box") else (),
                        _int(raw, "crop_size", 48, 4, 512), _int(raw, "zoom", 3, 1, 16), select,
-                       raw.get("figure") or "", raw.get("save_quant_dir") or "")
+                       figure, raw.get("save_quant_dir") or "")
 
 
 def scored_region(box, shape, shave):
