@@ -113,6 +113,7 @@ def test_options_and_their_errors():
            ({"methods": ""}, "nothing to compare"),
            ({"methods": "dbdc,dbdc"}, "lists a method twice"),
            ({"methods": "dbdc", "labels": "a,b"}, "--labels gives 2 labels for 1 quantized columns"),
+           ({"methods": "dbdc,minmax", "labels": "a,a"}, "--labels a,a gives a label twice"),
            ({"methods": "dbdc", "box": "1,2,3"}, "--box '1,2,3': give x,y,w,h"),
            ({"methods": "dbdc", "box": "1,2,3,0"}, "--box '1,2,3,0': give x,y,w,h"),
            ({"methods": "dbdc", "box": "0,0,8,8;0,0,9,9", "images": "A/a,A/b"}, "the boxes differ in size"),

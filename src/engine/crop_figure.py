@@ -145,6 +145,8 @@ def parse_crop_options(raw, known_methods):
     if not methods and not ckpts:
         raise ValueError("nothing to compare: give --methods (calibrated now) and/or --quant_ckpts (calibrated)")
     labels = tuple(_items(raw["labels"])) if raw.get("labels") else ()
+    if len(set(labels)) < len(labels):
+        raise ValueError(f"--labels {','.join(labels)} gives a label twice; give each column its own")
     if labels and len(labels) != len(methods) + len(ckpts):
         raise ValueError(f"--labels gives {len(labels)} labels for {len(methods) + len(ckpts)} quantized columns "
                          "(--methods, then --quant_ckpts); give one per column")
@@ -301,7 +303,8 @@ def _quantized_columns(config, evaluation, options, images, log):
     """The columns of ``options.methods`` (calibrated from the float ``--pre_trained`` as eval.py
     does, saved under ``save_quant_dir`` when given) and of ``options.quant_ckpts``."""
     model, ckpt, columns = evaluation.model, select_checkpoint(config), []
-    labels = list(options.labels) or [DISPLAY_NAMES.get(m, m) for m in options.methods] + [""] * len(options.quant_ckpts)
+    labels = list(options.labels) or [DISPLAY_NAMES.get(m, m) for m in options.methods] + \
+        [""] * len(options.quant_ckpts)
     for method, label in zip(options.methods, labels):
         target = os.path.join(options.save_quant_dir, f"{model.model}_{model.variant}_x{model.scale}_w{config.w_bit}"
                               f"a{config.a_bit}_{method}.ckpt") if options.save_quant_dir else ""
@@ -318,13 +321,16 @@ def _quantized_columns(config, evaluation, options, images, log):
     if len({(c.info["w_bit"], c.info["a_bit"]) for c in columns}) > 1:  # mixed bit widths: say so on the figure
         for c in columns:
             c.label += f" W{c.info['w_bit']}A{c.info['a_bit']}"
+    for i, c in enumerate(columns):  # e.g. two checkpoints of one method: the report is keyed by label
+        c.label += f" #{i + 1}" if [d.label for d in columns].count(c.label) > 1 else ""
     return columns
 
 
 def figure_rows(images, columns, boxes, protocol):
-    """``(cells, records)``: the grid cells (:func:`compose_grid`, zoomed by ``protocol.zoom``; labelled
-    with the column and "crop PSNR (whole-image PSNR) dB") and one report record per image (box, scored region, crop and whole-image PSNRs by column label).
-    ``images``: ``[(label, lr, hr)]``; ``columns``: HR first, then SR columns; ``boxes``: per image;
+    """``(cells, records)``: the grid cells (:func:`compose_grid`; HR, then one per :class:`Column`,
+    zoomed by ``protocol.zoom`` and labelled with the column and "crop PSNR (whole-image PSNR) dB")
+    and one report record per image (box, scored region, crop and whole-image PSNRs by column
+    label). ``images``: ``[(label, lr, hr)]``; ``boxes``: one ``(x, y, w, h)`` per image;
     ``protocol``: ``shave``, ``channel`` and ``zoom`` attributes."""
     cells, records = [], []
     for row, ((name, _, hr), box) in enumerate(zip(images, boxes)):
@@ -393,7 +399,8 @@ def run_crop_figure(config, options, log=print):
                                        options.select, scoring.channel) for i, (_, _, hr) in enumerate(images)]
     cells, records = figure_rows(images, columns, boxes, scoring)
     figure = resolve_path(config, options.figure) if options.figure else _default_figure(evaluation, config)
-    report = {"figure": options.figure or figure, "model": evaluation.model.model, "variant": evaluation.model.variant, "scale": scale,
+    model = evaluation.model
+    report = {"figure": options.figure or figure, "model": model.model, "variant": model.variant, "scale": scale,
               "pre_trained": ckpt, "select": "box" if options.boxes else options.select, "zoom": options.zoom,
               "protocol": {"metric_channel": scoring.channel, "shave": scoring.shave},
               "columns": [{"label": c.label, "source": c.source, **c.info} for c in columns], "images": records,
