@@ -59,10 +59,10 @@ class ReconConfig:
     ``ValueError`` for a value out of range."""
     iters: int = 500
     block_size: int = 1
-    batch_size: int = 4
-    round_lr: float = 1e-3
+    batch_size: int = 2
+    round_lr: float = 0.1
     act_lr: float = 1e-3
-    round_weight: float = 1e-4
+    round_weight: float = 1e-3
     beta_start: float = 20.0
     beta_end: float = 2.0
     warmup: float = 0.2
