@@ -499,6 +499,12 @@ def _cross_checks(values):
         if low is not None and high is not None and low > high:
             yield f"{key}_lr_min", (f"--{key}_lr_min {_fmt(low)} is above --{key}_lr {_fmt(high)}; "
                                     f"{key}_lr_min must be in [0, {key}_lr]")
+    method, patches = values.get("quant_method"), values.get("calib_num")
+    for key, methods in (("pac_batch", ("dbdc_pac", "dbdc_recon")), ("recon_batch", ("dbdc_recon",))):
+        if method in methods and isinstance(values.get(key), int) and isinstance(patches, int) \
+                and values[key] > patches:
+            yield key, (f"--{key} {values[key]} is above --calib_num {patches}: each step draws {key} distinct "
+                        f"calibration patches; {key} must be <= calib_num")
     scale, patch = values.get("scale"), values.get("pac_hr_patch")
     if isinstance(scale, int) and isinstance(patch, int) and patch < scale:
         yield "pac_hr_patch", (f"--pac_hr_patch {patch} is below --scale {scale}: the LR calibration patch "

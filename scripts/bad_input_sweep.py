@@ -2587,6 +2587,37 @@ def _(ctx, d):
     return refused(p, mention_any=("my.yaml", "yaml"))
 
 
+@case("config", 18, "recon_drop_out_of_range")
+def _(ctx, d):
+    p = ctx.entry("eval.py", *tiny_eval_args(ctx, d, "--quant_method", "dbdc_recon", "--recon_drop", "1.5"))
+    return refused(p, mention=("recon_drop",))
+
+
+@case("config", 18, "recon_batch_above_calib_num")
+def _(ctx, d):
+    p = ctx.entry("eval.py", *tiny_eval_args(ctx, d, "--quant_method", "dbdc_recon", "--calib_num", "3",
+                                             "--recon_batch", "4"))
+    return refused(p, mention=("recon_batch", "calib_num"))
+
+
+@case("config", 18, "zoo_table_missing_file")
+def _(ctx, d):
+    p = ctx.entry(os.path.join("scripts", "ptq_zoo_table.py"), os.path.join(d, "nope.json"))
+    return refused(p, mention=("nope.json",))
+
+
+@case("config", 18, "zoo_table_not_a_sweep")
+def _(ctx, d):
+    path = os.path.join(d, "other.json")
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"results": {}}, fh)
+    p = ctx.entry(os.path.join("scripts", "ptq_zoo_table.py"), path, "--out", os.path.join(d, "zoo.md"))
+    held, why = refused(p, mention=("other.json",))
+    if held and os.path.exists(os.path.join(d, "zoo.md")):
+        return False, "refused but wrote zoo.md"
+    return held, why
+
+
 @case("config", 18, "config_file_missing")
 def _(ctx, d):
     p = ctx.entry("eval.py", "--config_path", os.path.join(d, "nope.yaml"), *tiny_eval_args(ctx, d))

@@ -105,14 +105,16 @@ def _sweep(argv):
         for method in methods:
             cfg = base.replace(quant_method=method, w_bit=b, a_bit=b, save_quant_ckpt="",
                                result_file=f"{stem}_w{b}a{b}_{method}.json")
-            report = (reuse == "True" and _earlier(cfg.result_file, method, b)) or run_evaluation(cfg, log=lambda *_: None)
+            report = reuse == "True" and _earlier(cfg.result_file, method, b)
+            reused = bool(report)
+            report = report or run_evaluation(cfg, log=lambda *_: None)
             fp = {k: v["psnr"] for k, v in report["results_fp"].items()}
             rows.append({"method": method, "bits": b, "label": f"W{b}A{b}",
                          "psnr": {k: v["psnr"] for k, v in report["results"].items()},
                          "ssim": {k: v["ssim"] for k, v in report["results"].items()},
                          "seconds": report["quant"]["calibration_seconds"]})
             print(f"W{b}A{b} {method:<11}" + "  ".join(f"{k} {v:.2f}" for k, v in rows[-1]["psnr"].items())
-                  + f"  (calibration {rows[-1]['seconds']:.1f} s)", flush=True)
+                  + f"  (calibration {rows[-1]['seconds']:.1f} s{', reused' if reused else ''})", flush=True)
     sets = list(fp)
     table = "FP32: " + ", ".join(f"{k} {v:.2f}" for k, v in fp.items()) + "\n\n" + markdown(rows, sets)
     with atomic_target(stem + ".md") as tmp, open(tmp, "w", encoding="utf-8") as fh:

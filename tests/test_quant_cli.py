@@ -117,3 +117,25 @@ def test_ptq_sweep_writes_table_json_and_plot(setup, tmp_path):
     rows = json.loads(stem.with_suffix(".json").read_text())["rows"]
     assert [(r["method"], r["bits"]) for r in rows] == [("minmax", 8), ("dbdc", 8), ("minmax", 4), ("dbdc", 4)]
     assert stem.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # --reuse True: every run's result file is there, so nothing is measured again and the rows are the same
+    again = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "ptq_sweep.py"), *args, "--reuse", "True"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(stem.with_suffix(".json").read_text())["rows"] == rows
+    assert again.stdout.count(", reused)") == 4
+    # one zoo table from the sweep files
+    zoo = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "ptq_zoo_table.py"), str(stem.with_suffix(".json")),
+                          "--out", str(tmp_path / "zoo.md")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert zoo.returncode == 0, zoo.stderr
+    best4 = max(r["psnr"]["Q"] for r in rows if r["bits"] == 4)
+    assert f"**{best4:.2f} (" in (tmp_path / "zoo.md").read_text() and "| abpn_M2C8_x2 | W4A4 | dbdc |" in zoo.stdout
+
+
+def test_zoo_table_marks_the_best_method_and_the_change_against_float():
+    from scripts.ptq_zoo_table import zoo_markdown  # pylint: disable=import-outside-toplevel
+    sweep = {"fp": {"Set5": 33.5, "Set14": 29.8},
+             "rows": [{"method": "dbdc", "bits": 4, "psnr": {"Set5": 30.0, "Set14": 27.0}, "seconds": 5.0},
+                      {"method": "dbdc_recon", "bits": 4, "psnr": {"Set5": 32.25, "Set14": 29.0}, "seconds": 150.0}]}
+    table = zoo_markdown([("m", sweep)])
+    assert "| m | W4A4 | dbdc_recon | **32.25 (-1.25)** | 29.00 (-0.80) | 150.0 |" in table
+    assert "| m | W4A4 | dbdc | 30.00 (-3.50) | 27.00 (-2.80) | 5.0 |" in table
