@@ -8,7 +8,7 @@ from mindspore import Tensor
 
 from src.quantlib.calibrate import CalibrationConfig, calibrate
 from src.quantlib.quant_layers import QuantConfig, quant_layers
-from src.quantlib.pac import PaCConfig, _features, pixel_aware_calibration
+from src.quantlib.pac import PaCConfig, layer_inputs, pixel_aware_calibration
 from src.weights.loader import load_for_inference
 
 
@@ -76,10 +76,10 @@ def test_feature_term_reaches_the_bounds():
     fp_layers = [c for n, c in fp.cells_and_names() if n in {m for m, _ in quant_layers(q)}]
     ms.set_context(mode=ms.PYNATIVE_MODE)
     try:
-        _, fp_feats = _features(fp, fp_layers[1:], x)
+        _, fp_feats = layer_inputs(fp, fp_layers[1:], x)
 
         def feature_only(inp):
-            _, feats = _features(q, layers[1:], inp)
+            _, feats = layer_inputs(q, layers[1:], inp)
             return sum(ms.ops.abs(f - t).mean() for f, t in zip(feats, fp_feats))
         grad = ms.value_and_grad(feature_only, grad_position=None, weights=[layers[1].act_quant.upper])(x)[1][0]
     finally:

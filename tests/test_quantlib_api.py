@@ -15,7 +15,7 @@ from src.quantlib.equalize import equalize
 from src.quantlib.fake_quant import FakeQuant
 from src.quantlib.grid import grid_np, q_max_of, quantize_np, to_integers_np
 from src.quantlib.observers import Observer, dbdc_bounds, observer_class, omse_bounds
-from src.quantlib.pac import _cosine, pixel_aware_calibration
+from src.quantlib.pac import cosine_rates, pixel_aware_calibration
 from src.utils.hooks import forward_hooks, pynative_mode
 
 
@@ -190,5 +190,5 @@ def test_one_cosine_for_the_training_schedule_and_pac():
     assert cosine_lr(1e-3, 1e-5, 10, warmup_steps=2)[2:] == [  # the schedule's own formula, to the bit
         1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * ((s - 2) / max(1, 8)))) for s in range(2, 10)]
     old = [2e-3 + 0.5 * (5e-3 - 2e-3) * (1 + math.cos(math.pi * i / 249)) for i in range(250)]
-    assert np.array_equal(np.float32(_cosine(5e-3, 2e-3, 250)), np.float32(old))  # what Adam receives
-    assert _cosine(5e-3, 2e-3, 1) == [5e-3] and _cosine(1e-2, 1e-3, 2) == pytest.approx([1e-2, 1e-3], rel=1e-12)
+    assert np.array_equal(np.float32(cosine_rates(5e-3, 2e-3, 250)), np.float32(old))  # what Adam receives
+    assert cosine_rates(5e-3, 2e-3, 1) == [5e-3] and cosine_rates(1e-2, 1e-3, 2) == pytest.approx([1e-2, 1e-3], rel=1e-12)

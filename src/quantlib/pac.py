@@ -56,15 +56,18 @@ class PaCConfig:
             raise ValueError(f"pac_loss must be 'l1' or 'l2', not '{self.loss}'")
 
 
-def _cosine(start, end, steps):
-    """``steps`` learning rates from ``start`` down to ``end`` (both reached)."""
+def cosine_rates(start, end, steps):
+    """``steps`` learning rates (a list of floats) from ``start`` down to ``end`` on a cosine (both reached);
+    one rate ``[start]`` when ``steps`` <= 1. PaC's and reconstruction's per-step Adam rates."""
     if steps <= 1:
         return [start] * max(steps, 1)
     return [cosine_decay(start, end, i / (steps - 1)) for i in range(steps)]
 
 
-def _features(net, layers, x):
-    """``(net(x), [input of each of layers])``: the feature taps, read with forward pre-hooks."""
+def layer_inputs(net, layers, x):
+    """``(net(x), [input of each of layers])`` for a batch ``x`` (Tensor (N, C, h, w)): the inputs of the
+    cells ``layers`` (Tensors, each layer's (N, C_l, h_l, w_l)) read with forward pre-hooks; PyNative
+    mode only (graph mode compiles hooks away)."""
     feats = []
     with forward_hooks([(layer, lambda _c, inputs: feats.append(inputs[0])) for layer in layers], pre=True):
         out = net(x)
@@ -93,8 +96,10 @@ def _phases(layers, cfg):
     return [p for p in phases if p[1] and p[2] > 0]
 
 
-class _Draws:
-    """The seeded batch draws both paths share: ``cfg.batch_size`` distinct patches per step."""
+class BatchDraws:
+    """Seeded batch draws from ``patches`` (float32 (N, C, h, w)): ``cfg.batch_size`` distinct patches per
+    step, from ``numpy.random.default_rng(cfg.seed)`` (``cfg``: :class:`PaCConfig` or
+    :class:`~src.quantlib.reconstruct.ReconConfig`); PaC's two paths and reconstruction share it."""
 
     def __init__(self, patches, cfg):
         self.patches, self.size = patches, cfg.batch_size
@@ -118,11 +123,11 @@ def _pynative_phase(qnet, fp_net, taps, draws, phase, cfg, log):
     """The reference path: one phase in PyNative mode, the feature taps read with forward hooks."""
     name, params, iters, lr, lr_min = phase
     taps_q, taps_fp = taps
-    opt = nn.Adam(params, learning_rate=_cosine(lr, lr_min, iters))
+    opt = nn.Adam(params, learning_rate=cosine_rates(lr, lr_min, iters))
     distance, power = (ops.abs, 1) if cfg.loss == "l1" else (ops.square, 2)
 
     def loss_fn(x, fp_out, fp_feats, feat_scales):
-        out, feats = _features(qnet, taps_q, x)
+        out, feats = layer_inputs(qnet, taps_q, x)
         loss = distance(out - fp_out).mean()
         if feats and cfg.feature_weight:
             feat = sum(distance(f - t).mean() / s for f, t, s in zip(feats, fp_feats, feat_scales))
@@ -133,7 +138,7 @@ def _pynative_phase(qnet, fp_net, taps, draws, phase, cfg, log):
     losses = []
     for it in range(iters):
         x = draws.next()
-        fp_out, fp_feats = _features(fp_net, taps_fp, x)
+        fp_out, fp_feats = layer_inputs(fp_net, taps_fp, x)
         scales = _feature_scales(fp_feats, fp_out, cfg.relative_features, power)
         loss, grads = grad_fn(x, ops.stop_gradient(fp_out), [ops.stop_gradient(f) for f in fp_feats], scales)
         # No projection of the bounds here: resetting parameter data between steps froze
@@ -150,7 +155,7 @@ def _graph_phases(qnet, fp_net, taps, draws, phases, cfg, log):
     each drawn batch). ``taps``: ``(names, float cells)`` of the tapped layers."""
     names, taps_fp = taps
     with pynative_mode():
-        out, feats = _features(fp_net, taps_fp, Tensor(draws.patches[:draws.size]))
+        out, feats = layer_inputs(fp_net, taps_fp, Tensor(draws.patches[:draws.size]))
     shapes = [tuple(f.shape) for f in feats]
     term = (cfg.feature_weight, cfg.relative_features, 1 if cfg.loss == "l1" else 2)
     history = {}
@@ -158,7 +163,7 @@ def _graph_phases(qnet, fp_net, taps, draws, phases, cfg, log):
         cache = (FeatureCache(fp_net, float_taps, draws.patches, draws.size, *term)
                  if FeatureCache.fits(shapes, out.shape, len(draws.patches), draws.size) else None)
         for name, params, iters, lr, lr_min in phases:
-            step = PaCStep(qnet, match_taps, params, nn.Adam(params, learning_rate=_cosine(lr, lr_min, iters)),
+            step = PaCStep(qnet, match_taps, params, nn.Adam(params, learning_rate=cosine_rates(lr, lr_min, iters)),
                            cfg.loss)
             losses = []
             for it in range(iters):
@@ -188,7 +193,7 @@ def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
         raise ValueError("the float model's layers do not match the quantized model's")
     qnet.set_train(False)
     fp_net.set_train(False)
-    draws = _Draws(patches, cfg)
+    draws = BatchDraws(patches, cfg)
     phases = _phases(layers, cfg)
     if cfg.graph:
         tap_names = names[1:] if cfg.feature_weight else []

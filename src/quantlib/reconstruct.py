@@ -41,7 +41,7 @@ import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
 from src.quantlib.grid import sum_all_ms
-from src.quantlib.pac import _Draws, _cosine, _features
+from src.quantlib.pac import BatchDraws, cosine_rates, layer_inputs
 from src.quantlib.pac_step import FeatureCache, distance, tapped
 from src.quantlib.quant_layers import quant_layers, replace_cell
 from src.utils.hooks import graph_mode, pynative_mode
@@ -275,10 +275,10 @@ def _run_block(qnet, fp_net, params, end, draws, cfg):
     rounders, round_params, act_params = params
     fp_cells = dict(fp_net.cells_and_names())
     with pynative_mode():
-        out, feats = _features(fp_net, [fp_cells[end]] if end else [], Tensor(draws.patches[:draws.size]))
+        out, feats = layer_inputs(fp_net, [fp_cells[end]] if end else [], Tensor(draws.patches[:draws.size]))
     shapes = [tuple(f.shape) for f in feats]
     groups = [{"params": group, "lr": rates} for group, rates in
-              ((round_params, [cfg.round_lr] * cfg.iters), (act_params, _cosine(cfg.act_lr, 0.0, cfg.iters))) if group]
+              ((round_params, [cfg.round_lr] * cfg.iters), (act_params, cosine_rates(cfg.act_lr, 0.0, cfg.iters))) if group]
     with tapped(qnet, fp_net, [end] if end else [], shapes, "l2", through=False) as (match, floats), graph_mode():
         cache = FeatureCache(_Fresh(fp_net), floats, draws.patches, draws.size, 0.0, False, 2)
         if end:
@@ -314,7 +314,7 @@ def reconstruct(qnet, fp_net, patches, cfg=ReconConfig(), log=None):
         raise ValueError(f"reconstruction needs at least recon_batch={cfg.batch_size} patches, got {len(patches)}")
     qnet.set_train(False)
     fp_net.set_train(False)
-    draws = _Draws(patches, cfg)
+    draws = BatchDraws(patches, cfg)
     history = {}
     for first, stop in blocks_of(names, cfg.block_size):
         end = names[stop] if stop < len(names) else None
