@@ -1,14 +1,10 @@
 """Mixed precision under a size / BOPs budget (src/engine/mixed_precision.py, scripts/mixed_precision.py):
 the greedy bit-table selection on synthetic sensitivities, then the CLI on a tiny model."""
 import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
-from conftest import ROOT, write_quant_run
+from conftest import write_quant_run
 from src.engine.mixed_precision import (budget_cost, drop_gains, greedy_lifts, layer_cost, lift_gains,
                                         parse_options, select_bit_table, table_cost)
 
@@ -133,15 +129,13 @@ def cli_setup(tmp_path_factory):
 
 
 def _args(root, ckpt, *extra):
-    return ["--model", "etds", "--variant", "M2C8", "--scale", "3", "--pre_trained", ckpt,
-            "--data_path", str(root / "data"), "--eval_datasets", "Q", "--calib_path", str(root / "calib"),
-            "--calib_num", "4", "--pac_hr_patch", "36", "--cache_dir", str(root / "cache"),
-            "--w_bit", "4", "--a_bit", "4", "--input_size", "8,8", *extra]
+    from test_quant_sensitivity import _args as sensitivity_args
+    return sensitivity_args(root, ckpt, "--w_bit", "4", "--a_bit", "4", "--input_size", "8,8", *extra)
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "mixed_precision.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    from test_quant_sensitivity import _run as run_script
+    return run_script(("scripts", "mixed_precision.py"), *args)
 
 
 @pytest.mark.parametrize("metric", ["size", "bops"])

@@ -50,15 +50,13 @@ import time
 from dataclasses import dataclass
 
 from src.data.eval_sets import resolve_eval_set
-from src.engine.evaluator import select_datasets
 from src.engine.quant_eval import load_or_calibrate
-from src.engine.sections import evaluation_sections, quantization_of
-from src.engine.sensitivity import psnr_on_sets, write_outputs
+from src.engine.sections import quantization_of
+from src.engine.sensitivity import checkpoint_and_sets, psnr_on_sets, write_outputs
 from src.models.complexity import layer_macs
-from src.paths import select_checkpoint
 from src.quantlib import QuantConfig, restrict_quantization
 from src.quantlib.quant_layers import layer_bits, quantizable_layers
-from src.utils.atomic import atomic_target
+from src.utils.psnr_plot import psnr_panels
 from src.weights.loader import load_for_inference
 
 METRICS = ("size", "bops")
@@ -288,66 +286,44 @@ def _check(config, options):
                          f"{low[0]}/{low[1]} (lifting a layer adds bits)")
     if config.bit_table:
         raise ValueError("bit_table is set in the config: mixed precision chooses it; leave bit_table {}")
-    from src.engine.file_eval import is_exported_file  # pylint: disable=import-outside-toplevel
-    if is_exported_file(config.pre_trained):
-        raise ValueError(f"--pre_trained {config.pre_trained}: mixed precision needs a float MindSpore "
-                         "checkpoint (.ckpt), not an exported model")
     return low
 
 
-def run_mixed_precision(config, options, log=print):
-    """Measure per-layer sensitivity once, then for every budget of ``options``
-    (:class:`MixedPrecisionOptions`) choose the bit table (:func:`select_bit_table`), calibrate it
-    with ``--quant_method`` (default dbdc_pac) and evaluate it (eval protocol, PSNR-Y) on the eval
-    sets; writes ``<output_path>/mixed_precision_<model>_<variant>_x<scale>_<low>-<high>_<method>_<metric>``
-    ``.{md,json,png}`` and returns the report dict. User errors are ``ValueError``/``OSError``."""
-    low = _check(config, options)
-    config = config if config.quant_method else config.replace(quant_method="dbdc_pac")
-    evaluation = evaluation_sections(config)
-    names, note = select_datasets(evaluation)
-    if note:
-        log(note)
-    ckpt = select_checkpoint(config)
-    scale = evaluation.protocol.scale
-    eval_sets = [resolve_eval_set(evaluation.data.data_path, n, scale) for n in names]
-    sens_sets = [resolve_eval_set(evaluation.data.data_path, n, scale) for n in options.sensitivity_datasets]
-    fp_net, _ = load_for_inference(evaluation.model.model, evaluation.model.variant, scale, ckpt,
-                                   evaluation.model.option_dict())
-    layers, floats = _layers(fp_net, config, options.input_hw)
-    budgets = budget_costs(layers, floats, low, options)
-    runs = TableRuns(config, evaluation, ckpt, log)
-    start = time.time()
-    log(f"measuring {options.sensitivity} sensitivity of {len(layers)} layers W{low[0]}A{low[1]} -> "
-        f"W{options.high[0]}A{options.high[1]} ({config.quant_method}) on "
-        f"{', '.join(s.name for s in sens_sets or eval_sets)}")
-    gains = measure_gains(runs, list(layers), low, options.high, options.sensitivity, sens_sets or eval_sets)
-    report = _report_head(config, evaluation, fp_net, ckpt, options, layers, floats, gains, low)
-    report["sensitivity_seconds"] = round(time.time() - start, 1)
-    report["fp"] = psnr_on_sets(fp_net, eval_sets, evaluation)
-    report["rows"] = _budget_rows(runs, layers, floats, gains, low, options, budgets, eval_sets)
-    reference = default_table(config, list(layers))
-    if _key(reference) not in {_key(_as_bits(r["table"])) for r in report["rows"]}:
-        report["rows"].append(_row(runs, "eval.py default scopes", None, reference, [], layers, floats,
-                                   gains, eval_sets))
-    _write(report, evaluation, fp_net, options, low, log)
-    return report
+@dataclass
+class Study:
+    """One mixed-precision run: the calibrations (``runs``, :class:`TableRuns`), the candidate
+    ``layers`` and ``floats`` (``{name: (weights, macs)}``), the measured ``gains`` (dB), the ``low``
+    bits, the ``options`` (:class:`MixedPrecisionOptions`) and the ``eval_sets`` rows are measured on."""
+    runs: TableRuns
+    layers: dict
+    floats: dict
+    gains: dict
+    low: tuple
+    options: MixedPrecisionOptions
+    eval_sets: list
 
+    def row(self, label, budget, table, lifted):
+        """One report row: ``table`` calibrated and evaluated, its size (KiB) and BOPs (G)."""
+        every = dict(self.layers, **self.floats)
+        return {"budget": label, "budget_cost": budget,
+                "size_kib": table_cost(every, table, "size") / UNITS["size"][1],
+                "gbops": table_cost(every, table, "bops") / UNITS["bops"][1],
+                "psnr": self.runs.psnr(table, self.eval_sets),
+                "predicted_gain_db": sum(max(0.0, self.gains[n]) for n in lifted),
+                "lifted": list(lifted), "table": {n: list(b) for n, b in table.items()},
+                "calibration_seconds": self.runs.seconds.get(_key(table))}
 
-def _as_bits(table):
-    return {n: tuple(b) for n, b in table.items()}
-
-
-def _report_head(config, evaluation, fp_net, ckpt, options, layers, floats, gains, low):
-    model = evaluation.model
-    return {"model": model.model, "variant": fp_net.variant, "scale": model.scale, "pre_trained": ckpt,
-            "quant": {"method": config.quant_method, "low": list(low), "high": list(options.high),
-                      "equalize": str(config.equalize), "calib_num": config.calib_num},
-            "metric": options.metric, "budget_kind": options.budget_kind, "input_hw": list(options.input_hw),
-            "sensitivity": {"kind": options.sensitivity,
-                            "datasets": list(options.sensitivity_datasets) or list(config.eval_datasets),
-                            "gain_db": gains},
-            "layers": {n: {"weights": w, "macs": m} for n, (w, m) in layers.items()},
-            "float_layers": {n: {"weights": w, "macs": m} for n, (w, m) in floats.items()}}
+    def budget_rows(self, budgets):
+        """One row per ``(value, cost)`` of ``budgets`` (:func:`budget_costs`)."""
+        rows, metric = [], self.options.metric
+        for value, budget in budgets:
+            table, lifted = select_bit_table(self.layers, self.gains, self.low, self.options.high, metric,
+                                             budget - table_cost(self.floats, {}, metric))
+            rows.append(self.row(f"{self.options.budget_kind} {value:g}", budget, table, lifted))
+            self.runs.log(f"budget {rows[-1]['budget']}: {rows[-1]['size_kib']:.2f} KiB, "
+                          f"{rows[-1]['gbops']:.3f} GBOPs, "
+                          + ", ".join(f"{k} {v:.3f}" for k, v in rows[-1]["psnr"].items()))
+        return rows
 
 
 def budget_costs(layers, floats, low, options):
@@ -358,28 +334,44 @@ def budget_costs(layers, floats, low, options):
     return [(v, budget_cost(options.budget_kind, v, lo, hi, options.metric)) for v in options.budgets]
 
 
-def _budget_rows(runs, layers, floats, gains, low, options, budgets, eval_sets):
-    """One row per ``(value, cost)`` of ``budgets`` (the same table twice is calibrated once)."""
-    rows = []
-    for value, budget in budgets:
-        table, lifted = select_bit_table(layers, gains, low, options.high, options.metric,
-                                         budget - table_cost(floats, {}, options.metric))
-        label = f"{options.budget_kind} {value:g}"
-        rows.append(_row(runs, label, budget, table, lifted, layers, floats, gains, eval_sets))
-        runs.log(f"budget {label}: {rows[-1]['size_kib']:.2f} KiB, {rows[-1]['gbops']:.3f} GBOPs, "
-                 + ", ".join(f"{k} {v:.3f}" for k, v in rows[-1]["psnr"].items()))
-    return rows
+def run_mixed_precision(config, options, log=print):
+    """Measure per-layer sensitivity once, then for every budget of ``options``
+    (:class:`MixedPrecisionOptions`) choose the bit table (:func:`select_bit_table`), calibrate it
+    with ``--quant_method`` (default dbdc_pac) and evaluate it (eval protocol, PSNR-Y) on the eval
+    sets; writes ``<output_path>/mixed_precision_<model>_<variant>_x<scale>_<low>-<high>_<method>_<metric>``
+    ``.{md,json,png}`` and returns the report dict. User errors are ``ValueError``/``OSError``."""
+    low = _check(config, options)
+    config, evaluation, ckpt, eval_sets = checkpoint_and_sets(config, "dbdc_pac", "mixed precision", log)
+    sens_sets = [resolve_eval_set(evaluation.data.data_path, n, evaluation.protocol.scale)
+                 for n in options.sensitivity_datasets] or eval_sets
+    model = evaluation.model
+    fp_net, _ = load_for_inference(model.model, model.variant, model.scale, ckpt, model.option_dict())
+    layers, floats = _layers(fp_net, config, options.input_hw)
+    budgets = budget_costs(layers, floats, low, options)
+    runs = TableRuns(config, evaluation, ckpt, log)
+    start = time.time()
+    log(f"measuring {options.sensitivity} sensitivity of {len(layers)} layers W{low[0]}A{low[1]} -> "
+        f"W{options.high[0]}A{options.high[1]} ({config.quant_method}) on {', '.join(s.name for s in sens_sets)}")
+    gains = measure_gains(runs, list(layers), low, options.high, options.sensitivity, sens_sets)
+    study = Study(runs, layers, floats, gains, low, options, eval_sets)
+    report = {"model": model.model, "variant": fp_net.variant, "scale": model.scale, "pre_trained": ckpt,
+              "quant": {"method": config.quant_method, "low": list(low), "high": list(options.high),
+                        "equalize": str(config.equalize), "calib_num": config.calib_num},
+              "metric": options.metric, "budget_kind": options.budget_kind, "input_hw": list(options.input_hw),
+              "sensitivity": {"kind": options.sensitivity, "datasets": [s.name for s in sens_sets],
+                              "gain_db": gains, "seconds": round(time.time() - start, 1)},
+              "layers": {n: {"weights": w, "macs": m} for n, (w, m) in layers.items()},
+              "float_layers": {n: {"weights": w, "macs": m} for n, (w, m) in floats.items()},
+              "fp": psnr_on_sets(fp_net, eval_sets, evaluation), "rows": study.budget_rows(budgets)}
+    reference = default_table(config, list(layers))
+    if _key(reference) not in {_key(_as_bits(r["table"])) for r in report["rows"]}:
+        report["rows"].append(study.row("eval.py default scopes", None, reference, []))
+    _write(report, evaluation.outputs.output_path, log)
+    return report
 
 
-def _row(runs, label, budget, table, lifted, layers, floats, gains, eval_sets):
-    every = dict(layers, **floats)
-    psnr = runs.psnr(table, eval_sets)
-    return {"budget": label, "budget_cost": budget,
-            "size_kib": table_cost(every, table, "size") / UNITS["size"][1],
-            "gbops": table_cost(every, table, "bops") / UNITS["bops"][1],
-            "psnr": psnr, "predicted_gain_db": sum(max(0.0, gains[n]) for n in lifted),
-            "lifted": list(lifted), "table": {n: list(b) for n, b in table.items()},
-            "calibration_seconds": runs.seconds.get(_key(table))}
+def _as_bits(table):
+    return {n: tuple(b) for n, b in table.items()}
 
 
 def markdown(report):
@@ -405,36 +397,23 @@ def markdown(report):
 
 
 def plot(report, path):
-    """PSNR against the budget metric (size KiB or GBOPs), one panel per eval set, as a PNG at ``path``."""
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    sets = list(report["fp"])
+    """PSNR against the budget metric (size KiB or GBOPs), one panel per eval set, as a PNG at ``path``:
+    the budget rows as one curve, the reference rows (eval.py's scopes) as single points."""
     xkey, xlabel = ("size_kib", "weights (KiB)") if report["metric"] == "size" else ("gbops", "BOPs (G)")
-    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4), squeeze=False)
-    for ax, name in zip(axes[0], sets):
-        chosen = sorted((r[xkey], r["psnr"][name]) for r in report["rows"] if r["budget_cost"] is not None)
-        ax.plot([p[0] for p in chosen], [p[1] for p in chosen], marker="o", label="greedy bit table")
-        for r in report["rows"]:
-            if r["budget_cost"] is None:
-                ax.plot(r[xkey], r["psnr"][name], marker="s", linestyle="", label=r["budget"])
-        ax.axhline(report["fp"][name], color="k", linestyle="--", label="FP32")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("PSNR (dB, Y)")
-        ax.set_title(f"{report['model']}-{report['variant']} x{report['scale']} - {name}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_target(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    title = f"{report['model']}-{report['variant']} x{report['scale']}"
+    with psnr_panels(list(report["fp"]), report["fp"], xlabel, title, path) as panels:
+        for ax, name in panels:
+            chosen = sorted((r[xkey], r["psnr"][name]) for r in report["rows"] if r["budget_cost"] is not None)
+            ax.plot([p[0] for p in chosen], [p[1] for p in chosen], marker="o", label="greedy bit table")
+            for r in report["rows"]:
+                if r["budget_cost"] is None:
+                    ax.plot(r[xkey], r["psnr"][name], marker="s", linestyle="", label=r["budget"])
 
 
-def _write(report, evaluation, fp_net, options, low, log):
-    model, high = evaluation.model, options.high
-    stem = os.path.join(evaluation.outputs.output_path,
-                        f"mixed_precision_{model.model}_{fp_net.variant}_x{model.scale}_w{low[0]}a{low[1]}"
-                        f"-w{high[0]}a{high[1]}_{report['quant']['method']}_{options.metric}")
+def _write(report, output_path, log):
+    low, high = report["quant"]["low"], report["quant"]["high"]
+    stem = os.path.join(output_path, f"mixed_precision_{report['model']}_{report['variant']}_x{report['scale']}"
+                        f"_w{low[0]}a{low[1]}-w{high[0]}a{high[1]}_{report['quant']['method']}_{report['metric']}")
     table = markdown(report)
     write_outputs(stem, report, table)
     plot(report, stem + ".png")
@@ -443,5 +422,5 @@ def _write(report, evaluation, fp_net, options, low, log):
 
 
 __all__ = ["MixedPrecisionOptions", "parse_options", "layer_cost", "table_cost", "budget_cost", "greedy_lifts",
-           "select_bit_table", "budget_costs", "lift_gains", "drop_gains", "measure_gains", "TableRuns", "default_table",
+           "select_bit_table", "budget_costs", "Study", "lift_gains", "drop_gains", "measure_gains", "TableRuns", "default_table",
            "run_mixed_precision", "markdown", "plot"]
