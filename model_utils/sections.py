@@ -30,6 +30,9 @@ SECTIONS = {  # name -> (title, keys)
     "pac": ("pixel-aware calibration (quant_method dbdc_pac)", (
         "pac_act_iters", "pac_weight_iters", "pac_act_lr", "pac_act_lr_min", "pac_weight_lr", "pac_weight_lr_min",
         "pac_batch", "pac_feature_weight", "pac_relative_features", "pac_loss", "pac_graph")),
+    "recon": ("learned rounding and block reconstruction (quant_method dbdc_recon)", (
+        "recon_iters", "recon_block", "recon_batch", "recon_round_lr", "recon_act_lr", "recon_round_weight",
+        "recon_warmup", "recon_drop", "recon_rounding", "recon_act")),
     "outputs": ("outputs", ("output_path",)),
     "eval_outputs": ("evaluation outputs", ("save_sr", "result_file")),
     "export": ("export", ("file_format", "target", "export_file", "input_shape", "quant", "io_dtype",
@@ -39,8 +42,8 @@ SECTIONS = {  # name -> (title, keys)
 
 ENTRY_SECTIONS = {
     "train": ("device", "model", "train_data", "cache", "protocol", "optimisation", "schedule", "training_run",
-              "quantization", "pac"),
-    "eval": ("device", "model", "eval_data", "cache", "protocol", "inference", "quantization", "pac", "outputs",
+              "quantization", "pac", "recon"),
+    "eval": ("device", "model", "eval_data", "cache", "protocol", "inference", "quantization", "pac", "recon", "outputs",
              "eval_outputs"),
     "export": ("device", "model", "export", "outputs"),
     "infer": ("device", "model", "infer", "inference", "outputs"),

@@ -6,7 +6,11 @@
 
 Every other flag is an eval.py flag. Bits are used for weights and activations
 alike (WbAb); the first and last layers stay W8A8 (int8_scope). Writes
-``<output_path>/ptq_sweep_<model>_<variant>_x<scale>.{md,json,png}``.
+``<output_path>/ptq_sweep_<model>_<variant>_x<scale>.{md,json,png}`` and one result file per run
+(``..._w<b>a<b>_<method>.json``, eval.py's ``--result_file``); ``--reuse True`` takes a run's result
+from that file when it is there and records the same method and bits (a sweep that stopped goes
+on where it was; delete a file to measure that run again). ``scripts/ptq_zoo_table.py`` joins the
+sweeps of several models into one table.
 """
 import json
 import os
@@ -46,6 +50,19 @@ def plot(rows, fp, sets, path, title):
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
 
 
+def _earlier(path, method, bits):
+    """The result file of an earlier run of ``method`` at ``bits`` (dict), or None when it is missing,
+    unreadable or records other settings."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            report = json.load(fh)
+        quant = report["quant"]
+        same = (quant["method"], quant["w_bit"], quant["a_bit"]) == (method, bits, bits)
+        return report if same and report["results"] and report["results_fp"] else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def main(argv=None):
     """Run the sweep; a user error (bad option, config file, data, full disk) is one line, exit code 2."""
     try:
@@ -62,6 +79,9 @@ def _sweep(argv):
     if not all(b.strip().isdigit() and 2 <= int(b) <= 8 for b in bits_text.split(",")):
         raise ValueError(f"--bits {bits_text}: give comma-separated bit widths between 2 and 8, e.g. 8,6,4")
     bits = [int(b) for b in bits_text.split(",")]
+    reuse = _pop(argv, "--reuse", "False")
+    if reuse not in ("True", "False"):
+        raise ValueError(f"--reuse {reuse}: give True or False")
     base = get_config(argv, description="PTQ sweep")
     from src.engine.evaluator import run_evaluation  # pylint: disable=import-outside-toplevel
     from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
@@ -74,7 +94,7 @@ def _sweep(argv):
         for method in methods:
             cfg = base.replace(quant_method=method, w_bit=b, a_bit=b, save_quant_ckpt="",
                                result_file=f"{stem}_w{b}a{b}_{method}.json")
-            report = run_evaluation(cfg, log=lambda *_: None)
+            report = (reuse == "True" and _earlier(cfg.result_file, method, b)) or run_evaluation(cfg, log=lambda *_: None)
             fp = {k: v["psnr"] for k, v in report["results_fp"].items()}
             rows.append({"method": method, "bits": b, "label": f"W{b}A{b}",
                          "psnr": {k: v["psnr"] for k, v in report["results"].items()},

@@ -32,7 +32,7 @@ def load_or_calibrate(model, quant, ckpt, log):
         log(quant.recipe_note)
     start = time.time()
     patches = calibration_patches_for(quant, model.scale, fp_net)
-    quantize(fp_net, quant.qcfg, patches, quant.calib, quant.pac, qnet=q_net, log=log)
+    quantize(fp_net, quant.qcfg, patches, quant.calib, quant.pac, qnet=q_net, log=log, recon=quant.recon)
     return fp_net, q_net, quant.qcfg, quant.method, (time.time() - start, len(patches))
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from src.export.sections import ModelChoice, model_choice
 from src.paths import resolve_path
-from src.quantlib import CalibrationConfig, PaCConfig, QuantConfig, recipes
+from src.quantlib import CalibrationConfig, PaCConfig, QuantConfig, ReconConfig, recipes
 from src.quantlib.fake_quant import check_bits
 from src.utils.sections import section_of as _from
 
@@ -153,7 +153,8 @@ class EvalOutputs:
 class Quantization:
     """Post-training quantization of a run (eval.py ``--quant_method``, QAT's initialisation).
 
-    ``method``: the ``--quant_method`` string (empty: none; ``dbdc_pac``: DBDC refined by PaC);
+    ``method``: the ``--quant_method`` string (empty: none; ``dbdc_pac``: DBDC refined by PaC;
+    ``dbdc_recon``: ``dbdc_pac`` then learned rounding with block reconstruction, ``recon``);
     ``qcfg`` / ``calib`` / ``pac``: the quantlib settings (:class:`~src.quantlib.QuantConfig`,
     :class:`~src.quantlib.CalibrationConfig`, :class:`~src.quantlib.PaCConfig` or None) of
     :func:`quant_settings_from`; calibration patches: ``calib_num`` LR
@@ -174,6 +175,7 @@ class Quantization:
     save_quant_ckpt: str
     save_target: str
     recipe_note: str = ""
+    recon: ReconConfig = None
 
 
 def recipe_settings(config, method=None):
@@ -184,11 +186,11 @@ def recipe_settings(config, method=None):
     method = method or config.quant_method
     bits = (check_bits(config.w_bit), check_bits(config.a_bit))
     settings, picked = recipes.resolve(method, *bits, {k: getattr(config, k) for k in recipes.RECIPE_KEYS})
-    if not picked or method != "dbdc_pac":
+    if not picked or method not in recipes.RECIPE_METHODS:
         return settings, picked, ""
     shown = ", ".join(f"{k} {settings[k]:g}" if isinstance(settings[k], float) else f"{k} {settings[k]}"
                       for k in picked)
-    return settings, picked, f"dbdc_pac W{bits[0]}A{bits[1]}: the {recipes.bit_class(*bits)}-bit recipe for {shown}"
+    return settings, picked, f"{method} W{bits[0]}A{bits[1]}: the {recipes.bit_class(*bits)}-bit recipe for {shown}"
 
 
 def quant_settings_from(config, method=None):
@@ -205,12 +207,12 @@ def _settings_and_note(config, method):
     qcfg = QuantConfig(config.w_bit, config.a_bit, config.w_symmetric, config.int8_scope, config.fp_scope,
                        config.bit_table or {})
     recipe, picked, note = recipe_settings(config, method)
-    calib = CalibrationConfig("dbdc" if method == "dbdc_pac" else method, config.percentile, recipe["dbdc_p"],
+    calib = CalibrationConfig("dbdc" if method in recipes.RECIPE_METHODS else method, config.percentile, recipe["dbdc_p"],
                               int(config.calib_batch), bool(recipe["equalize"]),
                               equalize_if_pairs="equalize" in picked,
                               weight_grid=str(config.weight_grid), input_minmax=bool(config.input_minmax))
     pac = None
-    if method == "dbdc_pac":
+    if method in recipes.RECIPE_METHODS:
         pac = PaCConfig(act_iters=recipe["pac_act_iters"], weight_iters=recipe["pac_weight_iters"],
                         act_lr=config.pac_act_lr, act_lr_min=config.pac_act_lr_min, weight_lr=config.pac_weight_lr,
                         weight_lr_min=config.pac_weight_lr_min, batch_size=config.pac_batch,
@@ -220,6 +222,18 @@ def _settings_and_note(config, method):
     return qcfg, calib, pac, note
 
 
+def recon_settings(config, method):
+    """The :class:`~src.quantlib.ReconConfig` of ``method`` (``dbdc_recon``) from the ``recon_*`` keys, or
+    None for every other method."""
+    if method != "dbdc_recon":
+        return None
+    return ReconConfig(iters=config.recon_iters, block_size=config.recon_block, batch_size=config.recon_batch,
+                       round_lr=config.recon_round_lr, act_lr=config.recon_act_lr,
+                       round_weight=config.recon_round_weight, warmup=config.recon_warmup,
+                       drop_prob=config.recon_drop, learn_rounding=bool(config.recon_rounding),
+                       learn_act=bool(config.recon_act), seed=config.calib_seed)
+
+
 def quantization_of(config, method=None):
     """The :class:`Quantization` of a loaded configuration; ``method`` overrides ``quant_method``
     (QAT calibrates with ``dbdc`` when none is given)."""
@@ -227,7 +241,7 @@ def quantization_of(config, method=None):
     qcfg, calib, pac, note = _settings_and_note(config, method) if method else (None, None, None, "")
     return Quantization(method, qcfg, calib, pac, config.calib_path, resolve_path(config, config.calib_path),
                         config.calib_num, config.calib_seed, config.pac_hr_patch, config.save_quant_ckpt,
-                        resolve_path(config, config.save_quant_ckpt), note)
+                        resolve_path(config, config.save_quant_ckpt), note, recon_settings(config, method))
 
 
 @dataclass(frozen=True)

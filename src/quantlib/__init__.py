@@ -9,6 +9,9 @@ Public API:
   pixel-aware calibration (``pac.py``; each step a compiled graph, ``pac_step.py``). ``eval.py`` (PTQ, ``--quant_method``; ``dbdc_pac`` is
   DBDC + PaC), QAT's initialisation (``train.py --qat True``) and ``scripts/ptq_sweep.py``
   all go through it.
+- :func:`reconstruct` (``reconstruct.py``): learned rounding (AdaRound) and activation bounds fitted
+  block by block to the float model (BRECQ, QDrop); ``quantize(..., recon=ReconConfig())``, ``eval.py
+  --quant_method dbdc_recon``.
 - :class:`FakeQuant` (``fake_quant.py``): the quantizer with learnable bounds (LSQ gradients),
   on the affine grid of ``grid.py`` (step, zero point, clamp; numpy and MindSpore forms),
   which the exporters also use for their integer tensors.
@@ -24,7 +27,8 @@ from src.quantlib.observers import OBSERVERS
 from src.quantlib.pac import PaCConfig
 from src.quantlib.pipeline import quantize
 from src.quantlib.quant_layers import QuantConfig
+from src.quantlib.reconstruct import ReconConfig, reconstruct
 from src.quantlib import recipes  # per-bit-width defaults of the calibration options
 
-__all__ = ["quantize", "QuantConfig", "CalibrationConfig", "PaCConfig", "FakeQuant", "OBSERVERS", "recipes",
+__all__ = ["quantize", "QuantConfig", "CalibrationConfig", "PaCConfig", "FakeQuant", "OBSERVERS", "recipes", "ReconConfig", "reconstruct",
            "restrict_quantization"]

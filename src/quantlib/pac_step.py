@@ -43,19 +43,24 @@ class FeatureMatch(nn.Cell):
     ``coef * d'(x - target)``: the gradient of the feature term ``coef * d(x - target)``
     (``d`` as :func:`distance`). ``target`` and ``coef`` are Parameters set by
     :class:`FeatureCache` before each step, passed in as inputs (a custom ``bprop`` may not read
-    Parameters); they get no gradient."""
+    Parameters); they get no gradient. ``through=False``: the gradient arriving from the layers
+    after the tap is dropped, so the feature term is the whole loss of everything before the tap
+    (block reconstruction, :mod:`src.quantlib.reconstruct`)."""
 
-    def __init__(self, loss):
+    def __init__(self, loss, through=True):
         super().__init__(auto_prefix=False)
         self.l1 = loss == "l1"
+        self.through = bool(through)
 
     def construct(self, x, target, coef):
         return x
 
     def bprop(self, x, target, coef, out, dout):
         diff = x - target
-        grad = ops.sign(diff) if self.l1 else 2.0 * diff
-        return dout + grad * (coef / x.size), ops.zeros_like(target), ops.zeros_like(coef)
+        grad = (ops.sign(diff) if self.l1 else 2.0 * diff) * (coef / x.size)
+        if self.through:
+            grad = dout + grad
+        return grad, ops.zeros_like(target), ops.zeros_like(coef)
 
 
 class FloatTap(nn.Cell):
@@ -74,16 +79,18 @@ class FloatTap(nn.Cell):
 class MatchTap(nn.Cell):
     """The quantized model's tap: ``layer`` (a quantized conv) with :class:`FeatureMatch` on its input
     (``target`` and the coefficient ``coef``, a 0-d Parameter), and the feature term's value
-    ``coef * d(x - target)`` written to ``value`` (for the loss report; no gradient through it)."""
+    ``coef * d(x - target)`` written to ``value`` (for the loss report; no gradient through it);
+    ``through`` as :class:`FeatureMatch`'s."""
 
-    def __init__(self, layer, target, coef, value, loss):
+    # Seven parameters: the layer, its three state Parameters and the loss's two settings.
+    def __init__(self, layer, target, coef, value, loss, through=True):
         super().__init__(auto_prefix=False)
         self.layer = layer
         self.target = target
         self.coef = coef
         self.value = value
         self.loss = loss
-        self.match = FeatureMatch(loss)
+        self.match = FeatureMatch(loss, through)
 
     def construct(self, x):
         term = ops.stop_gradient(distance(x - self.target, self.loss) * self.coef)
@@ -180,10 +187,10 @@ class FeatureCache:
 
 
 @contextmanager
-def tapped(qnet, fp_net, names, shapes, loss):
+def tapped(qnet, fp_net, names, shapes, loss, through=True):
     """Wrap the layers ``names`` (paths in both models) of ``qnet`` and ``fp_net`` in taps for the
     block; yields ``(match_taps, float_taps)``. ``shapes``: the (N, C, h, w) of each tapped
-    input at the step's batch size. The original cells (and their parameter names) are back
+    input at the step's batch size; ``through`` as :class:`FeatureMatch`'s. The original cells (and their parameter names) are back
     in place when the block ends, also on errors."""
     match_taps, float_taps = [], []
     originals = []
@@ -194,7 +201,7 @@ def tapped(qnet, fp_net, names, shapes, loss):
             target, coef, value = _state(f"{name}.pac_target", shape), _state(f"{name}.pac_coef"), _state(f"{name}.pac_value")
             q_layer, fp_layer = q_cells[name], fp_cells[name]
             originals.append((name, q_layer, fp_layer))
-            match_taps.append(MatchTap(q_layer, target, coef, value, loss))
+            match_taps.append(MatchTap(q_layer, target, coef, value, loss, through))
             float_taps.append(FloatTap(fp_layer, target))
             replace_cell(qnet, name, match_taps[-1])
             replace_cell(fp_net, name, float_taps[-1])

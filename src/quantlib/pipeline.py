@@ -1,6 +1,7 @@
 """The post-training quantization pipeline behind :func:`src.quantlib.quantize`.
 
-Equalise (optional) -> convert -> calibrate -> refine (optional PaC), after NVIDIA modelopt's
+Equalise (optional) -> convert -> calibrate -> refine (optional PaC, then optional learned rounding with
+block reconstruction), after NVIDIA modelopt's
 ``mtq.quantize(model, config, forward_loop)``: one call takes a float model and settings and
 gives the fake-quantized model. ``eval.py`` (PTQ) and QAT's initialisation both go through it.
 """
@@ -10,11 +11,12 @@ from src.quantlib.calib_data import batches_of
 from src.quantlib.calibrate import CalibrationConfig, calibrate
 from src.quantlib.equalize import equalize
 from src.quantlib.pac import pixel_aware_calibration
+from src.quantlib.reconstruct import reconstruct
 
 
-# Seven parameters: the model, its copy and the log are not settings; the settings are already
-# grouped into the three dataclasses.
-def quantize(fp_net, qcfg, patches, calib=None, pac=None, qnet=None, log=None):
+# Eight parameters: the model, its copy and the log are not settings; the settings are already
+# grouped into the four dataclasses, one per stage.
+def quantize(fp_net, qcfg, patches, calib=None, pac=None, qnet=None, log=None, recon=None):
     """The quantized model of ``fp_net``.
 
     - ``fp_net``: the float model (deploy form); with ``calib.equalize`` it is equalised in place
@@ -29,6 +31,8 @@ def quantize(fp_net, qcfg, patches, calib=None, pac=None, qnet=None, log=None):
     - ``qnet``: a second float copy of the model to quantize in place (e.g. loaded from the same
       checkpoint); None: a deep copy of ``fp_net``.
     - ``log``: ``log(str)`` for progress lines, or None.
+    - ``recon``: :class:`~src.quantlib.reconstruct.ReconConfig` to fit the weights' rounding and the
+      activation bounds block by block against ``fp_net`` after calibration (and PaC), or None.
 
     Returns the quantized model (``qnet`` when given). ``ValueError`` for an unknown method, a
     scope pattern matching no layer, a model without conv pairs to equalise, or layer mismatches.
@@ -45,6 +49,8 @@ def quantize(fp_net, qcfg, patches, calib=None, pac=None, qnet=None, log=None):
     calibrate(qnet, batches, calib, qcfg)
     if pac is not None:
         pixel_aware_calibration(qnet, fp_net, patches, pac, log=log)
+    if recon is not None:
+        reconstruct(qnet, fp_net, patches, recon, log=log)
     return qnet
 
 

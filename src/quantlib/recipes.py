@@ -25,6 +25,7 @@ observers themselves.
 """
 
 AUTO = "auto"
+RECIPE_METHODS = ("dbdc_pac", "dbdc_recon")  # the methods whose ``auto`` takes a row of RECIPES
 RECIPE_KEYS = ("equalize", "dbdc_p", "pac_loss", "pac_act_iters", "pac_weight_iters", "pac_feature_weight")
 
 # The observers' own defaults (and PaC's, for the record): what ``auto`` meant before recipes.
@@ -52,7 +53,7 @@ def recipe_for(method, w_bit, a_bit):
     """``{option: value}`` of the six recipe options for ``method`` (a ``--quant_method`` value) at
     ``w_bit`` / ``a_bit``: the bit width's row of :data:`RECIPES` for ``dbdc_pac``, :data:`PLAIN`
     for every other method."""
-    return dict(RECIPES[bit_class(w_bit, a_bit)] if method == "dbdc_pac" else PLAIN)
+    return dict(RECIPES[bit_class(w_bit, a_bit)] if method in RECIPE_METHODS else PLAIN)
 
 
 def resolve(method, w_bit, a_bit, given):
@@ -70,4 +71,4 @@ def resolve(method, w_bit, a_bit, given):
     return settings, picked
 
 
-__all__ = ["AUTO", "RECIPE_KEYS", "PLAIN", "RECIPES", "bit_class", "recipe_for", "resolve"]
+__all__ = ["AUTO", "RECIPE_METHODS", "RECIPE_KEYS", "PLAIN", "RECIPES", "bit_class", "recipe_for", "resolve"]
