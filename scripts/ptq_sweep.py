@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import model_utils  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
 from model_utils.config import get_config  # noqa: E402
 from src.utils.atomic import atomic_target  # noqa: E402
+from src.utils.psnr_plot import psnr_panels  # noqa: E402
 
 
 def _pop(argv, flag, default):
@@ -42,23 +43,11 @@ def markdown(rows, sets):
 
 
 def plot(rows, fp, sets, path, title):
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4), squeeze=False)
-    for ax, name in zip(axes[0], sets):
-        for method in dict.fromkeys(r["method"] for r in rows):
-            pts = sorted((r["bits"], r["psnr"][name]) for r in rows if r["method"] == method)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
-        ax.axhline(fp[name], color="k", linestyle="--", label="FP32")
-        ax.set_xlabel("bits (weights = activations)")
-        ax.set_ylabel("PSNR (dB, Y)")
-        ax.set_title(f"{title} - {name}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_target(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100)
+    with psnr_panels(sets, fp, "bits (weights = activations)", title, path) as panels:
+        for ax, name in panels:
+            for method in dict.fromkeys(r["method"] for r in rows):
+                pts = sorted((r["bits"], r["psnr"][name]) for r in rows if r["method"] == method)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
 
 
 def _earlier(path, method, bits):

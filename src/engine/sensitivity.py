@@ -100,22 +100,32 @@ def write_outputs(stem, report, table):
         json.dump(report, fh, indent=2)
 
 
-def run_sensitivity(config, log=print):
-    """Calibrate the configured float (or calibrated) checkpoint once (``quant_method`` default dbdc)
-    and measure every row of :func:`row_configs`; prints the table, writes
-    ``<output_path>/sensitivity_<model>_<variant>_x<scale>_w<b>a<b>_<method>.{md,json}`` and
-    returns the report dict. User errors (bad data, checkpoint, scope) are ``ValueError``/``OSError``."""
+def checkpoint_and_sets(config, default_method, what, log):
+    """``(config, evaluation, checkpoint path, eval sets)`` of a run that calibrates a MindSpore
+    checkpoint itself: ``--quant_method`` defaulted to ``default_method``, the
+    :class:`~src.engine.sections.Evaluation`, the resolved checkpoint and the resolved
+    ``--eval_datasets``. ``ValueError`` naming ``what`` for an exported model (ONNX, MindIR, ...)."""
     from src.engine.file_eval import is_exported_file  # pylint: disable=import-outside-toplevel
     if is_exported_file(config.pre_trained):
-        raise ValueError(f"--pre_trained {config.pre_trained}: sensitivity needs a MindSpore checkpoint "
+        raise ValueError(f"--pre_trained {config.pre_trained}: {what} needs a MindSpore checkpoint "
                          "(.ckpt), not an exported model")
-    config = config if config.quant_method else config.replace(quant_method="dbdc")
+    config = config if config.quant_method else config.replace(quant_method=default_method)
     evaluation = evaluation_sections(config)
     names, note = select_datasets(evaluation)
     if note:
         log(note)
     ckpt = select_checkpoint(config)
-    eval_sets = [resolve_eval_set(evaluation.data.data_path, n, evaluation.protocol.scale) for n in names]
+    return config, evaluation, ckpt, [resolve_eval_set(evaluation.data.data_path, n, evaluation.protocol.scale)
+                                      for n in names]
+
+
+def run_sensitivity(config, log=print):
+    """Calibrate the configured float (or calibrated) checkpoint once (``quant_method`` default dbdc)
+    and measure every row of :func:`row_configs`; prints the table, writes
+    ``<output_path>/sensitivity_<model>_<variant>_x<scale>_w<b>a<b>_<method>.{md,json}`` and
+    returns the report dict. User errors (bad data, checkpoint, scope) are ``ValueError``/``OSError``."""
+    config, evaluation, ckpt, eval_sets = checkpoint_and_sets(config, "dbdc", "sensitivity", log)
+    names = [s.name for s in eval_sets]
     start = time.time()
     fp_net, q_net, qcfg, method, _ = load_or_calibrate(evaluation.model, evaluation.quant, ckpt, log)
     seconds = time.time() - start
@@ -136,4 +146,4 @@ def run_sensitivity(config, log=print):
     return report
 
 
-__all__ = ["run_sensitivity", "measure", "row_configs", "markdown", "psnr_on_sets"]
+__all__ = ["run_sensitivity", "checkpoint_and_sets", "measure", "row_configs", "markdown", "psnr_on_sets"]

@@ -48,25 +48,33 @@ class Complexity:
         return (self.multiplications * e["mul"] + self.additions * e["add"]) * 1e-9
 
 
-def count(net, input_hw, n_colors=None):
-    """:class:`Complexity` of ``net`` for one LR input of ``input_hw`` (H, W) pixels with ``n_colors``
-    channels (default: the channels ``net`` declares)."""
+def layer_macs(net, input_hw, layers, n_colors=None):
+    """``[(cell, MACs)]`` for the ``layers`` (cells of ``net`` with a ``weight``: Conv2d, Adder2D, Dense)
+    for one LR input of ``input_hw`` (H, W) pixels with ``n_colors`` channels (default: the channels
+    ``net`` declares), in the order they ran: kernel elements x output pixels (one multiply-accumulate
+    per kernel element and output pixel; a Dense layer's output has one "pixel")."""
     h, w = (int(v) for v in input_hw)
     n_colors = int(n_colors or net.n_colors)
     factor = 8 if h % 8 == 0 and w % 8 == 0 else 1
     probe = (h // factor, w // factor)
-    layers = [c for _, c in net.cells_and_names() if isinstance(c, (nn.Conv2d, Adder2D))]
     records = []
 
     def hook(cell, _inputs, output):
-        records.append((cell, int(np.prod(output.shape[2:]))))
+        pixels = int(np.prod(output.shape[2:]))
+        records.append((cell, int(cell.weight.size) * pixels * (factor * factor if output.ndim > 2 else 1)))
 
     with forward_hooks([(layer, hook) for layer in layers]):
         net.set_train(False)
         net(Tensor(np.full((1, n_colors) + probe, 0.5, np.float32)))
+    return records
+
+
+def count(net, input_hw, n_colors=None):
+    """:class:`Complexity` of ``net`` for one LR input of ``input_hw`` (H, W) pixels with ``n_colors``
+    channels (default: the channels ``net`` declares)."""
+    layers = [c for _, c in net.cells_and_names() if isinstance(c, (nn.Conv2d, Adder2D))]
     conv_macs = adder_macs = 0
-    for cell, pixels in records:
-        macs = int(cell.weight.size) * pixels * factor * factor
+    for cell, macs in layer_macs(net, input_hw, layers, n_colors):
         if isinstance(cell, Adder2D):
             adder_macs += macs
         else:
