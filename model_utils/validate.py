@@ -505,6 +505,9 @@ def _cross_checks(values):
                 and values[key] > patches:
             yield key, (f"--{key} {values[key]} is above --calib_num {patches}: each step draws {key} distinct "
                         f"calibration patches; {key} must be <= calib_num")
+    if method == "dbdc_recon" and values.get("recon_rounding") is False and values.get("recon_act") is False:
+        yield "recon_rounding", ("--recon_rounding False with --recon_act False leaves nothing to reconstruct "
+                                 "(the result would be dbdc_pac's); give one of them True, or use dbdc_pac")
     scale, patch = values.get("scale"), values.get("pac_hr_patch")
     if isinstance(scale, int) and isinstance(patch, int) and patch < scale:
         yield "pac_hr_patch", (f"--pac_hr_patch {patch} is below --scale {scale}: the LR calibration patch "

@@ -16,7 +16,7 @@ from src.quantlib.fake_quant import FakeQuant
 from src.quantlib.pac_step import FeatureMatch
 from src.quantlib.quant_layers import quant_layers
 from src.quantlib.reconstruct import AdaRoundWeight, DroppedQuant, blocks_of
-from src.utils.hooks import pynative_mode
+from src.utils.hooks import graph_mode, pynative_mode
 from src.weights.loader import load_for_inference
 
 SHIPPED = os.path.join(ROOT, "pretrained", "abpn_M4C28_x2.ckpt")
@@ -56,6 +56,7 @@ def test_blocks_cover_every_layer_once():
     assert blocks_of(names, 1) == [(i, i + 1) for i in range(7)]
     assert blocks_of(names, 3) == [(0, 3), (3, 6), (6, 7)]
     assert blocks_of(names, 0) == [(0, 7)]
+    assert blocks_of([], 0) == [] and blocks_of([], 1) == []
 
 
 def test_schedule_warms_up_then_anneals_beta():
@@ -112,16 +113,16 @@ class _Later(nn.Cell):
 
 def test_block_end_tap_drops_the_gradient_of_later_layers():
     x = Tensor(np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2))
-    with pynative_mode():
-        cut = ms.grad(_Later(False))(x).asnumpy()
-        kept = ms.grad(_Later(True))(x).asnumpy()
-    np.testing.assert_allclose(cut, 2.0 * x.asnumpy() / 8, rtol=1e-6)  # d/dx mean((x - 0)^2) only
-    np.testing.assert_allclose(kept, cut + 100.0, rtol=1e-6)
+    for mode in (pynative_mode, graph_mode):  # reconstruction runs it compiled
+        with mode():
+            cut = ms.grad(_Later(False))(x).asnumpy()
+            kept = ms.grad(_Later(True))(x).asnumpy()
+        np.testing.assert_allclose(cut, 2.0 * x.asnumpy() / 8, rtol=1e-6)  # d/dx mean((x - 0)^2) only
+        np.testing.assert_allclose(kept, cut + 100.0, rtol=1e-6)
 
 
 def test_learned_rounding_is_one_step_from_nearest_and_exact_integers(refined):
     _, base, q, _, _ = refined
-    moved = 0
     for (name, layer), (_, before) in zip(quant_layers(q), quant_layers(base)):
         step, zero = layer.weight_quant.grid()
         assert np.abs(layer.weight_quant.grid()[0] - before.weight_quant.grid()[0]).max() == 0  # grid kept
@@ -130,12 +131,12 @@ def test_learned_rounding_is_one_step_from_nearest_and_exact_integers(refined):
         q_max = layer.weight_quant.q_max
         nearest = np.clip(np.floor(before.weight.asnumpy() / step + 0.5), -q_max, q_max)
         assert np.abs(np.round(learned) - nearest).max() <= 1, name
-        moved += int((np.round(learned) != nearest).sum())
+        moved = int((np.round(learned) != nearest).sum())
+        assert moved > 0, name  # every block learned (not only the last, which sees the output)
         # the model's own round-to-nearest keeps the learned integers (values equal to float rounding)
         again = layer.weight_quant(layer.weight).asnumpy()
         np.testing.assert_array_equal(np.round(again / step + zero), np.round(learned))
         np.testing.assert_allclose(again, layer.weight.asnumpy(), rtol=0, atol=1e-6 * float(step.max()))
-    assert moved > 0
 
 
 def test_reconstruction_keeps_names_and_brings_the_output_closer(refined):
@@ -166,9 +167,60 @@ def test_int8_export_of_a_refined_w8a8_model_matches_its_fake_quant_model(tmp_pa
     fp = _float()
     q = quantize(fp, QuantConfig(8, 8), patches, CalibrationConfig("dbdc"),
                  recon=ReconConfig(iters=20, batch_size=2, round_lr=0.2, warmup=0.1))
+    nearest = quantize(fp, QuantConfig(8, 8), patches, CalibrationConfig("dbdc"))
+    assert any(np.abs(a.weight.asnumpy() - b.weight_quant(b.weight).asnumpy()).max() > 0
+               for (_, a), (_, b) in zip(quant_layers(q), quant_layers(nearest)))  # the rounding was learned
     xs = [patches[:1], patches[1:2, :, :20, :28]]
     path = save_onnx(quantize_onnx(float_onnx(fp, xs[0]), q, observe_output_ranges(q, xs)), str(tmp_path / "q.onnx"))
     assert max_diff(ort_session(path), q, xs) < 0.02  # integer requantisation rounding only, as for DBDC
+
+
+class _Branches(nn.Cell):
+    """out = conv_c(relu(conv_a(x)) + conv_b(x)): conv_b, next after conv_a in registration order, does
+    not read conv_a's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv_a = nn.Conv2d(3, 8, 3, has_bias=True)
+        self.conv_b = nn.Conv2d(3, 8, 3, has_bias=True)
+        self.conv_c = nn.Conv2d(8, 3, 3, has_bias=True)
+        self.relu = nn.ReLU()
+
+    def construct(self, x):
+        return self.conv_c(self.relu(self.conv_a(x)) + self.conv_b(x))
+
+
+def test_a_block_the_next_layer_does_not_read_is_fitted_to_the_output():
+    ms.set_seed(0)
+    patches = _smooth(np.random.default_rng(4), 6)
+    fp = _Branches()
+    base = quantize(fp, QuantConfig(4, 4, int8_scope=[]), patches, CalibrationConfig("minmax", weight_grid="minmax"))
+    q, lines = copy.deepcopy(base), []
+    reconstruct(q, fp, patches, ReconConfig(iters=20, batch_size=2, round_lr=0.2, warmup=0.1), log=lines.append)
+    assert any("conv_b does not read it; fitted to the network output" in line for line in lines)
+    moved = np.abs(q.conv_a.weight.asnumpy() - base.conv_a.weight_quant(base.conv_a.weight).asnumpy()).max()
+    assert moved > 0  # with conv_b's input as its target, conv_a's loss had no gradient and nothing moved
+
+
+def test_an_error_inside_a_block_leaves_the_model_as_it_was(monkeypatch):
+    import importlib  # pylint: disable=import-outside-toplevel
+    module = importlib.import_module("src.quantlib.reconstruct")
+    patches = _smooth(np.random.default_rng(5), 4)
+    fp = _float()
+    q = quantize(fp, QuantConfig(4, 4), patches, CalibrationConfig("dbdc"))
+    before = {p.name: p.asnumpy().copy() for p in q.get_parameters()}
+
+    def broken(*_args, **_kw):
+        raise RuntimeError("interrupted")
+    monkeypatch.setattr(module, "ReconStep", broken)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        reconstruct(q, fp, patches, ReconConfig(iters=3, batch_size=2))
+    after = {p.name: p.asnumpy() for p in q.get_parameters()}
+    assert list(after) == list(before)
+    for name, value in before.items():
+        np.testing.assert_array_equal(after[name], value, err_msg=name)
+    assert all(type(layer.weight_quant).__name__ == "FakeQuant" and type(layer.act_quant).__name__ == "FakeQuant"
+               for _, layer in quant_layers(q))
 
 
 def test_eval_cli_dbdc_recon_saves_a_checkpoint_that_reloads(tmp_path):

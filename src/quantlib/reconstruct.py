@@ -12,25 +12,31 @@ model block by block on the unlabeled calibration patches:
 - **Learned rounding** (AdaRound, Nagel et al., ICML 2020): each weight ``w`` on its channel's grid
   step ``s`` (zero point ``z``) becomes ``s * (clamp(floor(w / s) + h(V) + z, q_lo, q_hi) - z)`` with
   ``h(V) = clamp(sigmoid(V) * (zeta - gamma) + gamma, 0, 1)``, ``zeta = 1.1``, ``gamma = -0.1``, ``V``
-  initialised so that ``h`` equals the fractional part of ``w / s`` (the float weight). The
+  initialised so that ``h`` equals the fractional part of ``w / s`` clipped to [1e-4, 1 - 1e-4]
+  (the float weight, to 1e-4 of a step). The
   regulariser ``sum(1 - |2 h - 1|^beta)`` (weight ``round_weight``) pushes each ``h`` to 0 or 1;
-  ``beta`` decays linearly from ``beta_start`` to ``beta_end`` after a ``warmup`` fraction of the
-  iterations without it. After the block's iterations the rounding is hardened (``h = 1`` where
+  ``beta`` decays linearly from ``beta_start`` towards ``beta_end`` (reached one step after the last)
+  after a ``warmup`` fraction of the iterations without it. The regulariser is a sum over the
+  block's weights while the reconstruction loss is relative, so its balance shifts with the
+  block's size: ``round_weight`` 1e-3 was measured at ``block_size`` 1 on 3x3 convs of ~7k weights. After the block's iterations the rounding is hardened (``h = 1`` where
   ``V >= 0``) and the quantized weight itself is stored as the layer's weight: it sits on the grid,
   so the model's round-to-nearest, the checkpoint and the int8 exporters all carry the learned
   integers unchanged. Every learned integer is ``floor(w / s)`` or ``floor(w / s) + 1``: within one
   grid step of round-to-nearest.
 - **Activation bounds** of the block's quantizers learn at the same time (LSQ gradients,
   Adam, cosine from ``act_lr`` to 0; BRECQ/QDrop learn the activation step the same way).
-- **QDrop** (Wei et al., ICLR 2022): during a block's iterations each activation quantizer in the
-  block passes the unquantized value instead of the quantized one for a random ``drop_prob``
-  fraction of the elements (0 = off).
+- **QDrop** (Wei et al., ICLR 2022), activation dropping only: during a block's iterations each
+  activation quantizer in the block passes the unquantized value instead of the quantized one for
+  a random ``drop_prob`` fraction of the elements (0 = off; the official code's ``drop_prob`` is the
+  opposite, the fraction kept quantized). The official code also mixes the block input element by
+  element with the float model's; here the block input is always the quantized model's.
 
 The reconstruction loss is the mean squared error of the block output divided by the mean square
 of the float block output (scale-free, so one ``round_weight`` fits feature maps and images
 alike). The loss reaches a block's parameters only: the block end's tap
 (:class:`~src.quantlib.pac_step.MatchTap` with ``through=False``) drops the gradient of the layers
-after it. Each iteration is one compiled graph (forward, gradients, both Adam updates).
+after it. Each iteration is one compiled graph (forward, gradients, one Adam step over a parameter
+group each for the rounding variables and the bounds).
 The published code followed for the exact algorithms: github.com/yhhhli/BRECQ and
 github.com/wimh966/QDrop (read, not copied).
 """
@@ -75,8 +81,8 @@ class ReconConfig:
         checks = (("recon_iters", self.iters >= 1), ("recon_block", self.block_size >= 0),
                   ("recon_batch", self.batch_size >= 1), ("recon_drop", 0.0 <= self.drop_prob < 1.0),
                   ("recon_warmup", 0.0 <= self.warmup < 1.0), ("recon_round_weight", self.round_weight >= 0),
-                  ("recon_lr", self.round_lr > 0 and self.act_lr >= 0),
-                  ("recon_beta", self.beta_start >= self.beta_end > 0))
+                  ("recon_round_lr", self.round_lr > 0), ("recon_act_lr", self.act_lr >= 0),
+                  ("beta_start >= beta_end > 0", self.beta_start >= self.beta_end > 0))
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"{name} is out of range in {self}")
@@ -215,7 +221,7 @@ class ReconStep(nn.Cell):
 def blocks_of(names, block_size):
     """``[(first, end)]`` index ranges of consecutive quantized layers ``names`` (model order),
     ``block_size`` per block (0: one block of all)."""
-    size = len(names) if block_size <= 0 else block_size
+    size = max(len(names), 1) if block_size <= 0 else block_size
     return [(i, min(i + size, len(names))) for i in range(0, len(names), size)]
 
 
@@ -224,7 +230,7 @@ def _block_params(layers, cfg, block_name):
     rounders = [AdaRoundWeight(layer.weight.asnumpy(), layer.weight_quant, f"{block_name}.{i}")
                 for i, layer in enumerate(layers) if cfg.learn_rounding and layer.weight_quant.enabled]
     acts = [p for layer in layers if cfg.learn_act and layer.act_quant.enabled
-            for p in (layer.act_quant.lower, layer.act_quant.upper)]
+            for p in (layer.act_quant.lower, layer.act_quant.upper) if cfg.act_lr > 0]
     return rounders, [r.alpha for r in rounders], acts
 
 
@@ -232,24 +238,31 @@ class _BlockInPlace:
     """Puts the block's learning quantizers into ``qnet`` (AdaRound weights, QDrop activations) and
     takes them out again, hardening the rounding into the weights (:meth:`finish`)."""
 
-    def __init__(self, qnet, names, layers, rounders, cfg):
-        self.qnet, self.rounders = qnet, rounders
-        self.rounded = [(n, l, l.weight_quant) for n, l in zip(names, layers)
-                        if cfg.learn_rounding and l.weight_quant.enabled]
-        self.dropped = [(n, l, l.act_quant) for n, l in zip(names, layers) if cfg.drop_prob > 0 and l.act_quant.enabled]
-        for (name, _, _), rounder in zip(self.rounded, rounders):
-            replace_cell(qnet, f"{name}.weight_quant", rounder)
-        for i, (name, _, quantizer) in enumerate(self.dropped):
-            replace_cell(qnet, f"{name}.act_quant", DroppedQuant(quantizer, cfg.drop_prob, cfg.seed + i))
+    def __init__(self, qnet, rounders, cfg):
+        self.qnet, self.rounders, self.cfg = qnet, rounders, cfg
+        self.rounded, self.dropped = [], []
+
+    def place(self, names, layers):
+        """Swap the quantizers of the block's ``layers`` (at ``names``); each swap is recorded as it is
+        made, so :meth:`finish` undoes a partial placement too."""
+        cfg = self.cfg
+        todo = [(n, l) for n, l in zip(names, layers) if cfg.learn_rounding and l.weight_quant.enabled]
+        for (name, layer), rounder in zip(todo, self.rounders):
+            self.rounded.append((name, layer, layer.weight_quant, rounder))
+            replace_cell(self.qnet, f"{name}.weight_quant", rounder)
+        for i, (name, layer) in enumerate((n, l) for n, l in zip(names, layers)
+                                          if cfg.drop_prob > 0 and l.act_quant.enabled):
+            self.dropped.append((name, layer.act_quant))
+            replace_cell(self.qnet, f"{name}.act_quant", DroppedQuant(layer.act_quant, cfg.drop_prob, cfg.seed + i))
 
     def finish(self, harden=True):
         """Original quantizers back in place; with ``harden`` each rounded weight is replaced by its
-        hardened quantized value."""
-        for (name, layer, quantizer), rounder in zip(self.rounded, self.rounders):
+        hardened quantized value (else the float weight stays)."""
+        for name, layer, quantizer, rounder in self.rounded:
             replace_cell(self.qnet, f"{name}.weight_quant", quantizer, prefix=f"{name}.weight_quant")
             if harden:
                 layer.weight.set_data(Tensor(rounder.hardened()))
-        for name, _, quantizer in self.dropped:
+        for name, quantizer in self.dropped:
             replace_cell(self.qnet, f"{name}.act_quant", quantizer, prefix=f"{name}.act_quant")
 
 
@@ -259,11 +272,17 @@ def _fit_block(qnet, fp_net, block, draws, cfg, log):
     rounders, round_params, act_params = _block_params(layers, cfg, names[0])
     if not round_params and not act_params:
         return []
-    placed = _BlockInPlace(qnet, names, layers, rounders, cfg)
+    bounds = [(p, p.asnumpy().copy()) for p in act_params]
+    placed, done = _BlockInPlace(qnet, rounders, cfg), False
     try:
+        placed.place(names, layers)
         losses = _run_block(qnet, fp_net, (rounders, round_params, act_params), end, draws, cfg)
-    finally:
-        placed.finish()
+        done = True
+    finally:  # an error (or Ctrl-C) leaves the block as it was: no half-learned rounding, bounds restored
+        placed.finish(harden=done)
+        if not done:
+            for param, value in bounds:
+                param.set_data(Tensor(value))
     if log:
         rec, reg = np.asarray(losses).T
         log(f"reconstruction block {names[0]}..{names[-1]}: relative error {np.mean(rec[:10]):.5f} -> "
@@ -297,14 +316,44 @@ def _run_block(qnet, fp_net, params, end, draws, cfg):
     return losses
 
 
+def _end_reads_block(fp_net, block_layers, end, x):
+    """Whether the input of the layer ``end`` (a cell of ``fp_net``) depends on the float cells
+    ``block_layers``: their weights are zeroed for one PyNative pass on ``x`` (and restored) and the
+    end's input compared. False for a block that is not upstream of the next layer in
+    registration order (parallel branches), whose output the network output then stands for."""
+    with pynative_mode():
+        before = layer_inputs(fp_net, [end], x)[1][0].asnumpy()
+        saved = [(layer.weight, layer.weight.asnumpy().copy()) for layer in block_layers]
+        try:
+            for weight, value in saved:
+                weight.set_data(Tensor(np.zeros_like(value)))
+            after = layer_inputs(fp_net, [end], x)[1][0].asnumpy()
+        finally:
+            for weight, value in saved:
+                weight.set_data(Tensor(value))
+    return not np.array_equal(before, after)
+
+
+def _block_end(fp_net, names, stop, first, x):
+    """The tapped end of the block ``names[first:stop]``: the next quantized layer when its input depends
+    on the block, else None (the network output)."""
+    if stop >= len(names):
+        return None
+    cells = dict(fp_net.cells_and_names())
+    return names[stop] if _end_reads_block(fp_net, [cells[n] for n in names[first:stop]], cells[names[stop]], x) else None
+
+
 def reconstruct(qnet, fp_net, patches, cfg=ReconConfig(), log=None):
     """Fit ``qnet`` (calibrated, :func:`~src.quantlib.calibrate.calibrate` and optionally PaC) to
     ``fp_net`` (the same float model, deploy form) block by block on ``patches`` (float32 array
     (N, C, h, w), LR images in [0, 1], N >= ``cfg.batch_size``), in place: learned rounding baked
     into the quantized layers' weights, activation bounds moved (module notes). Weight bounds are
     not changed. Returns ``{block's first layer: [(reconstruction loss, regulariser) per step]}``; ``log(str)`` gets one line per
-    block. ``ValueError`` when the two models' layers differ or ``patches`` has fewer than
-    ``cfg.batch_size`` patches."""
+    block. A block is fitted to the input of the next quantized layer in registration order when
+    that input depends on it (every chain of the zoo's deploy forms), else to the network output.
+    An error during a block leaves it as it was (float weights, bounds restored).
+    ``ValueError`` when a quantized layer has no namesake in ``fp_net`` or ``patches`` has fewer
+    than ``cfg.batch_size`` patches."""
     named = quant_layers(qnet)
     names = [n for n, _ in named]
     fp_cells = dict(fp_net.cells_and_names())
@@ -316,8 +365,12 @@ def reconstruct(qnet, fp_net, patches, cfg=ReconConfig(), log=None):
     fp_net.set_train(False)
     draws = BatchDraws(patches, cfg)
     history = {}
+    probe = Tensor(patches[:1])
     for first, stop in blocks_of(names, cfg.block_size):
-        end = names[stop] if stop < len(names) else None
+        end = _block_end(fp_net, names, stop, first, probe)
+        if end is None and stop < len(names) and log:
+            log(f"reconstruction block {names[first]}..{names[stop - 1]}: {names[stop]} does not read it; "
+                "fitted to the network output instead")
         block = (names[first:stop], [layer for _, layer in named[first:stop]], end)
         history[names[first]] = _fit_block(qnet, fp_net, block, draws, cfg, log)
     return history
