@@ -64,7 +64,7 @@ class ReconConfig:
     learn (``learn_rounding``, ``learn_act``: the ablations), and the seed of the batch draws.
     ``ValueError`` for a value out of range."""
     iters: int = 500
-    block_size: int = 1
+    block_size: int = 2
     batch_size: int = 2
     round_lr: float = 0.1
     act_lr: float = 1e-3
