@@ -3,10 +3,13 @@
 After the bounds are calibrated (DBDC, optionally PaC), the quantized model is fitted to the float
 model block by block on the unlabeled calibration patches:
 
-- **Blocks.** The quantized layers in model order, ``block_size`` at a time (1: a conv with its
-  activation; 2: an EDSR residual block; 0: the whole network in one block). A block's output is
-  the input of the next block's first layer (read before that layer quantizes it: the
-  post-activation feature, residual sums included), or the network output for the last block.
+- **Blocks.** The quantized layers in registration order, ``block_size`` at a time (2, default: two
+  convs with their activations; 1: one; 0: the whole network in one block). The zoo's deploy forms
+  are chains, where that is the order data flows in; the blocks are consecutive layers, not a
+  family's own modules (an EDSR residual block is not one block). A block's output is the input
+  of the next block's first layer (read before that layer quantizes it: the post-activation
+  feature, residual sums included) when that input depends on the block (checked), else the
+  network output, as for the last block.
   Each block is fitted with the quantized inputs the earlier, already fitted blocks give (BRECQ,
   Li et al., ICLR 2021, Sec. 4).
 - **Learned rounding** (AdaRound, Nagel et al., ICML 2020): each weight ``w`` on its channel's grid
@@ -18,7 +21,8 @@ model block by block on the unlabeled calibration patches:
   ``beta`` decays linearly from ``beta_start`` towards ``beta_end`` (reached one step after the last)
   after a ``warmup`` fraction of the iterations without it. The regulariser is a sum over the
   block's weights while the reconstruction loss is relative, so its balance shifts with the
-  block's size: ``round_weight`` 1e-3 was measured at ``block_size`` 1 on 3x3 convs of ~7k weights. After the block's iterations the rounding is hardened (``h = 1`` where
+  block's size: ``round_weight`` 1e-3 was chosen at ``block_size`` 1 on ABPN's 3x3 convs (~7k
+  weights each). After the block's iterations the rounding is hardened (``h = 1`` where
   ``V >= 0``) and the quantized weight itself is stored as the layer's weight: it sits on the grid,
   so the model's round-to-nearest, the checkpoint and the int8 exporters all carry the learned
   integers unchanged. Every learned integer is ``floor(w / s)`` or ``floor(w / s) + 1``: within one
