@@ -19,11 +19,13 @@ import src  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
 
 
 class _OrtNet:
-    """A Cell-like wrapper of an onnxruntime session for SRPredictor (Tensor in, Tensor out)."""
+    """A Cell-like wrapper of an onnxruntime session for SRPredictor (Tensor in, Tensor out), with the
+    model interface attributes SRPredictor reads taken from the network ``like`` it was exported from."""
 
-    def __init__(self, model, n_colors):
+    def __init__(self, model, like):
         from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
-        self.n_colors = n_colors
+        for name in ("n_colors", "scale", "receptive_radius", "peak_channels"):
+            setattr(self, name, getattr(like, name))
         self.session = ort_session(model)
 
     def __call__(self, x):
@@ -73,7 +75,7 @@ def main(argv=None):
         model = build_onnx(fp, q, inputs[0], args.target, "int8", ranges)
         diff = float(np.abs(run_onnx(ort_session(model), inputs[0]) - q(Tensor(inputs[0])).asnumpy()).max())
         fq = set5_psnr(q, int(scale), args.data_path)
-        onnx_psnr = set5_psnr(_OrtNet(any_size(model), n_colors), int(scale), args.data_path)
+        onnx_psnr = set5_psnr(_OrtNet(any_size(model), fp), int(scale), args.data_path)
         print(f"{name} {variant} x{scale}: max|int8 ONNX - fake-quant| {diff:.4f} on the 360x640 example; "
               f"Set5 PSNR(Y) fake-quant {fq:.3f} dB, int8 {args.target} ONNX {onnx_psnr:.3f} dB "
               f"({onnx_psnr - fq:+.3f})", flush=True)

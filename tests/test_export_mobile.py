@@ -299,3 +299,20 @@ def test_add_term_range_keeps_only_what_the_sum_grid_can_pass():
     assert add_term_range("t", (-1.0, 2.0), state) == (-1.0, 2.0)  # already inside
     state.input_grid_of_reader = lambda name, bits=None: None  # the sum feeds no calibrated conv
     assert add_term_range("t", (-10.0, 10.0), state) == (-10.0, 10.0)
+
+
+def test_mobile_onnx_fidelity_wrapper_runs_through_the_predictor():
+    """scripts/mobile_onnx_fidelity.py's onnxruntime wrapper carries the model interface SRPredictor
+    reads (it lacked receptive_radius and the script stopped before its first PSNR)."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from scripts.mobile_onnx_fidelity import _OrtNet  # pylint: disable=import-outside-toplevel
+    from src.engine.inference import SRPredictor  # pylint: disable=import-outside-toplevel
+    from src.export.onnx_float import float_onnx  # pylint: disable=import-outside-toplevel
+    from src.models import create_model  # pylint: disable=import-outside-toplevel
+    from src.models.registry import to_deploy  # pylint: disable=import-outside-toplevel
+    net = to_deploy(create_model("abpn", "M2C8", 2, form="train"))
+    x = np.random.default_rng(0).random((1, 3, 20, 24)).astype(np.float32)
+    wrapped = _OrtNet(float_onnx(net, x), net)
+    out = SRPredictor(wrapped, 2).forward(x)
+    ref = SRPredictor(net, 2).forward(x)
+    assert out.shape == (1, 3, 40, 48) and np.abs(out - ref).max() < 1e-4
