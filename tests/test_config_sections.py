@@ -139,25 +139,34 @@ QUANT_READS = {
     "pac_batch": lambda q: q.pac.batch_size, "pac_feature_weight": lambda q: q.pac.feature_weight,
     "pac_relative_features": lambda q: q.pac.relative_features, "pac_loss": lambda q: q.pac.loss,
     "pac_graph": lambda q: q.pac.graph,
+    "recon_iters": lambda q: q.recon.iters, "recon_block": lambda q: q.recon.block_size,
+    "recon_batch": lambda q: q.recon.batch_size, "recon_round_lr": lambda q: q.recon.round_lr,
+    "recon_act_lr": lambda q: q.recon.act_lr, "recon_round_weight": lambda q: q.recon.round_weight,
+    "recon_warmup": lambda q: q.recon.warmup, "recon_drop": lambda q: q.recon.drop_prob,
+    "recon_rounding": lambda q: q.recon.learn_rounding, "recon_act": lambda q: q.recon.learn_act,
 }
 
 
 def test_quantization_section_reads_every_quantization_and_pac_key():
     from src.engine.sections import quantization_of  # pylint: disable=import-outside-toplevel
-    assert set(QUANT_READS) == set(SECTIONS["quantization"][1]) | set(SECTIONS["pac"][1])
-    given = {"quant_method": "dbdc_pac", "w_bit": "4", "a_bit": "6", "w_symmetric": "False", "int8_scope": "conv1",
+    assert set(QUANT_READS) == set(SECTIONS["quantization"][1]) | set(SECTIONS["pac"][1]) | set(SECTIONS["recon"][1])
+    given = {"quant_method": "dbdc_recon", "w_bit": "4", "a_bit": "6", "w_symmetric": "False", "int8_scope": "conv1",
              "fp_scope": "tail", "calib_path": "calib_x", "calib_num": "7", "calib_seed": "3", "calib_batch": "5",
              "equalize": "True", "weight_grid": "minmax", "input_minmax": "False", "percentile": "0.99", "dbdc_p": "0.002", "pac_hr_patch": "48",
              "save_quant_ckpt": "q_x.ckpt", "pac_act_iters": "11", "pac_weight_iters": "12", "pac_act_lr": "0.3",
-             "pac_act_lr_min": "0.2", "pac_weight_lr": "0.25", "pac_weight_lr_min": "0.15", "pac_batch": "9",
+             "pac_act_lr_min": "0.2", "pac_weight_lr": "0.25", "pac_weight_lr_min": "0.15", "pac_batch": "6",
              "pac_feature_weight": "1.5", "pac_relative_features": "False", "pac_loss": "l2",
-             "pac_graph": "False"}
+             "pac_graph": "False", "recon_iters": "13", "recon_block": "3", "recon_batch": "5", "recon_round_lr": "0.05",
+             "recon_act_lr": "0.002", "recon_round_weight": "0.01", "recon_warmup": "0.3", "recon_drop": "0.25",
+             "recon_rounding": "False", "recon_act": "True"}
     config = get_config([item for key, value in given.items() for item in (f"--{key}", value)])
     quant = quantization_of(config)
     for key, read in QUANT_READS.items():
         if key != "bit_table":  # YAML only
             assert read(quant) == getattr(config, key), key
-    assert quant.calib.method == "dbdc" and quant.pac.seed == 3  # dbdc_pac = DBDC + PaC, mapped once here
+    assert quant.calib.method == "dbdc" and quant.pac.seed == 3  # dbdc_recon = DBDC + PaC + reconstruction
+    assert quant.recon.seed == 3
+    assert quantization_of(config.replace(quant_method="dbdc_pac")).recon is None
     assert os.path.isabs(quant.calib_folder) or quant.calib_folder == "calib_x"
     assert quantization_of(get_config([])).qcfg is None  # float evaluation: no quantlib settings
 
