@@ -142,7 +142,7 @@ def test_learned_rounding_is_one_step_from_nearest_and_exact_integers(refined):
 def test_reconstruction_keeps_names_and_brings_the_output_closer(refined):
     fp, base, q, history, patches = refined
     assert [p.name for p in q.get_parameters()] == [p.name for p in base.get_parameters()]
-    assert len(history) == len(quant_layers(q))
+    assert len(history) == len(blocks_of(quant_layers(q), ReconConfig().block_size))  # 7 layers, blocks of 2
     assert all(np.isfinite(np.asarray(losses)).all() for losses in history.values())
     assert _mse(fp, q, patches) < _mse(fp, base, patches)
 
@@ -196,7 +196,8 @@ def test_a_block_the_next_layer_does_not_read_is_fitted_to_the_output():
     fp = _Branches()
     base = quantize(fp, QuantConfig(4, 4, int8_scope=[]), patches, CalibrationConfig("minmax", weight_grid="minmax"))
     q, lines = copy.deepcopy(base), []
-    reconstruct(q, fp, patches, ReconConfig(iters=20, batch_size=2, round_lr=0.2, warmup=0.1), log=lines.append)
+    reconstruct(q, fp, patches, ReconConfig(iters=20, batch_size=2, round_lr=0.2, warmup=0.1, block_size=1),
+                log=lines.append)
     assert any("conv_b does not read it; fitted to the network output" in line for line in lines)
     moved = np.abs(q.conv_a.weight.asnumpy() - base.conv_a.weight_quant(base.conv_a.weight).asnumpy()).max()
     assert moved > 0  # with conv_b's input as its target, conv_a's loss had no gradient and nothing moved
