@@ -18,9 +18,12 @@ from src.utils.atomic import atomic_target  # noqa: E402
 
 
 def _title(path):
-    """``abpn_M4C28_x3`` from ``.../ptq_sweep_abpn_M4C28_x3.json``."""
+    """``abpn_M4C28_x3`` from ``.../ptq_sweep_abpn_M4C28_x3.json`` (or a copy named ``ptq_zoo_...``)."""
     name = os.path.splitext(os.path.basename(path))[0]
-    return name[len("ptq_sweep_"):] if name.startswith("ptq_sweep_") else name
+    for prefix in ("ptq_sweep_", "ptq_zoo_"):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
 
 
 def load_sweep(path):
