@@ -243,3 +243,29 @@ def test_eval_cli_dbdc_recon_saves_a_checkpoint_that_reloads(tmp_path):
     assert second["results"]["Q"]["psnr"] == pytest.approx(first["results"]["Q"]["psnr"], abs=1e-9)
     bad = run_eval(*_args(tmp_path, ckpt, "--quant_method", "dbdc_recon", "--recon_drop", "1.5"))
     assert bad.returncode == 2 and "recon_drop" in bad.stderr
+
+
+class _Scale(nn.Cell):
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = float(factor)
+
+    def construct(self, x):
+        return x * self.factor
+
+
+def test_a_fresh_wrapper_compiles_the_model_as_it_is_now():
+    """MindSpore keeps one graph per Cell object: a model called in graph mode after one of its cells was
+    replaced may run its old graph. Reconstruction calls the float model through a new ``_Fresh`` per
+    block (without it the second block's float targets came back as zeros). Measured: ``net(x)`` called
+    directly here returns 3 both times."""
+    from src.quantlib.quant_layers import replace_cell  # pylint: disable=import-outside-toplevel
+    from src.quantlib.reconstruct import _Fresh  # pylint: disable=import-outside-toplevel
+    net = nn.SequentialCell([_Scale(1.0), _Scale(3.0)])
+    x = Tensor(np.ones((1, 2), np.float32))
+    with graph_mode():
+        first = _Fresh(net)(x).asnumpy()
+        replace_cell(net, "1", _Scale(5.0))
+        second = _Fresh(net)(x).asnumpy()
+    np.testing.assert_array_equal(first, 3.0 * np.ones((1, 2)))
+    np.testing.assert_array_equal(second, 5.0 * np.ones((1, 2)))
