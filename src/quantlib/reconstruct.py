@@ -229,29 +229,31 @@ def blocks_of(names, block_size):
     return [(i, min(i + size, len(names))) for i in range(0, len(names), size)]
 
 
-def _block_params(layers, cfg, block_name):
-    """(rounders, round Parameters, activation-bound Parameters) of a block's quantized ``layers``."""
-    rounders = [AdaRoundWeight(layer.weight.asnumpy(), layer.weight_quant, f"{block_name}.{i}")
-                for i, layer in enumerate(layers) if cfg.learn_rounding and layer.weight_quant.enabled]
+def _block_params(names, layers, cfg):
+    """``(rounded, activation-bound Parameters)`` of a block's quantized ``layers`` (at ``names``):
+    ``rounded`` = ``[(name, layer, AdaRoundWeight)]`` of the layers whose rounding is learned."""
+    rounded = [(name, layer, AdaRoundWeight(layer.weight.asnumpy(), layer.weight_quant, f"{names[0]}.{i}"))
+               for i, (name, layer) in enumerate(zip(names, layers))
+               if cfg.learn_rounding and layer.weight_quant.enabled]
     acts = [p for layer in layers if cfg.learn_act and layer.act_quant.enabled
             for p in (layer.act_quant.lower, layer.act_quant.upper) if cfg.act_lr > 0]
-    return rounders, [r.alpha for r in rounders], acts
+    return rounded, acts
 
 
 class _BlockInPlace:
     """Puts the block's learning quantizers into ``qnet`` (AdaRound weights, QDrop activations) and
     takes them out again, hardening the rounding into the weights (:meth:`finish`)."""
 
-    def __init__(self, qnet, rounders, cfg):
-        self.qnet, self.rounders, self.cfg = qnet, rounders, cfg
+    def __init__(self, qnet, cfg):
+        self.qnet, self.cfg = qnet, cfg
         self.rounded, self.dropped = [], []
 
-    def place(self, names, layers):
-        """Swap the quantizers of the block's ``layers`` (at ``names``); each swap is recorded as it is
-        made, so :meth:`finish` undoes a partial placement too."""
+    def place(self, names, layers, rounded):
+        """Swap the quantizers of the block's ``layers`` (at ``names``; ``rounded`` from
+        :func:`_block_params`); each swap is recorded as it is made, so :meth:`finish` undoes a
+        partial placement too."""
         cfg = self.cfg
-        todo = [(n, l) for n, l in zip(names, layers) if cfg.learn_rounding and l.weight_quant.enabled]
-        for (name, layer), rounder in zip(todo, self.rounders):
+        for name, layer, rounder in rounded:
             self.rounded.append((name, layer, layer.weight_quant, rounder))
             replace_cell(self.qnet, f"{name}.weight_quant", rounder)
         for i, (name, layer) in enumerate((n, l) for n, l in zip(names, layers)
@@ -273,13 +275,15 @@ class _BlockInPlace:
 def _fit_block(qnet, fp_net, block, draws, cfg, log):
     """Fit one block (``(names, layers, end name or None)``) in place; returns its losses per step."""
     names, layers, end = block
-    rounders, round_params, act_params = _block_params(layers, cfg, names[0])
+    rounded, act_params = _block_params(names, layers, cfg)
+    rounders = [rounder for _, _, rounder in rounded]
+    round_params = [rounder.alpha for rounder in rounders]
     if not round_params and not act_params:
         return []
     bounds = [(p, p.asnumpy().copy()) for p in act_params]
-    placed, done = _BlockInPlace(qnet, rounders, cfg), False
+    placed, done = _BlockInPlace(qnet, cfg), False
     try:
-        placed.place(names, layers)
+        placed.place(names, layers, rounded)
         losses = _run_block(qnet, fp_net, (rounders, round_params, act_params), end, draws, cfg)
         done = True
     finally:  # an error (or Ctrl-C) leaves the block as it was: no half-learned rounding, bounds restored
@@ -296,7 +300,7 @@ def _fit_block(qnet, fp_net, block, draws, cfg, log):
 
 def _run_block(qnet, fp_net, params, end, draws, cfg):
     rounders, round_params, act_params = params
-    fp_cells = dict(fp_net.cells_and_names())
+    fp_cells = dict(fp_net.cells_and_names())  # the float model's cells as they are now (taps come and go)
     with pynative_mode():
         out, feats = layer_inputs(fp_net, [fp_cells[end]] if end else [], Tensor(draws.patches[:draws.size]))
     shapes = [tuple(f.shape) for f in feats]
@@ -338,13 +342,14 @@ def _end_reads_block(fp_net, block_layers, end, x):
     return not np.array_equal(before, after)
 
 
-def _block_end(fp_net, names, stop, first, x):
-    """The tapped end of the block ``names[first:stop]``: the next quantized layer when its input depends
-    on the block, else None (the network output)."""
+def _block_end(fp_net, fp_cells, names, span, x):
+    """The tapped end of the block ``names[first:stop]`` (``span``): the next quantized layer when its
+    input depends on the block, else None (the network output). ``fp_cells``: ``fp_net``'s name -> cell."""
+    first, stop = span
     if stop >= len(names):
         return None
-    cells = dict(fp_net.cells_and_names())
-    return names[stop] if _end_reads_block(fp_net, [cells[n] for n in names[first:stop]], cells[names[stop]], x) else None
+    reads = _end_reads_block(fp_net, [fp_cells[n] for n in names[first:stop]], fp_cells[names[stop]], x)
+    return names[stop] if reads else None
 
 
 def reconstruct(qnet, fp_net, patches, cfg=ReconConfig(), log=None):
@@ -371,7 +376,7 @@ def reconstruct(qnet, fp_net, patches, cfg=ReconConfig(), log=None):
     history = {}
     probe = Tensor(patches[:1])
     for first, stop in blocks_of(names, cfg.block_size):
-        end = _block_end(fp_net, names, stop, first, probe)
+        end = _block_end(fp_net, fp_cells, names, (first, stop), probe)
         if end is None and stop < len(names) and log:
             log(f"reconstruction block {names[first]}..{names[stop - 1]}: {names[stop]} does not read it; "
                 "fitted to the network output instead")
