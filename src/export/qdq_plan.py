@@ -158,8 +158,12 @@ def weight_grid(fq, weight):
 class PlanState:
     """What the rules read: the graph, the quantized layers by name, observed ranges and the plan."""
 
-    def __init__(self, model, qnet, output_ranges, tensor_ranges=None, rgb=False):
+    def __init__(self, model, qnet, output_ranges, tensor_ranges=None, rgb=False, site_grids=None):
         self.graph = model.graph
+        # a deployment model's grids ({layer: Grid}, {tensor: Grid}, src/export/deploy_sites.py):
+        # every grid is read from them or from the conv input grids, nothing from observed ranges
+        self.deploy = site_grids is not None
+        self.layer_grids, self.tensor_grids = site_grids if self.deploy else ({}, {})
         self.rgb = rgb  # the graph takes and gives 8-bit RGB images (as floats in [0, 1])
         self.image_sum = image_tail(self.graph, clip=False) if rgb else None
         self.image_sums = {image_tail(self.graph), self.image_sum} - {None}
@@ -248,7 +252,11 @@ def _mark_conv_weights(node, name, layer, state):
 
 
 def _conv_output_grid(node, state):
-    """Grid of a quantized Conv output that is not followed by a single Relu (None: stays float)."""
+    """Grid of a quantized Conv output that is not followed by a single Relu (None: stays float); a
+    deployment model's: its site grid, else the reading conv's input grid."""
+    if state.deploy:
+        name, _ = state.layer_of(node)
+        return state.layer_grids.get(name) or state.input_grid_of_reader(node.output[0], bits=8)
     value_range = state.conv_output_range(node)
     if value_range is None:
         return None
@@ -305,8 +313,11 @@ def mobile_conv(node, state):
     if not (len(readers) == 1 and readers[0].op_type == "Relu"):
         grid = _conv_output_grid(node, state)
         if grid is None:
-            raise ValueError(f"no observed output range for layer {name}; pass output_ranges for every layer")
-        if state.plan.grid_of(node.output[0]) is None and state.is_image_sum_term(node.output[0]):
+            raise ValueError(f"no deployment grid for the output of layer {name}; calibrate the checkpoint again"
+                             if state.deploy else
+                             f"no observed output range for layer {name}; pass output_ranges for every layer")
+        if not state.deploy and state.plan.grid_of(node.output[0]) is None \
+                and state.is_image_sum_term(node.output[0]):
             grid = residual_grid(state.conv_output_range(node))
         state.plan.mark_tensor(node.output[0], grid, f"{name}.out")
     state.done.add(name)
@@ -321,6 +332,15 @@ def mobile_relu(node, state):
         mobile_other(node, state)
         return
     if state.plan.grid_of(node.output[0]) is not None:
+        return
+    if state.deploy:
+        grid = state.input_grid_of_reader(node.output[0], bits=8)
+        if grid is None and state.rgb and reaches_output(state, node.output[0]):
+            grid = IMAGE_GRID  # the output image: the evaluation's own 8-bit rounding
+        grid = grid or state.layer_grids.get(name)
+        if grid is None:
+            raise ValueError(f"no deployment grid for the Relu after layer {name}; calibrate the checkpoint again")
+        state.plan.mark_tensor(node.output[0], grid, f"{name}.out")
         return
     value_range = state.conv_output_range(conv)
     grid = state.input_grid_of_reader(node.output[0], bits=8)
@@ -367,11 +387,26 @@ def mobile_other(node, state):
         if state.plan.grid_of(out) is not None:
             continue
         grid = state.input_grid_of_reader(out, bits=8)
+        if grid is None and state.deploy:
+            grid = state.tensor_grids.get(out)
+            if grid is None:
+                raise ValueError(f"no deployment grid for tensor {out} ({node.op_type}); calibrate the checkpoint again")
         if grid is None:
             if out not in state.tensor_ranges:
                 raise ValueError(f"no observed range for tensor {out} ({node.op_type})")
             grid = observed_grid(add_term_range(out, state.tensor_ranges[out], state))
         state.plan.mark_tensor(out, grid, out)
+
+
+def reaches_output(state, tensor):
+    """True if ``tensor`` goes to the graph output through single-reader data movement only."""
+    final = state.graph.output[0].name
+    while tensor != final:
+        readers = state.users.get(tensor, [])
+        if len(readers) != 1 or readers[0].op_type not in DATA_MOVEMENT_OPS:
+            return False
+        tensor = readers[0].output[0]
+    return True
 
 
 def add_term_range(tensor, value_range, state):
@@ -448,7 +483,7 @@ def plan_desktop(model, qnet, output_ranges=None, quantize_last=True):
     return state.plan
 
 
-def plan_mobile(model, qnet, output_ranges, tensor_ranges, rgb=False):
+def plan_mobile(model, qnet, output_ranges, tensor_ranges, rgb=False, site_grids=None):
     """:class:`QDQPlan` of the mobile profile: every tensor between two ops on a grid (graph input
     and output included). ``tensor_ranges``: {tensor name: (min, max)} of the float graph;
     ``rgb``: the graph takes 8-bit RGB images (scaled to [0, 1]): its input is on the image grid
@@ -456,9 +491,12 @@ def plan_mobile(model, qnet, output_ranges, tensor_ranges, rgb=False):
     the fake-quant model does) and its residual sum too (see :func:`mobile_add`). A Y model's input
     goes on the image grid too when its anchor is a term of the image-grid output sum: with the
     residual conv output on a 1/255-step grid (:func:`residual_grid`) that sum is then exact.
+    ``site_grids``: ``({layer: Grid}, {tensor: Grid})`` of a deployment model
+    (:func:`src.export.deploy_sites.site_grids`): then every grid comes from them and the conv input
+    grids, the ranges are not read, and an RGB output image after a Relu is on the image grid.
     ValueError for a Conv without quantizer, a layer of more than 8 bits, a tensor or layer without
-    an observed range, or a quantized layer not found as a Conv of the graph."""
-    state = PlanState(model, qnet, output_ranges, tensor_ranges, rgb)
+    an observed range (or deployment grid), or a quantized layer not found as a Conv of the graph."""
+    state = PlanState(model, qnet, output_ranges, tensor_ranges, rgb, site_grids)
     graph = model.graph
     for value in graph.input:
         if rgb or state.is_image_anchor_source(value.name):

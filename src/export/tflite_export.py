@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from src.quantlib.deploy import sites_of
+
 FLOAT_TOLERANCE = 1e-4
 
 
@@ -61,8 +63,10 @@ def export_tflite(fp_net, q_net, example, path, options=TFLiteOptions(), log=pri
     example = np.ascontiguousarray(example, np.float32)
     if quant == "int8":
         from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
-        graph = build_onnx(fp_net, q_net, example, "mobile", "int8",
-                           options.output_ranges or observe_output_ranges(q_net, [example]))
+        ranges = options.output_ranges
+        if ranges is None and not sites_of(q_net):  # PTQ4SR placement: observed on the example
+            ranges = observe_output_ranges(q_net, [example])
+        graph = build_onnx(fp_net, q_net, example, "mobile", "int8", ranges)
     else:
         graph = build_onnx(fp_net, None, example, "mobile", "none")
     data, report = _convert_checked(graph, quant, options.io_dtype)

@@ -101,6 +101,9 @@ class _SESRBase(SRNet):
     def _init_body(self, m, f, act, widest):
         """Activations of the ``m`` 3x3 blocks, the shuffle stages, radius and peak width."""
         self.m, self.f, self.act_type = m, f, act
+        # the file rounds its float Y input onto the 8-bit image grid; the deployment simulation puts
+        # that rounding here (src/quantlib/deploy.py), identity otherwise
+        self.input_quant = nn.Identity()
         self.acts = nn.CellList([make_activation(act, f) for _ in range(m)])
         self.shuffles = nn.CellList([PixelShuffle(s) for s in shuffle_stages(self.scale, "sesr")])
         self.multiples = (1, self.scale * self.scale, 1, 1)
@@ -141,6 +144,7 @@ class SESR(_SESRBase):
         self.output_block = LinearBlock(f, n_colors * scale * scale, 5, feature_size, collapsed)
 
     def construct(self, x):
+        x = self.input_quant(x)
         y = f0 = self.input_block(x - 0.5)
         for block, act in zip(self.blocks, self.acts):
             y = act(block(y))
@@ -165,6 +169,7 @@ class SESRDeploy(_SESRBase):
         self.conv_last = conv2d(f, n_colors * scale * scale, 5)
 
     def construct(self, x):
+        x = self.input_quant(x)
         y = f0 = self.conv_first(x - 0.5)
         for conv, act in zip(self.body, self.acts):
             y = act(conv(y))

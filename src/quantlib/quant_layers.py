@@ -11,15 +11,20 @@ Per-layer precision (:class:`QuantConfig`):
 - ``fp_scope``: name patterns left in floating point;
 - ``bit_table``: ``{pattern: [w_bit, a_bit]}`` overriding everything else.
 A pattern that matches no layer is an error listing the layer names.
+
+``placement`` 'deploy' with its ``sites`` adds the roundings of the full-integer file
+(:mod:`src.quantlib.deploy`); 'ptq4sr' (the paper's placement, and every checkpoint made before
+the deployment simulation) rounds conv inputs and weights only.
 """
 import fnmatch
 from dataclasses import dataclass, field
 from typing import Dict, List
 
 import numpy as np
-from mindspore import Tensor, nn
+from mindspore import Tensor, nn, ops
 
 from src.quantlib.fake_quant import FakeQuant, check_bits
+from src.quantlib.grid import asymmetric_grid_ms, symmetric_step_ms
 
 
 @dataclass
@@ -33,15 +38,23 @@ class QuantConfig:
     int8_scope: List[str] = field(default_factory=lambda: ["first_last"])
     fp_scope: List[str] = field(default_factory=list)
     bit_table: Dict[str, list] = field(default_factory=dict)
+    placement: str = "ptq4sr"
+    sites: List[list] = field(default_factory=list)
 
     def to_json(self):
         """The settings as a JSON string (stored in a calibrated checkpoint's metadata)."""
         import json  # pylint: disable=import-outside-toplevel
         return json.dumps({"w_bit": self.w_bit, "a_bit": self.a_bit, "w_symmetric": self.w_symmetric,
                            "int8_scope": self.int8_scope, "fp_scope": self.fp_scope,
-                           "bit_table": {k: list(v) for k, v in (self.bit_table or {}).items()}})
+                           "bit_table": {k: list(v) for k, v in (self.bit_table or {}).items()},
+                           "placement": self.placement, "sites": [list(s) for s in self.sites]})
 
     def __post_init__(self):
+        if self.placement not in ("deploy", "ptq4sr"):
+            raise ValueError(f"placement must be 'deploy' or 'ptq4sr', not {self.placement!r}")
+        if not isinstance(self.sites, (list, tuple)):
+            raise ValueError(f"sites must be a list of [kind, cell, reader], not {self.sites!r}")
+        self.sites = [list(s) if isinstance(s, (list, tuple)) else s for s in self.sites]
         self.w_bit = check_bits(self.w_bit, "w_bit")
         self.a_bit = check_bits(self.a_bit, "a_bit")
         self.int8_scope = [s for s in _as_list(self.int8_scope)]
@@ -80,11 +93,25 @@ class QuantConv2d(nn.Conv2d, _QuantMixin):
         if conv.has_bias:
             self.bias.set_data(Tensor(conv.bias.asnumpy()))
         self._init_quantizers(w_bit, a_bit, w_symmetric, conv.out_channels, int(conv.weight.size))
+        # deployment simulation (src/quantlib/deploy.py): 1 = own output quantizer, 2 = a reader's
+        self.out_mode, self.out_quant, self.round_bias = 0, None, False
+
+    def _int32_bias(self):
+        """The bias on the file's int32 grid (step = input step x weight step per output channel)."""
+        step, _ = asymmetric_grid_ms(self.act_quant.lower, self.act_quant.upper, self.act_quant.q_max)
+        w_step = symmetric_step_ms(self.weight_quant.upper, self.weight_quant.q_max).reshape(-1)
+        b_step = ops.stop_gradient(step * w_step)
+        return self.bias + ops.stop_gradient(ops.floor(self.bias / b_step + 0.5) * b_step - self.bias)
 
     def construct(self, x):
         out = self.conv2d(self.act_quant(x), self.weight_quant(self.weight))
         if self.has_bias:
-            out = self.bias_add(out, self.bias)
+            if self.round_bias and self.act_quant.enabled and self.weight_quant.enabled and self.weight_quant.symmetric:
+                out = self.bias_add(out, self._int32_bias())
+            else:
+                out = self.bias_add(out, self.bias)
+        if self.out_mode > 0:
+            out = self.out_quant(out)
         return out
 
 

@@ -10,7 +10,8 @@ then returns the float deploy model and :func:`load_quantized` the quantized one
 import json
 
 from src.models.registry import OPTION_KEYS, create_model, to_deploy
-from src.quantlib.quant_layers import QuantConfig, quantize_model
+from src.quantlib.deploy import quantize_deploy
+from src.quantlib.quant_layers import QuantConfig
 from src.weights.checkpoint import CheckpointError, check_meta, load_into, read_checkpoint
 
 
@@ -56,7 +57,7 @@ def load_quantized(model, variant, scale, ckpt_path, options=None):
     if qcfg is None:
         raise CheckpointError(f"{ckpt_path} holds no quantizer bounds; calibrate with --quant_method first")
     net = _build(model, variant, scale, {**meta, "form": "deploy"}, options)
-    quantize_model(net, qcfg)
+    quantize_deploy(net, qcfg)
     load_into(net, ckpt_path)
     return net, meta
 
