@@ -24,7 +24,7 @@ SECTIONS = {  # name -> (title, keys)
         "val_every", "seed", "ckpt_dir", "init_from", "qat", "resume", "overwrite", "save_every", "keep_last_ckpt",
         "log_every", "tensorboard")),
     "quantization": ("quantization (post-training; empty quant_method = float evaluation)", (
-        "quant_method", "w_bit", "a_bit", "w_symmetric", "int8_scope", "fp_scope", "bit_table", "calib_path",
+        "quant_method", "w_bit", "a_bit", "quant_placement", "w_symmetric", "int8_scope", "fp_scope", "bit_table", "calib_path",
         "calib_num", "calib_seed", "calib_batch", "equalize", "weight_grid", "input_minmax", "percentile", "dbdc_p",
         "pac_hr_patch", "save_quant_ckpt")),
     "pac": ("pixel-aware calibration (quant_method dbdc_pac)", (

@@ -445,6 +445,7 @@ RULES = {
     "calib_batch": Int(1),
     "equalize": OrAuto(Bool()),
     "weight_grid": Choice(["hessian", "minmax"]),
+    "quant_placement": Choice(["auto", "deploy", "ptq4sr"]),
     "input_minmax": Bool(),
     "percentile": Float(0.5, 1.0, lo_open=True),
     "dbdc_p": OrAuto(Float(0.0, 0.5, lo_open=True, hi_open=True)),

@@ -301,7 +301,10 @@ def _quantized_subject(evaluation, ckpt, names, built):
     model = evaluation.model
     label = f"W{info['w_bit']}A{info['a_bit']} {info['method']}"
     stem = f"{model.model}_{fp_net.variant}_x{model.scale}_w{info['w_bit']}a{info['a_bit']}"
-    intro = f"evaluating {model.model}-{fp_net.variant} x{model.scale} from {ckpt}: FP and {label} on {', '.join(names)}"
+    placement = info.get("placement", "ptq4sr")
+    intro = (f"evaluating {model.model}-{fp_net.variant} x{model.scale} from {ckpt}: FP and {label} on {', '.join(names)}"
+             + (" (deploy placement: the int8 file's arithmetic)" if placement == "deploy" else
+                " (ptq4sr placement: conv inputs and weights rounded, not the int8 file's arithmetic)"))
     predictors = (("results_fp", "FP", SRPredictor.configured(fp_net, model.scale, evaluation.inference)),
                   ("results", label, SRPredictor.configured(q_net, model.scale, evaluation.inference)))
     identity = {"quant": info, "model": model.model, "variant": fp_net.variant, "scale": model.scale,

@@ -3,7 +3,9 @@ quantized pair is evaluated side by side by :mod:`src.engine.evaluator`). Settin
 typed :class:`~src.engine.sections.Quantization` section (its quantlib part from
 :func:`~src.engine.sections.quant_settings_from`, the config edge)."""
 import time
+from dataclasses import replace
 
+from src.export.deploy_sites import DeployUnsupported, deploy_sites
 from src.quantlib import quantize
 from src.quantlib.calib_data import calibration_patches
 from src.utils.atomic import refuse_same_file
@@ -32,8 +34,26 @@ def load_or_calibrate(model, quant, ckpt, log):
         log(quant.recipe_note)
     start = time.time()
     patches = calibration_patches_for(quant, model.scale, fp_net)
-    quantize(fp_net, quant.qcfg, patches, quant.calib, quant.pac, qnet=q_net, log=log, recon=quant.recon)
-    return fp_net, q_net, quant.qcfg, quant.method, (time.time() - start, len(patches))
+    qcfg = with_deploy_sites(quant.qcfg, fp_net, patches, log)
+    quantize(fp_net, qcfg, patches, quant.calib, quant.pac, qnet=q_net, log=log, recon=quant.recon)
+    return fp_net, q_net, qcfg, quant.method, (time.time() - start, len(patches))
+
+
+def with_deploy_sites(qcfg, fp_net, patches, log):
+    """``qcfg`` with the deployment sites of ``fp_net`` (found on its mobile graph at the shape of one of
+    ``patches``) when its placement is 'deploy'; a network whose file arithmetic the simulation cannot
+    express falls back to PTQ4SR's placement, said in one line."""
+    if qcfg.placement != "deploy":
+        return qcfg
+    try:
+        sites = deploy_sites(fp_net, patches[:1])
+    except DeployUnsupported as exc:
+        log(f"placement: ptq4sr (the full-integer file of this network cannot be simulated: {exc}); "
+            "the PSNR reported is not an int8 file's")
+        return replace(qcfg, placement="ptq4sr", sites=[])
+    log(f"placement: deploy ({len(sites)} tensors rounded as the int8 file rounds them, besides conv inputs "
+        "and weights): the PSNR reported is the int8 TFLite / mobile ONNX file's")
+    return replace(qcfg, sites=[site.as_list() for site in sites])
 
 
 def build_quantized(model, quant, ckpt, log):
@@ -46,8 +66,8 @@ def build_quantized(model, quant, ckpt, log):
     refuse_same_file(ckpt, quant.save_target, "--save_quant_ckpt", "--pre_trained")
     fp_net, q_net, qcfg, method, calibration = load_or_calibrate(model, quant, ckpt, log)
     if calibration is None:
-        return fp_net, q_net, {"method": method, "w_bit": qcfg.w_bit,
-                               "a_bit": qcfg.a_bit, "calibration_seconds": 0.0, "from_checkpoint": True}
+        return fp_net, q_net, {"method": method, "w_bit": qcfg.w_bit, "a_bit": qcfg.a_bit,
+                               "placement": qcfg.placement, "calibration_seconds": 0.0, "from_checkpoint": True}
     seconds, count = calibration
     log(f"calibrated {quant.method} W{qcfg.w_bit}A{qcfg.a_bit} on {count} patches from "
         f"{quant.calib_path} in {seconds:.1f} s")
@@ -56,4 +76,4 @@ def build_quantized(model, quant, ckpt, log):
         save_checkpoint(q_net, quant.save_target, meta=meta_out)
         log(f"calibrated model written to {quant.save_quant_ckpt}")
     return fp_net, q_net, {"method": quant.method, "w_bit": qcfg.w_bit, "a_bit": qcfg.a_bit,
-                           "calibration_seconds": round(seconds, 1), "from_checkpoint": False}
+                           "placement": qcfg.placement, "calibration_seconds": round(seconds, 1), "from_checkpoint": False}

@@ -193,6 +193,20 @@ def recipe_settings(config, method=None):
     return settings, picked, f"{method} W{bits[0]}A{bits[1]}: the {recipes.bit_class(*bits)}-bit recipe for {shown}"
 
 
+def placement_of(config):
+    """``quant_placement`` resolved: 'deploy' (the full-integer file's roundings,
+    :mod:`src.quantlib.deploy`) or 'ptq4sr'; ``auto`` is 'deploy' at W8A8 with every layer quantized
+    (the width a phone runs), else 'ptq4sr'. ValueError for 'deploy' where no full-integer file exists."""
+    placement = str(getattr(config, "quant_placement", "auto"))
+    phone = int(config.w_bit) == 8 and int(config.a_bit) == 8 and not config.fp_scope and not config.bit_table
+    if placement == "auto":
+        return "deploy" if phone else "ptq4sr"
+    if placement == "deploy" and not phone:
+        raise ValueError("--quant_placement deploy simulates the full-integer 8-bit phone file: it needs --w_bit 8 "
+                         "--a_bit 8 with every layer quantized (no fp_scope / bit_table); use auto or ptq4sr")
+    return placement
+
+
 def quant_settings_from(config, method=None):
     """The config edge: ``(QuantConfig, CalibrationConfig, PaCConfig or None)`` from the run's config.
     ``method`` (default ``config.quant_method``) is the ``--quant_method`` string: an observer name,
@@ -205,7 +219,7 @@ def _settings_and_note(config, method):
     """:func:`quant_settings_from`'s three settings and :func:`recipe_settings`' note, the recipe
     resolved once."""
     qcfg = QuantConfig(config.w_bit, config.a_bit, config.w_symmetric, config.int8_scope, config.fp_scope,
-                       config.bit_table or {})
+                       config.bit_table or {}, placement=placement_of(config))
     recipe, picked, note = recipe_settings(config, method)
     calib = CalibrationConfig("dbdc" if method in recipes.RECIPE_METHODS else method, config.percentile, recipe["dbdc_p"],
                               int(config.calib_batch), bool(recipe["equalize"]),

@@ -212,6 +212,8 @@ def _install_conv_site(net, conv, site):
             raise ValueError(f"tied site reader '{site.peer}' is not a quantized conv")
         conv.out_quant = reader.act_quant  # the same cell and Parameters: one grid for every reader
         conv.out_mode = 2
+        for local, param in reader.act_quant.parameters_and_names():  # MindSpore renamed them on assignment
+            param.name = f"{site.peer}.act_quant.{local}"
         return
     conv.out_quant = FixedStepQuant() if site.kind == "residual" else FakeQuant(8, symmetric=False)
     conv.out_mode = 1

@@ -26,6 +26,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
+from src.quantlib.deploy import FixedStepQuant, site_quantizers
 from src.quantlib.quant_layers import quant_layers
 from src.utils.cosine import cosine_decay
 from src.quantlib.pac_step import FeatureCache, PaCStep, tapped
@@ -84,10 +85,13 @@ def _feature_scales(features, fp_out, relative, power=1):
     return [(max(float(ops.abs(f).mean().asnumpy()), 1e-6) / out_mag) ** power for f in features]
 
 
-def _phases(layers, cfg):
-    """``[(phase, bounds, iterations, lr, lr_min)]``: activation bounds, then weight bounds (the upper
-    bound only of a symmetric grid); phases without a bound or an iteration are left out."""
+def _phases(layers, cfg, sites=()):
+    """``[(phase, bounds, iterations, lr, lr_min)]``: activation bounds (with those of the deployment
+    ``sites``, ``[(site, quantizer)]`` of :func:`~src.quantlib.deploy.site_quantizers`: the lower bound
+    only of a fixed-step grid), then weight bounds (the upper bound only of a symmetric grid); phases
+    without a bound or an iteration are left out."""
     act = [p for l in layers if l.act_quant.enabled for p in (l.act_quant.lower, l.act_quant.upper)]
+    act += [p for _, q in sites for p in ((q.lower,) if isinstance(q, FixedStepQuant) else (q.lower, q.upper))]
     weight = [p for l in layers if l.weight_quant.enabled
               for p in ((l.weight_quant.upper,) if l.weight_quant.symmetric
                         else (l.weight_quant.lower, l.weight_quant.upper))]
@@ -185,7 +189,8 @@ def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
     PTQ4SR's pixel-aware calibration (Tu et al., CVPR 2023), with the changes the module notes.
     ``cfg.graph`` (default) runs each step as a compiled graph (:mod:`src.quantlib.pac_step`);
     False runs the PyNative reference with forward hooks (same draws, same results up to float
-    rounding)."""
+    rounding). A deployment model's site bounds (:mod:`src.quantlib.deploy`) are optimised with the
+    activation bounds, so PaC sees and compensates the roundings of the integer file."""
     layers = [layer for _, layer in quant_layers(qnet)]
     names = [n for n, _ in quant_layers(qnet)]
     fp_cells = dict(fp_net.cells_and_names())
@@ -194,7 +199,7 @@ def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
     qnet.set_train(False)
     fp_net.set_train(False)
     draws = BatchDraws(patches, cfg)
-    phases = _phases(layers, cfg)
+    phases = _phases(layers, cfg, site_quantizers(qnet))
     if cfg.graph:
         tap_names = names[1:] if cfg.feature_weight else []
         return _graph_phases(qnet, fp_net, (tap_names, [fp_cells[n] for n in tap_names]), draws, phases, cfg, log)

@@ -147,6 +147,14 @@ def check_meta(meta, params, path, model=None, scale=None):
 
 
 
+# quantizer bounds: conv inputs and weights, and the deployment sites (src/quantlib/deploy.py)
+QUANTIZER_MARKS = (".act_quant.", ".weight_quant.", ".out_quant.", ".in_quant.")
+
+
+def _is_quantizer(name):
+    return any(mark in name for mark in QUANTIZER_MARKS)
+
+
 def load_into(net, path):
     """Load a checkpoint into ``net`` after checking metadata (:func:`check_meta`), names and shapes.
 
@@ -155,8 +163,8 @@ def load_into(net, path):
     """
     params, meta = read_checkpoint(path)
     check_meta(meta, params, path, net.spec.model if net.spec else None, net.scale)
-    if not any(".act_quant." in p.name or ".weight_quant." in p.name for p in net.get_parameters()):
-        params = {k: v for k, v in params.items() if ".act_quant." not in k and ".weight_quant." not in k}
+    if not any(_is_quantizer(p.name) for p in net.get_parameters()):
+        params = {k: v for k, v in params.items() if not _is_quantizer(k)}
     check_fit(net, params, source=os.path.basename(path))
     ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in params.items()},
                            strict_load=True)
