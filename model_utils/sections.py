@@ -24,9 +24,11 @@ SECTIONS = {  # name -> (title, keys)
         "val_every", "seed", "ckpt_dir", "init_from", "qat", "resume", "overwrite", "save_every", "keep_last_ckpt",
         "log_every", "tensorboard")),
     "quantization": ("quantization (post-training; empty quant_method = float evaluation)", (
-        "quant_method", "w_bit", "a_bit", "quant_placement", "w_symmetric", "int8_scope", "fp_scope", "bit_table", "calib_path",
-        "calib_num", "calib_seed", "calib_batch", "equalize", "weight_grid", "input_minmax", "percentile", "dbdc_p",
+        "quant_method", "w_bit", "a_bit", "quant_placement", "w_symmetric", "int8_scope", "fp_scope", "bit_table",
+        "calib_batch", "equalize", "weight_grid", "input_minmax", "percentile", "dbdc_p",
         "pac_hr_patch", "save_quant_ckpt")),
+    "calibration_data": ("calibration images (quantization; export --quant int8 of a checkpoint without deployment "
+                         "grids)", ("calib_path", "calib_num", "calib_seed")),
     "pac": ("pixel-aware calibration (quant_method dbdc_pac)", (
         "pac_act_iters", "pac_weight_iters", "pac_act_lr", "pac_act_lr_min", "pac_weight_lr", "pac_weight_lr_min",
         "pac_batch", "pac_feature_weight", "pac_relative_features", "pac_loss", "pac_graph")),
@@ -42,10 +44,10 @@ SECTIONS = {  # name -> (title, keys)
 
 ENTRY_SECTIONS = {
     "train": ("device", "model", "train_data", "cache", "protocol", "optimisation", "schedule", "training_run",
-              "quantization", "pac", "recon"),
-    "eval": ("device", "model", "eval_data", "cache", "protocol", "inference", "quantization", "pac", "recon", "outputs",
+              "quantization", "calibration_data", "pac", "recon"),
+    "eval": ("device", "model", "eval_data", "cache", "protocol", "inference", "quantization", "calibration_data", "pac", "recon", "outputs",
              "eval_outputs"),
-    "export": ("device", "model", "export", "outputs"),
+    "export": ("device", "model", "export", "calibration_data", "outputs"),
     "infer": ("device", "model", "infer", "inference", "outputs"),
 }
 

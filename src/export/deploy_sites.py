@@ -26,7 +26,10 @@ from mindspore import nn
 
 from src.export.onnx_graph import consumers, producers
 from src.export.qdq_plan import DATA_MOVEMENT_OPS, Grid, act_grid, image_tail
-from src.quantlib.deploy import QuantPReLU, Site, sites_of
+from src.quantlib.calib_data import batches_of
+from src.quantlib.calibrate import CalibrationConfig
+from src.quantlib.deploy import QuantPReLU, Site, calibrate_sites, install_sites, sites_of
+from src.quantlib.observers import observer_class
 
 _MOVE_OR_CLIP = DATA_MOVEMENT_OPS + ("Concat", "Clip")
 
@@ -175,6 +178,18 @@ def deploy_sites(fp_net, example):
     return [site for site, _ in find_sites(model, fp_net)]
 
 
+def calibrate_missing_grids(fp_net, q_net, patches, method="dbdc"):
+    """Install the deployment sites of ``fp_net`` in the 8-bit quantized ``q_net`` (a checkpoint calibrated
+    with PTQ4SR's placement) and calibrate them on ``patches`` (float32 (N, C, h, w) LR in [0, 1]) with the
+    ``method`` observer; conv bounds are kept. Returns how many sites got bounds."""
+    sites = deploy_sites(fp_net, patches[:1])
+    install_sites(q_net, sites)
+    calib = CalibrationConfig(method)
+    bounds = calibrate_sites(q_net, batches_of(patches, calib.batch_size),
+                             lambda _site: observer_class(method).from_settings(8, calib))
+    return len(bounds)
+
+
 def site_grids(model, qnet):
     """``(layer_grids, tensor_grids)`` for :func:`src.export.qdq_plan.plan_mobile` from the deployment
     model ``qnet`` and its mobile float ONNX ``model``: ``{conv layer: Grid}`` of conv outputs (its
@@ -204,4 +219,4 @@ def _grid(quantizer):
     return Grid(np.float32(grid.scale), grid.zero_point, grid.clip)
 
 
-__all__ = ["DeployUnsupported", "find_sites", "deploy_sites", "site_grids", "prelu_cell"]
+__all__ = ["DeployUnsupported", "find_sites", "deploy_sites", "site_grids", "prelu_cell", "calibrate_missing_grids"]

@@ -1,0 +1,141 @@
+"""Reported = shipped, per zoo model: float / eval.py's quantized PSNR / the int8 TFLite file's / the int8 .ort file's.
+
+For each ``model:variant:scale:checkpoint`` and each method, the user's own commands run as
+subprocesses: ``eval.py --quant_method M --w_bit 8 --a_bit 8 --save_quant_ckpt Q`` (defaults:
+deploy placement at W8A8), ``export.py --pre_trained Q --file_format TFLITE|ORT --quant int8``
+and ``eval.py --pre_trained FILE``; the PSNRs come from their result JSON files.
+
+    python scripts/deploy_fidelity.py --data_path ../shared/data --calib_path ../shared/data/train \\
+        --models abpn:M4C28:3:/work/ck/abpn_x3.ckpt,sesr:M5:2:pretrained/sesr_M5_x2.ckpt \\
+        --methods dbdc_pac,dbdc_recon --work /work/ck/deploy --out docs/deploy_zoo.json
+
+``--table JSON [--md docs/deploy_zoo.md] [--readme README.md]`` writes the tables from a JSON only
+(no run): the markdown file and the README block between ``<!-- deploy_zoo -->`` markers.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETS = ("Set5", "Set14")
+MARK_BEGIN, MARK_END = "<!-- deploy_zoo:begin -->", "<!-- deploy_zoo:end -->"
+
+
+def _run(args, log):
+    cmd = [sys.executable] + args
+    log("$ " + " ".join(args))
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {done.returncode}: {done.stderr.strip().splitlines()[-1:]}")
+    return done.stdout
+
+
+def _psnr(path, key="results"):
+    with open(path, encoding="utf-8") as fh:
+        report = json.load(fh)
+    return {s: round(report[key][s]["psnr"], 4) for s in SETS if s in report.get(key, {})}, report
+
+
+def measure(spec, method, args, log):
+    """One row: the calibrated checkpoint's reported PSNR, and its int8 TFLite and .ort files' PSNR."""
+    model, variant, scale, ckpt = spec.split(":")
+    stem = os.path.join(args.work, f"{model}_{variant}_x{scale}_{method}")
+    common = ["--model", model, "--variant", variant, "--scale", scale, "--data_path", args.data_path,
+              "--eval_datasets", ",".join(SETS)]
+    qckpt = stem + ".ckpt"
+    _run(["eval.py"] + common + ["--pre_trained", ckpt, "--quant_method", method, "--w_bit", "8", "--a_bit", "8",
+                                 "--calib_path", args.calib_path, "--save_quant_ckpt", qckpt,
+                                 "--result_file", stem + "_eval.json"], log)
+    reported, report = _psnr(stem + "_eval.json")
+    row = {"model": f"{model}-{variant} x{scale}", "method": method, "checkpoint": ckpt,
+           "placement": report["quant"].get("placement", "ptq4sr"),
+           "calibration_seconds": report["quant"]["calibration_seconds"],
+           "float": _psnr(stem + "_eval.json", "results_fp")[0], "reported": reported}
+    for fmt, ext in (("TFLITE", "tflite"), ("ORT", "ort")):
+        path = f"{stem}_int8.{ext}"
+        _run(["export.py", "--model", model, "--variant", variant, "--scale", scale, "--pre_trained", qckpt,
+              "--file_format", fmt, "--quant", "int8", "--export_file", path], log)
+        _run(["eval.py", "--pre_trained", path, "--data_path", args.data_path, "--eval_datasets", ",".join(SETS),
+              "--result_file", f"{stem}_{ext}.json"], log)
+        row[ext] = _psnr(f"{stem}_{ext}.json")[0]
+    return row
+
+
+def table_lines(rows):
+    """Markdown table of the rows: float, reported, files, shipped - reported, calibration seconds."""
+    lines = ["| model | method | float Set5 / Set14 | reported (eval.py) | int8 TFLite | int8 .ort | "
+             "TFLite - reported | TFLite - float | calibration s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        def pair(d):
+            return " / ".join(f"{d[s]:.2f}" for s in SETS)
+
+        def diff(a, b):
+            return " / ".join(f"{a[s] - b[s]:+.3f}" for s in SETS)
+        lines.append(f"| {r['model']} | {r['method']} ({r['placement']}) | {pair(r['float'])} | {pair(r['reported'])} | "
+                     f"{pair(r['tflite'])} | {pair(r['ort'])} | {diff(r['tflite'], r['reported'])} | "
+                     f"{diff(r['tflite'], r['float'])} | {r['calibration_seconds']:.0f} |")
+    return lines
+
+
+def write_tables(json_path, md_path, readme):
+    with open(json_path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    body = [f"Written by `{data['command']}` (then `python scripts/deploy_fidelity.py --table {json_path}`); "
+            "PSNR-Y in dB, W8A8, defaults only.", ""] + table_lines(data["rows"])
+    if md_path:
+        with open(md_path, "w", encoding="utf-8") as fh:
+            fh.write("# Reported = shipped: the zoo at W8A8\n\n" + "\n".join(body) + "\n")
+    if readme:
+        with open(readme, encoding="utf-8") as fh:
+            text = fh.read()
+        if MARK_BEGIN in text and MARK_END in text:
+            head, rest = text.split(MARK_BEGIN, 1)
+            text = head + MARK_BEGIN + "\n" + "\n".join(body) + "\n" + MARK_END + rest.split(MARK_END, 1)[1]
+            with open(readme, "w", encoding="utf-8") as fh:
+                fh.write(text)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="")
+    parser.add_argument("--methods", default="dbdc_pac,dbdc_recon")
+    parser.add_argument("--data_path", default="../shared/data")
+    parser.add_argument("--calib_path", default="../shared/data/train")
+    parser.add_argument("--work", default="outputs/deploy_fidelity")
+    parser.add_argument("--out", default="docs/deploy_zoo.json")
+    parser.add_argument("--table", default="", help="write the tables from this JSON only")
+    parser.add_argument("--md", default="docs/deploy_zoo.md")
+    parser.add_argument("--readme", default="README.md")
+    args = parser.parse_args()
+    if args.table:
+        write_tables(args.table, args.md, args.readme)
+        return 0
+    if not args.models:
+        parser.error("--models model:variant:scale:checkpoint[,...] is required (or --table JSON)")
+    os.makedirs(args.work, exist_ok=True)
+    rows, previous = [], {}
+    if os.path.exists(args.out):
+        with open(args.out, encoding="utf-8") as fh:
+            previous = {(r["model"], r["method"]): r for r in json.load(fh).get("rows", [])}
+    command = "python scripts/deploy_fidelity.py " + " ".join(sys.argv[1:])
+    for spec in args.models.split(","):
+        for method in args.methods.split(","):
+            start = time.time()
+            row = measure(spec, method, args, print)
+            row["seconds"] = round(time.time() - start, 1)
+            print(json.dumps(row))
+            previous[(row["model"], row["method"])] = row
+            rows = list(previous.values())
+            with open(args.out, "w", encoding="utf-8") as fh:
+                json.dump({"command": command, "rows": rows}, fh, indent=1)
+    write_tables(args.out, args.md, args.readme)
+    print("\n".join(table_lines(rows)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
