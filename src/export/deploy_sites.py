@@ -172,9 +172,12 @@ def _cell(net, path):
 def deploy_sites(fp_net, example):
     """The Site list of the float deploy-form ``fp_net`` (traced in the mobile profile at the NCHW
     float32 ``example``'s shape). :class:`DeployUnsupported` for a graph the simulation cannot
-    express, ValueError for one the mobile profile cannot build."""
+    express or the mobile profile cannot build (then no full-integer file exists either)."""
     from src.export.profiles import build_onnx  # pylint: disable=import-outside-toplevel
-    model = build_onnx(fp_net, None, np.ascontiguousarray(example[:1], np.float32), "mobile", "none")
+    try:
+        model = build_onnx(fp_net, None, np.ascontiguousarray(example[:1], np.float32), "mobile", "none")
+    except ValueError as exc:
+        raise DeployUnsupported(f"no mobile graph: {str(exc).splitlines()[0]}") from None
     return [site for site, _ in find_sites(model, fp_net)]
 
 

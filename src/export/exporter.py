@@ -23,7 +23,7 @@ from src.data.transforms import rgb_to_ycbcr01
 from src.export.metadata import export_metadata
 from src.export.deploy_sites import calibrate_missing_grids
 from src.quantlib.calib_data import calibration_patches
-from src.quantlib.deploy import sites_of
+from src.quantlib.deploy import is_deployment
 from src.quantlib.quant_layers import quant_layers
 from src.export.sections import export_sections
 from src.utils.atomic import atomic_target, refuse_same_file
@@ -31,9 +31,14 @@ from src.weights.loader import load_float_and_quantized
 
 FLOAT_TOLERANCE = 1e-4
 ORT_TOLERANCE = 1e-5  # .ort vs the .onnx it was converted from (float: sums reordered)
-# int8: onnxruntime's CPU provider applies the .ort's recorded fusions, which may requantize a tensor
-# on another path than the .onnx session does: one level of the 8-bit image output at most
+# int8: onnxruntime's CPU provider applies the .ort's recorded fusions (integer QLinearConv) where the
+# .onnx session may requantize on another path: a tie of one layer's rounding flips one level there and
+# can grow by a level or two through the next layers (ABPN x3 deploy W8A8 at 360 x 640: 0.35 % of the
+# output values one level apart, 9 of 6.2 M two levels). Allowed: at most ORT_INT8_FAR_FRACTION of the
+# values more than one level apart, none more than ORT_INT8_MAX_LEVELS.
 ORT_INT8_TOLERANCE = 1.0 / 255 + 1e-6
+ORT_INT8_FAR_FRACTION = 1e-4
+ORT_INT8_MAX_LEVELS = 4
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "ORT": ".ort", "AIR": ".air", "TFLITE": ".tflite"}
 
 
@@ -191,7 +196,7 @@ def _deployment_grids(config, ckpt, fp_net, q_net, log):
     given (DBDC, the calibration patches eval.py draws), else ValueError saying what to pass. Below 8
     bits no phone file is simulated: the extra grids are observed on the example, said in one line."""
     from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
-    if q_net is None or sites_of(q_net):
+    if q_net is None or is_deployment(q_net):
         return
     if {b for _, layer in quant_layers(q_net) for b in (layer.w_bit, layer.a_bit)} - {8}:
         log("note: below 8 bits no phone file is simulated: the grids the int8 file adds (conv outputs before a "
@@ -248,7 +253,7 @@ def _onnx_model(job, log):
     from src.export.profiles import build_onnx  # pylint: disable=import-outside-toplevel
     settings, q_net = job["settings"], job["q_net"]
     ranges = None
-    if settings.quant == "int8":
+    if settings.quant == "int8" and not (job["target"] == "mobile" and is_deployment(q_net)):
         from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
         from src.quantlib.quant_layers import quant_layers  # pylint: disable=import-outside-toplevel
         low = sorted({min(l.w_bit or 8, l.a_bit or 8) for _, l in quant_layers(q_net)} - {8})
@@ -334,11 +339,19 @@ def _require_delegate_ops(ort_path):
 
 def ort_matches_onnx(ort_path, onnx_path, inputs, tolerance=ORT_TOLERANCE):
     """Max |ORT-format output - ONNX output| over ``inputs``; ValueError above ``tolerance`` (the .ort
-    graph is optimised offline, so float sums may be reordered: 3e-8 seen on SESR x2)."""
+    graph is optimised offline, so float sums may be reordered: 3e-8 seen on SESR x2); for
+    ``ORT_INT8_TOLERANCE`` (one 8-bit level) the integer-tie rule of ``ORT_INT8_*`` instead."""
     import numpy as np  # pylint: disable=import-outside-toplevel
     from src.export.onnx_float import ort_session, run_onnx  # pylint: disable=import-outside-toplevel
     a, b = ort_session(ort_path), ort_session(onnx_path)
-    worst = max(float(np.abs(run_onnx(a, x) - run_onnx(b, x)).max()) for x in inputs)
+    diffs = [np.abs(run_onnx(a, x) - run_onnx(b, x)) for x in inputs]
+    worst = max(float(d.max()) for d in diffs)
+    if tolerance == ORT_INT8_TOLERANCE:  # integer kernels: ties of the requantisation (see ORT_INT8_*)
+        far = sum(int((d > tolerance).sum()) for d in diffs) / max(1, sum(d.size for d in diffs))
+        if far <= ORT_INT8_FAR_FRACTION and worst <= ORT_INT8_MAX_LEVELS * (1.0 / 255) + 1e-6:
+            return worst
+        raise ValueError(f"the .ort file differs from its .onnx graph by {worst:.2e} ({far:.2%} of the values more "
+                         "than one 8-bit level apart); please report this model")
     if not worst <= tolerance:
         raise ValueError(f"the .ort file differs from its .onnx graph by {worst:.2e}; please report this model")
     return worst

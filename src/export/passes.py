@@ -27,7 +27,7 @@ from src.export.deploy_sites import site_grids
 from src.export.onnx_subpixel import strided_subpixel_convs
 from src.export.qdq_plan import plan_desktop, plan_mobile
 from src.export.qdq_writer import write_qdq
-from src.quantlib.deploy import sites_of
+from src.quantlib.deploy import is_deployment
 
 OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
 
@@ -121,7 +121,7 @@ def observe_tensor_ranges(model, ctx):
     """``ctx.tensor_ranges``: {tensor: (min, max)} of every node output of the float graph on
     ``ctx.example`` (NCHW float32, onnxruntime CPU), plus the graph input's own range."""
     from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
-    if sites_of(ctx.qnet):  # a deployment model: every grid is in the checkpoint
+    if is_deployment(ctx.qnet):  # a deployment model: every grid is in the checkpoint
         ctx.tensor_ranges = {}
         return
     probe = onnx.ModelProto()
@@ -139,7 +139,7 @@ def observe_tensor_ranges(model, ctx):
 def mobile_plan(model, ctx):
     """``ctx.plan``: the mobile :class:`~src.export.qdq_plan.QDQPlan` (every tensor on a grid; RGB
     models with the image grid on input and output sum)."""
-    grids = site_grids(model, ctx.qnet) if sites_of(ctx.qnet) else None
+    grids = site_grids(model, ctx.qnet) if is_deployment(ctx.qnet) else None
     ctx.plan = plan_mobile(model, ctx.qnet, ctx.output_ranges, ctx.tensor_ranges, rgb=ctx.n_colors == 3,
                            site_grids=grids)
 

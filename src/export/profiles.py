@@ -8,7 +8,7 @@ import numpy as np
 
 from src.export.onnx_float import traced_onnx
 from src.export.passes import ExportContext, PROFILES, run_passes
-from src.quantlib.deploy import sites_of
+from src.quantlib.deploy import is_deployment
 
 TARGETS = tuple(PROFILES)
 # The op types a mobile graph may contain (float and int8 QDQ).
@@ -39,7 +39,7 @@ def build_onnx(fp_net, q_net, example, target, quant, output_ranges=None):
     if quant == "int8":
         if q_net is None:
             raise ValueError("int8 export needs a calibrated or QAT network (q_net)")
-        if output_ranges is None and not sites_of(q_net):  # a deployment model carries its grids
+        if output_ranges is None and not is_deployment(q_net):  # a deployment model carries its grids
             from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
             output_ranges = observe_output_ranges(q_net, [example])
         net = fp_net

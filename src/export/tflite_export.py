@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from src.quantlib.deploy import sites_of
+from src.quantlib.deploy import is_deployment
 
 FLOAT_TOLERANCE = 1e-4
 
@@ -64,7 +64,7 @@ def export_tflite(fp_net, q_net, example, path, options=TFLiteOptions(), log=pri
     if quant == "int8":
         from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
         ranges = options.output_ranges
-        if ranges is None and not sites_of(q_net):  # PTQ4SR placement: observed on the example
+        if ranges is None and not is_deployment(q_net):  # PTQ4SR placement: observed on the example
             ranges = observe_output_ranges(q_net, [example])
         graph = build_onnx(fp_net, q_net, example, "mobile", "int8", ranges)
     else:

@@ -174,8 +174,6 @@ def install_sites(net, sites):
     or loaded; every quantized conv then also rounds its bias as the file's int32 bias. Returns the
     list of Sites. ``ValueError`` for a site whose cell is missing or of the wrong type."""
     sites = [Site.of(s) for s in sites or []]
-    if not sites:
-        return []
     for _, cell in net.cells_and_names():
         if isinstance(cell, QuantConv2d):
             cell.round_bias = True
@@ -226,13 +224,21 @@ def quantize_deploy(net, qcfg):
     (none for PTQ4SR's placement): the quantized model a ``qcfg`` describes, bounds uncalibrated.
     Returns the per-layer plan."""
     plan = quantize_model(net, qcfg)
-    install_sites(net, qcfg.sites if qcfg.placement == "deploy" else [])
+    if qcfg.placement == "deploy":
+        install_sites(net, qcfg.sites)
     return plan
 
 
 def sites_of(net):
-    """The Sites installed in ``net`` ([] for PTQ4SR's placement or a float model)."""
+    """The Sites installed in ``net`` ([] for PTQ4SR's placement or a float model, and for a deployment
+    model whose file rounds nothing beyond conv inputs and weights, e.g. ETDS)."""
     return list(getattr(net, "deploy_sites", None) or [])
+
+
+def is_deployment(net):
+    """True if ``net`` is a deployment model (:func:`install_sites` ran on it, even with no site):
+    the exporters then read every grid from it and observe nothing."""
+    return net is not None and getattr(net, "deploy_sites", None) is not None
 
 
 def site_quantizers(net):
@@ -308,4 +314,4 @@ def _run_hooked(net, hooks, batches):
 
 
 __all__ = ["Site", "SITE_KINDS", "PLACEMENTS", "FixedStepQuant", "ImageGridQuant", "QuantPReLU", "install_sites",
-           "sites_of", "site_quantizers", "calibrate_sites", "quantize_deploy", "IMAGE_STEP"]
+           "sites_of", "is_deployment", "site_quantizers", "calibrate_sites", "quantize_deploy", "IMAGE_STEP"]
