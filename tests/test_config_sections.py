@@ -29,7 +29,10 @@ def test_every_default_key_is_in_exactly_one_section():
 def test_export_help_lists_export_options_not_training_ones(capsys):
     text = _help("export", capsys)
     assert "--export_file" in text and "--file_format" in text and "--pre_trained" in text
-    assert "--lr " not in text and "--total_steps" not in text and "--calib_num" not in text
+    assert "--lr " not in text and "--total_steps" not in text and "--pac_act_iters" not in text
+    assert "--quant_method" not in text and "--w_bit" not in text
+    # the calibration images: an older checkpoint's deployment grids are calibrated at export
+    assert "--calib_path" in text and "--calib_num" in text
     assert "export:" in text  # grouped under its section title
 
 
@@ -144,13 +147,15 @@ QUANT_READS = {
     "recon_act_lr": lambda q: q.recon.act_lr, "recon_round_weight": lambda q: q.recon.round_weight,
     "recon_warmup": lambda q: q.recon.warmup, "recon_drop": lambda q: q.recon.drop_prob,
     "recon_rounding": lambda q: q.recon.learn_rounding, "recon_act": lambda q: q.recon.learn_act,
+    "quant_placement": lambda q: q.qcfg.placement,
 }
 
 
 def test_quantization_section_reads_every_quantization_and_pac_key():
     from src.engine.sections import quantization_of  # pylint: disable=import-outside-toplevel
-    assert set(QUANT_READS) == set(SECTIONS["quantization"][1]) | set(SECTIONS["pac"][1]) | set(SECTIONS["recon"][1])
-    given = {"quant_method": "dbdc_recon", "w_bit": "4", "a_bit": "6", "w_symmetric": "False", "int8_scope": "conv1",
+    assert set(QUANT_READS) == (set(SECTIONS["quantization"][1]) | set(SECTIONS["pac"][1]) | set(SECTIONS["recon"][1])
+                                | set(SECTIONS["calibration_data"][1]))
+    given = {"quant_method": "dbdc_recon", "w_bit": "4", "a_bit": "6", "quant_placement": "ptq4sr", "w_symmetric": "False", "int8_scope": "conv1",
              "fp_scope": "tail", "calib_path": "calib_x", "calib_num": "7", "calib_seed": "3", "calib_batch": "5",
              "equalize": "True", "weight_grid": "minmax", "input_minmax": "False", "percentile": "0.99", "dbdc_p": "0.002", "pac_hr_patch": "48",
              "save_quant_ckpt": "q_x.ckpt", "pac_act_iters": "11", "pac_weight_iters": "12", "pac_act_lr": "0.3",

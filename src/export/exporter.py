@@ -161,7 +161,7 @@ def run_export(config, log=print):
     n_colors = fp_net.n_colors
     shape = parse_input_shape(settings.input_shape, n_colors)
     if settings.quant == "int8" and target == "mobile":
-        _deployment_grids(config, ckpt, fp_net, q_net, log)
+        _deployment_grids(request.calibration, ckpt, fp_net, q_net, log)
     path = export_path(request)
     refuse_same_file(ckpt, path, request.export_option, "--pre_trained")
     if target == "mobile" and settings.quant != "int8" and q_net is not None:
@@ -189,29 +189,28 @@ def run_export(config, log=print):
     return report
 
 
-def _deployment_grids(config, ckpt, fp_net, q_net, log):
+def _deployment_grids(calibration, ckpt, fp_net, q_net, log):
     """Make sure the full-integer file's grids come from calibration, never from one example image: a
     deployment checkpoint carries them; an 8-bit checkpoint calibrated with PTQ4SR's placement (every
     checkpoint made before the deployment simulation) gets them calibrated on ``--calib_path`` when
-    given (DBDC, the calibration patches eval.py draws), else ValueError saying what to pass. Below 8
+    given in ``calibration`` (:class:`~src.export.sections.CalibrationData`; DBDC on the patches eval.py
+    draws), else ValueError saying what to pass. Below 8
     bits no phone file is simulated: the extra grids are observed on the example, said in one line."""
-    from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
     if q_net is None or is_deployment(q_net):
         return
     if {b for _, layer in quant_layers(q_net) for b in (layer.w_bit, layer.a_bit)} - {8}:
         log("note: below 8 bits no phone file is simulated: the grids the int8 file adds (conv outputs before a "
             "PReLU or Add, PReLU outputs) are observed on the example input; evaluate the written file for its PSNR")
         return
-    if "calib_path" not in getattr(config, "cli_keys", ()):
+    if not calibration.given:
         raise ValueError(f"{ckpt} holds no deployment grids (calibrated with the ptq4sr placement, or before they "
                          "existed), so its reported PSNR is not the int8 file's: pass --calib_path FOLDER to "
                          "calibrate the grids the file adds, or calibrate again with eval.py --quant_method dbdc_pac "
                          "--w_bit 8 --a_bit 8 --save_quant_ckpt FILE (deploy placement)")
-    folder = resolve_path(config, config.calib_path)
-    patches = calibration_patches(folder, int(config.calib_num), fp_net.scale, 192, int(config.calib_seed),
-                                  fp_net.n_colors)
+    patches = calibration_patches(calibration.calib_folder, calibration.calib_num, fp_net.scale, 192,
+                                  calibration.calib_seed, fp_net.n_colors)
     count = calibrate_missing_grids(fp_net, q_net, patches)
-    log(f"{ckpt} had no deployment grids: calibrated {count} on {len(patches)} patches from {config.calib_path} "
+    log(f"{ckpt} had no deployment grids: calibrated {count} on {len(patches)} patches from {calibration.calib_path} "
         "(DBDC); eval.py's number for this checkpoint was the ptq4sr placement's, evaluate the written file")
 
 

@@ -51,6 +51,18 @@ class ExportSettings:
 
 
 @dataclass(frozen=True)
+class CalibrationData:
+    """Calibration images for the deployment grids of a checkpoint that has none (``--quant int8``):
+    ``calib_path`` as given, ``calib_folder`` resolved, ``calib_num`` patches, ``calib_seed``;
+    ``given``: ``--calib_path`` was set (only then is anything calibrated at export)."""
+    calib_path: str
+    calib_folder: str
+    calib_num: int
+    calib_seed: int
+    given: bool
+
+
+@dataclass(frozen=True)
 class ExportRequest:
     """Everything export.py reads: the model, the export settings, the resolved ``output_path``,
     the device (``device_target``; AIR needs Ascend) and how ``--export_file`` was spelled on the
@@ -60,9 +72,14 @@ class ExportRequest:
     output_path: str
     device_target: str
     export_option: str
+    calibration: CalibrationData = None
 
 
 def export_sections(config):
     """The :class:`ExportRequest` of a loaded configuration (:func:`model_utils.config.get_config`)."""
+    calibration = CalibrationData(str(config.calib_path), resolve_path(config, config.calib_path),
+                                  int(config.calib_num), int(config.calib_seed),
+                                  "calib_path" in getattr(config, "cli_keys", ()))
     return ExportRequest(model_choice(config), section_of(ExportSettings, config),
-                         resolve_path(config, config.output_path), config.device_target, config.option("export_file"))
+                         resolve_path(config, config.output_path), config.device_target, config.option("export_file"),
+                         calibration)
