@@ -25,7 +25,11 @@ form (before, reproduced by switching the quantizers to it). Steps are timed in
 ``--qat_rounds`` interleaved rounds of ``--qat_steps`` (the median round is reported), so that
 load from other jobs falls on all three alike. Target: QAT at most 1.5x the float step.
 
-Prints both tables; ``--json`` also writes them (atomic). Bad inputs: one line, exit code 2.
+Part 3 (``--placement_rounds N``): dbdc_pac at its defaults with PTQ4SR's placement against the
+deployment placement eval.py now uses at W8A8 (sites found on the mobile graph, calibrated, refined
+by PaC), interleaved, median of N rounds. Target: at most 1.3x.
+
+Prints the tables; ``--json`` also writes them (atomic). Bad inputs: one line, exit code 2.
 """
 import argparse
 import contextlib
@@ -58,6 +62,8 @@ def parse_args(argv=None):
     p.add_argument("--qat_steps", type=int, default=5, help="steps per timed round")
     p.add_argument("--qat_rounds", type=int, default=6, help="interleaved rounds (0: skip part 2)")
     p.add_argument("--json", default="", help="also write the results here")
+    p.add_argument("--placement_rounds", type=int, default=0,
+                   help="interleaved rounds of dbdc_pac (defaults) with the ptq4sr and the deploy placement (0: skip)")
     return p.parse_args(argv)
 
 
@@ -126,6 +132,39 @@ def time_calibration(args, method, patches, before=False):
         start = time.perf_counter()
         quantize(fp_net, QuantConfig(args.bits, args.bits), patches, calib, pac)
         return time.perf_counter() - start
+
+
+def time_placement(args, placement, patches):
+    """Seconds of dbdc_pac at the bit width's defaults as eval.py runs it, with ``placement`` 'ptq4sr' (conv
+    inputs and weights) or 'deploy' (also finding the deployment sites on the mobile graph, then
+    calibrating and refining them: :mod:`src.quantlib.deploy`)."""
+    from dataclasses import replace
+    from src.export.deploy_sites import deploy_sites
+    from src.quantlib import QuantConfig, quantize
+    from src.weights.loader import load_for_inference
+    fp_net = load_for_inference(args.model, args.variant, args.scale, args.pre_trained)[0]
+    calib, pac = _recipe_settings(args.bits)
+    start = time.perf_counter()
+    qcfg = QuantConfig(args.bits, args.bits, placement=placement)
+    if placement == "deploy":
+        qcfg = replace(qcfg, sites=[site.as_list() for site in deploy_sites(fp_net, patches[:1])])
+    quantize(fp_net, qcfg, patches, calib, pac)
+    return time.perf_counter() - start
+
+
+def placement_table(args, patches):
+    """dbdc_pac (defaults) with the ptq4sr and the deploy placement in ``args.placement_rounds``
+    interleaved rounds (median of each), so load from other jobs falls on both alike."""
+    times = {"ptq4sr": [], "deploy": []}
+    for _ in range(args.placement_rounds):
+        for placement in times:
+            times[placement].append(time_placement(args, placement, patches))
+    before, after = statistics.median(times["ptq4sr"]), statistics.median(times["deploy"])
+    print(f"  dbdc_pac defaults: ptq4sr placement {before:6.1f} s   deploy placement {after:6.1f} s   "
+          f"ratio {after / before:4.2f}x (median of {args.placement_rounds} interleaved rounds)", flush=True)
+    return [{"method": "dbdc_pac (defaults), ptq4sr -> deploy placement", "before_s": round(before, 2),
+             "after_s": round(after, 2), "speedup": round(before / after, 2),
+             "rounds": {k: [round(v, 2) for v in vs] for k, vs in times.items()}}]
 
 
 def calibration_table(args, methods):
@@ -211,6 +250,12 @@ def main(argv=None):
           "(before: PaC in PyNative with hooks; after: compiled step)", flush=True)
     if methods:
         result["calibration"] = calibration_table(args, methods)
+    if args.placement_rounds:
+        from src.quantlib.calib_data import calibration_patches
+        patches = calibration_patches(args.calib_path, args.calib_num, args.scale,
+                                      n_colors=1 if args.model == "sesr" else 3)
+        time_placement(args, "deploy", patches[:4])  # warm-up: compiles and kernel loads
+        result["placement"] = placement_table(args, patches)
     if args.qat_rounds:
         print(f"training step, batch {args.qat_batch} of {args.qat_patch}x{args.qat_patch} (median of "
               f"{args.qat_rounds} interleaved rounds of {args.qat_steps} steps)", flush=True)

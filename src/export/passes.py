@@ -13,7 +13,8 @@ float graph; every pass changes the model in place.
   initializers, the anchor's Tile as a Concat, SESR's ``x - 0.5`` as an Add, ETDS's channel
   Slice folded into its conv, fixed shape; int8: observe every tensor's range on the example,
   plan a grid for every tensor between two ops (:func:`src.export.qdq_plan.plan_mobile`),
-  write, drop the clips that the grids saturate and the re-quantizations; finally only
+  write, put each PReLU in its integer split form (:mod:`src.export.prelu_split`), drop the clips that
+  the grids saturate and the re-quantizations; finally only
   :data:`src.export.profiles.MOBILE_OPS` may remain.
 """
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from onnx import version_converter
 from src.export import mobile_rewrites, qdq_rewrites
 from src.export.deploy_sites import site_grids
 from src.export.onnx_subpixel import strided_subpixel_convs
+from src.export.prelu_split import split_prelu
 from src.export.qdq_plan import plan_desktop, plan_mobile
 from src.export.qdq_writer import write_qdq
 from src.quantlib.deploy import is_deployment
@@ -180,6 +182,7 @@ PROFILES = {
         Pass("observe_tensor_ranges", observe_tensor_ranges, "int8"),
         Pass("plan_qdq", mobile_plan, "int8"),
         Pass("write_qdq", write, "int8"),
+        Pass("split_prelu", _in_place(split_prelu), "int8"),
         Pass("drop_saturated_clips", _in_place(qdq_rewrites.drop_saturated_clips), "int8"),
         Pass("drop_requantization", _in_place(qdq_rewrites.drop_requantization), "int8"),
         Pass("mobile_ops", mobile_ops),
