@@ -189,7 +189,7 @@ def calibrate_missing_grids(fp_net, q_net, patches, method="dbdc"):
     install_sites(q_net, sites)
     calib = CalibrationConfig(method)
     bounds = calibrate_sites(q_net, batches_of(patches, calib.batch_size),
-                             lambda _site: observer_class(method).from_settings(8, calib))
+                             lambda _site: observer_class(method).from_settings(8, calib), fp_net)
     return len(bounds)
 
 

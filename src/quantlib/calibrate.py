@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from mindspore import Tensor
 
-from src.quantlib.deploy import calibrate_sites, quantize_deploy
+from src.quantlib.deploy import SiteStatistics, quantize_deploy
 from src.quantlib.observers import observer_class
 from src.quantlib.quant_layers import layer_bits, quant_layers, quantizable_layers
 from src.quantlib.weight_grid import GRIDS, InputHessians, refine_weight_bounds
@@ -89,12 +89,16 @@ def calibrate(net, batches, calib, qcfg):
     weights from the weights, both by the observer of ``calib`` (a :class:`CalibrationConfig`, or
     a method name with default options), symmetric weight grids then refined as ``calib.weight_grid``
     says; with ``qcfg.placement`` 'deploy' the deployment sites (:mod:`src.quantlib.deploy`) are
-    installed and calibrated last, on the quantized model, by the same observer. Returns the
+    installed and calibrated by the same observer, from the float model's tensors collected in the
+    same statistics pass (:class:`~src.quantlib.deploy.SiteStatistics`). Returns the
     per-layer plan ``{name: (w_bit, a_bit) | None}``.
     ``ValueError`` for an unknown method or a scope pattern that matches no layer."""
     calib = _as_calibration(calib)
     hessians = InputHessians(quantizable_layers(net) if calib.weight_grid == "hessian" and qcfg.w_symmetric else [])
-    act = collect_activation_bounds(net, batches, calib, qcfg.a_bit or 8, calib.input_minmax, hessians)
+    sites = SiteStatistics(net, qcfg.sites if qcfg.placement == "deploy" else [],
+                           lambda _site: observer_class(calib.method).from_settings(8, calib))
+    with sites.hooks():  # the deployment sites' statistics in the same pass, on the float model
+        act = collect_activation_bounds(net, batches, calib, qcfg.a_bit or 8, calib.input_minmax, hessians)
     observer = observer_class(calib.method).from_settings(qcfg.a_bit or 8, calib)
     plan = quantize_deploy(net, qcfg)
     for name, layer in quant_layers(net):
@@ -103,7 +107,7 @@ def calibrate(net, batches, calib, qcfg):
         layer.weight_quant.set_bounds(lower, upper)
     refine_weight_bounds([(n, layer) for n, layer in quant_layers(net) if layer.w_bit and n in hessians.hessians],
                          hessians.hessians)
-    calibrate_sites(net, batches, lambda _site: observer_class(calib.method).from_settings(8, calib))
+    sites.apply(net)
     return plan
 
 

@@ -33,6 +33,7 @@ Site kinds (``cell``: the dotted path of the cell that holds the quantizer):
 
 Every quantized conv of a deployment model also rounds its bias as the int32 bias of the file.
 """
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -255,63 +256,66 @@ def site_quantizers(net):
     return found
 
 
-def _site_tensor(net, site):
-    """(cell to hook, pre) whose input (pre=True) or output is the tensor ``site`` rounds, unrounded."""
-    cell = _cell_at(net, site.cell)
-    if site.kind == "prelu":
-        return cell, True
-    return cell, False
+_OBSERVED = ("conv_out", "relu_out", "residual", "prelu", "act_out")
 
 
-def calibrate_sites(net, batches, observer_for, lower_only=("residual",)):
+class SiteStatistics:
+    """Observers of the deployment sites' tensors on ``stats_net`` (the float model, or a model with
+    the same cell names), fed by forward hooks while it runs; :meth:`apply` sets the bounds of the
+    deployment model's site quantizers. Statistics come from the float model, as the conv inputs'
+    do (:func:`~src.quantlib.calibrate.collect_activation_bounds`), so they cost no pass of their
+    own: the hooks ride on the statistics pass. ``observer_for(site)`` gives an observer
+    (``collect``/``bounds``, e.g. the calibration method's); a ``residual`` site keeps only the
+    minimum (its step is fixed), a ``relu_out`` site observes the conv output after the ReLU."""
+
+    def __init__(self, stats_net, sites, observer_for):
+        self.net = stats_net
+        self.found = [(site, observer_for(site)) for site in (Site.of(s) for s in sites) if site.kind in _OBSERVED]
+
+    @contextmanager
+    def hooks(self):
+        """Forward hooks on ``stats_net`` collecting every site's tensor while the block runs (PyNative)."""
+        pre, post = [], []
+        for site, observer in self.found:
+            cell = _cell_at(self.net, site.cell)
+            if site.kind == "prelu":  # the PReLU's input: the conv output y
+                pre.append((cell, lambda _c, inputs, o=observer: o.collect(inputs[0].asnumpy())))
+            elif site.kind == "relu_out":
+                post.append((cell, lambda _c, _i, out, o=observer: o.collect(np.maximum(out.asnumpy(), 0.0))))
+            else:
+                post.append((cell, lambda _c, _i, out, o=observer: o.collect(out.asnumpy())))
+        with forward_hooks(pre, pre=True), forward_hooks(post):
+            yield
+
+    def apply(self, net):
+        """Set the site quantizers of the deployment model ``net`` from the collected statistics;
+        returns ``{cell: (lower, upper)}``."""
+        quantizers = {(site.kind, site.cell): q for site, q in site_quantizers(net)}
+        bounds = {}
+        for site, observer in self.found:
+            quantizer = quantizers[(site.kind, site.cell)]
+            lower, upper = observer.bounds()
+            if site.kind == "residual":
+                quantizer.set_bounds(lower)
+            else:
+                quantizer.set_bounds(lower, upper)
+            bounds[site.cell] = tuple(float(np.asarray(v).reshape(-1)[0]) for v in quantizer.bounds())
+        return bounds
+
+
+def calibrate_sites(net, batches, observer_for, stats_net):
     """Set the bounds of every site quantizer of the deployment model ``net`` from ``batches`` (float32
-    NCHW model inputs): the site quantizers are switched off, the model runs once over the batches
-    (PyNative, forward hooks: a conv's output, a PReLU's input or output) and each tensor goes to
-    ``observer_for(site)`` (an observer with ``collect``/``bounds``, e.g. the calibration method's);
-    a ``residual`` site takes the minimum only (its step is fixed). As the conv inputs' statistics
-    come from the float model, every site quantizer is off while observing (the conv inputs and
-    weights are rounded). Returns ``{cell: (lower, upper)}``."""
-    found = site_quantizers(net)
-    if not found:
+    NCHW model inputs) run through ``stats_net`` (the float model it was made from) with
+    :class:`SiteStatistics`. Returns ``{cell: (lower, upper)}``."""
+    stats = SiteStatistics(stats_net, sites_of(net), observer_for)
+    if not stats.found:
         return {}
-    observers = {site: observer_for(site) for site, _ in found}
-    saved = [(q, q.enabled) for _, q in found]
-    for _, q in found:
-        q.enabled = False
-    hooks = []
-    for site, _ in found:
-        cell, pre = _site_tensor(net, site)
-        hooks.append((cell, _hook(observers[site], pre), pre))
-    try:
-        _run_hooked(net, hooks, batches)
-    finally:
-        for q, enabled in saved:
-            q.enabled = enabled
-    bounds = {}
-    for site, quantizer in found:
-        lower, upper = observers[site].bounds()
-        if site.kind in lower_only:
-            quantizer.set_bounds(lower)
-        else:
-            quantizer.set_bounds(lower, upper)
-        bounds[site.cell] = tuple(float(np.asarray(v).reshape(-1)[0]) for v in quantizer.bounds())
-    return bounds
-
-
-def _hook(observer, pre):
-    if pre:
-        return lambda _cell, inputs: observer.collect(inputs[0].asnumpy())
-    return lambda _cell, _inputs, output: observer.collect(output.asnumpy())
-
-
-def _run_hooked(net, hooks, batches):
-    pre = [(cell, fn) for cell, fn, *flag in hooks if flag and flag[0]]
-    post = [(cell, fn) for cell, fn, *flag in hooks if not (flag and flag[0])]
-    net.set_train(False)
-    with forward_hooks(pre, pre=True), forward_hooks(post):
+    stats_net.set_train(False)
+    with stats.hooks():
         for batch in batches:
-            net(Tensor(batch))
+            stats_net(Tensor(batch))
+    return stats.apply(net)
 
 
 __all__ = ["Site", "SITE_KINDS", "PLACEMENTS", "FixedStepQuant", "ImageGridQuant", "QuantPReLU", "install_sites",
-           "sites_of", "is_deployment", "site_quantizers", "calibrate_sites", "quantize_deploy", "IMAGE_STEP"]
+           "sites_of", "is_deployment", "site_quantizers", "calibrate_sites", "SiteStatistics", "quantize_deploy", "IMAGE_STEP"]
