@@ -97,6 +97,8 @@ class FixedStepQuant(FakeQuant):
         return step, zero
 
     def construct(self, x):
+        if not self.enabled:
+            return x
         lower = ops.minimum(scale_grad(self.lower, self.grad_factor), 0.0)
         zero = ops.clamp(round_ste(-lower / self.step_t), 0.0, 255.0)
         return self.quantize_asymmetric(x, self.step_t, zero)[0]
