@@ -345,3 +345,29 @@ def test_deploy_sensitivity_switches_each_rounding_off():
     names = [r["rounding"] for r in rows]
     assert names[:2] == ["none (float)", "all (the deployment model = the int8 file)"]
     assert "all but prelu" in names and names[-1].startswith("input only")
+
+
+def test_reconstruction_runs_through_the_deployment_model_and_the_file_keeps_its_psnr(tmp_path):
+    """dbdc_recon swaps the quantizers of a block (learned rounding, QDrop) while the int32 bias of the
+    deployment model reads their grids; the refined model still equals its int8 file."""
+    pytest.importorskip("tensorflow", reason="TFLite export needs requirements-mobile.txt")
+    from src.export import tflite_check  # pylint: disable=import-outside-toplevel
+    from src.export.tflite_export import TFLiteOptions, export_tflite  # pylint: disable=import-outside-toplevel
+    from src.quantlib.reconstruct import ReconConfig  # pylint: disable=import-outside-toplevel
+    fp = _float_net("ecbsr", "M4C16", 3, {}, None)
+    patches = _patches(3, 3, 4)
+    q = to_deploy(create_model("ecbsr", "M4C16", 3, form="deploy"))
+    q_params = {p.name: p for p in q.get_parameters()}
+    for p in fp.get_parameters():
+        q_params[p.name].set_data(p.data)
+    qcfg = QuantConfig(8, 8, placement="deploy", sites=[s.as_list() for s in deploy_sites(fp, patches)])
+    quantize(fp, qcfg, patches, CalibrationConfig("minmax"), qnet=q, recon=ReconConfig(iters=3, block_size=3))
+    q.set_train(False)
+    assert isinstance(q.blocks[0].act, QuantPReLU) and all(layer.round_bias for _, layer in quant_layers(q))
+    images = _images(3, 3, count=2)
+    path = str(tmp_path / "r.tflite")
+    export_tflite(fp, q, images[0][0], path, TFLiteOptions("int8"), log=lambda *_: None)
+    interp = tflite_check.interpreter(path)
+    sim = np.mean([_psnr(q(Tensor(lr)).asnumpy(), hr) for lr, hr in images])
+    shipped = np.mean([_psnr(tflite_check.run_nchw(interp, lr), hr) for lr, hr in images])
+    assert abs(sim - shipped) <= 0.01, (sim, shipped)

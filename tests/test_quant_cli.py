@@ -83,25 +83,32 @@ def test_bad_quant_config_one_line_error(setup, extra, expected):
     assert len(lines) == 1 and expected in lines[0], proc.stderr
 
 
-def test_qat_trains_and_saves_a_quantized_checkpoint(setup, tmp_path):
+@pytest.mark.parametrize("bits", [4, 8])
+def test_qat_trains_and_saves_a_quantized_checkpoint(setup, tmp_path, bits):
+    """W4A4: PTQ4SR's placement; W8A8: the deployment model (the int8 file's roundings) is what QAT trains."""
     root, ckpt = setup
     cfg = get_config(["--model", "abpn", "--variant", "M2C8", "--scale", "2", "--qat", "True", "--pre_trained", ckpt,
-                      "--quant_method", "minmax", "--w_bit", "4", "--a_bit", "4", "--train_path", str(root / "calib"),
+                      "--quant_method", "minmax", "--w_bit", str(bits), "--a_bit", str(bits),
+                      "--train_path", str(root / "calib"),
                       "--calib_path", str(root / "calib"), "--calib_num", "4", "--pac_hr_patch", "32",
                       "--val_data_path", str(root / "data"), "--val_datasets", "Q", "--patch_size", "16",
                       "--batch_size", "2", "--total_steps", "3", "--val_every", "3", "--lr", "0.001",
                       "--ckpt_dir", str(tmp_path), "--cache_dir", str(tmp_path / "c")])
     lines = []
     train(cfg, log=lines.append)
-    assert any(l.startswith("QAT initialised by minmax calibration, W4A4") for l in lines)
+    assert any(l.startswith(f"QAT initialised by minmax calibration, W{bits}A{bits}") for l in lines)
     out = str(tmp_path / "abpn_M2C8_x2_qat_last.ckpt")
     params, meta = read_checkpoint(out)
     assert meta["quant_method"] == "qat" and "conv_up.act_quant.upper" in params
+    placement = json.loads(meta["quant_config"])["placement"]
+    assert placement == ("deploy" if bits == 8 else "ptq4sr")
+    assert ("conv_last.out_quant.lower" in params) == (bits == 8)  # the residual's grid, learned by QAT
     start, _ = read_checkpoint(ckpt)
     assert not np.array_equal(params["body.0.weight"], start["body.0.weight"])  # weights were trained
     proc = run_eval(*_args(root, out, "--result_file", str(tmp_path / "r.json")))
     assert proc.returncode == 0, proc.stderr
-    assert json.loads((tmp_path / "r.json").read_text())["quant"]["method"] == "qat"
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["quant"]["method"] == "qat" and report["quant"]["placement"] == placement
 
 
 def test_ptq_sweep_writes_table_json_and_plot(setup, tmp_path):

@@ -27,6 +27,7 @@ def _without(q_net, group):
     if group == "conv":
         for _, layer in quant_layers(net):
             layer.act_quant.enabled = layer.weight_quant.enabled = False
+            layer.round_bias = False
         return net
     if group == "bias":
         for _, cell in net.cells_and_names():

@@ -140,6 +140,8 @@ def restrict_quantization(calibrated, qcfg):
             if not want:
                 quantizer.enabled, quantizer.bits = False, 0
         layer.w_bit, layer.a_bit = layer.weight_quant.bits, layer.act_quant.bits
+        if getattr(layer, "round_bias", False):  # the int32 bias grid needs both quantizers
+            layer.round_bias = bool(layer.w_bit and layer.a_bit)
         effective[name] = (layer.w_bit, layer.a_bit) if layer.w_bit or layer.a_bit else None
     net.quant_plan = effective
     return net

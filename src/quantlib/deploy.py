@@ -179,7 +179,8 @@ def install_sites(net, sites):
     sites = [Site.of(s) for s in sites or []]
     for _, cell in net.cells_and_names():
         if isinstance(cell, QuantConv2d):
-            cell.round_bias = True
+            cell.round_bias = bool(cell.has_bias and cell.act_quant.enabled and cell.weight_quant.enabled
+                                   and cell.weight_quant.symmetric)
     for site in sites:
         if site.kind == "input":
             if not hasattr(net, "input_quant"):

@@ -139,6 +139,13 @@ class FakeQuant(nn.Cell):
             return step, np.zeros_like(step, np.float32)
         return step, np.asarray(zero).astype(np.float32)
 
+    def step_ms(self):
+        """The grid step as a Tensor shaped like the bounds (no gradient): what an int32 bias is
+        rounded with (:class:`~src.quantlib.quant_layers.QuantConv2d`)."""
+        if self.symmetric:
+            return ops.stop_gradient(symmetric_step_ms(self.upper, self.q_max))
+        return ops.stop_gradient(asymmetric_grid_ms(self.lower, self.upper, self.q_max)[0])
+
     def construct(self, x):
         if not self.enabled:
             return x

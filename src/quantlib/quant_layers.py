@@ -24,7 +24,6 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from src.quantlib.fake_quant import FakeQuant, check_bits
-from src.quantlib.grid import asymmetric_grid_ms, symmetric_step_ms
 
 
 @dataclass
@@ -98,15 +97,13 @@ class QuantConv2d(nn.Conv2d, _QuantMixin):
 
     def _int32_bias(self):
         """The bias on the file's int32 grid (step = input step x weight step per output channel)."""
-        step, _ = asymmetric_grid_ms(self.act_quant.lower, self.act_quant.upper, self.act_quant.q_max)
-        w_step = symmetric_step_ms(self.weight_quant.upper, self.weight_quant.q_max).reshape(-1)
-        b_step = ops.stop_gradient(step * w_step)
+        b_step = self.act_quant.step_ms() * self.weight_quant.step_ms().reshape(-1)
         return self.bias + ops.stop_gradient(ops.floor(self.bias / b_step + 0.5) * b_step - self.bias)
 
     def construct(self, x):
         out = self.conv2d(self.act_quant(x), self.weight_quant(self.weight))
         if self.has_bias:
-            if self.round_bias and self.act_quant.enabled and self.weight_quant.enabled and self.weight_quant.symmetric:
+            if self.round_bias:  # set with the deployment sites, when input and weights are quantized
                 out = self.bias_add(out, self._int32_bias())
             else:
                 out = self.bias_add(out, self.bias)

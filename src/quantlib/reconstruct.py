@@ -128,6 +128,10 @@ class AdaRoundWeight(nn.Cell):
         """h(V) in [0, 1], shaped like the weight."""
         return ops.clamp(ops.sigmoid(self.alpha) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
 
+    def step_ms(self):
+        """The (fixed) per-channel grid step, shaped (out, 1, ...) like the quantizer's bounds."""
+        return self.step
+
     def construct(self, weight):
         integers = ops.clamp(self.base + self.rectified() + self.zero, self.q_lo, self.q_hi)
         return (integers - self.zero) * self.step
@@ -157,6 +161,10 @@ class DroppedQuant(nn.Cell):
         self.quantizer = quantizer
         self.prob = float(prob)
         self.uniform = ops.UniformReal(seed=int(seed) + 1, seed2=7)
+
+    def step_ms(self):
+        """The wrapped quantizer's grid step."""
+        return self.quantizer.step_ms()
 
     def construct(self, x):
         x_q = self.quantizer(x)
