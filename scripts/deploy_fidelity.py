@@ -56,11 +56,15 @@ def measure(spec, method, args, log):
            "float": _psnr(stem + "_eval.json", "results_fp")[0], "reported": reported}
     for fmt, ext in (("TFLITE", "tflite"), ("ORT", "ort")):
         path = f"{stem}_int8.{ext}"
-        _run(["export.py", "--model", model, "--variant", variant, "--scale", scale, "--pre_trained", qckpt,
-              "--file_format", fmt, "--quant", "int8", "--export_file", path], log)
-        _run(["eval.py", "--pre_trained", path, "--data_path", args.data_path, "--eval_datasets", ",".join(SETS),
-              "--result_file", f"{stem}_{ext}.json"], log)
-        row[ext] = _psnr(f"{stem}_{ext}.json")[0]
+        try:
+            _run(["export.py", "--model", model, "--variant", variant, "--scale", scale, "--pre_trained", qckpt,
+                  "--file_format", fmt, "--quant", "int8", "--export_file", path], log)
+            _run(["eval.py", "--pre_trained", path, "--data_path", args.data_path, "--eval_datasets",
+                  ",".join(SETS), "--result_file", f"{stem}_{ext}.json"], log)
+            row[ext] = _psnr(f"{stem}_{ext}.json")[0]
+        except RuntimeError as exc:  # an export that refuses: recorded, the other rows go on
+            row[ext] = None
+            row[ext + "_error"] = str(exc)[-300:]
     return row
 
 
@@ -71,10 +75,10 @@ def table_lines(rows):
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         def pair(d):
-            return " / ".join(f"{d[s]:.2f}" for s in SETS)
+            return " / ".join(f"{d[s]:.2f}" for s in SETS) if d else "not written"
 
         def diff(a, b):
-            return " / ".join(f"{a[s] - b[s]:+.3f}" for s in SETS)
+            return " / ".join(f"{a[s] - b[s]:+.3f}" for s in SETS) if a and b else "-"
         lines.append(f"| {r['model']} | {r['method']} ({r['placement']}) | {pair(r['float'])} | {pair(r['reported'])} | "
                      f"{pair(r['tflite'])} | {pair(r['ort'])} | {diff(r['tflite'], r['reported'])} | "
                      f"{diff(r['tflite'], r['float'])} | {r['calibration_seconds']:.0f} |")

@@ -96,6 +96,9 @@ class FixedStepQuant(FakeQuant):
         zero = np.clip(np.floor(-lower / step + np.float32(0.5)), 0, 255).astype(np.float32)
         return step, zero
 
+    def step_ms(self):
+        return self.step_t
+
     def construct(self, x):
         if not self.enabled:
             return x
