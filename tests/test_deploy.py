@@ -371,3 +371,21 @@ def test_reconstruction_runs_through_the_deployment_model_and_the_file_keeps_its
     sim = np.mean([_psnr(q(Tensor(lr)).asnumpy(), hr) for lr, hr in images])
     shipped = np.mean([_psnr(tflite_check.run_nchw(interp, lr), hr) for lr, hr in images])
     assert abs(sim - shipped) <= 0.01, (sim, shipped)
+
+
+def test_split_prelu_rounds_the_negative_side_in_output_units():
+    """Whatever y's grid (a DBDC lower bound of -40 here), each half of the split PReLU is on the output
+    step high / 255 and the mix weights are exact, so the result is within half an output step of the
+    PReLU of y (saturating at +-high); the old per-tensor k = high / -low gave steps of a * 40 / 255."""
+    from mindspore import Parameter, nn as msnn  # pylint: disable=import-outside-toplevel
+    prelu = msnn.PReLU(channel=4, w=0.25)
+    slopes = np.array([0.25, 0.05, 0.0, -0.3], np.float32)
+    prelu.w = Parameter(Tensor(slopes), name="w")
+    cell = QuantPReLU(prelu)
+    cell.in_quant.set_bounds(-40.0, 3.0)
+    y = np.random.default_rng(0).uniform(-10, 3, (1, 4, 16, 16)).astype(np.float32)
+    out = cell(Tensor(y)).asnumpy()
+    step, zero = (float(v.ravel()[0]) for v in cell.in_quant.grid())
+    high = (255 - zero) * step
+    want = np.clip(np.where(y > 0, y, slopes.reshape(1, -1, 1, 1) * y), -high, high)
+    assert np.abs(out - want).max() <= high / 255 / 2 + 1e-5

@@ -5,19 +5,23 @@ output nothing else reads becomes, as :mod:`src.export.tflite_graph` has always 
 TFLite and as the deployment simulation computes it (:class:`src.quantlib.deploy.QuantPReLU`):
 
 - one Conv with ``2C`` filters ``[W; -W]`` (the same int8 integers, negated) at per-channel scales
-  ``[s; k s]``, ``k = high / -low``, int32 biases ``[b_q; -b_q]``, then Relu and Q/DQ on ``[0, high]``
+  ``[s; k s]``, ``k = |a|`` per channel (:func:`~src.quantlib.deploy.split_factors`: the negative
+  half in output units), int32 biases ``[b_q; -b_q]``, then Relu and Q/DQ on ``[0, high]``
   (uint8, scale ``high / 255``, zero point 0): ``[relu(y), relu(-k y)]``, 8 bits over each side;
 - one 1x1 Conv ``2C -> C`` with int8 weights ``(1, -a_c / k)`` at per-channel scale
   ``max(1, |a_c / k|) / 127`` writing the PRelu's output (its Q/DQ, the next conv's input grid, stays).
 
 So the mobile ONNX / ``.ort`` file computes what the int8 TFLite file and the quantized model compute
-(before, onnxruntime rounded ``y`` on its one 8-bit grid and applied a float slope). A grid with no
+(before, onnxruntime rounded ``y`` on its one 8-bit grid and applied a float slope). The TFLite
+translator's own PReLU form (:mod:`src.export.tflite_graph`, ``k = high / -low``) now serves only a
+PRelu this pass leaves (no quantized conv before it, or a one-sided grid). A grid with no
 negative or no positive side (zero point 0 or 255) is left as it is.
 """
 import numpy as np
 from onnx import helper, numpy_helper
 
 from src.export.onnx_graph import const_tensor, consumers, drop_dead, producers
+from src.quantlib.deploy import split_factors_np
 
 
 def _init(graph, name):
@@ -83,8 +87,9 @@ def _split_one(graph, prelu):
         return False
     channels = weight[1].shape[0]
     low, high = np.float32(-zero * step), np.float32((255 - zero) * step)
-    k = np.float32(high / -low)
-    a = np.broadcast_to(slope.reshape(-1), (channels,)).astype(np.float32) / k
+    slope = np.broadcast_to(slope.reshape(-1), (channels,)).astype(np.float32)
+    k = split_factors_np(slope, np.float32(high / -low))  # per channel, as the deployment model
+    a = slope / k
     p = conv.output[0] + "_split"
     new_inits = [
         const_tensor(p + ".weight_quantized", np.concatenate([weight[1], -weight[1]]).astype(np.int8)),
