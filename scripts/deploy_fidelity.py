@@ -11,6 +11,7 @@ and ``eval.py --pre_trained FILE``; the PSNRs come from their result JSON files.
 
 ``--table JSON [--md docs/deploy_zoo.md] [--readme README.md]`` writes the tables from a JSON only
 (no run): the markdown file and the README block between ``<!-- deploy_zoo -->`` markers.
+``--from_log LOG --command "..." --out JSON`` rebuilds the JSON from the rows a run printed.
 """
 import argparse
 import json
@@ -50,7 +51,7 @@ def measure(spec, method, args, log):
                                  "--calib_path", args.calib_path, "--save_quant_ckpt", qckpt,
                                  "--result_file", stem + "_eval.json"], log)
     reported, report = _psnr(stem + "_eval.json")
-    row = {"model": f"{model}-{variant} x{scale}", "method": method, "checkpoint": ckpt,
+    row = {"model": f"{model}-{variant} x{scale} ({os.path.basename(ckpt)})", "method": method, "checkpoint": ckpt,
            "placement": report["quant"].get("placement", "ptq4sr"),
            "calibration_seconds": report["quant"]["calibration_seconds"],
            "float": _psnr(stem + "_eval.json", "results_fp")[0], "reported": reported}
@@ -85,14 +86,15 @@ def table_lines(rows):
     return lines
 
 
-def write_tables(json_path, md_path, readme):
+def write_tables(json_path, md_path, readme, title="Reported = shipped: the zoo at W8A8"):
     with open(json_path, encoding="utf-8") as fh:
         data = json.load(fh)
-    body = [f"Written by `{data['command']}` (then `python scripts/deploy_fidelity.py --table {json_path}`); "
+    shown = os.path.relpath(os.path.abspath(json_path), ROOT)
+    body = [f"Written by `{data['command']}` (then `python scripts/deploy_fidelity.py --table {shown}`); "
             "PSNR-Y in dB, W8A8, defaults only.", ""] + table_lines(data["rows"])
     if md_path:
         with open(md_path, "w", encoding="utf-8") as fh:
-            fh.write("# Reported = shipped: the zoo at W8A8\n\n" + "\n".join(body) + "\n")
+            fh.write(f"# {title}\n\n" + "\n".join(body) + "\n")
     if readme:
         with open(readme, encoding="utf-8") as fh:
             text = fh.read()
@@ -112,11 +114,26 @@ def main():
     parser.add_argument("--work", default="outputs/deploy_fidelity")
     parser.add_argument("--out", default="docs/deploy_zoo.json")
     parser.add_argument("--table", default="", help="write the tables from this JSON only")
+    parser.add_argument("--from_log", default="",
+                        help="rebuild --out from a run's printed rows (one JSON line per row); --command: its command")
+    parser.add_argument("--command", default="", help="with --from_log: the command that printed the log")
+    parser.add_argument("--title", default="Reported = shipped: the zoo at W8A8", help="title of the --md file")
     parser.add_argument("--md", default="docs/deploy_zoo.md")
     parser.add_argument("--readme", default="README.md")
     args = parser.parse_args()
     if args.table:
-        write_tables(args.table, args.md, args.readme)
+        write_tables(args.table, args.md, args.readme, args.title)
+        return 0
+    if args.from_log:
+        with open(args.from_log, encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh if line.startswith("{")]
+        for row in rows:  # labels of runs made before the checkpoint was part of the label
+            name = os.path.basename(row["checkpoint"])
+            if not row["model"].endswith(f"({name})"):
+                row["model"] = f"{row['model']} ({name})"
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump({"command": args.command, "rows": rows}, fh, indent=1)
+        write_tables(args.out, args.md, args.readme, args.title)
         return 0
     if not args.models:
         parser.error("--models model:variant:scale:checkpoint[,...] is required (or --table JSON)")

@@ -6,6 +6,7 @@ simulation's on one image, every grid of the file is read from the checkpoint (n
 export), checkpoints made before load as they did, and export.py refuses (or calibrates) a
 checkpoint without deployment grids.
 """
+import json
 import os
 import subprocess
 import sys
@@ -389,3 +390,30 @@ def test_split_prelu_rounds_the_negative_side_in_output_units():
     high = (255 - zero) * step
     want = np.clip(np.where(y > 0, y, slopes.reshape(1, -1, 1, 1) * y), -high, high)
     assert np.abs(out - want).max() <= high / 255 / 2 + 1e-5
+
+
+def test_the_reported_equals_shipped_tables_are_their_json(tmp_path):
+    """docs/deploy_zoo*.md and the README block are what scripts/deploy_fidelity.py writes from the JSON."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+    spec = importlib.util.spec_from_file_location("deploy_fidelity", os.path.join(ROOT, "scripts", "deploy_fidelity.py"))
+    fidelity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fidelity)
+    for stem, title in (("deploy_zoo", "Reported = shipped: the zoo at W8A8"),
+                        ("deploy_zoo_before", "Before the deployment model: what eval.py reported and what the "
+                                              "files computed (W8A8)")):
+        md = str(tmp_path / f"{stem}.md")
+        fidelity.write_tables(os.path.join(ROOT, "docs", f"{stem}.json"), md, "", title)
+        with open(md, encoding="utf-8") as fh, open(os.path.join(ROOT, "docs", f"{stem}.md"), encoding="utf-8") as doc:
+            assert fh.read() == doc.read(), stem
+    readme = tmp_path / "README.md"
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    readme.write_text(text)
+    fidelity.write_tables(os.path.join(ROOT, "docs", "deploy_zoo.json"), "", str(readme))
+    assert readme.read_text() == text
+    with open(os.path.join(ROOT, "docs", "deploy_zoo.json"), encoding="utf-8") as fh:
+        rows = json.load(fh)["rows"]
+    for row in rows:  # and what they show: every file within 0.01 dB of what eval.py reported
+        for name in ("Set5", "Set14"):
+            assert abs(row["tflite"][name] - row["reported"][name]) <= 0.01, (row["model"], row["method"], name)
+            assert abs(row["ort"][name] - row["reported"][name]) <= 0.01, (row["model"], row["method"], name)

@@ -126,17 +126,21 @@ def test_int8_graph_has_a_grid_on_every_tensor_between_ops(built):
 
 def test_int8_graph_carries_the_calibrated_grids(built):
     """Each Conv input is dequantized at that layer's activation grid; its weights are int8 per channel
-    at the weight quantizer's scales, its bias int32 at activation x weight scale."""
+    at the weight quantizer's scales, its bias int32 at activation x weight scale. A conv before a
+    PReLU is written in the split form (src/export/prelu_split.py): filters [W; -W] at scales [s; k s]
+    (k = |a| per channel), then a 1x1 mix conv with no bias."""
     model, q = built["int8"][0], built["q"]
     graph = model.graph
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     writers = producers(graph)
     layers = dict(quant_layers(q))
-    convs = [n for n in graph.node if n.op_type == "Conv"]
+    convs = [n for n in graph.node if n.op_type == "Conv" and not n.name.endswith("_split_mix")]
     assert len(convs) == len(layers)
     for conv in convs:
         w_dq = writers[conv.input[1]]
-        name = w_dq.input[0][:-len(".weight_quantized")]
+        stem = w_dq.input[0][:-len(".weight_quantized")]
+        split = stem.endswith(".out_float_split")
+        name = stem[:-len(".out_float_split")] if split else stem
         layer = layers[name]
         grid = act_grid(layer.act_quant)
         x_dq = writers[conv.input[0]]
@@ -144,7 +148,13 @@ def test_int8_graph_carries_the_calibrated_grids(built):
         assert values[x_dq.input[1]] == grid.scale and values[x_dq.input[2]] == grid.zero_point
         w_scale = layer.weight_quant.grid()[0].reshape(-1)
         assert values[w_dq.input[0]].dtype == np.int8
-        np.testing.assert_array_equal(values[w_dq.input[1]], w_scale[:len(values[w_dq.input[1]])])
+        scales = values[w_dq.input[1]]
+        if split:
+            half = len(scales) // 2
+            np.testing.assert_array_equal(scales[:half], w_scale[:half])
+            np.testing.assert_array_equal(values[w_dq.input[0]][half:], -values[w_dq.input[0]][:half])
+        else:
+            np.testing.assert_array_equal(scales, w_scale[:len(scales)])
         b_dq = writers[conv.input[2]]
         assert values[b_dq.input[0]].dtype == np.int32
         np.testing.assert_allclose(values[b_dq.input[1]], grid.scale * values[w_dq.input[1]], rtol=1e-6)
