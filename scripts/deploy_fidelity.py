@@ -47,9 +47,10 @@ def measure(spec, method, args, log):
     common = ["--model", model, "--variant", variant, "--scale", scale, "--data_path", args.data_path,
               "--eval_datasets", ",".join(SETS)]
     qckpt = stem + ".ckpt"
-    _run(["eval.py"] + common + ["--pre_trained", ckpt, "--quant_method", method, "--w_bit", "8", "--a_bit", "8",
-                                 "--calib_path", args.calib_path, "--save_quant_ckpt", qckpt,
-                                 "--result_file", stem + "_eval.json"], log)
+    if not (args.reuse and os.path.exists(qckpt) and os.path.exists(stem + "_eval.json")):
+        _run(["eval.py"] + common + ["--pre_trained", ckpt, "--quant_method", method, "--w_bit", "8", "--a_bit",
+                                     "8", "--calib_path", args.calib_path, "--save_quant_ckpt", qckpt,
+                                     "--result_file", stem + "_eval.json"], log)
     reported, report = _psnr(stem + "_eval.json")
     row = {"model": f"{model}-{variant} x{scale} ({os.path.basename(ckpt)})", "method": method, "checkpoint": ckpt,
            "placement": report["quant"].get("placement", "ptq4sr"),
@@ -90,8 +91,10 @@ def write_tables(json_path, md_path, readme, title="Reported = shipped: the zoo 
     with open(json_path, encoding="utf-8") as fh:
         data = json.load(fh)
     shown = os.path.relpath(os.path.abspath(json_path), ROOT)
-    body = [f"Written by `{data['command']}` (then `python scripts/deploy_fidelity.py --table {shown}`); "
-            "PSNR-Y in dB, W8A8, defaults only.", ""] + table_lines(data["rows"])
+    commands = data.get("commands") or [data["command"]]
+    body = ["Written by " + ", then ".join(f"`{c}`" for c in commands)
+            + f" (then `python scripts/deploy_fidelity.py --table {shown}`); PSNR-Y in dB, W8A8, defaults only.",
+            ""] + table_lines(data["rows"])
     if md_path:
         with open(md_path, "w", encoding="utf-8") as fh:
             fh.write(f"# {title}\n\n" + "\n".join(body) + "\n")
@@ -114,6 +117,8 @@ def main():
     parser.add_argument("--work", default="outputs/deploy_fidelity")
     parser.add_argument("--out", default="docs/deploy_zoo.json")
     parser.add_argument("--table", default="", help="write the tables from this JSON only")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep a calibrated checkpoint and its eval.py report already in --work (files again)")
     parser.add_argument("--from_log", default="",
                         help="rebuild --out from a run's printed rows (one JSON line per row); --command: its command")
     parser.add_argument("--command", default="", help="with --from_log: the command that printed the log")
@@ -138,11 +143,14 @@ def main():
     if not args.models:
         parser.error("--models model:variant:scale:checkpoint[,...] is required (or --table JSON)")
     os.makedirs(args.work, exist_ok=True)
-    rows, previous = [], {}
+    rows, previous, commands = [], {}, []
     if os.path.exists(args.out):
         with open(args.out, encoding="utf-8") as fh:
-            previous = {(r["model"], r["method"]): r for r in json.load(fh).get("rows", [])}
+            old = json.load(fh)
+        previous = {(r["model"], r["method"]): r for r in old.get("rows", [])}
+        commands = old.get("commands") or ([old["command"]] if old.get("command") else [])
     command = "python scripts/deploy_fidelity.py " + " ".join(sys.argv[1:])
+    commands = [c for c in commands if c != command] + [command]
     for spec in args.models.split(","):
         for method in args.methods.split(","):
             start = time.time()
@@ -152,7 +160,7 @@ def main():
             previous[(row["model"], row["method"])] = row
             rows = list(previous.values())
             with open(args.out, "w", encoding="utf-8") as fh:
-                json.dump({"command": command, "rows": rows}, fh, indent=1)
+                json.dump({"commands": commands, "rows": rows}, fh, indent=1)
     write_tables(args.out, args.md, args.readme)
     print("\n".join(table_lines(rows)))
     return 0

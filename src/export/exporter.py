@@ -35,12 +35,14 @@ ORT_TOLERANCE = 1e-5  # .ort vs the .onnx it was converted from (float: sums reo
 # .onnx session may requantize on another path: a tie of one layer's rounding flips one level there and
 # can grow through the next layers (deploy W8A8 at 360 x 640: ABPN x3 0.35 % of the output values one
 # level apart, 9 of 6.2 M two; ECBSR x3 0.09 % one level, 216 more, up to 8 levels, through the PReLU
-# split's k). Allowed: at most ORT_INT8_FAR_FRACTION of the values more than one level apart and a PSNR
-# of the .ort output against the .onnx output of at least ORT_INT8_MIN_PSNR dB (ECBSR: 77 dB); a
-# wrong conversion is far below both.
+# split's k; ETDS x3 and ABPN-ET x3, whose plain forms carry weights up to 16, 0.25-1.1 % of the values
+# more than one level apart, 53.6-58.9 dB). Allowed: at most ORT_INT8_FAR_FRACTION of the values more
+# than one level apart and a PSNR of the .ort output against the .onnx output of at least
+# ORT_INT8_MIN_PSNR dB; a wrong conversion (a dropped or misplaced op) is far below both. What the
+# user gets is measured on the .ort itself (eval.py --pre_trained FILE.ort).
 ORT_INT8_TOLERANCE = 1.0 / 255 + 1e-6
-ORT_INT8_FAR_FRACTION = 1e-4
-ORT_INT8_MIN_PSNR = 60.0
+ORT_INT8_FAR_FRACTION = 0.02
+ORT_INT8_MIN_PSNR = 45.0
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "ORT": ".ort", "AIR": ".air", "TFLITE": ".tflite"}
 
 
