@@ -70,11 +70,17 @@ def _psnr(out, hr):
     return float(10 * np.log10(255.0 ** 2 / np.mean((out - np.round(hr * 255)) ** 2)))
 
 
-def _deployment_model(fp, patches, method="minmax"):
+def _copy_of(fp):
+    """A second deploy-form network with ``fp``'s weights (the one to quantize)."""
     q = to_deploy(create_model(fp.spec.model, fp.spec.variant, fp.scale, form="deploy", **fp.spec.options))
     q_params = {p.name: p for p in q.get_parameters()}
     for p in fp.get_parameters():
         q_params[p.name].set_data(p.data)
+    return q
+
+
+def _deployment_model(fp, patches, method="minmax"):
+    q = _copy_of(fp)
     sites = deploy_sites(fp, patches)
     qcfg = QuantConfig(8, 8, placement="deploy", sites=[s.as_list() for s in sites])
     quantize(fp, qcfg, patches, CalibrationConfig(method), qnet=q)
@@ -228,17 +234,11 @@ def test_pac_learns_the_site_bounds():
     from src.quantlib.pac import PaCConfig  # pylint: disable=import-outside-toplevel
     fp = _float_net("ecbsr", "M4C16", 3, {}, None)
     patches = _patches(3, 3, 4)
-    q = to_deploy(create_model("ecbsr", "M4C16", 3, form="deploy"))
-    q_params = {p.name: p for p in q.get_parameters()}
-    for p in fp.get_parameters():
-        q_params[p.name].set_data(p.data)
+    q = _copy_of(fp)
     qcfg = QuantConfig(8, 8, placement="deploy", sites=[s.as_list() for s in deploy_sites(fp, patches)])
     quantize(fp, qcfg, patches, CalibrationConfig("minmax"), qnet=q)
     before = {s.cell: quant.bounds() for s, quant in site_quantizers(q)}
-    q2 = to_deploy(create_model("ecbsr", "M4C16", 3, form="deploy"))
-    q2_params = {p.name: p for p in q2.get_parameters()}
-    for p in fp.get_parameters():
-        q2_params[p.name].set_data(p.data)
+    q2 = _copy_of(fp)
     quantize(fp, qcfg, patches, CalibrationConfig("minmax"), qnet=q2,
              pac=PaCConfig(act_iters=3, weight_iters=0, batch_size=2, graph=False))
     after = {s.cell: quant.bounds() for s, quant in site_quantizers(q2)}
@@ -357,10 +357,7 @@ def test_reconstruction_runs_through_the_deployment_model_and_the_file_keeps_its
     from src.quantlib.reconstruct import ReconConfig  # pylint: disable=import-outside-toplevel
     fp = _float_net("ecbsr", "M4C16", 3, {}, None)
     patches = _patches(3, 3, 4)
-    q = to_deploy(create_model("ecbsr", "M4C16", 3, form="deploy"))
-    q_params = {p.name: p for p in q.get_parameters()}
-    for p in fp.get_parameters():
-        q_params[p.name].set_data(p.data)
+    q = _copy_of(fp)
     qcfg = QuantConfig(8, 8, placement="deploy", sites=[s.as_list() for s in deploy_sites(fp, patches)])
     quantize(fp, qcfg, patches, CalibrationConfig("minmax"), qnet=q, recon=ReconConfig(iters=3, block_size=3))
     q.set_train(False)
