@@ -8,11 +8,10 @@ image-grid input (what any 8-bit file of a Y model costs). The gain of a row ove
 deployment model is what that rounding costs the int8 file.
 """
 import copy
-
-from mindspore import nn
-
 import os
 import time
+
+from mindspore import nn
 
 from src.engine.quant_eval import load_or_calibrate
 from src.engine.sensitivity import checkpoint_and_sets, psnr_on_sets, write_outputs

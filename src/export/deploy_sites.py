@@ -25,11 +25,12 @@ import numpy as np
 from mindspore import nn
 
 from src.export.onnx_graph import consumers, producers
-from src.export.qdq_plan import DATA_MOVEMENT_OPS, Grid, act_grid, image_tail
+from src.export.qdq_plan import DATA_MOVEMENT_OPS, act_grid, image_tail, is_image_sum_term, reaches_output
 from src.quantlib.calib_data import batches_of
 from src.quantlib.calibrate import CalibrationConfig
 from src.quantlib.deploy import QuantPReLU, Site, calibrate_sites, install_sites, sites_of
 from src.quantlib.observers import observer_class
+from src.quantlib.quant_layers import cell_at
 
 _MOVE_OR_CLIP = DATA_MOVEMENT_OPS + ("Concat", "Clip")
 
@@ -78,21 +79,10 @@ class _Graph:
         return bool(readers) and len(self.conv_data_readers(tensor)) == len(readers)
 
     def reaches_output(self, tensor):
-        """True if ``tensor`` goes to the graph output through single-reader data movement only."""
-        while tensor != self.output:
-            readers = self.readers(tensor)
-            if len(readers) != 1 or readers[0].op_type not in DATA_MOVEMENT_OPS:
-                return False
-            tensor = readers[0].output[0]
-        return True
+        return reaches_output(self.users, self.output, tensor)
 
     def is_residual(self, tensor):
-        readers = self.readers(tensor)
-        if len(readers) != 1 or readers[0].op_type != "Add" or readers[0].output[0] not in self.image_sums:
-            return False
-        other = [name for name in readers[0].input if name != tensor]
-        node = self.writers.get(other[0]) if len(other) == 1 else None
-        return node is not None and node.op_type == "Concat" and set(node.input) <= self.inputs
+        return is_image_sum_term(self.users, self.writers, self.inputs, self.image_sums, tensor)
 
     def anchor_source(self, tensor):
         return any(r.op_type == "Concat" and any(self.is_residual(t) for t in self._add_terms(r.output[0]))
@@ -160,13 +150,10 @@ def _conv_sites(g, node, net):
 
 
 def _cell(net, path):
-    cell = net
-    for part in path.split("."):
-        cell = cell[int(part)] if part.isdigit() and isinstance(cell, (nn.CellList, nn.SequentialCell)) \
-            else getattr(cell, part, None)
-        if cell is None:
-            return None
-    return cell
+    try:
+        return cell_at(net, path)
+    except ValueError:
+        return None
 
 
 def deploy_sites(fp_net, example):
@@ -207,19 +194,14 @@ def site_grids(model, qnet):
                          f"(checkpoint: {len(have)}, graph: {len(want)}); calibrate it again")
     layer_grids, tensor_grids = {}, {}
     for site, tensor in found:
-        cell = _cell(qnet, site.cell)
+        cell = cell_at(qnet, site.cell)
         if site.kind in ("conv_out", "relu_out", "residual"):
-            layer_grids[site.cell] = _grid(cell.out_quant)
+            layer_grids[site.cell] = act_grid(cell.out_quant)
         elif site.kind == "prelu":
-            layer_grids[site.peer] = _grid(cell.in_quant)
+            layer_grids[site.peer] = act_grid(cell.in_quant)
         elif site.kind == "act_out":
-            tensor_grids[tensor] = _grid(cell.out_quant)
+            tensor_grids[tensor] = act_grid(cell.out_quant)
     return layer_grids, tensor_grids
-
-
-def _grid(quantizer):
-    grid = act_grid(quantizer)
-    return Grid(np.float32(grid.scale), grid.zero_point, grid.clip)
 
 
 __all__ = ["DeployUnsupported", "find_sites", "deploy_sites", "site_grids", "prelu_cell", "calibrate_missing_grids"]

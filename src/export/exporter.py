@@ -20,12 +20,12 @@ import cv2
 from src.data.eval_sets import sample_set
 from src.data.image_io import read_rgb
 from src.data.transforms import rgb_to_ycbcr01
-from src.export.metadata import export_metadata
 from src.export.deploy_sites import calibrate_missing_grids
+from src.export.metadata import export_metadata
+from src.export.sections import export_sections
 from src.quantlib.calib_data import calibration_patches
 from src.quantlib.deploy import is_deployment
 from src.quantlib.quant_layers import quant_layers
-from src.export.sections import export_sections
 from src.utils.atomic import atomic_target, refuse_same_file
 from src.weights.loader import load_float_and_quantized
 
@@ -198,8 +198,8 @@ def _deployment_grids(calibration, ckpt, fp_net, q_net, log):
     deployment checkpoint carries them; an 8-bit checkpoint calibrated with PTQ4SR's placement (every
     checkpoint made before the deployment simulation) gets them calibrated on ``--calib_path`` when
     given in ``calibration`` (:class:`~src.export.sections.CalibrationData`; DBDC on the patches eval.py
-    draws), else ValueError saying what to pass. Below 8
-    bits no phone file is simulated: the extra grids are observed on the example, said in one line."""
+    draws), else ValueError saying what to pass. Below 8 bits no phone file is simulated: the extra
+    grids are observed on the example, said in one line."""
     if q_net is None or is_deployment(q_net):
         return
     if {b for _, layer in quant_layers(q_net) for b in (layer.w_bit, layer.a_bit)} - {8}:
@@ -258,7 +258,6 @@ def _onnx_model(job, log):
     ranges = None
     if settings.quant == "int8" and not (job["target"] == "mobile" and is_deployment(q_net)):
         from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
-        from src.quantlib.quant_layers import quant_layers  # pylint: disable=import-outside-toplevel
         low = sorted({min(l.w_bit or 8, l.a_bit or 8) for _, l in quant_layers(q_net)} - {8})
         if low:
             log(f"note: layers at {low[0]} bits are stored in int8/uint8 containers; below 8 bits a Clip keeps "

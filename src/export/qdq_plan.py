@@ -181,15 +181,9 @@ class PlanState:
         self.done = set()
 
     def is_image_sum_term(self, tensor):
-        """True if ``tensor``'s only reader is the residual sum put on the image grid (see
-        :func:`mobile_add`) and the sum's other term is a graph input (the anchor: a Concat of it)."""
-        readers = self.users.get(tensor, [])
-        if len(readers) != 1 or readers[0].op_type != "Add" or readers[0].output[0] not in self.image_sums:
-            return False
-        other = [name for name in readers[0].input if name != tensor]
-        node = self.writers.get(other[0]) if len(other) == 1 else None
-        inputs = {value.name for value in self.graph.input}
-        return node is not None and node.op_type == "Concat" and set(node.input) <= inputs
+        """:func:`is_image_sum_term` in this graph."""
+        return is_image_sum_term(self.users, self.writers, {value.name for value in self.graph.input},
+                                 self.image_sums, tensor)
 
     def is_image_anchor_source(self, tensor):
         """True if a Concat of ``tensor`` (the anchor) is a term of the image-grid residual sum."""
@@ -335,7 +329,7 @@ def mobile_relu(node, state):
         return
     if state.deploy:
         grid = state.input_grid_of_reader(node.output[0], bits=8)
-        if grid is None and state.rgb and reaches_output(state, node.output[0]):
+        if grid is None and state.rgb and reaches_output(state.users, state.graph.output[0].name, node.output[0]):
             grid = IMAGE_GRID  # the output image: the evaluation's own 8-bit rounding
         grid = grid or state.layer_grids.get(name)
         if grid is None:
@@ -398,15 +392,27 @@ def mobile_other(node, state):
         state.plan.mark_tensor(out, grid, out)
 
 
-def reaches_output(state, tensor):
-    """True if ``tensor`` goes to the graph output through single-reader data movement only."""
-    final = state.graph.output[0].name
+def reaches_output(users, final, tensor):
+    """True if ``tensor`` goes to the graph output ``final`` through single-reader data movement only
+    (``users``: :func:`~src.export.onnx_graph.consumers` of the graph)."""
     while tensor != final:
-        readers = state.users.get(tensor, [])
+        readers = users.get(tensor, [])
         if len(readers) != 1 or readers[0].op_type not in DATA_MOVEMENT_OPS:
             return False
         tensor = readers[0].output[0]
     return True
+
+
+def is_image_sum_term(users, writers, inputs, image_sums, tensor):
+    """True if ``tensor``'s only reader is an Add in ``image_sums`` (the residual sum put on the image
+    grid, see :func:`mobile_add`) whose other term is a Concat of graph ``inputs`` (the anchor);
+    ``users`` / ``writers``: :func:`~src.export.onnx_graph.consumers` / ``producers`` of the graph."""
+    readers = users.get(tensor, [])
+    if len(readers) != 1 or readers[0].op_type != "Add" or readers[0].output[0] not in image_sums:
+        return False
+    other = [name for name in readers[0].input if name != tensor]
+    node = writers.get(other[0]) if len(other) == 1 else None
+    return node is not None and node.op_type == "Concat" and set(node.input) <= inputs
 
 
 def add_term_range(tensor, value_range, state):

@@ -41,12 +41,11 @@ from mindspore import Tensor, nn, ops
 
 from src.quantlib.fake_quant import FakeQuant, scale_grad
 from src.quantlib.grid import asymmetric_grid_ms, round_ste
-from src.quantlib.quant_layers import QuantConv2d, replace_cell, quantize_model
+from src.quantlib.quant_layers import PLACEMENTS, QuantConv2d, cell_at, replace_cell, quantize_model
 from src.utils.hooks import forward_hooks
 
 IMAGE_STEP = np.float32(1.0 / 255.0)
 SITE_KINDS = ("conv_out", "relu_out", "residual", "tied", "prelu", "act_out", "input")
-PLACEMENTS = ("deploy", "ptq4sr")
 _CONV_KINDS = ("conv_out", "relu_out", "residual", "tied")
 
 
@@ -187,15 +186,6 @@ def split_factors_np(slope, k_max):
     return np.where(magnitude > 0, magnitude, np.float32(k_max)).astype(np.float32)
 
 
-def _cell_at(net, path):
-    cell = net
-    for part in path.split("."):
-        cell = cell[int(part)] if part.isdigit() else getattr(cell, part, None)
-        if cell is None:
-            raise ValueError(f"deployment site cell '{path}' is not in {type(net).__name__}")
-    return cell
-
-
 def install_sites(net, sites):
     """Install the quantizers of ``sites`` (:class:`Site` or ``[kind, cell, peer]``) into the quantized
     ``net`` (after :func:`~src.quantlib.quant_layers.quantize_model`), bounds at -1 / 1 until calibrated
@@ -212,7 +202,7 @@ def install_sites(net, sites):
                 raise ValueError(f"{type(net).__name__} has no input_quant: its input cannot be put on the image grid")
             net.input_quant = ImageGridQuant()
             continue
-        cell = _cell_at(net, site.cell)
+        cell = cell_at(net, site.cell)
         if site.kind in _CONV_KINDS:
             if not isinstance(cell, QuantConv2d):
                 raise ValueError(f"deployment site {site.kind} needs a quantized conv at '{site.cell}', "
@@ -234,7 +224,7 @@ def install_sites(net, sites):
 
 def _install_conv_site(net, conv, site):
     if site.kind == "tied":
-        reader = _cell_at(net, site.peer)
+        reader = cell_at(net, site.peer)
         if not isinstance(reader, QuantConv2d):
             raise ValueError(f"tied site reader '{site.peer}' is not a quantized conv")
         conv.out_quant = reader.act_quant  # the same cell and Parameters: one grid for every reader
@@ -276,11 +266,11 @@ def site_quantizers(net):
     found = []
     for site in sites_of(net):
         if site.kind in ("conv_out", "relu_out", "residual"):
-            found.append((site, _cell_at(net, site.cell).out_quant))
+            found.append((site, cell_at(net, site.cell).out_quant))
         elif site.kind == "prelu":
-            found.append((site, _cell_at(net, site.cell).in_quant))
+            found.append((site, cell_at(net, site.cell).in_quant))
         elif site.kind == "act_out":
-            found.append((site, _cell_at(net, site.cell).out_quant))
+            found.append((site, cell_at(net, site.cell).out_quant))
     return found
 
 
@@ -305,7 +295,7 @@ class SiteStatistics:
         """Forward hooks on ``stats_net`` collecting every site's tensor while the block runs (PyNative)."""
         pre, post = [], []
         for site, observer in self.found:
-            cell = _cell_at(self.net, site.cell)
+            cell = cell_at(self.net, site.cell)
             if site.kind == "prelu":  # the PReLU's input: the conv output y
                 pre.append((cell, lambda _c, inputs, o=observer: o.collect(inputs[0].asnumpy())))
             elif site.kind == "relu_out":

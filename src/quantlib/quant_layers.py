@@ -26,6 +26,10 @@ from mindspore import Tensor, nn, ops
 from src.quantlib.fake_quant import FakeQuant, check_bits
 
 
+#: ``QuantConfig.placement``: the full-integer file's roundings, or PTQ4SR's (conv inputs and weights)
+PLACEMENTS = ("deploy", "ptq4sr")
+
+
 @dataclass
 class QuantConfig:
     """Bit widths (2-8, 0 = float), weight symmetry and per-layer scopes (see the module notes);
@@ -49,10 +53,10 @@ class QuantConfig:
                            "placement": self.placement, "sites": [list(s) for s in self.sites]})
 
     def __post_init__(self):
-        if self.placement not in ("deploy", "ptq4sr"):
-            raise ValueError(f"placement must be 'deploy' or 'ptq4sr', not {self.placement!r}")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, not {self.placement!r}")
         if not isinstance(self.sites, (list, tuple)):
-            raise ValueError(f"sites must be a list of [kind, cell, reader], not {self.sites!r}")
+            raise ValueError(f"sites must be a list of [kind, cell, peer], not {self.sites!r}")
         self.sites = [list(s) if isinstance(s, (list, tuple)) else s for s in self.sites]
         self.w_bit = check_bits(self.w_bit, "w_bit")
         self.a_bit = check_bits(self.a_bit, "a_bit")
@@ -176,17 +180,25 @@ def layer_bits(names, qcfg):
     return plan
 
 
+def cell_at(net, path):
+    """The cell at ``path`` (a dotted path from ``net.cells_and_names()``; "" is ``net``); ValueError
+    naming the path when a part of it is missing."""
+    cell = net
+    for part in path.split(".") if path else ():
+        cell = cell[int(part)] if part.isdigit() else getattr(cell, part, None)
+        if cell is None:
+            raise ValueError(f"no cell '{path}' in {type(net).__name__}")
+    return cell
+
+
 def replace_cell(net, name, new_cell, prefix=None):
     """Put ``new_cell`` at ``name`` (a dotted path from ``net.cells_and_names()``) in place of the cell
     there. Parameter names: ``prefix`` given, ``"<prefix>.<local name>"`` (a layer taking the
     place and names of the one it replaces); None, ``new_cell``'s parameters keep the names they
     had (MindSpore would otherwise prefix them with the attribute name)."""
     kept = {id(p): p.name for p in new_cell.get_parameters()}
-    parts = name.split(".")
-    parent = net
-    for part in parts[:-1]:
-        parent = parent[int(part)] if part.isdigit() else getattr(parent, part)
-    last = parts[-1]
+    parent_path, _, last = name.rpartition(".")
+    parent = cell_at(net, parent_path)
     if last.isdigit():
         parent[int(last)] = new_cell
     else:
