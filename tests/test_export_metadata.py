@@ -21,10 +21,11 @@ from mindspore import Tensor
 
 from conftest import ROOT, write_smooth_images
 from src.engine.inference import SRPredictor
-from src.export.runners import ASSUMED_RADIUS, open_exported
+from src.export.runners import open_exported
 from src.export.metadata import ExportedModelError, read_mindir_proto
 from src.models.registry import create_model, has_training_form, list_models, list_variants, to_deploy
 from src.weights.checkpoint import model_meta, save_checkpoint
+OLD_ASSUMED_RADIUS = 16  # the tile overlap assumed for files without metadata before it was measured
 
 RNG = np.random.default_rng(13)
 TILE = 24  # LR tile side: small enough that the overlap (radius) decides the tiled output
@@ -110,7 +111,7 @@ def test_the_tile_check_is_sensitive_to_the_overlap(edsr):
     net = edsr[0]
     lr = _lr_image()
     whole = SRPredictor(net, 2, -1).predict_float(lr)
-    short = SRPredictor(net, 2, TILE, ASSUMED_RADIUS).predict_float(lr)
+    short = SRPredictor(net, 2, TILE, OLD_ASSUMED_RADIUS).predict_float(lr)
     assert np.abs(short - whole).max() > 1e-3 and _differences_off_rounding_ties(short, whole) > 100
     exact = SRPredictor(net, 2, TILE).predict_float(lr)  # default overlap: the model's radius
     assert np.abs(exact - whole).max() < 1e-6 and (_u8(exact) != _u8(whole)).sum() == 0
@@ -175,15 +176,20 @@ def _strip_metadata(path, dst):
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "mindir"])
-def test_file_without_metadata_runs_as_before_with_one_notice(edsr, fmt, tmp_path):
+def test_file_without_metadata_runs_with_a_measured_radius_and_one_notice(edsr, fmt, tmp_path):
+    """No metadata: the receptive radius is measured on the file and equals the one the network declares (36).
+    (Random weights do not reproduce a test image, so the pixel range is given; tests/test_third_party_files.py
+    proves it on trained weights.)"""
     net, files, _ = edsr
     old = _strip_metadata(files[fmt], str(tmp_path / f"old.{fmt}"))
     notices = []
-    runner = open_exported(old, log=notices.append)
+    runner = open_exported(old, log=notices.append, pixel_range="1")
     assert len(notices) == 1 and "\n" not in notices[0]
-    assert old in notices[0] and "no SR metadata" in notices[0] and f"radius of {ASSUMED_RADIUS}" in notices[0]
-    assert runner.metadata is None
-    assert (runner.scale, runner.n_colors, runner.receptive_radius) == (2, 3, ASSUMED_RADIUS)
+    assert old in notices[0] and "no SR metadata (unknown model)" in notices[0]
+    assert f"receptive radius {net.receptive_radius} LR pixels measured on the file" in notices[0]
+    assert "pixels in 0..1 (--pixel_range" in notices[0]
+    assert runner.metadata is None and runner.pixel_range == 1.0
+    assert (runner.scale, runner.n_colors, runner.receptive_radius, runner.overlap) == (2, 3, 36, 36)
     lr = _lr_image()
     untiled = SRPredictor(runner, 2, -1).predict_float(lr)
     assert np.abs(untiled - SRPredictor(net, 2, -1).predict_float(lr)).max() < FLOAT_TOLERANCE

@@ -7,8 +7,16 @@ models for them as for a checkpoint. The values come from the file's metadata
 (:mod:`src.export.metadata`, written by export.py), checked against the shapes
 the file declares and by one probe run. A file exported before metadata was
 written still runs: channels and scale come from its shapes or a probe run, the
-receptive radius is assumed to be :data:`ASSUMED_RADIUS`, and
+receptive radius is measured on the file (:mod:`src.utils.file_probe`), and
 :attr:`ExportedRunner.notice` says so.
+
+Pixel range: this project's files take and give [0, 1]; other projects' files often work on
+0..255 (the ABPN authors', MLPerf's). The runner feeds ``x * pixel_range`` and divides the output
+by it. The range is never assumed for a file without SR metadata: an integer (uint8/int8) input
+whose quantization spans 0..255 or 0..1 says it, and a test image confirms it; a float input is
+decided by the test image alone (or ``pixel_range`` given by the user, checked against what the
+file says). A file whose declared range the test image contradicts, or whose range cannot be
+proven, is refused in one line.
 
 Layout (NCHW or NHWC) is read from the file's input/output shapes
 (:mod:`src.export.file_layout`), so a TFLite file's ``1 x H x W x C`` input is
@@ -33,9 +41,12 @@ from src.export.fixed_tiles import PAD_MODE, run_windows
 from src.export.metadata import (ExportedModelError, default_peak_channels, missing_runtime, parse_metadata,
                                  read_mindir_proto, unreadable)
 from src.models.base import ModelSpec
+from src.utils.file_probe import (choose_pixel_range, describe_scores, measure_receptive_radius, pixel_range_scores,
+                                  probe_image)
 
 PROBE = 16
-ASSUMED_RADIUS = 16  # LR pixels of tile overlap for files without metadata (as before metadata existed)
+RADIUS_PROBE = 48  # LR pixels each side of the probed pixel in a file that takes any size (radius up to 48)
+PIXEL_RANGE_CHOICES = ("auto", "1", "255")
 EXTENSIONS = (".onnx", ".ort", ".mindir", ".tflite")
 
 
@@ -68,27 +79,23 @@ class ExportedRunner:
     FORMAT = ""
     USUAL_LAYOUT = "NCHW"
 
-    def __init__(self, path, raw_metadata=None, in_shape=None, out_shape=None, tile_overlap=-1):
+    def __init__(self, path, raw_metadata=None, in_shape=None, out_shape=None, tile_overlap=-1,
+                 pixel_range="auto"):
         self.path = path
         self.io = describe_io(path, in_shape, out_shape, self.USUAL_LAYOUT)
         self.metadata = parse_metadata(raw_metadata, path)
         self.notice = None
         self.overlap = 0
+        self.pixel_range = 1.0
+        pixel_range = str(pixel_range)
+        if pixel_range not in PIXEL_RANGE_CHOICES:
+            raise ValueError(f"--pixel_range must be one of {', '.join(PIXEL_RANGE_CHOICES)}, not '{pixel_range}'")
         if self.metadata is None:
-            if self.io.tile_hw and self.io.scale:
-                self.n_colors, self.scale = self.io.channels, self.io.scale
-                found = "read x{} and {} colour(s) from its input/output shapes"
-            else:
-                self.n_colors, self.scale = self._probe()
-                found = "found x{} and {} colour(s) by a test run"
-            self.receptive_radius = ASSUMED_RADIUS
-            self.peak_channels = default_peak_channels(self.scale)  # conservative: for automatic tile sizes
-            self.overlap = int(tile_overlap) if tile_overlap >= 0 else ASSUMED_RADIUS
-            self.notice = (f"note: {path} carries no SR metadata (exported before it was recorded): "
-                           f"{found.format(self.scale, self.n_colors)}, and assume a receptive radius of "
-                           f"{ASSUMED_RADIUS} LR pixels for the tile overlap, too small for deep models such as EDSR "
-                           f"(36); re-export it with export.py or pass --tile_overlap")
+            self._describe_unknown(tile_overlap, pixel_range)
             return
+        if pixel_range == "255":
+            raise ExportedModelError(f"{path} records this project's SR metadata, so it takes pixels in [0, 1]; "
+                                     "drop --pixel_range 255")
         self.n_colors, self.scale = self.metadata["n_colors"], self.metadata["scale"]
         self.receptive_radius = self.metadata["receptive_radius"]
         self.peak_channels = self.metadata["peak_channels"] or default_peak_channels(self.scale)
@@ -100,6 +107,72 @@ class ExportedRunner:
             self.notice = (f"note: {path} takes a fixed {tile[0]}x{tile[1]} input, too small for {self.overlap} LR "
                            "pixels of context on both sides of each window; outputs near window seams may differ "
                            "from an untiled run: export it with a larger --input_shape")
+
+    def _describe_unknown(self, tile_overlap, pixel_range):
+        """Channels, scale, pixel range and receptive radius of a file without SR metadata, from its shapes and
+        test runs; :attr:`notice` says what was found and how."""
+        path = self.path
+        if self.io.tile_hw and self.io.scale:
+            self.n_colors, self.scale = self.io.channels, self.io.scale
+            found = f"x{self.scale} and {self.n_colors} colour(s) from its input/output shapes"
+        else:
+            self.n_colors, self.scale = self._probe()
+            found = f"x{self.scale} and {self.n_colors} colour(s) from a test run"
+        if self.scale < 2:
+            raise ExportedModelError(f"{path} returns images of the size it takes (x{self.scale}): not an "
+                                     "upscaler, so there is nothing to evaluate as super-resolution")
+        self.pixel_range, range_how = self._settle_pixel_range(pixel_range)
+        self.peak_channels = default_peak_channels(self.scale)  # conservative: for automatic tile sizes
+        h, w = self.io.tile_hw or (2 * RADIUS_PROBE + 1, 2 * RADIUS_PROBE + 1)
+        image = probe_image(h, w, self.n_colors, seed=1)
+        integer_out = self.integer_output
+        radius, border = measure_receptive_radius(self.forward_in_range, image, self.scale,
+                                                  tol=0.5 / 255 if integer_out else 0.0)
+        self.receptive_radius = radius
+        self.overlap = int(tile_overlap) if tile_overlap >= 0 else radius
+        radius_how = (f"receptive radius {'at least ' if border else ''}{radius} LR pixels measured on the file "
+                      "(one input pixel changed" + (", a lower bound for an integer graph" if integer_out else "")
+                      + ")")
+        self.notice = (f"note: {path} carries no SR metadata (unknown model): {found}; {range_how}; {radius_how}"
+                       + (f"; tile overlap {self.overlap} (--tile_overlap)" if tile_overlap >= 0 else ""))
+
+    @property
+    def integer_output(self):
+        """True when the file's output is an integer tensor (rounded to its levels); subclasses say."""
+        return False
+
+    def declared_pixel_range(self):
+        """(range, words) the file's own IO declares (an integer input's quantization), else (None, None)."""
+        return None, None
+
+    def _settle_pixel_range(self, option):
+        """(pixel range, how it was found) for a file without metadata: ``option`` '1'/'255' or 'auto'."""
+        declared, words = self.declared_pixel_range()
+        h, w = self.io.tile_hw or (48, 48)
+        image = probe_image(h, w, self.n_colors)
+        scores = pixel_range_scores(self._forward_scaled, image, self.scale)
+        if option != "auto":
+            chosen = float(option)
+            if declared is not None and declared != chosen:
+                raise ExportedModelError(f"{self.path}: --pixel_range {option} contradicts the file, whose {words} "
+                                         f"(test image: {describe_scores(scores)}); drop --pixel_range")
+            return chosen, f"pixels in 0..{chosen:g} (--pixel_range; test image: {describe_scores(scores)})"
+        proven = choose_pixel_range(scores)
+        if declared is not None:
+            if proven != declared:
+                raise ExportedModelError(
+                    f"{self.path}: its {words}, but a smooth test image does not come back at that range "
+                    f"({describe_scores(scores)}): the file is not what it declares; pass --pixel_range 1 or 255 "
+                    "if you know its range")
+            return declared, f"pixels in 0..{declared:g} (its {words}; test image {describe_scores(scores)})"
+        if proven is None:
+            raise ExportedModelError(f"{self.path} carries no SR metadata and a smooth test image does not tell its "
+                                     f"pixel range ({describe_scores(scores)}); pass --pixel_range 1 or 255")
+        return proven, f"pixels in 0..{proven:g} (proven on a test image: {describe_scores(scores)})"
+
+    def _forward_scaled(self, x):
+        """One run of ``x`` already in the trial range (no division): for the pixel-range probe."""
+        return self.forward_raw(x)
 
     @property
     def spec(self):
@@ -152,10 +225,23 @@ class ExportedRunner:
         """One run of the graph: float32 array in the file's layout and (fixed) size -> its output."""
         raise NotImplementedError
 
-    def forward(self, x):
-        """One run on float32 NCHW ``x`` of a size the graph takes -> float32 NCHW output."""
+    def forward_raw(self, x):
+        """One run on float32 NCHW ``x`` in the file's own pixel range, of a size the graph takes -> its output."""
         return np.asarray(self.io.from_file(self.invoke(np.ascontiguousarray(self.io.to_file(x), np.float32))),
                           np.float32)
+
+    def forward(self, x):
+        """One run on float32 NCHW ``x`` in [0, 1] of a size the graph takes -> float32 NCHW output in [0, 1]
+        units (the file's pixel range divided out)."""
+        if self.pixel_range == 1.0:
+            return self.forward_raw(x)
+        return self.forward_raw(np.asarray(x, np.float32) * np.float32(self.pixel_range)) / np.float32(self.pixel_range)
+
+    def forward_in_range(self, x):
+        """As :meth:`forward`, any size (windows for a fixed-size file, before the overlap is known: none)."""
+        if self.io.tile_hw is None or tuple(x.shape[2:]) == tuple(self.io.tile_hw):
+            return self.forward(x)
+        return run_windows(self.forward, x, self.io.tile_hw, self.scale, 0, PAD_MODE)
 
     def run(self, x):
         """Float32 NCHW in [0, 1] of any size -> float32 NCHW output, in windows for a fixed-size file."""
@@ -182,7 +268,7 @@ class OnnxRunner(ExportedRunner):
 
     FORMAT = "ONNX"
 
-    def __init__(self, path, threads=0, tile_overlap=-1):
+    def __init__(self, path, threads=0, tile_overlap=-1, pixel_range="auto"):
         if path.lower().endswith(".ort"):
             self.FORMAT = "ORT"
         try:
@@ -196,7 +282,8 @@ class OnnxRunner(ExportedRunner):
             raise unreadable(path, self.FORMAT, runtime_error_line(exc)) from None
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self.input_name = inp.name
-        super().__init__(path, self.session.get_modelmeta().custom_metadata_map, inp.shape, out.shape, tile_overlap)
+        super().__init__(path, self.session.get_modelmeta().custom_metadata_map, inp.shape, out.shape, tile_overlap,
+                         pixel_range)
 
     def invoke(self, x):
         return self.session.run(None, {self.input_name: x})[0]
@@ -217,7 +304,7 @@ class MindIRRunner(ExportedRunner):
 
     FORMAT = "MindIR"
 
-    def __init__(self, path, tile_overlap=-1):
+    def __init__(self, path, tile_overlap=-1, pixel_range="auto"):
         from src.export.mindir import load_mindir  # pylint: disable=import-outside-toplevel
         proto = read_mindir_proto(path)  # refuses what is not a MindIR graph before MindSpore's loader
         user_info = dict(proto.user_info)
@@ -229,7 +316,7 @@ class MindIRRunner(ExportedRunner):
             self.graph = load_mindir(path)
         except (RuntimeError, ValueError, TypeError) as exc:  # MindSpore: "Load MindIR failed."
             raise unreadable(path, self.FORMAT, runtime_error_line(exc)) from None
-        super().__init__(path, user_info, in_shape, out_shape, tile_overlap)
+        super().__init__(path, user_info, in_shape, out_shape, tile_overlap, pixel_range)
 
     def invoke(self, x):
         return self.graph(Tensor(x)).asnumpy()
@@ -251,8 +338,11 @@ def _misnamed(path):
     return found if found and not path.lower().endswith(found[1]) else None
 
 
-def open_exported(path, log=print, tile_overlap=-1, threads=0):
+def open_exported(path, log=print, tile_overlap=-1, threads=0, pixel_range="auto"):
     """A runner for a .onnx, .ort, .mindir or .tflite file; ``log`` gets the notice of a file without metadata.
+
+    ``pixel_range`` ('auto', '1' or '255'): the pixel values a file without SR metadata takes; 'auto'
+    proves it on a test image (and against an integer input's quantization), else refuses.
 
     ``tile_overlap`` (LR pixels, -1 = the file's receptive radius) is the context
     around each window of a fixed-size file; ``threads`` (0 = the runtime's
@@ -265,12 +355,12 @@ def open_exported(path, log=print, tile_overlap=-1, threads=0):
     lower = path.lower()
     try:
         if lower.endswith((".onnx", ".ort")):
-            runner = OnnxRunner(path, threads, tile_overlap)
+            runner = OnnxRunner(path, threads, tile_overlap, pixel_range)
         elif lower.endswith(".mindir"):
-            runner = MindIRRunner(path, tile_overlap)
+            runner = MindIRRunner(path, tile_overlap, pixel_range)
         elif lower.endswith(".tflite"):
             from src.export.tflite_runner import TFLiteRunner  # pylint: disable=import-outside-toplevel
-            runner = TFLiteRunner(path, threads or 2, tile_overlap)
+            runner = TFLiteRunner(path, threads or 2, tile_overlap, pixel_range)
         else:
             raise ValueError(f"{path}: expected a .ckpt, .onnx, .ort, .mindir or .tflite file")
     except ExportedModelError:

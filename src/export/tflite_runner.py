@@ -49,7 +49,7 @@ class TFLiteRunner(ExportedRunner):
     FORMAT = "TFLite"
     USUAL_LAYOUT = "NHWC"
 
-    def __init__(self, path, threads=2, tile_overlap=-1):
+    def __init__(self, path, threads=2, tile_overlap=-1, pixel_range="auto"):
         try:
             from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
         except ImportError:
@@ -69,7 +69,26 @@ class TFLiteRunner(ExportedRunner):
         self._resizable = bool(np.any(self.input["shape_signature"][1:3] < 0))
         in_shape = [d if d > 0 else None for d in self.input["shape_signature"]]
         out_shape = [d if d > 0 else None for d in self.output["shape_signature"]]
-        super().__init__(path, raw, in_shape, out_shape, tile_overlap)
+        super().__init__(path, raw, in_shape, out_shape, tile_overlap, pixel_range)
+
+    @property
+    def integer_output(self):
+        return self.out_q is not None
+
+    def declared_pixel_range(self):
+        """0..255 or 0..1 when the integer input's (scale, zero point) spans that range within 5%: e.g. the
+        ABPN authors' and MLPerf's uint8 input of scale 1.0 (pixels 0..255), export.py's of scale 1/255."""
+        if self.in_q is None:
+            return None, None
+        scale, zero = self.in_q
+        info = np.iinfo(self.input["dtype"])
+        lo, hi = (info.min - zero) * scale, (info.max - zero) * scale
+        for r in (255.0, 1.0):
+            if abs(lo) <= 0.05 * r and abs(hi / r - 1.0) <= 0.05:
+                words = (f"{np.dtype(self.input['dtype']).name} input (scale {scale:.6g}, zero point {zero}) spans "
+                         f"{lo:.4g}..{hi:.4g}")
+                return r, words
+        return None, None
 
     @property
     def kind(self):

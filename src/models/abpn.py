@@ -72,5 +72,13 @@ def torch_map(mapper, net):
     mapper.conv("conv_last", f"backbone.{convs[-1]}", out_perm=perm, in_perm=perm)
 
 
+def tf_map(convs, net):
+    """The ABPN authors' Keras/TFLite ``base7`` (NJU-Jet/SR_Mobile_Quantization): conv + ReLU, M x (conv + ReLU),
+    conv_up + ReLU, conv_last, in that order; their anchor (the input concatenated scale^2 times) and TensorFlow's
+    depth-to-space are this network's own DCR order, so no channel permutation. See src/weights/tf_import.py."""
+    names = ["conv_first"] + [f"body.{i}" for i in range(len(net.body))] + ["conv_up", "conv_last"]
+    return convs.assign(names, [True] * (len(names) - 1) + [False])
+
+
 FAMILY = register_family(Family("abpn", VARIANTS, DEFAULT_VARIANT, build_deploy=build, build_train=build,
-                                torch_map=torch_map))
+                                torch_map=torch_map, tf_map=tf_map))

@@ -32,6 +32,8 @@ class Family:
     - ``input_weight``: form -> the parameter whose shape[1] is ``n_colors`` (default ``conv_first.weight``).
     - ``torch_map``: ``(mapper, net)`` filling our names from a published PyTorch state dict (see
       src/weights/torch_import.py), ``torch_ignore``: name prefixes of that dict with no counterpart.
+    - ``tf_map``: ``(convs, net) -> {our name: array}`` from the ordered 3x3 convs of a TensorFlow
+      SavedModel or float TFLite file (``convs.assign(names, relu_after)``; see src/weights/tf_import.py).
     - ``equivalent_of``: ``(source family, converter)`` for a family whose networks are an exact
       rewrite of another family's deploy form (the ET forms).
     """
@@ -50,6 +52,7 @@ class Family:
     input_weight: Mapping = field(default_factory=dict)
     torch_map: Optional[Callable] = None
     torch_ignore: tuple = ()
+    tf_map: Optional[Callable] = None
     equivalent_of: Optional[tuple] = None
 
     def builder(self, form):

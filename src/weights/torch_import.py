@@ -23,6 +23,11 @@ class TorchMapper:
         self.used = set()
         self.out = {}
 
+    @staticmethod
+    def fail(message):
+        """Raise CheckpointError(``message``): for a family's map that finds the weights cannot fit."""
+        raise CheckpointError(message)
+
     def take(self, name):
         """The tensor ``name`` of the PyTorch dict; CheckpointError when it has none."""
         if name not in self.src:
