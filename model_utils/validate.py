@@ -391,6 +391,7 @@ RULES = {
     "tile_size": Int(-1),
     "tile_overlap": Int(-1),
     "max_tile_mem_gb": Float(0.0, lo_open=True),
+    "pixel_range": Choice(["auto", "1", "255"]),
     # ---- training ----
     "train_path": Text(required=True, **_PATH),
     "patch_size": Int(1, 4096),

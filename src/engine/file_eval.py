@@ -70,7 +70,8 @@ def run_file_evaluation(config, log=print):
         raise FileNotFoundError(f"--pre_trained {path} does not exist")
     if evaluation.outputs.result_file:
         refuse_same_file(path, evaluation.outputs.result_file, "--result_file", "--pre_trained")
-    runner = open_exported(path, log=log, tile_overlap=evaluation.inference.tile_overlap)
+    runner = open_exported(path, log=log, tile_overlap=evaluation.inference.tile_overlap,
+                           pixel_range=evaluation.inference.pixel_range)
     _check_against_options(evaluation, runner, path)
     evaluation = evaluation.with_scale(runner.scale)
     names, note = select_datasets(evaluation)
@@ -83,16 +84,23 @@ def run_file_evaluation(config, log=print):
 def _file_subject(evaluation, runner, path, names):
     """The exported file at ``path`` opened as ``runner``: one predictor, the file's facts in the report."""
     meta, model = runner.metadata or {}, evaluation.model
-    name = meta.get("model") or (model.model if model.model != "auto" else "unknown")
-    variant = meta.get("variant") or (model.variant if model.variant != "auto" else "unknown")
+    # a file without metadata is named for what it is; the configured defaults (e.g. sesr-M5) are not its model
+    name = meta.get("model") or (model.model if "model" in evaluation.given and model.model != "auto"
+                                 else "unknown model")
+    variant = meta.get("variant") or (model.variant if "variant" in evaluation.given and model.variant != "auto"
+                                      else "")
     tiles = f", fixed {runner.io.tile_hw[0]}x{runner.io.tile_hw[1]} windows" if runner.io.tile_hw else ""
-    intro = (f"evaluating {runner.kind} {path} ({name}-{variant} x{runner.scale}, {runner.io.layout}{tiles}) on "
+    label = f"{name}-{variant}" if variant else name
+    pixels = f", pixels 0..{runner.pixel_range:g}" if runner.pixel_range != 1.0 else ""
+    intro = (f"evaluating {runner.kind} {path} ({label} x{runner.scale}, {runner.io.layout}{pixels}{tiles}) on "
              f"{', '.join(names)} {describe_protocol(evaluation)}")
     predictor = SRPredictor.configured(runner, runner.scale, evaluation.inference)
     identity = {"model": name, "variant": variant, "scale": runner.scale, "pre_trained": path, "kind": runner.kind,
                 "file_format": runner.FORMAT, "layout": runner.io.layout,
                 "fixed_input_hw": list(runner.io.tile_hw) if runner.io.tile_hw else None,
-                "tile_overlap": runner.overlap if runner.io.tile_hw else None}
+                "tile_overlap": runner.overlap if runner.io.tile_hw else None, "pixel_range": runner.pixel_range,
+                "receptive_radius": runner.receptive_radius,
+                "receptive_radius_source": "metadata" if runner.metadata else "measured"}
     stem = os.path.basename(path).replace(".", "_")
     save_dir, result_file = output_paths(evaluation, f"sr_{stem}", f"eval_{stem}.json")
     return Subject(intro, (("results", None, predictor),), identity, save_dir, result_file,

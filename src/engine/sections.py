@@ -133,11 +133,13 @@ class EvalData:
 class Inference:
     """How a whole image is run (:class:`~src.engine.inference.SRPredictor`): x8 self-ensemble,
     LR tile side in pixels (0: from ``max_tile_mem_gb`` GiB, -1: never tile) and the tiles'
-    LR context overlap in pixels (-1: the model's receptive radius)."""
+    LR context overlap in pixels (-1: the model's receptive radius); ``pixel_range`` ('auto', '1' or
+    '255'): the pixel values of an exported file without SR metadata (src/export/runners.py)."""
     self_ensemble: bool
     tile_size: int
     tile_overlap: int
     max_tile_mem_gb: float
+    pixel_range: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ def _model_for(request, source, log):
         net = q_net if q_net is not None else fp_net
         return net, model.scale, f"{model.model}-{model.variant} x{model.scale} checkpoint {source}"
     from src.export.runners import open_exported  # pylint: disable=import-outside-toplevel
-    runner = open_exported(source, log=log, tile_overlap=request.inference.tile_overlap)
+    runner = open_exported(source, log=log, tile_overlap=request.inference.tile_overlap,
+                           pixel_range=request.inference.pixel_range)
     if request.scale_given and runner.scale != model.scale:
         raise ValueError(f"{source} upscales x{runner.scale} but --scale is {model.scale}; drop --scale or pass "
                          f"--scale {runner.scale}")
