@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from src.utils.native_stderr import stderr_silenced
+from src.utils.native_stderr import import_tensorflow_quietly, stderr_silenced
 
 QUANTS = ("none", "float16", "int8")
 IO_DTYPES = ("float32", "uint8")
@@ -40,11 +40,8 @@ def tensorflow():
     progress) are silenced unless ``TF_CPP_MIN_LOG_LEVEL`` is set to 0 or 1 (logs asked for):
     the first import writes some of them before any log level is read (also with level 3, as
     a child process of one that imported TensorFlow inherits), so its stderr goes to /dev/null."""
-    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3").strip() not in ("0", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        with stderr_silenced(quiet):
-            import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        tf = import_tensorflow_quietly()
     except ImportError:
         raise ValueError("--file_format TFLITE needs TensorFlow's TFLite converter, which is not installed: "
                          "pip install -r requirements-mobile.txt") from None

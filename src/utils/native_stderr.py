@@ -29,3 +29,18 @@ def stderr_silenced(active=True):
 
 
 __all__ = ["stderr_silenced"]
+
+
+def import_tensorflow_quietly():
+    """``import tensorflow`` without its C++ start-up lines (oneDNN notices, a CUDA probe on CPU-only
+    machines), which it writes before reading any log level; they stay when ``TF_CPP_MIN_LOG_LEVEL``
+    is 0 or 1 (logs asked for). Python-side warnings are set to ERROR. Raises ImportError when
+    TensorFlow is not installed."""
+    quiet = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3").strip() not in ("0", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with stderr_silenced(quiet):
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    if quiet:
+        import logging  # pylint: disable=import-outside-toplevel
+        tf.get_logger().setLevel(logging.ERROR)
+    return tf

@@ -33,6 +33,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from src.models.registry import FAMILIES
+from src.utils.native_stderr import import_tensorflow_quietly, stderr_silenced
 from src.utils.file_probe import choose_pixel_range, describe_scores, pixel_range_scores, probe_image
 from src.weights.checkpoint import CheckpointError, check_fit
 
@@ -120,10 +121,12 @@ def read_tflite_source(path):
         data = fh.read()
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-        interpreter = interpreter_class(model_path=path, num_threads=2)
-        interpreter.allocate_tensors()
+        with stderr_silenced():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line; errors raise
+            interpreter = interpreter_class(model_path=path, num_threads=2)
+            interpreter.allocate_tensors()
     except Exception as exc:  # pylint: disable=broad-except  # flatbuffers / LiteRT raise assorted types
-        raise CheckpointError(f"{path} is not a readable TFLite file ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable TFLite file ({reason})") from None
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise CheckpointError(f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; an SR network takes one "
@@ -203,8 +206,7 @@ def _reachable_ops(meta_graph, signature):
 
 def _tf():
     try:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up INFO/WARNING lines
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        tf = import_tensorflow_quietly()
     except ImportError:
         raise CheckpointError("reading a SavedModel needs tensorflow: pip install -r requirements-mobile.txt") from None
     return tf
