@@ -41,6 +41,8 @@ def _without(q_net, group):
             net.input_quant = nn.Identity()
         elif group == "tied":
             cells[site.cell].out_mode = 0
+        elif group == "tied_input":
+            cells[site.cell].input_quant = nn.Identity()
         elif group == "prelu":
             cells[site.cell].in_quant.enabled = False
         else:

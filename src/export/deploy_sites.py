@@ -16,6 +16,11 @@ Per tensor of the graph (every conv quantized at 8 bits):
 - a conv output read by one PReLU: ``prelu`` (split form), plus ``act_out`` when the PReLU output
   is read by something other than quantized convs;
 - a conv output read by a quantized conv and other ops: ``tied`` to that conv's input grid;
+- an Add output read by a quantized conv and other ops (a residual chain, e.g. EDSR's blocks): the
+  input of the block holding that conv (its parent cell, which must have ``input_quant``), ``tied_input``
+  to that conv's input grid, as the planner puts it;
+- (RGB models) a conv output that is the output image through data movement and ``Clip(0, 1)`` (EDSR's
+  mobile layout): no site, the image grid;
 - any other conv output: ``conv_out``;
 - the graph input of a Y model on the image grid: ``input``;
 - Add / Concat / DepthToSpace / Clip: the image-grid sum, a reader conv's grid, or data
@@ -25,7 +30,8 @@ import numpy as np
 from mindspore import nn
 
 from src.export.onnx_graph import consumers, producers
-from src.export.qdq_plan import DATA_MOVEMENT_OPS, act_grid, image_tail, is_image_sum_term, reaches_output
+from src.export.qdq_plan import (DATA_MOVEMENT_OPS, act_grid, image_tail, is_image_sum_term, reaches_image_output,
+                                 reaches_output)
 from src.quantlib.calib_data import batches_of
 from src.quantlib.calibrate import CalibrationConfig
 from src.quantlib.deploy import QuantPReLU, Site, calibrate_sites, install_sites, sites_of
@@ -105,8 +111,7 @@ def find_sites(model, net):
         elif node.op_type == "Add":
             out = node.output[0]
             if out not in g.image_sums and not g.only_convs(out):
-                raise DeployUnsupported(f"the Add output {out} is read by "
-                                        f"{', '.join(sorted({r.op_type for r in g.readers(out)}))}")
+                found.append((_tied_input_site(g, out, net), out))
         elif node.op_type in ("Relu", "PRelu"):
             if g.layer(g.writers.get(node.input[0])) is None:
                 raise DeployUnsupported(f"the {node.op_type} {node.output[0]} does not follow a conv")
@@ -141,12 +146,27 @@ def _conv_sites(g, node, net):
         if not g.only_convs(readers[0].output[0]):
             sites.append((Site("act_out", cell), readers[0].output[0]))
         return sites
-    if g.only_convs(out) or not readers:
-        return []
+    if g.only_convs(out) or not readers or (g.rgb and reaches_image_output(g.graph, g.users, out)):
+        return []  # (RGB: the output image, on the evaluation's own 8-bit grid)
     convs = g.conv_data_readers(out)
     if convs:
         return [(Site("tied", layer, g.layer(convs[0])), out)]
     return [(Site("conv_out", layer), out)]
+
+
+def _tied_input_site(g, tensor, net):
+    """``tied_input`` Site of an Add output read by a quantized conv (and other ops) whose parent block has
+    ``input_quant``; DeployUnsupported otherwise."""
+    convs = g.conv_data_readers(tensor)
+    readers = ", ".join(sorted({r.op_type for r in g.readers(tensor)}))
+    if not convs:
+        raise DeployUnsupported(f"the Add output {tensor} is read by {readers}")
+    layer = g.layer(convs[0])
+    block = layer.rsplit(".", 1)[0] if "." in layer else ""
+    if not block or not hasattr(_cell(net, block), "input_quant"):
+        raise DeployUnsupported(f"the Add output {tensor} is read by {readers}, and the block of {layer} has no "
+                                "input_quant to round it")
+    return Site("tied_input", block, layer)
 
 
 def _cell(net, path):

@@ -250,7 +250,10 @@ def _conv_output_grid(node, state):
     deployment model's: its site grid, else the reading conv's input grid."""
     if state.deploy:
         name, _ = state.layer_of(node)
-        return state.layer_grids.get(name) or state.input_grid_of_reader(node.output[0], bits=8)
+        grid = state.layer_grids.get(name) or state.input_grid_of_reader(node.output[0], bits=8)
+        if grid is None and state.rgb and reaches_image_output(state.graph, state.users, node.output[0]):
+            grid = IMAGE_GRID  # the output image: the 8-bit rounding the evaluation does (no site)
+        return grid
     value_range = state.conv_output_range(node)
     if value_range is None:
         return None
@@ -381,6 +384,8 @@ def mobile_other(node, state):
         if state.plan.grid_of(out) is not None:
             continue
         grid = state.input_grid_of_reader(out, bits=8)
+        if grid is None and state.deploy and state.rgb and reaches_image_output(state.graph, state.users, out):
+            grid = IMAGE_GRID
         if grid is None and state.deploy:
             grid = state.tensor_grids.get(out)
             if grid is None:
@@ -398,6 +403,18 @@ def reaches_output(users, final, tensor):
     while tensor != final:
         readers = users.get(tensor, [])
         if len(readers) != 1 or readers[0].op_type not in DATA_MOVEMENT_OPS:
+            return False
+        tensor = readers[0].output[0]
+    return True
+
+
+def reaches_image_output(graph, users, tensor):
+    """True if ``tensor`` goes to the graph output through single-reader data movement and unit clips
+    (``Clip(0, 1)``) only: in an RGB model it is the output image, whose 8-bit rounding every reader does."""
+    final = graph.output[0].name
+    while tensor != final:
+        readers = users.get(tensor, [])
+        if len(readers) != 1 or not (readers[0].op_type in DATA_MOVEMENT_OPS or is_unit_clip(graph, readers[0])):
             return False
         tensor = readers[0].output[0]
     return True

@@ -55,15 +55,21 @@ class ResBlock(nn.Cell):
 
 
 class PlainResBlock(nn.Cell):
-    """x + conv2(relu(conv1(x))) (no residual scaling), (N, F, H, W) -> (N, F, H, W)."""
+    """x + conv2(relu(conv1(x))) (no residual scaling), (N, F, H, W) -> (N, F, H, W).
+
+    ``input_quant`` (identity; src/quantlib/deploy.py's ``tied_input`` site) rounds the block input
+    where a full-integer file rounds the previous block's sum, so conv1 and the skip read one value.
+    """
 
     def __init__(self, num_feat):
         super().__init__()
         self.conv1 = conv2d(num_feat, num_feat)
         self.conv2 = conv2d(num_feat, num_feat)
         self.relu = nn.ReLU()
+        self.input_quant = nn.Identity()
 
     def construct(self, x):
+        x = self.input_quant(x)
         return x + self.conv2(self.relu(self.conv1(x)))
 
 

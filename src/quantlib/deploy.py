@@ -30,6 +30,7 @@ Site kinds (``cell``: the dotted path of the cell that holds the quantizer):
 | ``prelu``     | PReLU cell     | the split PReLU above; ``in_quant`` is the grid of its input ``y``    |
 | ``act_out``   | PReLU cell     | its output, 8-bit min/max grid (``out_quant``)                         |
 | ``input``     | the model      | its input on the 8-bit image grid (no parameters; ``input_quant``)     |
+| ``tied_input``| a block with ``input_quant`` | its input (a residual sum read by the next block's conv ``peer`` and its skip) on ``peer``'s input grid, as the file's ADD output |
 
 Every quantized conv of a deployment model also rounds its bias as the int32 bias of the file.
 """
@@ -45,7 +46,7 @@ from src.quantlib.quant_layers import PLACEMENTS, QuantConv2d, cell_at, replace_
 from src.utils.hooks import forward_hooks
 
 IMAGE_STEP = np.float32(1.0 / 255.0)
-SITE_KINDS = ("conv_out", "relu_out", "residual", "tied", "prelu", "act_out", "input")
+SITE_KINDS = ("conv_out", "relu_out", "residual", "tied", "prelu", "act_out", "input", "tied_input")
 _CONV_KINDS = ("conv_out", "relu_out", "residual", "tied")
 
 
@@ -203,6 +204,9 @@ def install_sites(net, sites):
             net.input_quant = ImageGridQuant()
             continue
         cell = cell_at(net, site.cell)
+        if site.kind == "tied_input":
+            _install_tied_input(cell, cell_at(net, site.peer), site)
+            continue
         if site.kind in _CONV_KINDS:
             if not isinstance(cell, QuantConv2d):
                 raise ValueError(f"deployment site {site.kind} needs a quantized conv at '{site.cell}', "
@@ -220,6 +224,18 @@ def install_sites(net, sites):
                 param.name = f"{site.cell}.out_quant.{local}"
     net.deploy_sites = sites
     return sites
+
+
+def _install_tied_input(block, reader, site):
+    """``block.input_quant`` := the input quantizer of the quantized conv ``reader`` (shared: one grid)."""
+    if not hasattr(block, "input_quant"):
+        raise ValueError(f"deployment site tied_input needs a block with input_quant at '{site.cell}', "
+                         f"found {type(block).__name__}")
+    if not isinstance(reader, QuantConv2d):
+        raise ValueError(f"tied_input site reader '{site.peer}' is not a quantized conv")
+    block.input_quant = reader.act_quant
+    for local, param in reader.act_quant.parameters_and_names():  # MindSpore renamed them on assignment
+        param.name = f"{site.peer}.act_quant.{local}"
 
 
 def _install_conv_site(net, conv, site):
