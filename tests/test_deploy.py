@@ -38,8 +38,10 @@ ZOO = [("abpn", "M4C28", 3, {}, "pretrained/abpn_M4C28_x3.ckpt", {"residual": 1}
        ("sesr", "M5", 2, {"act": "relu"}, "pretrained/sesr_M5_x2_relu.ckpt",
         {"tied": 1, "relu_out": 1, "residual": 1, "input": 1}),
        ("abpn_et", "M4C28", 3, {}, None, {}),
-       ("ecbsr_et", "M4C16", 3, {}, None, {"prelu": 5})]
-IDS = ["abpn", "etds", "ecbsr", "sesr", "sesr_relu", "abpn_et", "ecbsr_et"]
+       ("ecbsr_et", "M4C16", 3, {}, None, {"prelu": 5}),
+       # MLPerf's layout: residual chains (block sums tied to the next conv1), the output image on the image grid
+       ("edsr", "f32b5", 2, {}, None, {"tied": 1, "conv_out": 6, "tied_input": 4})]
+IDS = ["abpn", "etds", "ecbsr", "sesr", "sesr_relu", "abpn_et", "ecbsr_et", "edsr_f32b5"]
 RNG = np.random.default_rng(11)
 
 
