@@ -288,3 +288,23 @@ def test_a_pth_without_model_and_a_saved_model_missing_its_variables_are_refused
         os.remove(broken / "variables" / "variables.index")
         proc = _convert("--src", str(broken), "--dst", str(tmp_path / "x.ckpt"))
         assert _one_error_line(proc) and "is not a SavedModel folder" in proc.stderr
+
+
+def test_head_to_head_docs_and_readme_block_are_written_from_the_json(tmp_path):
+    """docs/head_to_head.md and the README block are exactly what scripts/head_to_head.py --table writes from
+    docs/head_to_head.json, and the README names the command that measured it."""
+    data_path = os.path.join(ROOT, "docs", "head_to_head.json")
+    readme = tmp_path / "README.md"
+    shutil.copy(os.path.join(ROOT, "README.md"), readme)
+    md = tmp_path / "head_to_head.md"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "head_to_head.py"), "--table", data_path,
+                           "--md", str(md), "--readme", str(readme)], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert md.read_text(encoding="utf-8") == open(os.path.join(ROOT, "docs", "head_to_head.md"), encoding="utf-8").read()
+    assert readme.read_text(encoding="utf-8") == open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    with open(data_path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    assert data["command"] in readme.read_text(encoding="utf-8")
+    for row in data["rows"]:  # every file was timed in the one run and scored on every set
+        assert set(row["latency_ms"]) == set(row["files"]) and all(len(v) == 3 for v in row["psnr_ssim"].values())
