@@ -84,25 +84,29 @@ def measure_pair(pair, args, log):
     ckpt, qckpt = os.path.join(work, f"{model}_float.ckpt"), os.path.join(work, f"{model}_w8a8.ckpt")
     data = ["--data_path", os.path.join(args.shared, "data"), "--eval_datasets", ",".join(SETS)]
     _run(["scripts/convert_weights.py", "--src", os.path.join(args.shared, source), "--dst", ckpt], [ckpt], log)
-    report = os.path.join(work, "eval_w8a8.json")
-    _run(["eval.py", "--pre_trained", ckpt, "--model", model, "--scale", str(scale), "--variant",
-          "f32b5" if model == "edsr" else "M4C28", "--quant_method", args.method, "--w_bit", "8", "--a_bit", "8",
-          "--calib_path", os.path.join(args.shared, "data", "train"), "--save_quant_ckpt", qckpt,
-          "--result_file", report] + data, [qckpt, report], log)
-    float_row, rep = _psnr_ssim(report, "results_fp")
-    reported, _ = _psnr_ssim(report)
-    ours = os.path.join(work, f"{model}_w8a8_uint8_{h}x{w}.tflite")
-    _run(["export.py", "--pre_trained", qckpt, "--model", model, "--scale", str(scale), "--variant",
-          "f32b5" if model == "edsr" else "M4C28", "--file_format", "TFLITE", "--quant", "int8",
-          "--io_dtype", "uint8", "--input_shape", f"1,3,{h},{w}", "--export_file", ours], [ours], log)
-    files = {"ours W8A8 int8": (ours, ours)}
+    files, reported, rep = {}, {}, None
+    variant = "f32b5" if model == "edsr" else "M4C28"
+    for method in args.methods.split(","):
+        tag = "" if method == "dbdc_pac" else "_" + method  # the default method keeps the first run's names
+        qckpt, report = os.path.join(work, f"{model}_w8a8{tag}.ckpt"), os.path.join(work, f"eval_w8a8{tag}.json")
+        _run(["eval.py", "--pre_trained", ckpt, "--model", model, "--scale", str(scale), "--variant", variant,
+              "--quant_method", method, "--w_bit", "8", "--a_bit", "8", "--calib_path",
+              os.path.join(args.shared, "data", "train"), "--save_quant_ckpt", qckpt, "--result_file", report] + data,
+             [qckpt, report], log)
+        float_row, rep = _psnr_ssim(report, "results_fp")
+        reported[f"reported (eval.py, {method} W8A8)"] = _psnr_ssim(report)[0]
+        ours = os.path.join(work, f"{model}_w8a8{tag}_uint8_{h}x{w}.tflite")
+        _run(["export.py", "--pre_trained", qckpt, "--model", model, "--scale", str(scale), "--variant", variant,
+              "--file_format", "TFLITE", "--quant", "int8", "--io_dtype", "uint8", "--input_shape", f"1,3,{h},{w}",
+              "--export_file", ours], [ours], log)
+        files["ours W8A8 int8" + ("" if method == "dbdc_pac" else f" ({method})")] = (ours, ours)
     files.update({label: (os.path.join(shared_dir, a), os.path.join(shared_dir, b)) for label, (a, b) in theirs.items()})
-    rows = {"float (imported checkpoint)": float_row, f"reported (eval.py, {args.method} W8A8)": reported}
+    rows = {"float (imported checkpoint)": float_row, **reported}
     for label, (scored, _) in files.items():
         result = os.path.join(work, "eval_" + label.replace(" ", "_") + ".json")
         _run(["eval.py", "--pre_trained", scored, "--result_file", result] + data, [result], log)
         rows[label] = _psnr_ssim(result)[0]
-    return {"model": title, "scale": scale, "input_hw": [h, w], "source": source, "method": args.method,
+    return {"model": title, "key": model, "scale": scale, "input_hw": [h, w], "source": source, "methods": args.methods,
             "placement": rep["quant"].get("placement"), "calibration_seconds": rep["quant"].get("calibration_seconds"),
             "psnr_ssim": rows, "files": {k: {"scored": v[0], "timed": v[1]} for k, v in files.items()}}
 
@@ -173,7 +177,9 @@ def write_tables(json_path, md_path, readme):
     with open(json_path, encoding="utf-8") as fh:
         data = json.load(fh)
     shown = os.path.relpath(os.path.abspath(json_path), ROOT)
-    body = [f"Written by `{data['command']}` (then `python scripts/head_to_head.py --table {shown}`); PSNR-Y (dB) "
+    commands = data.get("commands") or [data["command"]]
+    body = ["Written by " + ", then ".join(f"`{c}`" for c in commands)
+            + f" (then `python scripts/head_to_head.py --table {shown}`); each model's files are timed in one run; PSNR-Y (dB) "
             "/ SSIM, shave = scale, MATLAB-bicubic LR. Every file is scored by `eval.py --pre_trained FILE`.", ""]
     body += table_lines(data)
     if md_path:
@@ -194,7 +200,8 @@ def main(argv=None):
     parser.add_argument("--shared", default="../shared", help="folder holding weights/ and data/ (../shared)")
     parser.add_argument("--work", default="outputs/head_to_head", help="where checkpoints, files and reports go")
     parser.add_argument("--models", default="edsr,abpn", help="comma list of edsr, abpn")
-    parser.add_argument("--method", default="dbdc_pac", help="our calibration method (eval.py --quant_method)")
+    parser.add_argument("--methods", default="dbdc_pac", help="our calibration methods (eval.py --quant_method), "
+                                                             "one int8 file each; dbdc_pac is the default")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
@@ -214,8 +221,16 @@ def main(argv=None):
     log = lambda line: print(line, flush=True)  # noqa: E731
     rows = [measure_pair(pair, args, log) for pair in PAIRS if pair[0] in wanted]
     time_files(rows, args, log)
-    data = {"command": "python scripts/head_to_head.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "threads": args.threads, "runs": args.runs, "rounds": args.rounds, "rows": rows}
+    command = "python scripts/head_to_head.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    data = {"commands": [], "threads": args.threads, "runs": args.runs, "rounds": args.rounds, "rows": []}
+    if os.path.exists(args.out):  # rows of the models not run now are kept, with the commands that made them
+        with open(args.out, encoding="utf-8") as fh:
+            data = json.load(fh)
+        data.setdefault("commands", [data.pop("command")] if "command" in data else [])
+    kept = [r for r in data["rows"] if r.get("key", r["model"].split()[1].lower()) not in wanted]
+    data["rows"] = [r for pair in PAIRS for r in kept + rows if r.get("key") == pair[0]
+                    or (r in kept and pair[0] in r["model"].lower())]
+    data["commands"] = [c for c in data["commands"] if c != command] + [command]
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1)
     print("\n".join(table_lines(data)))
