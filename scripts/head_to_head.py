@@ -227,9 +227,9 @@ def main(argv=None):
         with open(args.out, encoding="utf-8") as fh:
             data = json.load(fh)
         data.setdefault("commands", [data.pop("command")] if "command" in data else [])
-    kept = [r for r in data["rows"] if r.get("key", r["model"].split()[1].lower()) not in wanted]
-    data["rows"] = [r for pair in PAIRS for r in kept + rows if r.get("key") == pair[0]
-                    or (r in kept and pair[0] in r["model"].lower())]
+    by_model = {r.get("key"): r for r in data["rows"]}
+    by_model.update({r["key"]: r for r in rows})
+    data["rows"] = [by_model[pair[0]] for pair in PAIRS if pair[0] in by_model]
     data["commands"] = [c for c in data["commands"] if c != command] + [command]
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1)
