@@ -169,8 +169,23 @@ def table_lines(data):
                          f"{row.get('latency_ms', {}).get(label, '-')} | "
                          + (f"{xnn['delegated']}/{xnn['nodes']} in {xnn['partitions']}" if xnn else "-")
                          + f" | {row.get('size_kb', {}).get(label, '-')} |")
-        lines.append("")
+        lines += ["", _summary(row), ""]
     return lines
+
+
+def _summary(row):
+    """One line per model: each of our files against their QAT file (PSNR on every set, latency ratio)."""
+    qat_label = "their QAT int8"
+    qat, lat = row["psnr_ssim"].get(qat_label), row.get("latency_ms", {})
+    parts = []
+    for label in (k for k in row["files"] if k.startswith("ours")):
+        ours = row["psnr_ssim"][label]
+        gains = " / ".join(f"{ours[s][0] - qat[s][0]:+.3f}" for s in SETS if s in ours and s in qat)
+        lost = " / ".join(f"{ours[s][0] - row['psnr_ssim']['float (imported checkpoint)'][s][0]:+.3f}" for s in SETS)
+        speed = f", {lat[qat_label] / lat[label]:.2f}x their QAT file's speed" if label in lat and qat_label in lat else ""
+        parts.append(f"{label}: {gains} dB against their QAT file ({', '.join(SETS)}), {lost} dB against the float "
+                     f"checkpoint{speed}")
+    return "; ".join(parts) + "."
 
 
 def write_tables(json_path, md_path, readme):
