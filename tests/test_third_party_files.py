@@ -308,3 +308,29 @@ def test_head_to_head_docs_and_readme_block_are_written_from_the_json(tmp_path):
     assert all(c in readme.read_text(encoding="utf-8") for c in data["commands"])
     for row in data["rows"]:  # every file was timed in the one run and scored on every set
         assert set(row["latency_ms"]) == set(row["files"]) and all(len(v) == 3 for v in row["psnr_ssim"].values())
+
+
+def test_a_saved_model_whose_serving_function_does_more_than_arithmetic_is_not_run(tmp_path):
+    """The equality check runs the source graph; one that writes files (or does anything but arithmetic) is
+    refused before TensorFlow runs it, and nothing is written."""
+    tf = _tf()
+    marker = tmp_path / "written_by_the_model"
+    root = tf.Module()
+    layer = tf.Module()
+    layer.kernel = tf.Variable(np.zeros((3, 3, 3, 12), np.float32))
+    layer.bias = tf.Variable(np.zeros(12, np.float32))
+    setattr(root, "layer_with_weights-0", layer)
+
+    def serve(x):
+        tf.io.write_file(str(marker), "pwned")
+        return tf.nn.depth_to_space(tf.concat([x, x, x, x], -1), 2)
+
+    root.f = tf.function(serve, input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+    folder = str(tmp_path / "sm")
+    tf.saved_model.save(root, folder, signatures={"serving_default": root.f})
+    proc = _convert("--src", folder, "--dst", str(tmp_path / "x.ckpt"))
+    assert _one_error_line(proc) and "WriteFile" in proc.stderr and "not plain arithmetic" in proc.stderr
+    assert not marker.exists() and not os.path.exists(tmp_path / "x.ckpt")
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(os.urandom(500))
+    proc = _convert("--src", folder, "--dst", str(tmp_path / "x.ckpt"))
+    assert _one_error_line(proc) and "is not a readable SavedModel" in proc.stderr
