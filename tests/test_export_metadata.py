@@ -216,6 +216,10 @@ def _with_onnx_metadata(src, dst, **changes):
     ({"receptive_radius": "abc"}, "bad sr.receptive_radius 'abc'"),
     ({"receptive_radius": "-1"}, "bad sr.receptive_radius '-1'"),
     ({"scale": "0"}, "bad sr.scale '0'"),
+    ({"scale": "1"}, "bad sr.scale '1' in its metadata (expected 2..16)"),  # not an upscaler
+    ({"receptive_radius": "0"}, "records a receptive radius of 0 LR pixels, but one input pixel changes its output"),
+    ({"receptive_radius": "4096"}, "records a receptive radius of 4096 LR pixels, but one input pixel changes its "
+                                   "output 36 pixels away"),
     ({"n_colors": "2"}, "bad sr.n_colors '2'"),
     ({"scale": None}, "without sr.scale"),
     ({"scale": "3"}, "not the (1, 3, 48, 48) its metadata (x3, 3 colour(s))"),   # graph upscales x2

@@ -227,7 +227,11 @@ def test_export_cli_mobile_ort_and_bad_inputs(tmp_path):
     for extra, expected in ((["--file_format", "ORT", "--target", "desktop"], "--target mobile"),
                             (["--file_format", "ONNX", "--target", "mobile", "--input_shape", "1,3,24"], "4-D"),
                             (["--file_format", "ONNX", "--input_shape", "1,3,40000,40000"], "out of range"),
-                            (["--file_format", "ONNX", "--target", "tablet"], "target")):
+                            (["--file_format", "ONNX", "--target", "tablet"], "target"),
+                            # a window no tiling can make exact (radius 5 each side), a batch the runners refuse
+                            (["--file_format", "ORT", "--input_shape", "1,3,1,1"],
+                             "too small for this model's receptive radius of 5 LR pixels"),
+                            (["--file_format", "ONNX", "--input_shape", "4,3,24,24"], "a batch of 4")):
         proc = _run(*base, *extra)
         assert proc.returncode == 2, (extra, proc.stderr)
         lines = [l for l in proc.stderr.strip().splitlines() if "WARNING" not in l]

@@ -60,7 +60,23 @@ def parse_input_shape(text, n_colors):
     if shape[1] != n_colors:
         raise ValueError(f"--input_shape has {shape[1]} channels but this model takes {n_colors}; "
                          f"use 1,{n_colors},{shape[2]},{shape[3]}")
+    if shape[0] != 1:
+        raise ValueError(f"--input_shape has a batch of {shape[0]}: eval.py and infer.py run one image at a time and "
+                         f"refuse such files; use 1,{n_colors},{shape[2]},{shape[3]}")
     return shape
+
+
+def check_window(shape, radius, target):
+    """A fixed-size (mobile) file runs any image in windows of its input size with ``radius`` LR pixels of
+    context on each side; a window of at most ``2 * radius`` pixels leaves no output pixel with its full
+    context, so no tiling of it equals the model: ValueError naming the smallest exact size."""
+    height, width = shape[2], shape[3]
+    if target == "mobile" and min(height, width) <= 2 * int(radius):
+        need = 2 * int(radius) + 1
+        raise ValueError(f"--input_shape {','.join(map(str, shape))}: a fixed {height}x{width} window is too small for "
+                         f"this model's receptive radius of {radius} LR pixels on each side (windows of it cannot "
+                         f"give the model's output); use at least 1,{shape[1]},{max(height, need)},"
+                         f"{max(width, need)} (phones: 1,{shape[1]},360,640)")
 
 
 def example_inputs(shape):
@@ -164,6 +180,7 @@ def run_export(config, log=print):
     _check_request(request, fp_net, q_net, target)
     n_colors = fp_net.n_colors
     shape = parse_input_shape(settings.input_shape, n_colors)
+    check_window(shape, fp_net.receptive_radius, target)
     if settings.quant == "int8" and target == "mobile":
         _deployment_grids(request.calibration, ckpt, fp_net, q_net, log)
     path = export_path(request)

@@ -36,7 +36,7 @@ import json
 PREFIX = "sr."
 VERSION = 1
 # Bounds a valid value stays within; a file outside them is refused rather than trusted.
-_INT_KEYS = {"scale": range(1, 17), "n_colors": (1, 3), "receptive_radius": range(0, 4097),
+_INT_KEYS = {"scale": range(2, 17), "n_colors": (1, 3), "receptive_radius": range(0, 4097),
              "peak_channels": range(1, (1 << 20) + 1)}
 REQUIRED = ("scale", "n_colors", "receptive_radius")
 

@@ -101,7 +101,7 @@ class ExportedRunner:
         self.peak_channels = self.metadata["peak_channels"] or default_peak_channels(self.scale)
         self.overlap = int(tile_overlap) if tile_overlap >= 0 else self.receptive_radius
         self._check_shapes()
-        self._check_metadata()
+        self._check_metadata(overlap_given=tile_overlap >= 0)
         tile = self.io.tile_hw
         if tile and min(tile) <= 2 * self.overlap:
             self.notice = (f"note: {path} takes a fixed {tile[0]}x{tile[1]} input, too small for {self.overlap} LR "
@@ -208,7 +208,7 @@ class ExportedRunner:
             return channels, out.shape[-1] // PROBE
         raise ValueError(f"{self.path} does not run on a 1x3 or 1x1 channel image: {errors[-1]}")
 
-    def _check_metadata(self):
+    def _check_metadata(self, overlap_given=False):
         """One probe run with the recorded channel count: the graph must agree with its metadata."""
         try:
             out = self.run(np.zeros((1, self.n_colors, PROBE, PROBE), np.float32))
@@ -220,6 +220,29 @@ class ExportedRunner:
             raise ExportedModelError(f"{self.path} turns a {PROBE}x{PROBE} input into {tuple(out.shape)}, not the "
                                      f"{expected} its metadata (x{self.scale}, {self.n_colors} colour(s)) records; "
                                      "re-export it with export.py")
+        self._check_radius(overlap_given)
+
+    def _check_radius(self, overlap_given):
+        """The recorded receptive radius against one measured on the file (one input pixel changed): changes
+        beyond the recorded radius (tiles would show seams), a float graph whose radius differs, or a quantized
+        graph whose record (over 64) is far beyond what reaches its output (absurd overlaps) are refused;
+        with ``--tile_overlap`` given, a note instead."""
+        recorded = self.receptive_radius
+        side = 2 * min(recorded + 4, RADIUS_PROBE) + 1
+        h, w = self.io.tile_hw or (side, side)
+        measured, border = measure_receptive_radius(self.forward_in_range, probe_image(h, w, self.n_colors, seed=1),
+                                                    self.scale, tol=0.5 / 255 if self.integer_output else 0.0)
+        # a float graph's measurement is exact; a rounding graph's a lower bound (a change can round away)
+        exact = self.metadata.get("kind") == "float" and not self.integer_output
+        wrong = measured > recorded or (not border and (
+            (exact and measured != recorded) or (not exact and recorded > 64 and recorded > 4 * measured + 16)))
+        if wrong:
+            reach = f"{'at least ' if border else ''}{measured}"
+            words = (f"{self.path} records a receptive radius of {recorded} LR pixels, but one input pixel changes its "
+                     f"output {reach} pixels away (measured on the file)")
+            if not overlap_given:
+                raise ExportedModelError(words + "; re-export it with export.py or pass --tile_overlap")
+            self.notice = f"note: {words}; the tile overlap is --tile_overlap {self.overlap}"
 
     def invoke(self, x):
         """One run of the graph: float32 array in the file's layout and (fixed) size -> its output."""
