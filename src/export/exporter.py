@@ -256,13 +256,13 @@ def _write_air(job, _report, _log):  # reached on Ascend only
 def _write_mindir(job, report, log):
     from src.export.mindir import export_mindir, mindir_max_diff  # pylint: disable=import-outside-toplevel
     fixed = job["inputs"][0].shape if job["target"] == "mobile" else None
-    with atomic_target(job["path"], suffix=".mindir") as tmp:
+    with atomic_target(job["path"], suffix=".mindir") as tmp:  # checked before it replaces the target
         export_mindir(job["net"], job["n_colors"], tmp, job["metadata"], shape=fixed)
-    if job["settings"].export_check:
-        report["max_abs_diff"] = mindir_max_diff(job["path"], job["net"], job["inputs"])
-        log(f"MindIR round trip (mindspore.load + nn.GraphCell) at {_sizes(job['inputs'])}: "
-            f"max |diff| {report['max_abs_diff']:.2e}")
-        _require(report["max_abs_diff"], FLOAT_TOLERANCE, "MindIR")
+        if job["settings"].export_check:
+            report["max_abs_diff"] = mindir_max_diff(tmp, job["net"], job["inputs"])
+            log(f"MindIR round trip (mindspore.load + nn.GraphCell) at {_sizes(job['inputs'])}: "
+                f"max |diff| {report['max_abs_diff']:.2e}")
+            _require(report["max_abs_diff"], FLOAT_TOLERANCE, "MindIR")
     if job["target"] == "mobile":
         log(f"for MindSpore Lite: converter_lite --fmk=MINDIR --modelFile={job['path']} "
             f"--outputFile={os.path.splitext(job['path'])[0]}  (writes a .ms file; not run here)")
@@ -314,11 +314,15 @@ def _log_partitions(job, report, log, onnx_path):
 
 
 def _write_onnx(job, report, log):
+    """The ONNX file, written to a temporary name and checked there: a file that fails its check never
+    replaces an earlier one at the target."""
     from src.export.onnx_float import save_onnx  # pylint: disable=import-outside-toplevel
-    save_onnx(_onnx_model(job, log), job["path"], job["metadata"])
-    if job["settings"].export_check:
-        _check_onnx(job, report, log, job["path"])
-    _log_partitions(job, report, log, job["path"])
+    model = _onnx_model(job, log)
+    with atomic_target(job["path"], suffix=".onnx") as tmp:
+        save_onnx(model, tmp, job["metadata"])
+        if job["settings"].export_check:
+            _check_onnx(job, report, log, tmp)
+        _log_partitions(job, report, log, tmp)
 
 
 def _write_ort(job, report, log):
