@@ -8,10 +8,13 @@ Every other flag is an eval.py flag. Bits are used for weights and activations
 alike (WbAb); the first and last layers stay W8A8 (int8_scope). Writes
 ``<output_path>/ptq_sweep_<model>_<variant>_x<scale>.{md,json,png}`` and one result file per run
 (``..._w<b>a<b>_<method>.json``, eval.py's ``--result_file``); ``--reuse True`` takes a run's result
-from that file when it is there and records the same method and bits (a sweep that stopped goes
-on where it was; delete a file to measure that run again). ``scripts/ptq_zoo_table.py`` joins the
-sweeps of several models into one table.
+from that file only when the identity written beside it (``<result>.run``: every setting of the run
+but where outputs go, and the SHA-1 of the checkpoint file) equals this run's, so a sweep that stopped
+goes on where it was and nothing measured with other weights, data, sets or calibration options is
+taken; ``scripts/ptq_zoo_table.py`` joins the sweeps of several models into one table.
 """
+import argparse
+import hashlib
 import json
 import os
 import sys
@@ -22,15 +25,6 @@ import model_utils  # noqa: E402,F401  (CPU runtime defaults before mindspore lo
 from model_utils.config import get_config  # noqa: E402
 from src.utils.atomic import atomic_target  # noqa: E402
 from src.utils.psnr_plot import psnr_panels  # noqa: E402
-
-
-def _pop(argv, flag, default):
-    if flag in argv:
-        i = argv.index(flag)
-        value = argv[i + 1]
-        del argv[i:i + 2]
-        return value
-    return default
 
 
 def markdown(rows, sets):
@@ -50,38 +44,73 @@ def plot(rows, fp, sets, path, title):
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
 
 
-def _earlier(path, method, bits):
-    """The result file of an earlier run of ``method`` at ``bits`` (dict), or None when it is missing,
-    unreadable or records other settings."""
+# settings that say where results go, not what they are
+_OUTPUT_KEYS = ("result_file", "output_path", "save_sr", "save_quant_ckpt", "enable_modelarts", "cli_keys")
+
+
+def run_identity(cfg):
+    """What determines a run's result: every setting but where outputs go, and the SHA-1 of the
+    ``--pre_trained`` file (another checkpoint at the same path is another run)."""
+    from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
+    values = {k: v for k, v in sorted(cfg.to_dict().items()) if k not in _OUTPUT_KEYS}
+    digest = hashlib.sha1()
+    with open(resolve_path(cfg, cfg.pre_trained), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return json.loads(json.dumps({"settings": values, "checkpoint_sha1": digest.hexdigest()}, default=str))
+
+
+def _earlier(path, identity):
+    """The result file of an earlier run with this ``identity`` (dict), or None when it is missing,
+    unreadable or was made by another run (its ``.run`` file differs or is missing)."""
     try:
+        with open(path + ".run", encoding="utf-8") as fh:
+            if json.load(fh) != identity:
+                return None
         with open(path, encoding="utf-8") as fh:
             report = json.load(fh)
-        quant = report["quant"]
-        same = (quant["method"], quant["w_bit"], quant["a_bit"]) == (method, bits, bits)
-        return report if same and report["results"] and report["results_fp"] else None
+        return report if report["results"] and report["results_fp"] else None
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="ptq_sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Every other flag is an eval.py flag (python eval.py --help), e.g. --model, --pre_trained, "
+               "--data_path, --eval_datasets, --calib_path.")
+    parser.add_argument("--methods", default="minmax,percentile,omse,dbdc,dbdc_pac",
+                        help="comma-separated eval.py --quant_method values")
+    parser.add_argument("--bits", default="8,6,4", help="comma-separated bit widths (2..8), weights = activations")
+    parser.add_argument("--reuse", default="False", choices=("True", "False"),
+                        help="take a run's result from an earlier sweep when its recorded identity is this run's")
+    return parser
 
 
 def main(argv=None):
     """Run the sweep; a user error (bad option, config file, data, full disk) is one line, exit code 2."""
     try:
         return _sweep(list(sys.argv[1:] if argv is None else argv))
-    except (ValueError, OSError, IndexError) as exc:  # ConfigError and the project's user errors are ValueErrors
+    except (ValueError, OSError) as exc:  # ConfigError and the project's user errors are ValueErrors
         from src.errors import error_line  # pylint: disable=import-outside-toplevel
         print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
 
 
 def _sweep(argv):
-    methods = _pop(argv, "--methods", "minmax,percentile,omse,dbdc,dbdc_pac").split(",")
-    bits_text = _pop(argv, "--bits", "8,6,4")
+    args, argv = _parser().parse_known_args(argv)
+    from model_utils.validate import RULES  # pylint: disable=import-outside-toplevel
+    choices = [m for m in RULES["quant_method"].choices if m]  # the eval.py methods, declared once
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in choices]
+    if not methods or unknown:
+        raise ValueError(f"--methods '{args.methods}': give comma-separated methods from {', '.join(choices)}"
+                         + (f" ({', '.join(unknown)} is not one)" if unknown else ""))
+    bits_text = args.bits
     if not all(b.strip().isdigit() and 2 <= int(b) <= 8 for b in bits_text.split(",")):
         raise ValueError(f"--bits {bits_text}: give comma-separated bit widths between 2 and 8, e.g. 8,6,4")
     bits = [int(b) for b in bits_text.split(",")]
-    reuse = _pop(argv, "--reuse", "False")
-    if reuse not in ("True", "False"):
-        raise ValueError(f"--reuse {reuse}: give True or False")
+    reuse = args.reuse
     base = get_config(argv, description="PTQ sweep")
     from src.engine.evaluator import run_evaluation  # pylint: disable=import-outside-toplevel
     from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
@@ -94,9 +123,13 @@ def _sweep(argv):
         for method in methods:
             cfg = base.replace(quant_method=method, w_bit=b, a_bit=b, save_quant_ckpt="",
                                result_file=f"{stem}_w{b}a{b}_{method}.json")
-            report = reuse == "True" and _earlier(cfg.result_file, method, b)
+            identity = run_identity(cfg)
+            report = reuse == "True" and _earlier(cfg.result_file, identity)
             reused = bool(report)
-            report = report or run_evaluation(cfg, log=lambda *_: None)
+            if not reused:
+                report = run_evaluation(cfg, log=lambda *_: None)
+                with atomic_target(cfg.result_file + ".run") as tmp, open(tmp, "w", encoding="utf-8") as fh:
+                    json.dump(identity, fh, indent=1)
             fp = {k: v["psnr"] for k, v in report["results_fp"].items()}
             rows.append({"method": method, "bits": b, "label": f"W{b}A{b}",
                          "psnr": {k: v["psnr"] for k, v in report["results"].items()},

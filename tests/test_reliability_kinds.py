@@ -37,3 +37,75 @@ def test_a_file_that_fails_its_check_never_replaces_the_earlier_one(float_ckpt, 
         _export(float_ckpt, target, fmt)
     assert open(target, "rb").read() == before
     assert sorted(os.listdir(tmp_path)) == [f"m.{ext}"]  # no temporary file left behind
+
+
+def test_scopes_that_leave_every_layer_float_are_named_as_such():
+    """Kind 8: --fp_scope '*' said 'min() arg is an empty sequence' / 'matches no layer' (it matched all)."""
+    from src.quantlib.quant_layers import QuantConfig, quantize_model  # pylint: disable=import-outside-toplevel
+    net = create_model("abpn", "M2C8", 3)
+    with pytest.raises(ValueError, match=r"fp_scope '\*' leaves all 5 layers in floating point"):
+        quantize_model(net, QuantConfig(8, 8, fp_scope=["*"]))
+
+
+@pytest.fixture(scope="module")
+def w8a8_ckpt(tmp_path_factory):
+    """A W8A8 minmax-calibrated ABPN-M2C8 x3 checkpoint (PTQ4SR placement)."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from src.quantlib.calibrate import calibrate  # pylint: disable=import-outside-toplevel
+    from src.quantlib.quant_layers import QuantConfig  # pylint: disable=import-outside-toplevel
+    q = create_model("abpn", "M2C8", 3)
+    rng = np.random.default_rng(0)
+    calibrate(q, [rng.random((2, 3, 16, 16)).astype(np.float32) for _ in range(2)], "minmax", QuantConfig(8, 8))
+    path = str(tmp_path_factory.mktemp("q") / "w8a8.ckpt")
+    save_checkpoint(q, path, meta=dict(model_meta(q), quant_config=QuantConfig(8, 8).to_json(), quant_method="minmax"))
+    return path
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--quant_method", "dbdc", "--w_bit", "4", "--a_bit", "4"], "is already calibrated (minmax W8A8), so "
+                                                                   "--quant_method dbdc --w_bit 4 --a_bit 4 cannot"),
+    (["--quant_method", "minmax", "--w_bit", "8", "--a_bit", "8", "--save_quant_ckpt", "again.ckpt"],
+     "--save_quant_ckpt would write nothing"),
+])
+def test_a_calibrated_checkpoint_is_not_reported_under_another_label(w8a8_ckpt, tmp_path, extra, words):
+    """Kind 1: eval.py with a W8A8 checkpoint and W4A4 options reported W8A8 with exit 0, and
+    --save_quant_ckpt wrote nothing, silently."""
+    from model_utils.config import get_config  # pylint: disable=import-outside-toplevel
+    from src.engine.evaluator import run_evaluation  # pylint: disable=import-outside-toplevel
+    config = get_config(["--model", "abpn", "--variant", "M2C8", "--scale", "3", "--pre_trained", w8a8_ckpt,
+                         "--eval_datasets", "Samples", "--output_path", str(tmp_path), *extra])
+    with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        run_evaluation(config, log=lambda *_: None)
+    assert not os.path.exists(tmp_path / "again.ckpt")
+
+
+def test_a_sweep_reuses_only_a_result_of_the_same_run(tmp_path):
+    """Kind 1: --reuse True took an earlier run's rows when only the method and bits matched (another
+    --pre_trained got the first checkpoint's PSNR); now only a run with the same recorded identity."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    from conftest import ROOT, write_smooth_images  # pylint: disable=import-outside-toplevel
+    data = tmp_path / "data" / "benchmark" / "Tiny" / "HR"
+    write_smooth_images(str(data), 2, 48)
+    write_smooth_images(str(tmp_path / "calib"), 2, 200, seed=3)
+    ckpts = []
+    for seed in (0, 1):
+        import mindspore as ms  # pylint: disable=import-outside-toplevel
+        ms.set_seed(seed)
+        net = create_model("abpn", "M2C8", 3)
+        ckpts.append(str(tmp_path / f"abpn_{seed}.ckpt"))
+        save_checkpoint(net, ckpts[-1], meta=model_meta(net))
+
+    def sweep(ckpt):
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "ptq_sweep.py"), "--methods", "minmax",
+                               "--bits", "8", "--reuse", "True", "--model", "abpn", "--variant", "M2C8", "--scale",
+                               "3", "--pre_trained", ckpt, "--data_path", str(tmp_path / "data"), "--eval_datasets",
+                               "Tiny", "--calib_path", str(tmp_path / "calib"), "--calib_num", "4",
+                               "--output_path", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
+                              check=False)
+        assert proc.returncode == 0, proc.stderr[-1500:]
+        return next(line for line in proc.stdout.splitlines() if line.startswith("W8A8 minmax"))
+
+    first, again, other = sweep(ckpts[0]), sweep(ckpts[0]), sweep(ckpts[1])
+    assert "reused" not in first and "reused" in again and again.split("(")[0] == first.split("(")[0]
+    assert "reused" not in other

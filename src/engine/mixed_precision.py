@@ -268,6 +268,9 @@ def _layers(fp_net, config, input_hw):
     macs = dict(layer_macs(fp_net, input_hw, [c for _, c in named]))
     plan = layer_bits([n for n, _ in named], QuantConfig(8, 8, fp_scope=list(config.fp_scope)))
     counts = {n: (int(c.weight.size), macs[c]) for n, c in named}
+    if not any(plan.values()):
+        raise ValueError(f"--fp_scope {', '.join(repr(p) for p in config.fp_scope)} leaves all {len(plan)} layers in "
+                         "floating point: no layer is left to choose bits for; narrow --fp_scope")
     return ({n: v for n, v in counts.items() if plan[n]}, {n: v for n, v in counts.items() if not plan[n]})
 
 

@@ -28,7 +28,9 @@ def load_or_calibrate(model, quant, ckpt, log):
     options = model.option_dict()
     fp_net, q_net, meta = load_float_and_quantized(model.model, model.variant, model.scale, ckpt, options)
     if q_net is not None:
-        return fp_net, q_net, quant_config_of(meta), str(meta.get("quant_method", "?")), None
+        qcfg, recorded = quant_config_of(meta), str(meta.get("quant_method", "?"))
+        _refuse_other_quantization(quant, qcfg, recorded, ckpt)
+        return fp_net, q_net, qcfg, recorded, None
     q_net, _ = load_for_inference(model.model, model.variant, model.scale, ckpt, options)
     if quant.recipe_note:
         log(quant.recipe_note)
@@ -37,6 +39,24 @@ def load_or_calibrate(model, quant, ckpt, log):
     qcfg = with_deploy_sites(quant.qcfg, fp_net, patches, log)
     quantize(fp_net, qcfg, patches, quant.calib, quant.pac, qnet=q_net, log=log, recon=quant.recon)
     return fp_net, q_net, qcfg, quant.method, (time.time() - start, len(patches))
+
+
+def _refuse_other_quantization(quant, qcfg, recorded, ckpt):
+    """A calibrated checkpoint is used as it is: asking for another method or other bits, or to save a
+    calibration that is not made, would otherwise report the checkpoint's own result under the asked
+    label (and write nothing). ValueError naming both."""
+    if not quant.method:
+        return
+    asked = (quant.method, quant.qcfg.w_bit, quant.qcfg.a_bit)
+    if asked != (recorded, qcfg.w_bit, qcfg.a_bit):
+        raise ValueError(f"--pre_trained {ckpt} is already calibrated ({recorded} W{qcfg.w_bit}A{qcfg.a_bit}), so "
+                         f"--quant_method {asked[0]} --w_bit {asked[1]} --a_bit {asked[2]} cannot be applied to it; "
+                         "pass the float checkpoint to calibrate anew, or drop the quantization options to evaluate "
+                         "it as it is")
+    if quant.save_quant_ckpt:
+        raise ValueError(f"--pre_trained {ckpt} is already calibrated ({recorded} W{qcfg.w_bit}A{qcfg.a_bit}): nothing "
+                         "is calibrated now, so --save_quant_ckpt would write nothing; drop it (or pass the float "
+                         "checkpoint)")
 
 
 def with_deploy_sites(qcfg, fp_net, patches, log):

@@ -210,11 +210,15 @@ def replace_cell(net, name, new_cell, prefix=None):
 def quantize_model(net, qcfg):
     """Replace quantizable layers of ``net`` in place (bounds left at -1 / 1 until calibrated);
     returns ``{name: (w_bit, a_bit) | None}``, also kept as ``net.quant_plan``. ``ValueError`` for a
-    model without Conv2d/Dense layers or a scope pattern that matches no layer."""
+    model without Conv2d/Dense layers, a scope pattern that matches no layer, or scopes that leave every
+    layer in floating point (nothing would be quantized)."""
     layers = quantizable_layers(net)
     if not layers:
         raise ValueError(f"{type(net).__name__} has no Conv2d/Dense layer to quantize")
     plan = layer_bits([n for n, _ in layers], qcfg)
+    if all(bits is None for bits in plan.values()):
+        raise ValueError(f"fp_scope {', '.join(repr(p) for p in qcfg.fp_scope)} leaves all {len(plan)} layers in "
+                         "floating point, so nothing would be quantized; narrow --fp_scope (e.g. 'conv_first')")
     for name, cell in layers:
         bits = plan[name]
         if bits is None:
