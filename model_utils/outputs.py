@@ -6,6 +6,8 @@ line naming the option:
 
 - the path (or one of its parent folders) is an existing regular file where a folder is
   needed, or an existing folder where a file is needed;
+- a part of the path is longer than the file system allows (``NAME_MAX``, usually 255 bytes),
+  which would otherwise fail at the first write, in the middle of a progress bar;
 - the nearest existing folder is not writable (``os.access``). Note: for root, permission
   bits never deny a write, so as root this only catches read-only file systems (``EROFS``);
   for other users it also catches folders without write permission.
@@ -32,7 +34,20 @@ def _nearest_existing(path):
     return current
 
 
+def _check_name_lengths(path, shown, option):
+    existing = _nearest_existing(path)
+    try:
+        limit = os.pathconf(existing if os.path.isdir(existing) else os.path.dirname(existing), "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for part in path.split(os.sep):
+        if len(os.fsencode(part)) > limit:
+            raise OutputPathError(f"--{option}: the name '{part[:40]}...' is {len(os.fsencode(part))} bytes long; this "
+                                  f"file system allows {limit}; choose a shorter --{option}")
+
+
 def _check_folder(folder, shown, option):
+    _check_name_lengths(folder, shown, option)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise OutputPathError(f"--{option} {shown}: {folder} is a file, not a folder; choose another --{option}")
     existing = _nearest_existing(folder)
@@ -64,6 +79,7 @@ def check_output_file(path, option):
     target = os.path.abspath(path)
     if os.path.isdir(target):
         raise OutputPathError(f"--{option} {path} is a folder; pass a file name")
+    _check_name_lengths(target, path, option)
     _check_folder(os.path.dirname(target), path, option)
     return target
 

@@ -109,3 +109,17 @@ def test_a_sweep_reuses_only_a_result_of_the_same_run(tmp_path):
     first, again, other = sweep(ckpts[0]), sweep(ckpts[0]), sweep(ckpts[1])
     assert "reused" not in first and "reused" in again and again.split("(")[0] == first.split("(")[0]
     assert "reused" not in other
+
+
+def test_a_name_too_long_for_the_file_system_is_refused_before_any_work(tmp_path):
+    """Kind 8: a 300-character folder name ended in 'File name too long' printed on the progress bar's line."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    from conftest import ROOT  # pylint: disable=import-outside-toplevel
+    long_name = str(tmp_path / ("d" * 300))
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), "--eval_datasets", "Samples",
+                           "--output_path", long_name, "--save_sr", "True"], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "is 300 bytes long" in lines[0], proc.stderr[-800:]
+    assert "--output_path" in lines[0] and "evaluating" not in proc.stdout
