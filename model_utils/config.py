@@ -359,8 +359,8 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
                   f"{os.path.basename(schema_path)} after it was copied?); using their defaults")
 
     epilog = None if entry is None else (
-        "Options of the other entry scripts' sections are accepted and have no effect here; "
-        "python -m model_utils.validate lists every option.")
+        "Options of the other entry scripts' sections are accepted, have no effect here and are named in one "
+        "note line; python -m model_utils.validate lists every option.")
     parser = _Parser(description=description, parents=[pre], allow_abbrev=False, epilog=epilog,
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     overridable = _add_options(parser, cfg, helper, entry)
@@ -382,7 +382,19 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
         resolve_model_defaults(values)
     except ValueError as exc:  # ConfigError, and resolve_model_defaults' errors
         _fail(str(exc))
+    if entry is not None:
+        _note_foreign_options(entry, overrides.keys())
     return Config(values, cli_keys=overrides.keys(), path=known.config_path, spelled=spelled)
+
+
+def _note_foreign_options(entry, given):
+    """One line naming the given options that ``entry`` does not read (another entry script's section)."""
+    own = set(ENTRY_SECTIONS.get(entry, ()))
+    foreign = sorted(k for k in given if section_of(k) not in own and section_of(k) is not None)
+    if foreign:
+        readers = sorted({e for k in foreign for e, secs in ENTRY_SECTIONS.items() if section_of(k) in secs})
+        print(f"note: {', '.join('--' + k for k in foreign)} {'has' if len(foreign) == 1 else 'have'} no effect in "
+              f"{entry}.py (read by {', '.join(r + '.py' for r in readers)}); ignored")
 
 
 def resolve_model_defaults(values):

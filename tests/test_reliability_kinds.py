@@ -123,3 +123,26 @@ def test_a_name_too_long_for_the_file_system_is_refused_before_any_work(tmp_path
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and "is 300 bytes long" in lines[0], proc.stderr[-800:]
     assert "--output_path" in lines[0] and "evaluating" not in proc.stdout
+
+
+def test_symlinked_sub_folders_are_read_and_loops_end(tmp_path):
+    """Kind 6: a symlinked sub-folder of --train_path was skipped ('training on 1 images' with 3 behind it)."""
+    from conftest import write_smooth_images  # pylint: disable=import-outside-toplevel
+    from src.data.image_io import list_images  # pylint: disable=import-outside-toplevel
+    root, elsewhere = tmp_path / "train", tmp_path / "elsewhere"
+    write_smooth_images(str(root), 1, 16)
+    write_smooth_images(str(elsewhere), 3, 16, seed=2)
+    os.symlink(elsewhere, root / "linked")
+    os.symlink(root, elsewhere / "back_to_train")  # a loop through both folders
+    found = list_images(str(root), recursive=True)
+    assert len(found) == 4 and sum(f"{os.sep}linked{os.sep}" in p for p in found) == 3
+
+
+def test_an_option_this_entry_point_does_not_read_is_named(tmp_path, capsys):
+    """Kind 6: infer.py accepted and ignored quantization options without a word."""
+    from model_utils.config import get_config  # pylint: disable=import-outside-toplevel
+    get_config(["--input_path", str(tmp_path), "--w_bit", "4", "--quant_method", "dbdc"], entry="infer")
+    out = capsys.readouterr().out
+    assert "note: --quant_method, --w_bit have no effect in infer.py (read by eval.py, train.py); ignored" in out
+    get_config(["--input_path", str(tmp_path), "--tile_size", "64"], entry="infer")
+    assert "no effect" not in capsys.readouterr().out

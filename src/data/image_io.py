@@ -178,9 +178,19 @@ def list_images(folder, recursive=False):
     """Sorted paths of the image files (by extension, hidden files skipped) directly in ``folder``,
     or with ``recursive`` in it and all its sub-folders.
 
-    Sub-folders named like images (``HR/x.png/``) are not images and are left out.
+    Sub-folders named like images (``HR/x.png/``) are not images and are left out. Symbolic links to
+    sub-folders are followed (a data set assembled from links is read whole); a folder reached twice
+    (a link loop, or two links to one folder) is read once.
     """
     if recursive:
-        return sorted(os.path.join(root, f) for root, _, files in os.walk(folder) for f in files if _is_image_name(f))
+        found, seen = [], set()
+        for root, dirs, files in os.walk(folder, followlinks=True):
+            real = os.path.realpath(root)
+            if real in seen:
+                dirs[:] = []  # a loop or a second way in: its files are already listed
+                continue
+            seen.add(real)
+            found += [os.path.join(root, f) for f in files if _is_image_name(f)]
+        return sorted(found)
     return sorted(os.path.join(folder, f) for f in os.listdir(folder)
                   if _is_image_name(f) and os.path.isfile(os.path.join(folder, f)))
