@@ -146,3 +146,40 @@ def test_an_option_this_entry_point_does_not_read_is_named(tmp_path, capsys):
     assert "note: --quant_method, --w_bit have no effect in infer.py (read by eval.py, train.py); ignored" in out
     get_config(["--input_path", str(tmp_path), "--tile_size", "64"], entry="infer")
     assert "no effect" not in capsys.readouterr().out
+
+
+def test_a_run_folder_has_one_writer_and_a_stale_lock_is_taken_over(tmp_path):
+    """Kind 3: two train.py runs into one --ckpt_dir both exited 0 with interleaved CSV rows."""
+    import json  # pylint: disable=import-outside-toplevel
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    from conftest import ROOT, write_smooth_images  # pylint: disable=import-outside-toplevel
+    from src.utils.run_lock import LOCK_NAME, FolderBusy, hold_folder  # pylint: disable=import-outside-toplevel
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    notes = []
+    with hold_folder(str(folder), log=notes.append):
+        lock = json.loads((folder / LOCK_NAME).read_text())
+        assert lock["pid"] == os.getpid()
+    assert not (folder / LOCK_NAME).exists() and notes == []
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    (folder / LOCK_NAME).write_text(json.dumps({"pid": int(gone.stdout), "host": os.uname().nodename}))
+    with hold_folder(str(folder), log=notes.append):
+        pass
+    assert len(notes) == 1 and "was left by a run that is gone" in notes[0]
+    # train.py refuses a folder a live run holds, in one line, before writing anything
+    (folder / LOCK_NAME).write_text(json.dumps({"pid": os.getppid(), "host": os.uname().nodename}))
+    write_smooth_images(tmp_path / "train", 4, 48)
+    write_smooth_images(tmp_path / "data" / "benchmark" / "Val" / "HR", 1, 48, seed=9)
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--model", "abpn", "--variant", "M2C8",
+                           "--scale", "2", "--train_path", str(tmp_path / "train"), "--val_data_path",
+                           str(tmp_path / "data"), "--val_datasets", "Val", "--patch_size", "8", "--batch_size", "2",
+                           "--cache_dir", str(tmp_path / "cache"), "--total_steps", "2", "--ckpt_dir", str(folder)],
+                          cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "WARNING" not in line]
+    assert proc.returncode == 2 and len(lines) == 1 and "is in use by another run" in lines[0], proc.stderr[-800:]
+    assert sorted(os.listdir(folder)) == [LOCK_NAME]
+    with pytest.raises(FolderBusy, match=f"pid {os.getppid()}"):
+        with hold_folder(str(folder)):
+            pass

@@ -47,6 +47,7 @@ from src.engine.train_step import TrainStep, use_deterministic_prelu
 from src.export.sections import model_choice
 from src.models.registry import create_model, has_training_form, to_deploy
 from src.utils.atomic import refuse_same_file
+from src.utils.run_lock import hold_folder
 from src.weights.checkpoint import load_into, model_meta, save_checkpoint
 from src.weights.transfer import transfer_weights
 
@@ -218,10 +219,15 @@ def train(config, log=print):
     """Train ``config.model`` as configured; returns the best validation PSNR (dB) of the first set.
 
     Raises ValueError / CheckpointError (user errors: a different run's state, a folder
-    holding another run, unreadable states) and FloatingPointError (non-finite
+    holding another run, a folder another live run is writing to (:class:`~src.utils.run_lock.FolderBusy`),
+    unreadable states) and FloatingPointError (non-finite
     training that cannot continue); nothing already written is replaced then.
     """
-    return Trainer(config, log).run()
+    trainer = Trainer(config, log)
+    if not trainer.main:  # rank 0 holds the folder for the whole data-parallel run
+        return trainer.run()
+    with hold_folder(trainer.out_dir, log=log):  # a second run into this folder is refused, not interleaved
+        return trainer.run()
 
 
 class Trainer:
