@@ -111,7 +111,16 @@ def _list_parser(default):
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
-    """SafeLoader that refuses a key written twice in one mapping (PyYAML silently keeps the last)."""
+    """SafeLoader that refuses a key written twice in one mapping (PyYAML silently keeps the last) and any
+    alias (``*name``): a few nested aliases in a few hundred bytes expand to gigabytes once the values
+    are copied or printed (a 'billion laughs' file), and no configuration needs them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, f"the alias *{str(event.anchor)[:40]} is not read (aliases "
+                                              "can expand to gigabytes); write the value out", event.start_mark)
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -221,7 +230,13 @@ class _Parser(argparse.ArgumentParser):
         _fail(f"{' '.join(str(message).split())} (see --help)")
 
 
+MAX_ERROR_CHARS = 600  # a value quoted in an error is cut: a huge value must not make a huge "line"
+
+
 def _fail(message):
+    message = str(message)
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS] + f"... ({len(message)} characters; cut)"
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 

@@ -30,6 +30,9 @@ _OS_HINTS = {
 }
 
 
+MAX_LINE = 600  # characters of one error line: a message quoting a huge value stays one readable line
+
+
 def error_line(exc):
     """One line for a user error: the message with line breaks folded; an ``OSError`` raised by the
     operating system (it has ``errno``) becomes ``<what failed>: <file>; <what to do>``."""
@@ -41,4 +44,5 @@ def error_line(exc):
         text = f"{exc.strerror}{target}" + (f"; {hint}" if hint else "")
     else:
         text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_LINE else text[:MAX_LINE] + f"... ({len(text)} characters; cut)"

@@ -183,3 +183,21 @@ def test_a_run_folder_has_one_writer_and_a_stale_lock_is_taken_over(tmp_path):
     with pytest.raises(FolderBusy, match=f"pid {os.getppid()}"):
         with hold_folder(str(folder)):
             pass
+
+
+def test_yaml_aliases_are_refused_in_one_short_line(tmp_path):
+    """Kind 2: a 506-byte preset of nested aliases took more than 6 GiB; a 350-byte one gave a 3.6 MB 'line'."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    from conftest import ROOT  # pylint: disable=import-outside-toplevel
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]" for i in range(8)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("_base_: " + os.path.join(ROOT, "DIV2K_config.yaml") + "\n" + "\n".join(levels)
+                    + "\nbit_table: {'conv_first': *i}\n")
+    assert bomb.stat().st_size < 700
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), "--config_path", str(bomb)], cwd=ROOT,
+                          capture_output=True, text=True, check=False, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "is not read (aliases can expand" in lines[0], proc.stderr
+    assert len(lines[0]) < 800
