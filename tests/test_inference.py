@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from src.engine.inference import SRPredictor, auto_tile_size, _ensemble_forward, _ensemble_inverse
+from src.data.transforms import tensor_to_uint8
 from src.models import create_model
 
 
@@ -41,3 +42,16 @@ def test_auto_tile_size_shrinks_for_big_models():
     assert small > 1000 and 64 <= big < 700 and big % 8 == 0
     # EDSR-full x2 holds 256 * 2^2 channels per LR pixel in its upsampler
     assert create_model("edsr", "full", 2).peak_channels == 1024
+
+
+@pytest.mark.parametrize("model,variant,scale", [("abpn", "M2C8", 3), ("sesr", "M3", 2)])
+def test_predict_writes_tiles_into_the_uint8_output_exactly(model, variant, scale):
+    """predict() fills the uint8 output tile by tile (memory: the output and one tile); the pixels equal the
+    whole image's, also the Y model's bicubic Cb/Cr (regions of a tile with their context)."""
+    net = create_model(model, variant, scale)
+    lr = (np.random.default_rng(3).random((45, 61, 3)) * 255).astype(np.uint8)
+    whole = tensor_to_uint8(SRPredictor(net, scale, -1).predict_float(lr))
+    tiled = SRPredictor(net, scale, 24).predict(lr)
+    assert tiled.shape == whole.shape == (45 * scale, 61 * scale, 3)
+    assert int(np.abs(tiled.astype(int) - whole.astype(int)).max()) <= 1
+    assert (tiled != whole).mean() < 1e-3  # only float sums in another order, at rounding ties

@@ -201,3 +201,34 @@ def test_yaml_aliases_are_refused_in_one_short_line(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and "is not read (aliases can expand" in lines[0], proc.stderr
     assert len(lines[0]) < 800
+
+
+def test_inference_memory_is_checked_up_front_and_windows_are_bounded(tmp_path, monkeypatch):
+    """Kind 2: an image whose output cannot fit is refused before any work, naming the sizes; a file declaring
+    a 40000x40000 window (every image padded to it) is refused; alpha is upscaled in regions exactly."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    import onnx  # pylint: disable=import-outside-toplevel
+    from conftest import write_smooth_images  # pylint: disable=import-outside-toplevel
+    from src.data.image_io import ImageError  # pylint: disable=import-outside-toplevel
+    from src.data.imresize import imresize  # pylint: disable=import-outside-toplevel
+    from src.engine import upscale_images  # pylint: disable=import-outside-toplevel
+    from src.export.metadata import ExportedModelError  # pylint: disable=import-outside-toplevel
+    from src.export.runners import open_exported  # pylint: disable=import-outside-toplevel
+    write_smooth_images(str(tmp_path / "in"), 1, 64)
+    monkeypatch.setattr(upscale_images, "_available_bytes", lambda: 100_000)  # 64x64 x3 RGBA: 147 kB
+    with pytest.raises(ImageError, match=r"\(64x64\) upscaled x3 is 192x192 pixels: .* GiB is available"):
+        upscale_images.check_output_memory([str(tmp_path / "in" / "0.png")], 3, 0)
+    # a window no machine should be asked for
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 40000, 40000])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 80000, 80000])
+    node = onnx.helper.make_node("Resize", ["x", "", "s"], ["y"], mode="nearest")
+    scales = onnx.numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "s")
+    model = onnx.helper.make_model(onnx.helper.make_graph([node], "g", [x], [y], [scales]),
+                                   opset_imports=[onnx.helper.make_opsetid("", 13)], ir_version=8)
+    big = str(tmp_path / "big.onnx")
+    onnx.save(model, big)
+    with pytest.raises(ExportedModelError, match="one window needs 89.4 GiB"):
+        open_exported(big, log=lambda _: None)
+    alpha = (np.random.default_rng(0).random((1100, 700)) * 255).astype(np.uint8)
+    whole = np.floor(np.clip(imresize(alpha.astype(np.float64) / 255.0, 2.0), 0, 1) * 255 + 0.5).astype(np.uint8)
+    assert np.array_equal(upscale_images.upscale_alpha(alpha, 2), whole)

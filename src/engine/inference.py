@@ -5,6 +5,11 @@ Tiling: the LR image is cut into ``tile_size`` squares, each run with
 tile's own region of the output is kept. With ``tile_overlap`` at least the
 model's receptive-field radius (the default, -1) the result equals the untiled
 output. ``tile_size`` 0 picks a size from ``max_tile_mem_gb``; -1 never tiles.
+
+Memory: :meth:`SRPredictor.predict` writes each tile's 8-bit pixels into the uint8 output as it is
+made, so an image needs its uint8 output plus one tile's working set (a Y model's Cb/Cr are
+upscaled per tile too, with :data:`CHROMA_CONTEXT` LR pixels of context for the bicubic kernel);
+only the x8 self-ensemble still runs the whole image at once.
 """
 import math
 
@@ -16,6 +21,7 @@ from src.data.imresize import imresize
 from src.data.transforms import rgb_to_ycbcr01, tensor_to_uint8, uint8_to_tensor, ycbcr01_to_rgb
 
 _BYTES_PER_VALUE = 4
+CHROMA_CONTEXT = 4  # LR pixels: MATLAB bicubic upscaling reads 2 on each side; a tile's chroma is exact with 4
 _LIVE_BUFFERS = 3  # input, output and one temporary of the widest layer
 
 
@@ -124,4 +130,24 @@ class SRPredictor:
         return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
 
     def predict(self, lr):
-        return tensor_to_uint8(self.predict_float(lr))
+        """uint8 HxWx3 RGB -> uint8 (sH)x(sW)x3 RGB, tile by tile into the output (see the module notes); equal
+        to converting :meth:`predict_float` of the whole image."""
+        h, w = lr.shape[:2]
+        tile = self.tile_size if self.tile_size > 0 else max(h, w)
+        if self.self_ensemble or (h <= tile and w <= tile):
+            return tensor_to_uint8(self.predict_float(lr))
+        s = self.scale
+        context = max(self.overlap, CHROMA_CONTEXT if self.n_colors == 1 else 0)
+        # regions of at most one tile with their context, so that forward() runs each once
+        step = tile - 2 * context if tile > 4 * context else tile
+        out = np.empty((h * s, w * s, 3), np.uint8)
+        for y0 in range(0, h, step):
+            y1 = min(y0 + step, h)
+            for x0 in range(0, w, step):
+                x1 = min(x0 + step, w)
+                py0, px0 = max(y0 - context, 0), max(x0 - context, 0)
+                sr = self.predict_float(lr[py0:min(y1 + context, h), px0:min(x1 + context, w)])
+                oy, ox = (y0 - py0) * s, (x0 - px0) * s
+                out[y0 * s:y1 * s, x0 * s:x1 * s] = tensor_to_uint8(
+                    sr[:, :, oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s])
+        return out

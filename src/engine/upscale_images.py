@@ -20,9 +20,9 @@ from collections import defaultdict
 import numpy as np
 from tqdm import tqdm
 
-from src.data.image_io import ImageError, list_images, read_image, write_png
+from src.data.image_io import ImageError, image_size, list_images, read_image, write_png
 from src.data.imresize import imresize
-from src.engine.inference import SRPredictor
+from src.engine.inference import CHROMA_CONTEXT, SRPredictor
 from src.engine.sections import upscale_sections
 
 
@@ -84,10 +84,60 @@ def output_names(paths, scale):
     return names
 
 
+ALPHA_REGION = 512  # LR pixels per side of the regions the alpha channel is upscaled in (bounded memory)
+
+
 def upscale_alpha(alpha, scale):
-    """HxW uint8 alpha -> (H*scale)x(W*scale) uint8: MATLAB-compatible bicubic in [0, 1], clipped, rounded."""
-    up = imresize(alpha.astype(np.float64) / 255.0, float(scale))
-    return np.floor(np.clip(up, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    """HxW uint8 alpha -> (H*scale)x(W*scale) uint8: MATLAB-compatible bicubic in [0, 1], clipped, rounded;
+    in regions of :data:`ALPHA_REGION` LR pixels with the kernel's context (:data:`CHROMA_CONTEXT`), so
+    the memory is the uint8 output plus one region, and the pixels equal a whole-image resize."""
+    h, w = alpha.shape
+    out = np.empty((h * scale, w * scale), np.uint8)
+    c = CHROMA_CONTEXT
+    for y0 in range(0, h, ALPHA_REGION):
+        y1 = min(y0 + ALPHA_REGION, h)
+        for x0 in range(0, w, ALPHA_REGION):
+            x1 = min(x0 + ALPHA_REGION, w)
+            py0, px0 = max(y0 - c, 0), max(x0 - c, 0)
+            up = imresize(alpha[py0:min(y1 + c, h), px0:min(x1 + c, w)].astype(np.float64) / 255.0, float(scale))
+            oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
+            up = up[oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale]
+            out[y0 * scale:y1 * scale, x0 * scale:x1 * scale] = np.floor(np.clip(up, 0.0, 1.0) * 255.0 + 0.5)
+    return out
+
+
+def _available_bytes():
+    """MemAvailable of /proc/meminfo in bytes, or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_output_memory(images, scale, tile_bytes, log=print):
+    """Refuse (ImageError naming the image and sizes), before any image is run, an input whose 8-bit output
+    (RGBA at most) and one tile's working set ``tile_bytes`` exceed the memory available now."""
+    available = _available_bytes()
+    if available is None:
+        return
+    sizes = []
+    for path in images:
+        try:
+            sizes.append((image_size(path), path))
+        except ImageError:
+            continue  # unreadable: reported and skipped when its turn comes
+    if not sizes:
+        return
+    (w, h), path = max(sizes, key=lambda item: item[0][0] * item[0][1])
+    need = h * scale * w * scale * 4 + tile_bytes
+    if need > available:
+        raise ImageError(f"{os.path.basename(path)} ({w}x{h}) upscaled x{scale} is {w * scale}x{h * scale} pixels: "
+                          f"{need / 2 ** 30:.1f} GiB with one tile, and {available / 2 ** 30:.1f} GiB is available; "
+                          "cut it into parts or lower --max_tile_mem_gb")
 
 
 def _input_images(src_path):
@@ -124,6 +174,7 @@ def run_upscale(config, log=print):
         raise ImageError(f"output would replace an input image: {', '.join(targets[p] for p in overwritten)}; "
                          "choose another --output_path")
     predictor = SRPredictor.configured(net, scale, request.inference)
+    check_output_memory(images, scale, int(predictor.max_tile_mem_gb * 2 ** 30) if predictor.tile_size == 0 else 0)
     os.makedirs(out_dir, exist_ok=True)
     written, skipped, with_alpha = [], [], 0
     for path in tqdm(images, desc=f"x{scale}", disable=len(images) == 1, unit="img"):

@@ -47,6 +47,7 @@ from src.utils.file_probe import (choose_pixel_range, describe_scores, measure_r
 PROBE = 16
 RADIUS_PROBE = 48  # LR pixels each side of the probed pixel in a file that takes any size (radius up to 48)
 PIXEL_RANGE_CHOICES = ("auto", "1", "255")
+MAX_WINDOW_BYTES = 2 << 30  # float32 input + output of one fixed-size window (a 1080p x4 window needs 0.4 GiB)
 EXTENSIONS = (".onnx", ".ort", ".mindir", ".tflite")
 
 
@@ -90,6 +91,7 @@ class ExportedRunner:
         pixel_range = str(pixel_range)
         if pixel_range not in PIXEL_RANGE_CHOICES:
             raise ValueError(f"--pixel_range must be one of {', '.join(PIXEL_RANGE_CHOICES)}, not '{pixel_range}'")
+        self._check_window_size()
         if self.metadata is None:
             self._describe_unknown(tile_overlap, pixel_range)
             return
@@ -107,6 +109,20 @@ class ExportedRunner:
             self.notice = (f"note: {path} takes a fixed {tile[0]}x{tile[1]} input, too small for {self.overlap} LR "
                            "pixels of context on both sides of each window; outputs near window seams may differ "
                            "from an untiled run: export it with a larger --input_shape")
+
+    def _check_window_size(self):
+        """A fixed input so large that one window cannot be held (e.g. a declared 1x3x40000x40000, to which every
+        image would be padded) is refused before anything runs."""
+        if not self.io.tile_hw:
+            return
+        h, w = self.io.tile_hw
+        scale = self.io.scale or (self.metadata or {}).get("scale") or 1
+        channels = self.io.channels or 3
+        need = h * w * channels * 4 * (1 + scale * scale)
+        if need > MAX_WINDOW_BYTES:
+            raise ExportedModelError(f"{self.path} takes a fixed {h}x{w} input: one window needs {need / 2 ** 30:.1f} GiB "
+                                     f"(float32 input and x{scale} output), over the {MAX_WINDOW_BYTES / 2 ** 30:.0f} GiB "
+                                     "a window may take; re-export it with a smaller --input_shape such as 1,C,360,640")
 
     def _describe_unknown(self, tile_overlap, pixel_range):
         """Channels, scale, pixel range and receptive radius of a file without SR metadata, from its shapes and
