@@ -96,6 +96,8 @@ KINDS = collections.OrderedDict([
     ("output_paths", "output paths: files, read-only, full disk (19)"),
     ("device_misc", "device, corrupt models, calibration (19)"),
     ("mobile_files", "mobile files: TFLite/ORT export options and runners (20: issue 14)"),
+    ("recent", "recent features: results of another run, bombs, shared run folders, files replaced before their "
+               "check, impossible shapes, skipped inputs, unchecked metadata, unhelpful errors (issue 26)"),
 ])
 
 
@@ -3262,6 +3264,249 @@ def _(ctx, d):
     src = mobile_files(ctx)["float_tflite"]
     env = _env_with_path(ctx, _blocked_module(d, "ai_edge_litert"))
     return _infer_refusal(ctx, d, src, ("ai-edge-litert",), env=env)
+
+
+# ========================================================================================
+# issue 26: the recent features (kinds 1-8 of that issue)
+# ========================================================================================
+
+@case("recent", 26, "eval_calibrated_ckpt_asked_for_other_bits")
+def _(ctx, d):
+    """Kind 1: a W8A8 checkpoint with --w_bit 4 --a_bit 4 was reported as W4A4 (its own W8A8 result)."""
+    ckpt = ctx.fixture("calibrated", _calibrated)
+    p = ctx.entry("eval.py", *eval_args(ctx, d, ckpt=ckpt, variant="M2C8", scale=2,
+                                        extra=("--quant_method", "dbdc", "--w_bit", "4", "--a_bit", "4")))
+    return refused(p, mention=("calibrated",))
+
+
+@case("recent", 26, "eval_calibrated_ckpt_save_quant_ckpt")
+def _(ctx, d):
+    """Kind 1: --save_quant_ckpt with an already calibrated checkpoint wrote nothing, silently."""
+    ckpt = ctx.fixture("calibrated", _calibrated)
+    target = os.path.join(d, "again.ckpt")
+    p = ctx.entry("eval.py", *eval_args(ctx, d, ckpt=ckpt, variant="M2C8", scale=2,
+                                        extra=("--quant_method", "minmax", "--save_quant_ckpt", target)))
+    held, why = refused(p, mention=("save_quant_ckpt",))
+    return (False, "refused but wrote again.ckpt") if held and os.path.exists(target) else (held, why)
+
+
+def _sweep_line(ctx, d, ckpt, data):
+    calib = os.path.dirname(write_images(os.path.join(d, "calib"), 2, 200, seed=46)[0])
+    p = ctx.entry("scripts/ptq_sweep.py", "--methods", "minmax", "--bits", "8", "--reuse", "True", "--model",
+                  "abpn", "--variant", "M2C8", "--scale", "2", "--pre_trained", ckpt, "--data_path", data,
+                  "--eval_datasets", "S", "--calib_path", calib, "--calib_num", "2", "--cache_dir",
+                  os.path.join(d, "cache"), "--output_path", os.path.join(d, "sweep"))
+    lines = [line for line in p.stdout.splitlines() if line.startswith("W8A8 minmax")]
+    return p, (lines[0] if lines else "")
+
+
+@case("recent", 26, "ptq_sweep_reuse_with_another_checkpoint")
+def _(ctx, d):
+    """Kind 1: --reuse True took every row of an earlier sweep of another --pre_trained."""
+    data = eval_data(ctx)
+    p, first = _sweep_line(ctx, d, models(ctx)["abpn_M2C8_x2"], data)
+    if ok_exit(p) or not first:
+        return False, "first sweep: " + (ok_exit(p) or "no W8A8 row")
+    other = ctx.py_json(_BIG_WEIGHTS_CODE, models(ctx)["abpn_M2C8_x2"], os.path.join(d, "other.ckpt"))
+    p, second = _sweep_line(ctx, d, other, data)
+    if ok_exit(p):
+        return either(refused(p), (False, ok_exit(p)))
+    if "reused" in second:
+        return False, f"took the earlier checkpoint's row: {second}"
+    return True, f"measured again: {second}"
+
+
+@case("recent", 26, "ptq_sweep_empty_methods")
+def _(ctx, d):
+    """Kind 8: --methods '' ended in a KeyError traceback."""
+    return refused(ctx.entry("scripts/ptq_sweep.py", "--methods", ""), mention=("methods",))
+
+
+@case("recent", 26, "ptq_sweep_help_lists_its_options")
+def _(ctx, d):
+    """Kind 8: ptq_sweep --help did not list its own --methods/--bits/--reuse."""
+    p = ctx.entry("scripts/ptq_sweep.py", "--help")
+    missing = [f for f in ("--methods", "--bits", "--reuse") if f not in p.stdout]
+    return (False, f"--help lacks {missing}") if ok_exit(p) or missing else (True, "--help lists its options")
+
+
+@case("recent", 26, "eval_fp_scope_everything")
+def _(ctx, d):
+    """Kind 8: --fp_scope '*' said 'min() arg is an empty sequence' / 'matches no layer'."""
+    p = ctx.entry("eval.py", *tiny_eval_args(ctx, d, "--quant_method", "minmax", "--fp_scope", "*",
+                                             "--calib_path", os.path.dirname(write_images(
+                                                 os.path.join(d, "calib"), 2, 200, seed=47)[0])))
+    return refused(p, mention=("fp_scope", "floating point"))
+
+
+@case("recent", 26, "eval_output_folder_name_too_long")
+def _(ctx, d):
+    """Kind 8: a 300-character folder name failed on the progress bar's line."""
+    args = tiny_eval_args(ctx, d)
+    args[args.index("--output_path") + 1] = os.path.join(d, "o" * 300)
+    args[args.index("--result_file") + 1] = os.path.join(d, "o" * 300, "r.json")
+    return refused(ctx.entry("eval.py", *args, "--save_sr", "True"), mention=("output_path",))
+
+
+@case("recent", 26, "yaml_alias_bomb")
+def _(ctx, d):
+    """Kind 2: 506 bytes of nested aliases took more than 6 GiB."""
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]" for i in range(8)]
+    path = os.path.join(d, "bomb.yaml")
+    with open(path, "w") as fh:
+        fh.write("_base_: " + os.path.join(ctx.root, "DIV2K_config.yaml") + "\n" + "\n".join(levels)
+                 + "\nbit_table: {'conv_first': *i}\n")
+    p = ctx.entry("eval.py", "--config_path", path)
+    held, why = refused(p, mention=("alias",))
+    if held and len(p.stderr) > 2000:
+        return False, f"refused in a {len(p.stderr)}-character 'line'"
+    return held, why
+
+
+_HUGE_WINDOW_ONNX = r"""
+import json, sys
+import numpy as np, onnx
+x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 40000, 40000])
+y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 80000, 80000])
+node = onnx.helper.make_node("Resize", ["x", "", "s"], ["y"], mode="nearest")
+s = onnx.numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "s")
+m = onnx.helper.make_model(onnx.helper.make_graph([node], "g", [x], [y], [s]),
+                           opset_imports=[onnx.helper.make_opsetid("", 13)], ir_version=8)
+onnx.save(m, sys.argv[1])
+print("JSON:" + json.dumps(sys.argv[1]))
+"""
+
+
+@case("recent", 26, "infer_onnx_with_a_40000_pixel_window")
+def _(ctx, d):
+    """Kind 2: a 40x50 image padded to a declared 40000x40000 window took 6 GiB."""
+    model = ctx.py_json(_HUGE_WINDOW_ONNX, os.path.join(d, "huge.onnx"))
+    return _infer_refusal(ctx, d, model, ("window",))
+
+
+@case("recent", 26, "train_into_a_folder_a_live_run_holds")
+def _(ctx, d):
+    """Kind 3: two runs into one --ckpt_dir both exited 0 with interleaved rows."""
+    folder = os.path.join(d, "ck")
+    os.makedirs(folder)
+    with open(os.path.join(folder, ".run.lock"), "w") as fh:  # held by this (live) sweep process
+        json.dump({"pid": os.getpid(), "host": os.uname().nodename}, fh)
+    p = ctx.entry("train.py", *train_args(ctx, d))
+    held, why = refused(p, mention=("in use",))
+    left = sorted(set(os.listdir(folder)) - {".run.lock"})
+    return (False, f"refused but wrote {left}") if held and left else (held, why)
+
+
+_BIG_WEIGHTS_CODE = r"""
+import json, sys
+import numpy as np
+import mindspore as ms
+raw = ms.load_checkpoint(sys.argv[1])
+meta = {k: v for k, v in raw.items() if not hasattr(v, "asnumpy")}
+params = [{"name": k, "data": ms.Tensor(v.asnumpy() * (1e4 if k.endswith("weight") else 1.0))}
+          for k, v in raw.items() if hasattr(v, "asnumpy")]
+ms.save_checkpoint(params, sys.argv[2], append_dict=meta)
+print("JSON:" + json.dumps(sys.argv[2]))
+"""
+
+
+@case("recent", 26, "export_onnx_failing_its_check_keeps_the_older_file")
+def _(ctx, d):
+    """Kind 4: an ONNX export that failed its check had already replaced the older file."""
+    out = os.path.join(d, "m.onnx")
+    args = ["--model", "abpn", "--variant", "M2C8", "--scale", "2", "--file_format", "ONNX", "--input_shape",
+            "1,3,16,24", "--export_file", out]
+    p = ctx.entry("export.py", "--pre_trained", models(ctx)["abpn_M2C8_x2"], *args)
+    if ok_exit(p) or not os.path.isfile(out):
+        return False, "first export: " + (ok_exit(p) or "no file")
+    before = sha(out)
+    big = ctx.py_json(_BIG_WEIGHTS_CODE, models(ctx)["abpn_M2C8_x2"], os.path.join(d, "big.ckpt"))
+    p = ctx.entry("export.py", "--pre_trained", big, *args)
+    if p.rc == 0:
+        return True, "answered: the large-weight model exported and passed its check"
+    held, why = refused(p)
+    if held and sha(out) != before:
+        return False, "refused, but the older m.onnx was replaced first"
+    return held, why
+
+
+@case("recent", 26, "export_mobile_window_smaller_than_receptive_field")
+def _(ctx, d):
+    """Kind 5: --input_shape 1,3,1,1 exported a file whose PSNR was 6 dB off, with exit 0."""
+    return _export_refusal(ctx, d, "ORT", ("--input_shape", "1,3,1,1"), ("receptive radius",), name="m.ort")
+
+
+@case("recent", 26, "export_batch_of_four")
+def _(ctx, d):
+    """Kind 5: a batch-4 file that eval.py and infer.py then refuse."""
+    return _export_refusal(ctx, d, "ONNX", ("--input_shape", "4,3,16,24"), ("batch",), name="m.onnx")
+
+
+@case("recent", 26, "train_path_with_a_symlinked_sub_folder")
+def _(ctx, d):
+    """Kind 6: images behind a symlinked sub-folder of --train_path were skipped."""
+    train = os.path.join(d, "train")
+    write_images(train, 1, 48, seed=48)
+    write_images(os.path.join(d, "elsewhere"), 3, 48, seed=49)
+    os.symlink(os.path.join(d, "elsewhere"), os.path.join(train, "linked"))
+    args = train_args(ctx, d, steps=1, val_every=1)
+    args[args.index("--train_path") + 1] = train
+    p = ctx.entry("train.py", *args)
+    bad = ok_exit(p)
+    if bad:
+        return False, bad
+    return (True, "read all 4 images") if re.search(r"\b4 images\b", p.stdout) else \
+        (False, "did not train on the 4 images: " + next((l for l in p.stdout.splitlines() if "image" in l), "?"))
+
+
+@case("recent", 26, "infer_with_quantization_options")
+def _(ctx, d):
+    """Kind 6: infer.py accepted and ignored quantization options."""
+    img = write_images(os.path.join(d, "in"), 1, 24, seed=61)[0]
+    p = ctx.entry("infer.py", *infer_args(ctx, d, img, "--w_bit", "4"))
+    return either(refused(p, mention=("w_bit",)),
+                  (not ok_exit(p) and "--w_bit has no effect" in p.stdout, "exit 0 without naming --w_bit"))
+
+
+_RADIUS_ZERO_CODE = r"""
+import json, sys
+sys.path.insert(0, ".")
+from src.export.metadata import attach_tflite_metadata, read_tflite_metadata
+src, dst = sys.argv[1], sys.argv[2]
+meta = read_tflite_metadata(src)
+meta["sr.receptive_radius"] = "0"
+with open(dst, "wb") as fh:
+    fh.write(attach_tflite_metadata(open(src, "rb").read(), meta))
+print("JSON:" + json.dumps(meta))
+"""
+
+
+@case("recent", 26, "eval_tflite_radius_edited_to_zero")
+def _(ctx, d):
+    """Kind 7: a .tflite whose sr.receptive_radius was edited to 0 gave seams of 42 levels, silently."""
+    edited = os.path.join(d, "r0.tflite")
+    ctx.py_json(_RADIUS_ZERO_CODE, mobile_files(ctx)["float_tflite"], edited)
+    return _infer_refusal(ctx, d, edited, ("receptive radius",))
+
+
+_SAME_SIZE_ONNX = r"""
+import json, sys
+import onnx
+x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 32, 32])
+y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 32, 32])
+m = onnx.helper.make_model(onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y]),
+                           opset_imports=[onnx.helper.make_opsetid("", 13)], ir_version=8)
+onnx.save(m, sys.argv[1])
+print("JSON:" + json.dumps(sys.argv[1]))
+"""
+
+
+@case("recent", 26, "eval_a_file_that_is_not_an_upscaler")
+def _(ctx, d):
+    """Kind 7: a 1x32x32x3 -> 1x32x32x3 file was evaluated as 'sesr-M5 x1' with exit 0."""
+    model = ctx.py_json(_SAME_SIZE_ONNX, os.path.join(d, "same.onnx"))
+    return refused(ctx.entry("eval.py", *_file_eval_args(ctx, d, model)), mention=("upscaler",))
 
 
 # ----------------------------------------------------------------------------------------
