@@ -3351,12 +3351,11 @@ def _(ctx, d):
 @case("recent", 26, "yaml_alias_bomb")
 def _(ctx, d):
     """Kind 2: 506 bytes of nested aliases took more than 6 GiB."""
-    levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"] + [
-        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]" for i in range(8)]
+    levels = ["  a: &a [8, 8, 8, 8, 8, 8, 8, 8, 8, 8]"] + [  # every alias inside bit_table, a key the config has
+        f"  {chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]" for i in range(8)]
     path = os.path.join(d, "bomb.yaml")
     with open(path, "w") as fh:
-        fh.write("_base_: " + os.path.join(ctx.root, "DIV2K_config.yaml") + "\n" + "\n".join(levels)
-                 + "\nbit_table: {'conv_first': *i}\n")
+        fh.write("_base_: " + os.path.join(ctx.root, "DIV2K_config.yaml") + "\n" + "bit_table:\n" + "\n".join(levels) + "\n")
     p = ctx.entry("eval.py", "--config_path", path)
     held, why = refused(p, mention=("alias",))
     if held and len(p.stderr) > 2000:
