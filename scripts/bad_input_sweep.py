@@ -3345,7 +3345,8 @@ def _(ctx, d):
     args = tiny_eval_args(ctx, d)
     args[args.index("--output_path") + 1] = os.path.join(d, "o" * 300)
     args[args.index("--result_file") + 1] = os.path.join(d, "o" * 300, "r.json")
-    return refused(ctx.entry("eval.py", *args, "--save_sr", "True"), mention=("output_path",))
+    return refused(ctx.entry("eval.py", *args, "--save_sr", "True"), mention=("bytes long",),
+                   mention_any=("output_path", "result_file"))
 
 
 @case("recent", 26, "yaml_alias_bomb")
@@ -3464,8 +3465,10 @@ def _(ctx, d):
     """Kind 6: infer.py accepted and ignored quantization options."""
     img = write_images(os.path.join(d, "in"), 1, 24, seed=61)[0]
     p = ctx.entry("infer.py", *infer_args(ctx, d, img, "--w_bit", "4"))
-    return either(refused(p, mention=("w_bit",)),
-                  (not ok_exit(p) and "--w_bit has no effect" in p.stdout, "exit 0 without naming --w_bit"))
+    named = next((line for line in p.stdout.splitlines() if "--w_bit" in line and "no effect" in line), None)
+    if not ok_exit(p) and named:
+        return True, "named: " + named[:200]
+    return either(refused(p, mention=("w_bit",)), (False, "exit 0 without naming --w_bit"))
 
 
 _RADIUS_ZERO_CODE = r"""
