@@ -231,3 +231,23 @@ def test_inference_memory_is_checked_up_front_and_windows_are_bounded(tmp_path, 
     alpha = (np.random.default_rng(0).random((1100, 700)) * 255).astype(np.uint8)
     whole = np.floor(np.clip(imresize(alpha.astype(np.float64) / 255.0, 2.0), 0, 1) * 255 + 0.5).astype(np.uint8)
     assert np.array_equal(upscale_images.upscale_alpha(alpha, 2), whole)
+
+
+def test_a_fixed_window_file_runs_region_by_region_exactly(float_ckpt, tmp_path):
+    """Kind 2: images through a fixed-window file go region by region (one window each, moved back at the
+    far edges as the file's windows are), into the uint8 output: the pixels of the whole-image run."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from src.data.transforms import tensor_to_uint8, uint8_to_tensor  # pylint: disable=import-outside-toplevel
+    from src.engine.inference import SRPredictor  # pylint: disable=import-outside-toplevel
+    from src.export.runners import open_exported  # pylint: disable=import-outside-toplevel
+    path = str(tmp_path / "m.onnx")
+    _export(float_ckpt, path, "ONNX", "--target", "mobile", "--input_shape", "1,3,20,28")
+    runner = open_exported(path, log=lambda _: None)
+    lr = (np.random.default_rng(5).random((53, 71, 3)) * 255).astype(np.uint8)
+    whole = tensor_to_uint8(runner.run(uint8_to_tensor(lr)))
+    predictor = SRPredictor.configured(runner, 3, type("Inference", (), dict(
+        tile_size=0, tile_overlap=-1, self_ensemble=False, max_tile_mem_gb=6.0))())
+    assert predictor._region_hw(53, 71) == (20, 28)  # pylint: disable=protected-access
+    tiled = predictor.predict(lr)
+    assert tiled.shape == whole.shape and int(np.abs(tiled.astype(int) - whole.astype(int)).max()) <= 1
+    assert (tiled != whole).mean() < 1e-3

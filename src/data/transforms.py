@@ -52,4 +52,8 @@ def tensor_to_uint8(arr):
     arr = np.asarray(arr)
     if arr.ndim == 4:
         arr = arr[0]
-    return np.floor(np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).transpose(1, 2, 0)
+    scaled = np.clip(arr, 0.0, 1.0)  # one temporary (then in place): a large tile's peak stays ~2x its floats
+    scaled *= 255.0
+    scaled += 0.5
+    np.floor(scaled, out=scaled)
+    return scaled.astype(np.uint8).transpose(1, 2, 0)

@@ -65,6 +65,18 @@ def _ensemble_inverse(y, k):
     return y
 
 
+def _region(start, end, size, tile, context):
+    """``[lo, hi)`` along one axis of ``size`` LR pixels that :meth:`SRPredictor.predict` runs for the kept
+    ``[start, end)``: that range with ``context`` pixels on each side, grown to at least ``tile`` pixels where
+    the image has them (moved back at the far border, as a fixed-window file's own windows are: no padded
+    window where the image is larger than one)."""
+    lo, hi = max(start - context, 0), min(end + context, size)
+    if hi - lo < tile:
+        lo = max(0, min(lo, size - tile))
+        hi = min(max(hi, lo + tile), size)
+    return lo, hi
+
+
 class SRPredictor:
     """Runs ``net`` on uint8 RGB images and returns uint8 RGB SR images."""
 
@@ -74,6 +86,7 @@ class SRPredictor:
         self.self_ensemble = bool(self_ensemble)
         self.overlap = int(tile_overlap) if tile_overlap >= 0 else int(net.receptive_radius)
         self.max_tile_mem_gb = float(max_tile_mem_gb)
+        self.tile_size_given = int(tile_size)
         if tile_size == 0:
             tile_size = auto_tile_size(net, self.scale, self.overlap, self.max_tile_mem_gb)
         self.tile_size = int(tile_size)
@@ -129,24 +142,36 @@ class SRPredictor:
         rgb = ycbcr01_to_rgb(np.concatenate([y_sr[:, :, None], cbcr], axis=2))
         return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
 
+    def _region_hw(self, h, w):
+        """(height, width) of the regions :meth:`predict` runs: the tile size, or an exported file's own fixed
+        window when no tile size is given (its windows then need no padding and the float working set is one
+        window's)."""
+        window = getattr(getattr(self.net, "io", None), "tile_hw", None)
+        if window and self.tile_size_given <= 0 and self.tile_size != -1:
+            return tuple(window)
+        tile = self.tile_size if self.tile_size > 0 else max(h, w)
+        return tile, tile
+
     def predict(self, lr):
         """uint8 HxWx3 RGB -> uint8 (sH)x(sW)x3 RGB, tile by tile into the output (see the module notes); equal
         to converting :meth:`predict_float` of the whole image."""
         h, w = lr.shape[:2]
-        tile = self.tile_size if self.tile_size > 0 else max(h, w)
-        if self.self_ensemble or (h <= tile and w <= tile):
+        tile_h, tile_w = self._region_hw(h, w)
+        if self.self_ensemble or (h <= tile_h and w <= tile_w):
             return tensor_to_uint8(self.predict_float(lr))
         s = self.scale
         context = max(self.overlap, CHROMA_CONTEXT if self.n_colors == 1 else 0)
-        # regions of at most one tile with their context, so that forward() runs each once
-        step = tile - 2 * context if tile > 4 * context else tile
+        # regions of one tile (or one fixed window of a file) holding their context (:func:`_region`)
+        step_h = tile_h - 2 * context if tile_h > 4 * context else tile_h
+        step_w = tile_w - 2 * context if tile_w > 4 * context else tile_w
         out = np.empty((h * s, w * s, 3), np.uint8)
-        for y0 in range(0, h, step):
-            y1 = min(y0 + step, h)
-            for x0 in range(0, w, step):
-                x1 = min(x0 + step, w)
-                py0, px0 = max(y0 - context, 0), max(x0 - context, 0)
-                sr = self.predict_float(lr[py0:min(y1 + context, h), px0:min(x1 + context, w)])
+        for y0 in range(0, h, step_h):
+            y1 = min(y0 + step_h, h)
+            py0, py1 = _region(y0, y1, h, tile_h, context)
+            for x0 in range(0, w, step_w):
+                x1 = min(x0 + step_w, w)
+                px0, px1 = _region(x0, x1, w, tile_w, context)
+                sr = self.predict_float(lr[py0:py1, px0:px1])
                 oy, ox = (y0 - py0) * s, (x0 - px0) * s
                 out[y0 * s:y1 * s, x0 * s:x1 * s] = tensor_to_uint8(
                     sr[:, :, oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s])
