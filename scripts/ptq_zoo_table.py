@@ -43,6 +43,45 @@ def load_sweep(path):
     return sweep
 
 
+def eval_report_as_sweep(path):
+    """An eval.py report of one quantized run (``quant``, ``results``, ``results_fp``) as a one-row sweep;
+    ``ValueError`` naming the file when it is not one."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            report = json.load(fh)
+        quant = report["quant"]
+        bits = int(quant["w_bit"])
+        if int(quant["a_bit"]) != bits:
+            raise KeyError("a_bit")
+        row = {"method": quant["method"], "bits": bits, "label": f"W{bits}A{bits}",
+               "psnr": {k: v["psnr"] for k, v in report["results"].items()},
+               "ssim": {k: v["ssim"] for k, v in report["results"].items()},
+               "seconds": quant["calibration_seconds"]}
+        return {"fp": {k: v["psnr"] for k, v in report["results_fp"].items()}, "rows": [row]}
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read it ({exc.strerror})") from None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ValueError(f"{path} is not an eval.py report of one WbAb quantized run") from None
+
+
+def merge_sweeps(sweeps):
+    """One sweep from several of the same model (``[sweep]``): their float rows must agree (same
+    checkpoint and sets), rows are joined, one per (method, bits); ``ValueError`` otherwise."""
+    fp = sweeps[0]["fp"]
+    rows = {}
+    for sweep in sweeps:
+        if set(sweep["fp"]) != set(fp) or any(abs(sweep["fp"][k] - fp[k]) > 1e-6 for k in fp):
+            raise ValueError("the files' float PSNRs differ: they are not runs of one checkpoint on the same sets")
+        for r in sweep["rows"]:
+            if (r["method"], r["bits"]) in rows:
+                raise ValueError(f"{r['method']} W{r['bits']}A{r['bits']} is in two of the files")
+            rows[(r["method"], r["bits"])] = r
+    order = ["minmax", "percentile", "omse", "dbdc", "dbdc_pac", "dbdc_recon"]
+    joined = sorted(rows.values(), key=lambda r: (-r["bits"], order.index(r["method"]) if r["method"] in order
+                                                  else len(order)))
+    return {"fp": fp, "rows": joined}
+
+
 def zoo_markdown(sweeps):
     """The Markdown table of ``[(title, sweep)]`` (see the module notes); sets are the first sweep's."""
     sets = list(sweeps[0][1]["fp"])
@@ -69,7 +108,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Join ptq_sweep.py JSON files into one zoo-wide table.")
     parser.add_argument("sweeps", nargs="+", help="ptq_sweep_<model>_<variant>_x<scale>.json files")
     parser.add_argument("--out", default="", help="write the Markdown table here too")
+    parser.add_argument("--merge", default="", help="instead: join the given files of ONE model (ptq_sweep JSON or "
+                                                    "eval.py reports of single quantized runs) into this sweep JSON")
     args = parser.parse_args(argv)
+    if args.merge:
+        try:
+            merged = merge_sweeps([load_sweep(p) if '"rows"' in open(p, encoding="utf-8").read(200000)
+                                   else eval_report_as_sweep(p) for p in args.sweeps])
+            with atomic_target(args.merge) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(merged, fh, indent=2)
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.merge}: {len(merged['rows'])} rows")
+        return 0
     try:
         table = zoo_markdown([(_title(p), load_sweep(p)) for p in args.sweeps])
         if args.out:
