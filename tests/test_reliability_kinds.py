@@ -251,3 +251,17 @@ def test_a_fixed_window_file_runs_region_by_region_exactly(float_ckpt, tmp_path)
     tiled = predictor.predict(lr)
     assert tiled.shape == whole.shape and int(np.abs(tiled.astype(int) - whole.astype(int)).max()) <= 1
     assert (tiled != whole).mean() < 1e-3
+
+
+def test_a_large_png_is_written_without_a_second_copy_and_its_array_is_left_as_it_was(tmp_path, monkeypatch):
+    """Kind 2: the RGB->BGR copy for OpenCV doubled a 1.6 GiB output; large arrays are swapped in place."""
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from src.data import image_io  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(image_io, "_IN_PLACE_BYTES", 100)
+    for channels in (3, 4):
+        image = (np.random.default_rng(channels).random((1100, 37, channels)) * 255).astype(np.uint8)
+        before = image.copy()
+        image_io.write_png(str(tmp_path / f"{channels}.png"), image)
+        assert np.array_equal(image, before)
+        rgb, alpha = image_io.read_image(str(tmp_path / f"{channels}.png"))
+        assert np.array_equal(rgb, before[:, :, :3]) and (alpha is None) == (channels == 3)

@@ -165,9 +165,31 @@ def write_png(path, image, alpha=None):
         raise ValueError(f"write_png needs HxWx3 or HxWx4 uint8, got {image.shape} {image.dtype}")
     order = [2, 1, 0, 3][:image.shape[2]]  # RGB(A) -> BGR(A) for OpenCV
     with atomic_target(path, suffix=".png") as tmp:
-        if not cv2.imwrite(tmp, np.ascontiguousarray(image[:, :, order])):
+        if image.flags.c_contiguous and image.flags.writeable and image.nbytes > _IN_PLACE_BYTES:
+            # a large image (e.g. a 24000x24000 upscale): swap R and B in place, in row blocks, and back
+            # afterwards, instead of holding a second copy of it
+            _swap_red_blue(image)
+            try:
+                written = cv2.imwrite(tmp, image)
+            finally:
+                _swap_red_blue(image)
+        else:
+            written = cv2.imwrite(tmp, np.ascontiguousarray(image[:, :, order]))
+        if not written:
             raise ImageError(f"could not write {path} (disk full or no permission?)")
     return path
+
+
+_IN_PLACE_BYTES = 64 << 20
+
+
+def _swap_red_blue(image, rows=512):
+    """Swap channels 0 and 2 of the HxWxC uint8 ``image`` in place, ``rows`` rows at a time."""
+    for y in range(0, image.shape[0], rows):
+        block = image[y:y + rows]
+        red = block[:, :, 0].copy()
+        block[:, :, 0] = block[:, :, 2]
+        block[:, :, 2] = red
 
 
 def _is_image_name(name):
