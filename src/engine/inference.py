@@ -23,6 +23,7 @@ from src.data.transforms import rgb_to_ycbcr01, tensor_to_uint8, uint8_to_tensor
 _BYTES_PER_VALUE = 4
 CHROMA_CONTEXT = 4  # LR pixels: MATLAB bicubic upscaling reads 2 on each side; a tile's chroma is exact with 4
 _LIVE_BUFFERS = 3  # input, output and one temporary of the widest layer
+_OUTPUT_COPIES = 3  # the HR output: the runtime's tensor, its numpy copy, the uint8 conversion's temporary
 
 
 def peak_bytes_per_lr_pixel(net, scale):
@@ -31,13 +32,16 @@ def peak_bytes_per_lr_pixel(net, scale):
     Models declare ``peak_channels`` (widest activation in channels per LR pixel,
     e.g. EDSR's upsampler: num_feat * scale^2). Otherwise assume the widest conv
     output sits at HR resolution, which over-estimates. Measured for EDSR-full x2
-    in graph mode: ~9.8 KB per LR pixel; this gives 12 KB.
+    in graph mode: ~9.8 KB per LR pixel; this gives 12 KB. Plus the float HR output, held
+    ``_OUTPUT_COPIES`` times (for a small model it is as large as its activations: ABPN x3 28 + 27
+    channels per LR pixel).
     """
     channels = net.peak_channels
     if channels is None:
         widest = max((c.out_channels for _, c in net.cells_and_names() if isinstance(c, nn.Conv2d)), default=64)
         channels = widest * scale * scale
-    return channels * _BYTES_PER_VALUE * _LIVE_BUFFERS
+    output = int(getattr(net, "n_colors", 3)) * scale * scale
+    return (channels * _LIVE_BUFFERS + output * _OUTPUT_COPIES) * _BYTES_PER_VALUE
 
 
 def auto_tile_size(net, scale, overlap, max_mem_gb):
@@ -80,7 +84,7 @@ def _region(start, end, size, tile, context):
 class SRPredictor:
     """Runs ``net`` on uint8 RGB images and returns uint8 RGB SR images."""
 
-    def __init__(self, net, scale, tile_size=0, tile_overlap=-1, self_ensemble=False, max_tile_mem_gb=6.0):
+    def __init__(self, net, scale, tile_size=0, tile_overlap=-1, self_ensemble=False, max_tile_mem_gb=2.0):
         self.net = net
         self.scale = int(scale)
         self.self_ensemble = bool(self_ensemble)
