@@ -109,11 +109,11 @@ class SRPredictor:
     def _run(self, x):
         return self.net(Tensor(x, ms.float32)).asnumpy()
 
-    def forward(self, x):
-        """Float NCHW in [0,1] -> float NCHW output (tiled when larger than the tile size)."""
+    def forward(self, x, tiled=True):
+        """Float NCHW in [0,1] -> float NCHW output (tiled when larger than the tile size and ``tiled``)."""
         _, _, h, w = x.shape
         tile = self.tile_size
-        if tile < 0 or (h <= tile and w <= tile):
+        if not tiled or tile < 0 or (h <= tile and w <= tile):
             return self._run(x)
         s, ov = self.scale, self.overlap
         out = np.empty((x.shape[0], x.shape[1], h * s, w * s), dtype=np.float32)
@@ -127,21 +127,23 @@ class SRPredictor:
                 out[:, :, y0 * s:y1 * s, x0 * s:x1 * s] = patch[:, :, oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s]
         return out
 
-    def _predict_channels(self, x):
+    def _predict_channels(self, x, tiled=True):
         if not self.self_ensemble:
-            return self.forward(x)
+            return self.forward(x, tiled)
         acc = np.zeros(x.shape[:2] + (x.shape[2] * self.scale, x.shape[3] * self.scale), dtype=np.float64)
         for k in range(8):
             acc += _ensemble_inverse(self.forward(_ensemble_forward(x, k)), k)
         return (acc / 8).astype(np.float32)
 
-    def predict_float(self, lr):
+    def predict_float(self, lr, tiled=True):
         """uint8 HxWx3 RGB -> float 1x3xHxW RGB. Y-only models (n_colors 1) super-resolve
-        the Y channel; Cb and Cr are upscaled with MATLAB bicubic and recombined."""
+        the Y channel; Cb and Cr are upscaled with MATLAB bicubic and recombined. ``tiled`` False runs
+        the network once on the whole of ``lr`` (a region :meth:`predict` cut to size)."""
         if self.n_colors == 3:
-            return self._predict_channels(uint8_to_tensor(lr))
+            return self._predict_channels(uint8_to_tensor(lr), tiled)
         ycbcr = rgb_to_ycbcr01(lr.astype(np.float64) / 255.0)
-        y_sr = self._predict_channels(np.ascontiguousarray(ycbcr[None, None, :, :, 0], dtype=np.float32))[0, 0]
+        y_sr = self._predict_channels(np.ascontiguousarray(ycbcr[None, None, :, :, 0], dtype=np.float32),
+                                      tiled)[0, 0]
         cbcr = imresize(ycbcr[:, :, 1:], float(self.scale))
         rgb = ycbcr01_to_rgb(np.concatenate([y_sr[:, :, None], cbcr], axis=2))
         return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
@@ -175,7 +177,7 @@ class SRPredictor:
             for x0 in range(0, w, step_w):
                 x1 = min(x0 + step_w, w)
                 px0, px1 = _region(x0, x1, w, tile_w, context)
-                sr = self.predict_float(lr[py0:py1, px0:px1])
+                sr = self.predict_float(lr[py0:py1, px0:px1], tiled=False)  # one run: a region is one tile
                 oy, ox = (y0 - py0) * s, (x0 - px0) * s
                 out[y0 * s:y1 * s, x0 * s:x1 * s] = tensor_to_uint8(
                     sr[:, :, oy:oy + (y1 - y0) * s, ox:ox + (x1 - x0) * s])
