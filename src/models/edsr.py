@@ -6,7 +6,7 @@ weights from EDSR-PyTorch (``head``/``body``/``tail``) or BasicSR (``conv_first`
 | baseline | 16              | 64       | 1.0       | 1.37M       |
 | full     | 32              | 256      | 0.1       | 40.7M       |
 | f32b5    | 5               | 32       | 1.0       | 106k        |
-| f64b5    | 5               | 64       | 1.0       | 412k        |
+| f64b5    | 5               | 64       | 1.0       | 415k        |
 
 Input and output: RGB in [0, 1], NCHW. ``baseline``/``full`` work internally on
 0..255 values with the DIV2K mean subtracted (as EDSR-PyTorch / BasicSR), so
