@@ -87,7 +87,7 @@ def main(argv=None):
     action = f"cannot read {args.src}"
     try:
         if not os.path.exists(args.src):
-            raise CheckpointError(f"--src not found: {args.src}")
+            raise CheckpointError(f"--src file not found: {args.src}")
         if os.path.isdir(args.dst):
             raise ValueError(f"--dst {args.dst} is a folder; give a file name such as "
                              f"{os.path.join(args.dst, (args.model or 'model') + '.ckpt')}")

@@ -21,8 +21,10 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from src.utils.readme_block import write_block  # noqa: E402  pylint: disable=wrong-import-position
 SETS = ("Set5", "Set14")
-MARK_BEGIN, MARK_END = "<!-- deploy_zoo:begin -->", "<!-- deploy_zoo:end -->"
 
 
 def _run(args, log):
@@ -99,13 +101,7 @@ def write_tables(json_path, md_path, readme, title="Reported = shipped: the zoo 
         with open(md_path, "w", encoding="utf-8") as fh:
             fh.write(f"# {title}\n\n" + "\n".join(body) + "\n")
     if readme:
-        with open(readme, encoding="utf-8") as fh:
-            text = fh.read()
-        if MARK_BEGIN in text and MARK_END in text:
-            head, rest = text.split(MARK_BEGIN, 1)
-            text = head + MARK_BEGIN + "\n" + "\n".join(body) + "\n" + MARK_END + rest.split(MARK_END, 1)[1]
-            with open(readme, "w", encoding="utf-8") as fh:
-                fh.write(text)
+        write_block(readme, "deploy_zoo", body)
 
 
 def main():

@@ -35,8 +35,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from src.utils.readme_block import write_block  # noqa: E402  pylint: disable=wrong-import-position
+
 SETS = ("Set5", "Set14", "DIV2K_valid_crop256")
-MARK_BEGIN, MARK_END = "<!-- head_to_head:begin -->", "<!-- head_to_head:end -->"
 # name, scale, source of the float weights, their files {label: (scored file, timed file)}, input HxW
 PAIRS = (
     ("edsr", 2, "weights/mlperf_edsr_x2/edsr_f32b5_fp32.tflite", "MLPerf Mobile EDSR-F32B5 x2",
@@ -201,13 +202,7 @@ def write_tables(json_path, md_path, readme):
         with open(md_path, "w", encoding="utf-8") as fh:
             fh.write("# Head to head: our int8 TFLite files against the third-party ones\n\n" + "\n".join(body))
     if readme:
-        with open(readme, encoding="utf-8") as fh:
-            text = fh.read()
-        if MARK_BEGIN in text and MARK_END in text:
-            head, rest = text.split(MARK_BEGIN, 1)
-            text = head + MARK_BEGIN + "\n" + "\n".join(body) + "\n" + MARK_END + rest.split(MARK_END, 1)[1]
-            with open(readme, "w", encoding="utf-8") as fh:
-                fh.write(text)
+        write_block(readme, "head_to_head", body)
 
 
 def main(argv=None):
