@@ -17,6 +17,9 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from src.utils.readme_block import write_block  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def measure(image, options):
@@ -31,13 +34,29 @@ def measure(image, options):
             "seconds": round(seconds, 1) if seconds else None, "exit": proc.returncode}
 
 
+def block_lines(data):
+    """Markdown lines of a measurement JSON (for the README block)."""
+    w, h = data["size"]
+    lines = [f"Peak resident memory of `infer.py` on a {w}x{h} photo at x{data['scale']} (output "
+             f"{w * data['scale']}x{h * data['scale']}: {data['output_uint8_gib']} GiB as 8-bit RGB), written by "
+             f"`{data['command']}`:", "", "| run | peak RSS GiB | x the uint8 output | seconds |", "|---|---|---|---|"]
+    lines += [f"| {r['label']} | {r['peak_rss_gib']} | {r['peak_over_output']} | {r['seconds']} |" for r in data["rows"]]
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", required=True)
     parser.add_argument("--scale", type=int, required=True)
     parser.add_argument("--runs", action="append", required=True, help="label=infer.py options (repeatable)")
     parser.add_argument("--json", default="")
+    parser.add_argument("--readme", default="", help="write the lines into this file's infer_memory block")
+    parser.add_argument("--table", default="", help="only write --readme's block from this JSON (no run)")
     args = parser.parse_args(argv)
+    if args.table:
+        with open(args.table, encoding="utf-8") as fh:
+            write_block(args.readme, "infer_memory", block_lines(json.load(fh)))
+        return 0
     from PIL import Image  # pylint: disable=import-outside-toplevel
     with Image.open(args.image) as img:
         width, height = img.size
@@ -56,6 +75,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=1)
+    if args.readme:
+        write_block(args.readme, "infer_memory", block_lines(data))
     return 0 if all(r["exit"] == 0 for r in rows) else 1
 
 
