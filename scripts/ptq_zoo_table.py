@@ -15,6 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from src.utils.atomic import atomic_target  # noqa: E402
+from src.utils.readme_block import write_block  # noqa: E402
 
 
 def _title(path):
@@ -108,6 +109,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Join ptq_sweep.py JSON files into one zoo-wide table.")
     parser.add_argument("sweeps", nargs="+", help="ptq_sweep_<model>_<variant>_x<scale>.json files")
     parser.add_argument("--out", default="", help="write the Markdown table here too")
+    parser.add_argument("--readme", default="", help="write the table into this file's ptq_zoo block too")
     parser.add_argument("--merge", default="", help="instead: join the given files of ONE model (ptq_sweep JSON or "
                                                     "eval.py reports of single quantized runs) into this sweep JSON")
     args = parser.parse_args(argv)
@@ -127,6 +129,8 @@ def main(argv=None):
         if args.out:
             with atomic_target(args.out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(table + "\n")
+        if args.readme:
+            write_block(args.readme, "ptq_zoo", table.splitlines())
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
