@@ -335,3 +335,21 @@ def test_a_saved_model_whose_serving_function_does_more_than_arithmetic_is_not_r
     (tmp_path / "sm" / "saved_model.pb").write_bytes(os.urandom(500))
     proc = _convert("--src", folder, "--dst", str(tmp_path / "x.ckpt"))
     assert _one_error_line(proc) and "is not a readable SavedModel" in proc.stderr
+
+
+def test_zoo_and_memory_tables_in_docs_and_readme_are_written_from_their_json(tmp_path):
+    """docs/ptq_zoo.md and the README's ptq_zoo block (with the imported EDSR-F32B5 rows), and the README's
+    infer_memory block, are what their scripts write from the JSON files."""
+    readme = tmp_path / "README.md"
+    shutil.copy(os.path.join(ROOT, "README.md"), readme)
+    sweeps = [os.path.join(ROOT, "docs", f"ptq_zoo_{m}.json") for m in
+              ("abpn_M4C28_x3", "etds_M4C32_x3", "ecbsr_M4C16_x3", "sesr_M5_x2", "edsr_f32b5_x2")]
+    md = tmp_path / "ptq_zoo.md"
+    for args in ([os.path.join(ROOT, "scripts", "ptq_zoo_table.py"), *sweeps, "--out", str(md), "--readme", str(readme)],
+                 [os.path.join(ROOT, "scripts", "bench_infer_memory.py"), "--image", "x", "--scale", "3", "--runs",
+                  "x=y", "--table", os.path.join(ROOT, "docs", "infer_memory_8000.json"), "--readme", str(readme)]):
+        proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, proc.stderr
+    assert md.read_text(encoding="utf-8") == open(os.path.join(ROOT, "docs", "ptq_zoo.md"), encoding="utf-8").read()
+    assert readme.read_text(encoding="utf-8") == open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert "| edsr_f32b5_x2 | W4A4 | dbdc_recon |" in md.read_text(encoding="utf-8")
