@@ -9,7 +9,8 @@ alike (WbAb); the first and last layers stay W8A8 (int8_scope). Writes
 ``<output_path>/ptq_sweep_<model>_<variant>_x<scale>.{md,json,png}`` and one result file per run
 (``..._w<b>a<b>_<method>.json``, eval.py's ``--result_file``); ``--reuse True`` takes a run's result
 from that file only when the identity written beside it (``<result>.run``: every setting of the run
-but where outputs go, and the SHA-1 of the checkpoint file) equals this run's, so a sweep that stopped
+but where outputs go, the SHA-1 of the checkpoint file, and the names, sizes and times of the evaluation
+and calibration images) equals this run's, so a sweep that stopped
 goes on where it was and nothing measured with other weights, data, sets or calibration options is
 taken; ``scripts/ptq_zoo_table.py`` joins the sweeps of several models into one table.
 """
@@ -48,16 +49,37 @@ def plot(rows, fp, sets, path, title):
 _OUTPUT_KEYS = ("result_file", "output_path", "save_sr", "save_quant_ckpt", "enable_modelarts", "cli_keys")
 
 
+def _folder_stamp(folder):
+    """SHA-1 of the (relative path, size, modification time) of every file under ``folder`` ('' if none):
+    images replaced or added under the same path make another run."""
+    digest = hashlib.sha1()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            digest.update(f"{os.path.relpath(path, folder)}|{info.st_size}|{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest() if os.path.isdir(folder) else ""
+
+
 def run_identity(cfg):
-    """What determines a run's result: every setting but where outputs go, and the SHA-1 of the
-    ``--pre_trained`` file (another checkpoint at the same path is another run)."""
+    """What determines a run's result: every setting but where outputs go, the SHA-1 of the
+    ``--pre_trained`` file (another checkpoint at the same path is another run), and stamps of the
+    evaluation sets' and calibration images' files."""
     from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
     values = {k: v for k, v in sorted(cfg.to_dict().items()) if k not in _OUTPUT_KEYS}
     digest = hashlib.sha1()
     with open(resolve_path(cfg, cfg.pre_trained), "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    return json.loads(json.dumps({"settings": values, "checkpoint_sha1": digest.hexdigest()}, default=str))
+    data = resolve_path(cfg, cfg.data_path)
+    stamps = {name: _folder_stamp(os.path.join(data, "benchmark", name)) for name in cfg.eval_datasets}
+    stamps["calibration"] = _folder_stamp(resolve_path(cfg, cfg.calib_path)) if cfg.calib_path else ""
+    return json.loads(json.dumps({"settings": values, "checkpoint_sha1": digest.hexdigest(), "files": stamps},
+                                 default=str))
 
 
 def _earlier(path, identity):
