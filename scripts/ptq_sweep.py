@@ -149,6 +149,8 @@ def _sweep(argv):
             report = reuse == "True" and _earlier(cfg.result_file, identity)
             reused = bool(report)
             if not reused:
+                if os.path.exists(cfg.result_file + ".run"):  # the result is about to change: its identity goes first
+                    os.remove(cfg.result_file + ".run")
                 report = run_evaluation(cfg, log=lambda *_: None)
                 with atomic_target(cfg.result_file + ".run") as tmp, open(tmp, "w", encoding="utf-8") as fh:
                     json.dump(identity, fh, indent=1)

@@ -161,7 +161,12 @@ def test_a_run_folder_has_one_writer_and_a_stale_lock_is_taken_over(tmp_path):
     with hold_folder(str(folder), log=notes.append):
         lock = json.loads((folder / LOCK_NAME).read_text())
         assert lock["pid"] == os.getpid()
-    assert not (folder / LOCK_NAME).exists() and notes == []
+        # a second holder (another process) is refused while this one holds the folder
+        other = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                                "from src.utils.run_lock import hold_folder\nwith hold_folder(sys.argv[2]): pass",
+                                ROOT, str(folder)], capture_output=True, text=True, check=False)
+        assert other.returncode != 0 and "is in use by another run" in other.stderr
+    assert (folder / LOCK_NAME).read_text() == "" and notes == []  # released: emptied
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True)
     (folder / LOCK_NAME).write_text(json.dumps({"pid": int(gone.stdout), "host": os.uname().nodename}))
@@ -179,7 +184,7 @@ def test_a_run_folder_has_one_writer_and_a_stale_lock_is_taken_over(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
     lines = [line for line in proc.stderr.splitlines() if line.strip() and "WARNING" not in line]
     assert proc.returncode == 2 and len(lines) == 1 and "is in use by another run" in lines[0], proc.stderr[-800:]
-    assert sorted(os.listdir(folder)) == [LOCK_NAME]
+    assert sorted(os.listdir(folder)) == [LOCK_NAME]  # nothing written
     with pytest.raises(FolderBusy, match=f"pid {os.getppid()}"):
         with hold_folder(str(folder)):
             pass
@@ -216,7 +221,7 @@ def test_inference_memory_is_checked_up_front_and_windows_are_bounded(tmp_path, 
     write_smooth_images(str(tmp_path / "in"), 1, 64)
     monkeypatch.setattr(upscale_images, "_available_bytes", lambda: 100_000)  # 64x64 x3 RGBA: 147 kB
     with pytest.raises(ImageError, match=r"\(64x64\) upscaled x3 is 192x192 pixels: .* GiB is available"):
-        upscale_images.check_output_memory([str(tmp_path / "in" / "0.png")], 3, 0)
+        upscale_images.check_output_memory([str(tmp_path / "in" / "0.png")], 3, lambda _: 0)
     # a window no machine should be asked for
     x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 40000, 40000])
     y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 80000, 80000])

@@ -164,7 +164,9 @@ class SRPredictor:
         h, w = lr.shape[:2]
         tile_h, tile_w = self._region_hw(h, w)
         if self.self_ensemble or (h <= tile_h and w <= tile_w):
-            return tensor_to_uint8(self.predict_float(lr))
+            # within one of a file's windows: one run (not tiles of the automatic size, each padded to the window)
+            window = (tile_h, tile_w) == getattr(getattr(self.net, "io", None), "tile_hw", None)
+            return tensor_to_uint8(self.predict_float(lr, tiled=not (window and not self.self_ensemble)))
         s = self.scale
         context = max(self.overlap, CHROMA_CONTEXT if self.n_colors == 1 else 0)
         # regions of one tile (or one fixed window of a file) holding their context (:func:`_region`)

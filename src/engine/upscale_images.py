@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from src.data.image_io import ImageError, image_size, list_images, read_image, write_png
 from src.data.imresize import imresize
-from src.engine.inference import CHROMA_CONTEXT, SRPredictor
+from src.engine.inference import CHROMA_CONTEXT, SRPredictor, peak_bytes_per_lr_pixel
 from src.engine.sections import upscale_sections
 
 
@@ -118,22 +118,33 @@ def _available_bytes():
     return None
 
 
-def check_output_memory(images, scale, tile_bytes, log=print):
+def _may_have_alpha(path):
+    """Whether the image's header declares an alpha channel or a transparency key (no pixels decoded)."""
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    try:
+        with Image.open(path) as img:
+            return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
+def check_output_memory(images, scale, tile_bytes):
     """Refuse (ImageError naming the image and sizes), before any image is run, an input whose 8-bit output
-    (RGBA at most) and one tile's working set ``tile_bytes`` exceed the memory available now."""
+    and tile working set (``tile_bytes(LR pixels)``) exceed the memory available now (8 bytes per output
+    pixel for an image with alpha: RGB, the upscaled alpha and the RGBA array written; 3 without)."""
     available = _available_bytes()
     if available is None:
         return
     sizes = []
     for path in images:
         try:
-            sizes.append((image_size(path), path))
+            (w, h), alpha = image_size(path), _may_have_alpha(path)
         except ImageError:
             continue  # unreadable: reported and skipped when its turn comes
+        sizes.append((w * h * scale * scale * (8 if alpha else 3) + tile_bytes(w * h), (w, h), path))
     if not sizes:
         return
-    (w, h), path = max(sizes, key=lambda item: item[0][0] * item[0][1])
-    need = h * scale * w * scale * 4 + tile_bytes
+    need, (w, h), path = max(sizes)
     if need > available:
         raise ImageError(f"{os.path.basename(path)} ({w}x{h}) upscaled x{scale} is {w * scale}x{h * scale} pixels: "
                           f"{need / 2 ** 30:.1f} GiB with one tile, and {available / 2 ** 30:.1f} GiB is available; "
@@ -174,7 +185,8 @@ def run_upscale(config, log=print):
         raise ImageError(f"output would replace an input image: {', '.join(targets[p] for p in overwritten)}; "
                          "choose another --output_path")
     predictor = SRPredictor.configured(net, scale, request.inference)
-    check_output_memory(images, scale, int(predictor.max_tile_mem_gb * 2 ** 30) if predictor.tile_size == 0 else 0)
+    per_pixel, budget = peak_bytes_per_lr_pixel(net, scale), int(predictor.max_tile_mem_gb * 2 ** 30)
+    check_output_memory(images, scale, lambda lr_pixels: min(budget, per_pixel * lr_pixels))
     os.makedirs(out_dir, exist_ok=True)
     written, skipped, with_alpha = [], [], 0
     for path in tqdm(images, desc=f"x{scale}", disable=len(images) == 1, unit="img"):

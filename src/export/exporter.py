@@ -293,7 +293,7 @@ def _check_onnx(job, report, log, path):
         if job["target"] == "desktop":
             report["integer_kernels"] = integer_kernels(path)
             if not report["integer_kernels"]:
-                raise ValueError(f"onnxruntime runs {path} without integer kernels (no QLinearConv/ConvInteger)")
+                raise ValueError(f"onnxruntime runs {job['path']} without integer kernels (no QLinearConv/ConvInteger)")
             log(f"onnxruntime optimised graph: {report['integer_kernels']}")
         report["max_abs_diff"] = max_diff(ort_session(path), job["q_net"], job["inputs"])
         log(f"max |int8 ONNX - fake-quant MindSpore| at {_sizes(job['inputs'])}: {report['max_abs_diff']:.4f} "

@@ -106,9 +106,10 @@ class ExportedRunner:
         self._check_metadata(overlap_given=tile_overlap >= 0)
         tile = self.io.tile_hw
         if tile and min(tile) <= 2 * self.overlap:
-            self.notice = (f"note: {path} takes a fixed {tile[0]}x{tile[1]} input, too small for {self.overlap} LR "
-                           "pixels of context on both sides of each window; outputs near window seams may differ "
-                           "from an untiled run: export it with a larger --input_shape")
+            small = (f"note: {path} takes a fixed {tile[0]}x{tile[1]} input, too small for {self.overlap} LR "
+                     "pixels of context on both sides of each window; outputs near window seams may differ "
+                     "from an untiled run: export it with a larger --input_shape")
+            self.notice = f"{self.notice}; {small[len('note: '):]}" if self.notice else small
 
     def _check_window_size(self):
         """A fixed input so large that one window cannot be held (e.g. a declared 1x3x40000x40000, to which every

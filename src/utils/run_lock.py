@@ -1,13 +1,17 @@
-"""One writer per run folder: a lock file holding the writer's pid and host.
+"""One writer per run folder: a lock file holding the writer's pid and host, locked with ``flock``.
 
 Two training runs started into one ``--ckpt_dir`` would otherwise both write its CSV log, best/last
-checkpoints and training states, interleaved. :func:`hold_folder` creates ``<folder>/.run.lock``
-exclusively (``O_CREAT | O_EXCL``) with ``{"pid", "host", "started"}`` and removes it when the run ends.
-A lock whose process is gone (killed with ``kill -9``, a machine restarted) is stale: on the same host a
-pid that no longer exists is taken over, and the run says so; a lock from another host cannot be checked
-and is refused with the path to remove.
+checkpoints and training states, interleaved. :func:`hold_folder` opens ``<folder>/.run.lock`` and takes an
+exclusive ``flock`` on it for the run (the kernel releases it when the process ends, however it ends, so a
+run killed with ``kill -9`` leaves no stale lock), then writes ``{"pid", "host", "started"}`` into it. A second
+run finds the lock taken and is refused in one line naming the holder. A lock file that names another live
+process of this host although nobody holds the lock (written by hand or by a tool that does not ``flock``)
+is refused too, with the path to remove; one that names a process that is gone is taken over and said.
+When the run ends, the file is emptied (not removed: removing a locked file lets a third process lock a
+new one while a second still waits on the old).
 """
 import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -20,55 +24,59 @@ class FolderBusy(ValueError):
     """Another live process holds the run folder; the message names it and what to do."""
 
 
-def _owner(path):
+def _owner(fd):
+    """The JSON object in the lock file ``fd`` ({} when empty or not such an object)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            owner = json.load(fh)
-        return owner if isinstance(owner, dict) else {}
-    except (OSError, ValueError):
+        os.lseek(fd, 0, os.SEEK_SET)
+        owner = json.loads(os.read(fd, 4096).decode("utf-8") or "{}")
+    except (OSError, ValueError, UnicodeDecodeError):
         return {}
+    return owner if isinstance(owner, dict) else {}
 
 
 def _alive(pid):
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError, ValueError, TypeError):
-        return True  # exists (another user's) or unreadable: do not take it over
+    except (PermissionError, OverflowError):
+        return True  # exists (another user's): do not take it over
     return True
 
 
 @contextlib.contextmanager
 def hold_folder(folder, option="--ckpt_dir", log=print):
     """Hold ``folder`` for this process for the ``with`` block; :class:`FolderBusy` (one line naming the
-    ``option``) when another live process holds it. A stale lock is taken over with one ``log`` line."""
+    ``option``) when another live process holds it. A lock left by a process that is gone is taken over
+    with one ``log`` line."""
     path = os.path.join(folder, LOCK_NAME)
     host = socket.gethostname()
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            owner = _owner(path)
-            pid, where = owner.get("pid"), owner.get("host")
-            if where not in (None, host):
-                raise FolderBusy(f"{option} {folder} is held by a run on host {where} (pid {pid}); if that run has "
-                                 f"ended, remove {path}") from None
-            if pid is not None and _alive(pid) and int(pid) != os.getpid():
-                since = owner.get("started", "?")
-                raise FolderBusy(f"{option} {folder} is in use by another run (pid {pid}, started {since}); wait for "
-                                 f"it to end or choose another {option}") from None
-            log(f"note: {path} was left by a run that is gone (pid {pid}); taking the folder over")
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
-    else:
-        raise FolderBusy(f"{option} {folder}: could not take {path} (another process keeps creating it)")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"pid": os.getpid(), "host": host, "started": time.strftime("%Y-%m-%d %H:%M:%S")}, fh)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
     try:
-        yield path
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _owner(fd)
+            raise FolderBusy(f"{option} {folder} is in use by another run (pid {owner.get('pid', '?')}, started "
+                             f"{owner.get('started', '?')}); wait for it to end or choose another {option}") from None
+        owner = _owner(fd)
+        pid, where = owner.get("pid"), owner.get("host")
+        if isinstance(pid, int) and pid != os.getpid():
+            if where not in (None, host):
+                raise FolderBusy(f"{option} {folder}: {path} names a run on host {where} (pid {pid}); if that run has "
+                                 f"ended, remove {path}")
+            if _alive(pid):
+                raise FolderBusy(f"{option} {folder} is in use by another run (pid {pid}, started "
+                                 f"{owner.get('started', '?')}); wait for it to end or choose another {option} (if "
+                                 f"that process is not a run, remove {path})")
+            log(f"note: {path} was left by a run that is gone (pid {pid}); taking the folder over")
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": host,
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode("utf-8"))
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)  # ended: nobody holds it (the flock goes with the descriptor)
     finally:
-        if _owner(path).get("pid") == os.getpid():
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+        os.close(fd)

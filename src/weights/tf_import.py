@@ -230,7 +230,8 @@ def read_saved_model_source(folder):
         with open(pb, "rb") as fh:
             saved.ParseFromString(fh.read())
     except Exception as exc:  # pylint: disable=broad-except  # TF raises DataLossError, DecodeError, ...
-        raise CheckpointError(f"{folder} is not a readable SavedModel ({str(exc).splitlines()[0][:120]})") from None
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{folder} is not a readable SavedModel ({reason})") from None
     layers = {}
     for key in shapes:
         parts = key.split("/")
