@@ -231,10 +231,11 @@ def test_abpn_authors_saved_model_imports_equal_on_a_real_image_and_in_psnr(tmp_
 
 
 @needs_abpn_tf
-def test_an_int8_tflite_is_refused_by_the_importer():
-    proc = _convert("--src", os.path.join(ABPN_TF, "base7_D4C28_bs16ps64_lr1e-3_qat.tflite"), "--dst", "/tmp/never.ckpt")
+def test_an_int8_tflite_is_refused_by_the_importer(tmp_path):
+    dst = tmp_path / "never.ckpt"
+    proc = _convert("--src", os.path.join(ABPN_TF, "base7_D4C28_bs16ps64_lr1e-3_qat.tflite"), "--dst", str(dst))
     assert _one_error_line(proc) and "takes float weights only" in proc.stderr
-    assert not os.path.exists("/tmp/never.ckpt")
+    assert not dst.exists()
 
 
 @needs_abpn_tf
