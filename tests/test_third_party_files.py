@@ -123,7 +123,7 @@ def test_third_party_int8_files_read_their_range_and_a_lying_one_is_refused(tmp_
     assert runner.receptive_radius == create_model("edsr", "f32b5", 2).receptive_radius == 13
     liar = _tflite_with_input_scale(qat, str(tmp_path / "liar.tflite"), 1 / 255)
     with pytest.raises(ExportedModelError, match="spans 0..1, but a smooth test image does not come back at that "
-                                                 "range and does at 0..255"):
+                                                 "range"):
         open_exported(liar, log=lambda _: None)
 
 

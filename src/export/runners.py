@@ -176,13 +176,13 @@ class ExportedRunner:
             return chosen, f"pixels in 0..{chosen:g} (--pixel_range; test image: {describe_scores(scores)})"
         proven = choose_pixel_range(scores)
         if declared is not None:
-            if proven is not None and proven != declared:
+            if proven != declared:
+                elsewhere = f" (it does at 0..{proven:g})" if proven is not None else ""
                 raise ExportedModelError(
-                    f"{self.path}: its {words}, but a smooth test image does not come back at that range and does "
-                    f"at 0..{proven:g} ({describe_scores(scores)}): the file is not what it declares; pass "
-                    "--pixel_range if you know its range")
-            confirmed = "test image" if proven == declared else "not confirmed by a test image"
-            return declared, f"pixels in 0..{declared:g} (its {words}; {confirmed}: {describe_scores(scores)})"
+                    f"{self.path}: its {words}, but a smooth test image does not come back at that range{elsewhere} "
+                    f"({describe_scores(scores)}): the file is not what it declares; pass --pixel_range if you "
+                    "know its range")
+            return declared, f"pixels in 0..{declared:g} (its {words}; test image {describe_scores(scores)})"
         if proven is None:
             raise ExportedModelError(f"{self.path} carries no SR metadata and a smooth test image does not tell its "
                                      f"pixel range ({describe_scores(scores)}); pass --pixel_range 1 or 255")
