@@ -34,7 +34,8 @@ class TiledTFLite(SRPredictor):
         super().__init__(net, scale, tile_size=-1)
         self.interp, self.tile, self.radius = interp, tile, int(net.receptive_radius)
 
-    def forward(self, x):
+    def forward(self, x, tiled=True):
+        del tiled  # always in tiles of the file's size
         _, _, h, w = x.shape
         t, r, s = self.tile, self.radius, self.scale
         if h < t or w < t:
