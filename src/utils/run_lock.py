@@ -7,8 +7,8 @@ run killed with ``kill -9`` leaves no stale lock), then writes ``{"pid", "host",
 run finds the lock taken and is refused in one line naming the holder. A lock file that names another live
 process of this host although nobody holds the lock (written by hand or by a tool that does not ``flock``)
 is refused too, with the path to remove; one that names a process that is gone is taken over and said.
-When the run ends, the file is emptied (not removed: removing a locked file lets a third process lock a
-new one while a second still waits on the old).
+When the run ends, the file is removed while still locked (a run starting in that instant either finds
+it locked and is refused, or finds no file and creates a new one).
 """
 import contextlib
 import fcntl
@@ -77,6 +77,8 @@ def hold_folder(folder, option="--ckpt_dir", log=print):
         try:
             yield path
         finally:
-            os.ftruncate(fd, 0)  # ended: nobody holds it (the flock goes with the descriptor)
+            with contextlib.suppress(OSError):
+                if os.path.samestat(os.fstat(fd), os.stat(path)):  # still our file: remove it, then unlock
+                    os.unlink(path)
     finally:
         os.close(fd)
