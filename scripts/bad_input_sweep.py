@@ -3219,12 +3219,13 @@ def _(ctx, d):
     return refused(ctx.entry("eval.py", *_file_eval_args(ctx, d, cut)), mention=("cut.ort",))
 
 
-_LYING_TFLITE_CODE = r"""
+_EDIT_TFLITE_META_CODE = r"""
 import json, sys
+sys.path.insert(0, ".")
 from src.export.metadata import attach_tflite_metadata, read_tflite_metadata
-src, dst = sys.argv[1], sys.argv[2]
+src, dst, key, value = sys.argv[1:5]
 meta = read_tflite_metadata(src)
-meta["sr.scale"] = "3"
+meta[key] = value
 with open(dst, "wb") as fh:
     fh.write(attach_tflite_metadata(open(src, "rb").read(), meta))
 print("JSON:" + json.dumps(meta))
@@ -3235,7 +3236,7 @@ print("JSON:" + json.dumps(meta))
 def _(ctx, d):
     """The file upscales x2, its sr_metadata says x3: refused (never run as x3 with wrong tiles)."""
     lying = os.path.join(d, "lie.tflite")
-    ctx.py_json(_LYING_TFLITE_CODE, mobile_files(ctx)["int8_tflite"], lying)
+    ctx.py_json(_EDIT_TFLITE_META_CODE, mobile_files(ctx)["int8_tflite"], lying, "sr.scale", "3")
     return _infer_refusal(ctx, d, lying, ("metadata",))
 
 
@@ -3471,24 +3472,11 @@ def _(ctx, d):
     return either(refused(p, mention=("w_bit",)), (False, "exit 0 without naming --w_bit"))
 
 
-_RADIUS_ZERO_CODE = r"""
-import json, sys
-sys.path.insert(0, ".")
-from src.export.metadata import attach_tflite_metadata, read_tflite_metadata
-src, dst = sys.argv[1], sys.argv[2]
-meta = read_tflite_metadata(src)
-meta["sr.receptive_radius"] = "0"
-with open(dst, "wb") as fh:
-    fh.write(attach_tflite_metadata(open(src, "rb").read(), meta))
-print("JSON:" + json.dumps(meta))
-"""
-
-
 @case("recent", 26, "eval_tflite_radius_edited_to_zero")
 def _(ctx, d):
     """Kind 7: a .tflite whose sr.receptive_radius was edited to 0 gave seams of 42 levels, silently."""
     edited = os.path.join(d, "r0.tflite")
-    ctx.py_json(_RADIUS_ZERO_CODE, mobile_files(ctx)["float_tflite"], edited)
+    ctx.py_json(_EDIT_TFLITE_META_CODE, mobile_files(ctx)["float_tflite"], edited, "sr.receptive_radius", "0")
     return _infer_refusal(ctx, d, edited, ("receptive radius",))
 
 
