@@ -382,7 +382,7 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
     args, unknown = parser.parse_known_args(_attach_dash_values(argv, {f"--{k}" for k in overridable}))
     if unknown:
         bad = [u for u in unknown if u.startswith("--")] or unknown
-        hints = "".join(suggest(u.lstrip("-").split("=")[0], overridable) for u in bad if u.startswith("--"))
+        hints = "".join(_hint(u.lstrip("-").split("=")[0], overridable, entry) for u in bad if u.startswith("--"))
         _fail(f"unknown option(s) {' '.join(bad)}{hints} for {os.path.basename(known.config_path)}; "
               f"valid keys: {', '.join(sorted(overridable))}")
     overrides = {k: v for k, v in vars(args).items() if k != "config_path"}
@@ -400,6 +400,33 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
     if entry is not None:
         _note_foreign_options(entry, overrides.keys())
     return Config(values, cli_keys=overrides.keys(), path=known.config_path, spelled=spelled)
+
+
+# words users write for an entry script's output or input file: each entry's own option for it
+_OUTPUT_WORDS = ("output_file", "out_file", "outfile", "output", "out", "output_name", "save_path", "save_file")
+_INPUT_WORDS = ("checkpoint", "ckpt", "ckpt_path", "weights", "model_path", "pretrained", "pre_train", "resume_from")
+_MEANT = {
+    "export": dict.fromkeys(_OUTPUT_WORDS, "export_file") | dict.fromkeys(_INPUT_WORDS, "pre_trained"),
+    "eval": dict.fromkeys(_OUTPUT_WORDS, "result_file") | dict.fromkeys(_INPUT_WORDS, "pre_trained"),
+    "infer": dict.fromkeys(_OUTPUT_WORDS, "output_path") | dict.fromkeys(_INPUT_WORDS, "model_file"),
+    "train": dict.fromkeys(_OUTPUT_WORDS, "ckpt_dir") | dict.fromkeys(_INPUT_WORDS, "pre_trained"),
+}
+
+
+def _hint(key, overridable, entry):
+    """' (did you mean X?)' for an unknown option: the entry script's own option for a common word
+    (``--output_file`` is export.py's ``--export_file``), else the closest of the entry's own options,
+    else the closest of all."""
+    meant = _MEANT.get(entry, {}).get(key.lower())
+    if meant in overridable:
+        return f" (did you mean {meant}?)"
+    own_sections = ENTRY_SECTIONS.get(entry)
+    if own_sections is not None:
+        own = [k for k in overridable if section_of(k) in own_sections]
+        hint = suggest(key, own)
+        if hint:
+            return hint
+    return suggest(key, overridable)
 
 
 def _note_foreign_options(entry, given):

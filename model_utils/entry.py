@@ -26,7 +26,7 @@ def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=No
         return 2
     except SystemExit as exc:  # a bad option or value (already printed as one line), or --help
         return exc.code if isinstance(exc.code, int) else 2
-    from src.errors import USER_ERRORS, error_line  # pylint: disable=import-outside-toplevel
+    from src.errors import USER_ERRORS, Interrupted, error_line  # pylint: disable=import-outside-toplevel
     try:
         from src.engine.context import init_context  # pylint: disable=import-outside-toplevel
         init_context(config.device_target, config.mode, device_info(config)["device_id"])
@@ -38,4 +38,7 @@ def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=No
     except tuple(extra_errors) + USER_ERRORS as exc:
         print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
+    except Interrupted as exc:  # Ctrl-C / SIGTERM, after writing what lets the run continue
+        print(f"stopped: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0

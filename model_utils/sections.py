@@ -22,7 +22,8 @@ SECTIONS = {  # name -> (title, keys)
     "schedule": ("learning-rate schedule", ("lr", "min_lr", "warmup_steps", "total_steps", "lr_scheduler",
                                             "lr_milestones", "lr_gamma")),
     "training_run": ("training run (validation, checkpoints, logs)", (
-        "val_every", "seed", "ckpt_dir", "init_from", "qat", "resume", "overwrite", "save_every", "keep_last_ckpt",
+        "val_every", "seed", "ckpt_dir", "init_from", "qat", "resume", "overwrite", "save_every", "save_every_minutes",
+        "keep_last_ckpt",
         "log_every", "tensorboard")),
     "quantization": ("quantization (post-training; empty quant_method = float evaluation)", (
         "quant_method", "w_bit", "a_bit", "quant_placement", "w_symmetric", "int8_scope", "fp_scope", "bit_table",

@@ -429,6 +429,7 @@ RULES = {
     "resume": Bool(),
     "overwrite": Bool(),
     "save_every": Int(0),
+    "save_every_minutes": Float(0.0),
     "keep_last_ckpt": Int(1),
     "log_every": Int(1),
     "tensorboard": Bool(),

@@ -12,11 +12,11 @@ if [ $# -lt 1 ] || ! [[ "$1" =~ ^[1-9][0-9]*$ ]]; then
   exit 2
 fi
 N="$1"; shift
-cd "$(dirname "$0")/.."
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"  # no cd: relative paths are the caller's
 PY="${PYTHON:-python}"
 LOG_DIR="${LOG_DIR:-./outputs/msrun_logs}"
 mkdir -p "$LOG_DIR"
 # msrun starts each worker with the first `python` on PATH: make it this interpreter.
 PATH="$(dirname "$(command -v "$PY")"):$PATH" exec "$PY" -m mindspore.parallel.cluster.run \
   --worker_num="$N" --local_worker_num="$N" --master_addr=127.0.0.1 --master_port="${MASTER_PORT:-8118}" \
-  --log_dir="$LOG_DIR" --join=True train.py "$@"
+  --log_dir="$LOG_DIR" --join=True "$ROOT/train.py" "$@"

@@ -5,5 +5,4 @@
 # Optional: --methods minmax,dbdc,dbdc_pac --bits 8,6,4 and any eval.py flag.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$ROOT"
-python scripts/ptq_sweep.py --config_path "${CONFIG_PATH:-DIV2K_config.yaml}" "$@"
+python "$ROOT/scripts/ptq_sweep.py" --config_path "${CONFIG_PATH:-$ROOT/DIV2K_config.yaml}" "$@"

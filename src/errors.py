@@ -46,3 +46,13 @@ def error_line(exc):
         text = str(exc) or type(exc).__name__
     text = " ".join(text.split())
     return text if len(text) <= MAX_LINE else text[:MAX_LINE] + f"... ({len(text)} characters; cut)"
+
+
+class Interrupted(Exception):
+    """The run was stopped by a signal after writing what lets it continue; ``exit_code`` is 128 + the
+    signal number (130 for Ctrl-C, 143 for SIGTERM), the message says how to continue."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
+

@@ -11,12 +11,13 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def resolve_path(config, path):
-    """A relative path as given if it exists from the working directory, else relative to the
-    folder of the YAML file (``config.path``); presets in the project's ``configs/`` count as living
-    in the project root (so their ``pretrained/...`` and ``./outputs/...`` mean the project's)."""
+    """A relative path as given (from the working directory) when it was typed on the command line or
+    exists from the working directory, else relative to the folder of the YAML file it came from
+    (``config.path``); presets in the project's ``configs/`` count as living in the project root (so
+    their ``pretrained/...`` and ``./outputs/...`` mean the project's)."""
     if not path or os.path.isabs(path):
         return path
-    if os.path.exists(path):
+    if os.path.exists(path) or any(config.get(key) == path for key in getattr(config, "cli_keys", ())):
         return path
     base = os.path.dirname(os.path.abspath(config.path)) if config.path else os.getcwd()
     if base == os.path.join(PROJECT_ROOT, "configs"):

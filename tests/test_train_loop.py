@@ -185,6 +185,46 @@ def test_resume_after_kill_9_continues_exactly(tmp_path):
     assert [r.split(",")[0] for r in rows[1:]] == ["20", "40", "60"]
 
 
+def test_ctrl_c_writes_a_state_and_resume_continues_exactly(tmp_path):
+    """SIGINT (MindSpore answers it with SIGTERM to the process; both reach the trainer) finishes the step,
+    writes a resumable state, exits 128+signal with a line saying how to continue; the resumed run ends
+    with the weights of an uninterrupted one. No state would exist otherwise (--save_every beyond the run)."""
+    args = _data(tmp_path) + ["--total_steps", "400", "--val_every", "100", "--save_every", "1000",
+                              "--save_every_minutes", "0", "--log_every", "5"]
+    reference = _train(args + ["--ckpt_dir", str(tmp_path / "ref")])
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    out_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py")] + args + ["--ckpt_dir", str(out_dir)],
+                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("step 5/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode in (128 + signal.SIGINT, 128 + signal.SIGTERM), err[-2000:]
+    assert "continue with the same command plus --resume True" in err and "Traceback" not in err
+    states = glob.glob(str(out_dir / "*_state_*.ckpt"))
+    assert len(states) == 1, states
+    stopped_at = int(re.search(r"_state_(\d+)", states[0]).group(1))
+    assert 5 <= stopped_at < 400 and f"at step {stopped_at}/400" in err
+    resumed = _train(args + ["--ckpt_dir", str(out_dir), "--resume", "True"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed at step {stopped_at}" in resumed.stdout
+    assert _digest(resumed.stdout) == _digest(reference.stdout)
+
+
+def test_a_state_is_written_on_a_time_interval(tmp_path):
+    """--save_every_minutes writes states between the step-based ones (here: after every step)."""
+    args = _data(tmp_path) + ["--total_steps", "6", "--val_every", "6", "--save_every", "1000",
+                              "--save_every_minutes", "1e-9", "--keep_last_ckpt", "10"]
+    run = _train(args + ["--ckpt_dir", str(tmp_path / "ck")])
+    assert run.returncode == 0, run.stderr[-2000:]
+    steps = sorted(int(re.search(r"_state_(\d+)", p).group(1)) for p in glob.glob(str(tmp_path / "ck" / "*_state_*")))
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert "resumable state abpn_M2C8_x2_state_<step>.ckpt every 1000 steps and every 1e-09 min" in run.stdout
+    assert f"writing to {tmp_path / 'ck'}" in run.stdout and "abpn_M2C8_x2_train_log.csv" in run.stdout
+
+
 def test_resume_skips_a_damaged_newest_state(tmp_path):
     args = _data(tmp_path) + ["--total_steps", "10", "--val_every", "10", "--save_every", "5"]
     first = _train(args + ["--ckpt_dir", str(tmp_path / "ck")])
@@ -219,6 +259,23 @@ def test_msrun_two_workers_hold_identical_parameters(tmp_path):
     one, _ = read_checkpoint(str(tmp_path / "one" / "abpn_M2C8_x2_last.ckpt"))
     for name, value in one.items():
         np.testing.assert_allclose(dp[name], value, rtol=1e-4, atol=1e-5)
+
+
+def test_run_train_sh_keeps_the_callers_relative_paths_and_writes_its_console_log(tmp_path):
+    _data(tmp_path)  # writes tmp_path/train and tmp_path/data
+    args = ["--model", "abpn", "--variant", "M2C8", "--scale", "2", "--train_path", "train", "--val_data_path", "data",
+            "--val_datasets", "Val", "--patch_size", "8", "--batch_size", "2", "--cache_dir", "cache",
+            "--total_steps", "2", "--val_every", "2", "--ckpt_dir", "ck"]
+    run = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_train.sh")] + args, cwd=tmp_path,
+                         env=dict(_env(), PYTHON=sys.executable), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert (tmp_path / "ck" / "abpn_M2C8_x2_last.ckpt").is_file()
+    console = (tmp_path / "train_console.log").read_text()
+    assert "parameter digest" in console and f"writing to {os.path.join('ck')}" in console
+    bad = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_train.sh")] + args + ["--lr", "-1"],
+                         cwd=tmp_path, env=dict(_env(), PYTHON=sys.executable), capture_output=True, text=True,
+                         timeout=600)
+    assert bad.returncode == 2 and "--lr" in bad.stdout  # train.py's exit code and its line, through tee
 
 
 def _event_scalars(folder):

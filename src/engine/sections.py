@@ -74,6 +74,7 @@ class TrainingRun:
     resume: bool
     overwrite: bool
     save_every: int
+    save_every_minutes: float
     keep_last_ckpt: int
     log_every: int
     tensorboard: bool

@@ -17,7 +17,7 @@ run is everything that shapes the weights a resumed run would produce: the model
 optimizer and loss options, and the learning-rate schedule except its length.
 Left out on purpose, so they can change on resume: ``total_steps`` (a finished run
 may be extended; the cosine schedule is rebuilt from the new length), ``val_every``,
-``save_every``, ``log_every``, ``keep_last_ckpt``, ``tensorboard``, ``max_bad_steps``,
+``save_every``, ``save_every_minutes``, ``log_every``, ``keep_last_ckpt``, ``tensorboard``, ``max_bad_steps``,
 ``num_workers`` and ``train_cache_gb`` (the sample stream does not depend on them),
 paths that only locate files (``ckpt_dir``, ``cache_dir``, ``val_data_path``; the
 training images are identified by their names and sizes, not their folder), and

@@ -42,12 +42,14 @@ from src.engine.schedules import lr_schedule
 from src.engine.sections import training_sections
 from src.engine.train_log import LossInterval, TrainLogger
 from src.engine.train_state import (check_finite, file_digest, images_fingerprint, list_states, load_latest_state,
-                                    run_identity, save_state)
+                                    run_identity, save_state, state_path)
 from src.engine.train_step import TrainStep, use_deterministic_prelu
 from src.export.sections import model_choice
 from src.models.registry import create_model, has_training_form, to_deploy
 from src.utils.atomic import refuse_same_file
 from src.utils.run_lock import hold_folder
+from src.utils.stop_signals import StopRequest
+from src.errors import Interrupted
 from src.weights.checkpoint import load_into, model_meta, save_checkpoint
 from src.weights.transfer import transfer_weights
 
@@ -309,12 +311,19 @@ class Trainer:
         dataset, source = create_train_dataset(self.pairs, sections.data, self.net.n_colors,
                                                (sections.run.seed, start_step, total), self.rank, self.world)
         try:
-            step = self._loop(dataset, len(source), progress)
+            # one process: Ctrl-C / SIGTERM finish the step and write a state; with several workers a signal
+            # reaches every rank, which must not stop at different steps (an all-reduce would wait forever)
+            with StopRequest(enabled=self.world == 1, log=self.logger.line) as stop:
+                step = self._loop(dataset, len(source), progress, stop)
         except FloatingPointError as exc:
             self.logger.line(f"stopped: {exc}")
             raise
         finally:
             self.logger.close()
+        if step < total and stop.requested:
+            state = state_path(self.out_dir, self.stem, self.last_state)
+            raise Interrupted(f"{stop.name} (Ctrl-C or kill) at step {step}/{total}; training state written to {state}; continue "
+                              "with the same command plus --resume True", stop.signum)
         self.log(f"rank {self.rank}/{self.world} finished at step {step}; parameter digest "
                  f"{parameter_digest(self.net)}")
         return progress.best
@@ -328,12 +337,26 @@ class Trainer:
             f"{'in memory' if pairs.in_memory else 'partly read from disk'}), batch {data.batch_size} x "
             f"{self.world} worker(s), LR patch {data.patch_size}, {schedule.total_steps} steps, "
             f"{schedule.lr_scheduler} lr {schedule.lr:g}, loss scale {self.loss_scale}")
+        run, out, stem = self.sections.run, self.out_dir, self.stem
+        saves = f"every {int(run.save_every) or run.val_every} steps"
+        if float(run.save_every_minutes) > 0:
+            saves += f" and every {float(run.save_every_minutes):g} min"
+        self.logger.line(
+            f"writing to {out}: weights {stem}_best.ckpt (best validation) and {stem}_last.ckpt every "
+            f"{run.val_every} steps; resumable state {stem}_state_<step>.ckpt {saves} and on Ctrl-C (the newest "
+            f"{run.keep_last_ckpt} kept); log {stem}_train.log; curves {stem}_train_log.csv (plot: python "
+            f"scripts/plot_training_log.py --log {self.logger.csv_path} --out curve.png)"
+            + (f"; TensorBoard {os.path.join(out, 'tensorboard')}" if run.tensorboard else ""))
         freeze_steps = self.sections.optim.freeze_residual_steps
         if freeze_steps > 0:
             self.logger.line(f"freezing {len(self.frozen)} residual-stream tensors for the first {freeze_steps} steps")
 
-    def _loop(self, dataset, epoch_size, progress):
+    def _loop(self, dataset, epoch_size, progress, stop):
         """Run the remaining steps; returns the last step. Raises FloatingPointError when training must stop.
+
+        A state is written every ``save_every`` steps (0: at every validation), when
+        ``save_every_minutes`` passed since the last one, and after the step during which
+        ``stop`` (:class:`~src.utils.stop_signals.StopRequest`) saw a signal, which ends the loop.
 
         A step whose loss or gradient is not finite makes no update and is logged as
         skipped; ``max_bad_steps`` of them in a row stop the run. An update that leaves
@@ -345,17 +368,25 @@ class Trainer:
         on, off = Tensor(1.0, ms.float32), Tensor(0.0, ms.float32)
         step = self.last_state = progress.start_step
         self.bad_run = 0
+        interval, last_save = 60.0 * float(run.save_every_minutes), time.monotonic()
         for lr_b, hr_b in dataset.create_tuple_iterator(num_epochs=1):
             step += 1
             loss, finite = step_cell(lr_b, hr_b, on if step <= freeze_steps else off)
+            if step == progress.start_step + 1:
+                stop.arm()  # after the first compiled step: MindSpore has set its own handlers by then
             self._check_step(step, progress, loss if bool(finite.asnumpy()) else None)
             if step % log_every == 0 and self.main:
                 self._log_line(step, progress, epoch_size)
             if self.main and (step % run.val_every == 0 or step == total):
                 self.validate_and_checkpoint(progress, step)
                 progress.val = LossInterval()
-            if self.main and (step % save_every == 0 or step == total):
+                stop.arm()  # the evaluation graph's first run may set MindSpore's handlers again
+            due = interval > 0 and time.monotonic() - last_save >= interval
+            if self.main and (step % save_every == 0 or step == total or due or stop.requested):
                 self._save_state(progress, step)
+                last_save = time.monotonic()
+            if stop.requested:
+                break
         return step
 
     def _check_step(self, step, progress, loss):
