@@ -21,7 +21,7 @@ import sys
 import yaml
 
 from model_utils.sections import ALIASES, ENTRY_SECTIONS, RETIRED, SECTIONS, section_of
-from model_utils.validate import RULES, ConfigError, suggest, validate
+from model_utils.validate import RULES, ConfigError, needs_problems, suggest, validate
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(PROJECT_ROOT, "DIV2K_config.yaml")
@@ -393,7 +393,11 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
             values[key] = text if key in RULES else _parse_unruled(key, cfg[key], text)
             origin[key] = "cli"
         validate(values, origin, choices)
+        for problem in needs_problems(values, overrides.keys(), entry):
+            raise ConfigError(problem)
         values["config_path"] = known.config_path
+        if entry is not None:
+            adopt_model_from_file(values, set(overrides) | _preset_keys(cfg, known.config_path), entry)
         resolve_model_defaults(values)
     except ValueError as exc:  # ConfigError, and resolve_model_defaults' errors
         _fail(str(exc))
@@ -437,6 +441,48 @@ def _note_foreign_options(entry, given):
         readers = sorted({e for k in foreign for e, secs in ENTRY_SECTIONS.items() if section_of(k) in secs})
         print(f"note: {', '.join('--' + k for k in foreign)} {'has' if len(foreign) == 1 else 'have'} no effect in "
               f"{entry}.py (read by {', '.join(r + '.py' for r in readers)}); ignored")
+
+
+def _preset_keys(cfg, path):
+    """Keys a config file other than the shipped defaults sets to another value (a preset's choice)."""
+    if os.path.abspath(path) == os.path.abspath(DEFAULT_CONFIG):
+        return set()
+    shipped = _load(DEFAULT_CONFIG)[0]
+    return {k for k, v in cfg.items() if k in shipped and v != shipped[k]}
+
+
+def _config_dir(path):
+    folder = os.path.dirname(os.path.abspath(path))
+    return PROJECT_ROOT if folder == os.path.join(PROJECT_ROOT, "configs") else folder
+
+
+def adopt_model_from_file(values, given, entry):
+    """Take model, variant, scale, colours and the family options from the checkpoint (or, for
+    ``train.py --resume True``, the training state) the run will read, where ``given`` (the keys typed
+    on the command line or set by a preset) holds no value; a given value that contradicts the file is
+    refused (ConfigError naming both). ``--model auto`` and ``--n_colors 0`` count as not given."""
+    from src.weights.model_from_file import model_keys_from_file  # pylint: disable=import-outside-toplevel
+    path, found = model_keys_from_file(values, _config_dir(values["config_path"]), entry)
+    if not found:
+        return
+    described = f"{found.get('model', '?')}-{found.get('variant', '?')} x{found.get('scale', '?')}"
+    for key, recorded in found.items():
+        if key not in values:
+            continue
+        typed = values[key]
+        unset = (key == "model" and typed == "auto") or (key == "variant" and typed == "auto") or \
+            (key == "n_colors" and typed == 0)
+        if key in given and not unset:
+            same = str(typed).lower() == str(recorded).lower() if key in ("model", "variant") else \
+                str(typed) == str(recorded)
+            if not same:
+                raise ConfigError(f"--{key} {typed} contradicts {path}, which holds {described} ({key} {recorded}); "
+                                  f"drop --{key} (the file says which model it is) or pass another file")
+            continue
+        try:
+            values[key] = validate({key: recorded})[key]
+        except ConfigError:  # a damaged entry: the checkpoint loader refuses it, naming what is allowed
+            continue
 
 
 def resolve_model_defaults(values):

@@ -517,6 +517,47 @@ def _cross_checks(values):
                                f"would be empty; pac_hr_patch must be >= scale")
 
 
+def _keys_of(*sections):
+    from model_utils.sections import SECTIONS  # pylint: disable=import-outside-toplevel
+    return tuple(k for name in sections for k in SECTIONS[name][1])
+
+
+_PAC_METHODS = ("dbdc_pac", "dbdc_recon")
+# Options that are read only when another option holds a value, per entry script: (entry, keys, needed(values),
+# what is needed, what to do). An option among ``keys`` typed on the command line while ``needed`` is false
+# would do nothing, so it is refused (one line naming both; see needs_problems).
+NEEDS = (
+    ("eval", tuple(k for k in _keys_of("quantization", "calibration_data", "pac", "recon") if k != "quant_method"),
+     lambda v: bool(v.get("quant_method")), "--quant_method (empty: the float model is evaluated)",
+     "add --quant_method dbdc_pac (the default calibration; see --help) or drop them"),
+    ("eval", _keys_of("pac"), lambda v: not v.get("quant_method") or v["quant_method"] in _PAC_METHODS,
+     "--quant_method dbdc_pac or dbdc_recon", "pick one of those methods or drop them"),
+    ("eval", _keys_of("recon"), lambda v: not v.get("quant_method") or v["quant_method"] == "dbdc_recon",
+     "--quant_method dbdc_recon", "pick it or drop them"),
+    ("eval", ("percentile",), lambda v: not v.get("quant_method") or v["quant_method"] == "percentile",
+     "--quant_method percentile", "pick it or drop it"),
+    ("eval", ("dbdc_p",), lambda v: not v.get("quant_method") or v["quant_method"].startswith("dbdc"),
+     "--quant_method dbdc, dbdc_pac or dbdc_recon", "pick one of those methods or drop it"),
+    ("train", _keys_of("quantization", "calibration_data", "pac", "recon"), lambda v: bool(v.get("qat")),
+     "--qat True (quantization-aware training; a float run reads no quantization option)",
+     "add --qat True or drop them"),
+    ("train", ("min_lr",), lambda v: v.get("lr_scheduler") == "cosine", "--lr_scheduler cosine",
+     "drop it or use the cosine schedule"),
+    ("train", ("lr_milestones", "lr_gamma"), lambda v: v.get("lr_scheduler") == "multistep",
+     "--lr_scheduler multistep", "add --lr_scheduler multistep or drop them"),
+)
+
+
+def needs_problems(values, given, entry):
+    """One line per rule of :data:`NEEDS` of ``entry`` broken by options in ``given`` (the keys typed on
+    the command line): ``--w_bit, --save_quant_ckpt have no effect without --quant_method ...; add ...``."""
+    for rule_entry, keys, needed, what, fix in NEEDS:
+        typed = [k for k in keys if k in given]
+        if rule_entry == entry and typed and not needed(values):
+            names = ", ".join(f"--{k}" for k in typed)
+            yield (f"{names} {'has' if len(typed) == 1 else 'have'} no effect without {what}; {fix}")
+
+
 def _shown(value):
     if isinstance(value, (list, tuple)):
         return ",".join(_fmt(v) for v in value)

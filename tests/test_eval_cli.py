@@ -66,8 +66,8 @@ def test_eval_writes_report_and_images(tiny_setup):
 
 @pytest.mark.parametrize("extra,expected", [
     (["--eval_datasets", "Set5"], "dataset Set5 not found: "),
-    (["--scale", "3"], "was trained for x2 but the model is x3; pass --scale 2"),
-    (["--variant", "M4C8"], "does not fit abpn-M4C8 x2"),
+    (["--scale", "3"], "which holds abpn-M2C8 x2 (scale 2); drop --scale"),
+    (["--variant", "M4C8"], "--variant M4C8 contradicts"),
     (["--metric_channel", "lab"], "is not one of ['y', 'rgb']"),
     (["--no_such_key", "1"], "valid keys:"),
 ])

@@ -21,10 +21,12 @@ def setup(tmp_path_factory):
 
 
 def _args(root, ckpt, *extra):
+    """eval.py / train.py options; the calibration ones only where something calibrates (else refused)."""
+    calibrates = any(flag in extra for flag in ("--quant_method", "--qat", "--methods"))
     return ["--model", "abpn", "--variant", "M2C8", "--scale", "2", "--pre_trained", ckpt,
-            "--data_path", str(root / "data"), "--eval_datasets", "Q", "--calib_path", str(root / "calib"),
-            "--calib_num", "4", "--pac_hr_patch", "32", "--cache_dir", str(root / "cache"),
-            "--output_path", str(root / "out"), *extra]
+            "--data_path", str(root / "data"), "--eval_datasets", "Q", "--cache_dir", str(root / "cache"),
+            "--output_path", str(root / "out"), *extra] + (
+        ["--calib_path", str(root / "calib"), "--calib_num", "4", "--pac_hr_patch", "32"] if calibrates else [])
 
 
 def run_eval(*args):

@@ -66,6 +66,26 @@ def read_checkpoint(path):
     return params, meta
 
 
+def read_meta(path, keys=META_KEYS):
+    """The metadata entries ``keys`` of the checkpoint ``path`` (``{key: value}``, numbers as Python
+    numbers), read without its tensors. Raises CheckpointError for a file MindSpore cannot read."""
+    try:
+        raw = ms.load_checkpoint(path, choice_func=lambda name: name in keys)
+    except Exception as exc:  # MindSpore raises ValueError/RuntimeError for corrupt files
+        raise CheckpointError(
+            f"{path} is not a readable MindSpore checkpoint ({str(exc).splitlines()[0][:120]}); "
+            "for a PyTorch .pth or a .tflite run scripts/convert_weights.py first") from None
+    meta = {}
+    for name, value in raw.items():
+        if isinstance(value, ms.Parameter):
+            array = value.asnumpy()
+            if array.size != 1:
+                continue  # read_checkpoint refuses it when the file is used
+            value = array.item()
+        meta[name] = value
+    return meta
+
+
 def check_fit(net, params, source="checkpoint"):
     """Raise CheckpointError listing every missing, unexpected or mis-shaped parameter."""
     expected = {p.name: tuple(p.shape) for p in net.get_parameters()}

@@ -1,0 +1,99 @@
+"""The user's path: checkpoints say which model they hold, and an option never silently does nothing."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, write_quant_run
+from model_utils.config import get_config
+from src.models.registry import create_model
+from src.weights.checkpoint import model_meta, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A float ABPN-M2C8 x3 checkpoint (written with its metadata) beside a tiny benchmark set ``Q``."""
+    root = tmp_path_factory.mktemp("user_path")
+    return write_quant_run(root, create_model("abpn", "M2C8", 3))
+
+
+def _config(entry, *args):
+    return get_config(list(args), entry=entry)
+
+
+@pytest.mark.parametrize("entry,option", [("eval", "--pre_trained"), ("export", "--pre_trained"),
+                                          ("infer", "--model_file"), ("train", "--pre_trained")])
+def test_the_checkpoint_decides_model_variant_and_scale(ckpt, entry, option):
+    config = _config(entry, option, ckpt)
+    assert (config.model, config.variant, config.scale) == ("abpn", "M2C8", 3)
+
+
+def test_a_given_value_that_agrees_is_kept_and_one_that_contradicts_is_refused(ckpt, capsys):
+    config = _config("eval", "--pre_trained", ckpt, "--model", "abpn", "--scale", "3")
+    assert (config.model, config.variant, config.scale) == ("abpn", "M2C8", 3)
+    for flag, value, recorded in (("--scale", "2", "scale 3"), ("--variant", "M4C28", "variant M2C8"),
+                                  ("--model", "sesr", "model abpn")):
+        with pytest.raises(SystemExit) as stop:
+            _config("eval", "--pre_trained", ckpt, flag, value)
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert f"{flag} {value} contradicts {ckpt}" in err and recorded in err and len(err.splitlines()) == 1
+
+
+def test_a_preset_that_names_another_model_is_a_contradiction_too(ckpt, capsys):
+    with pytest.raises(SystemExit):
+        _config("eval", "--config_path", os.path.join(ROOT, "configs", "sesr_M5_x2.yaml"), "--pre_trained", ckpt)
+    assert "contradicts" in capsys.readouterr().err
+
+
+def test_resume_takes_the_model_from_the_training_state(tmp_path):
+    net = create_model("abpn", "M2C8", 4)
+    progress = {"step": 7, "run": dict(model_meta(net), seed=0)}
+    save_checkpoint(net, str(tmp_path / "abpn_M2C8_x4_state_00000007.ckpt"),
+                    meta={"train_progress": json.dumps(progress)})
+    config = _config("train", "--ckpt_dir", str(tmp_path), "--resume", "True")
+    assert (config.model, config.variant, config.scale) == ("abpn", "M2C8", 4)
+    save_checkpoint(net, str(tmp_path / "sesr_M5_x4_state_00000003.ckpt"), meta={"train_progress": "{}"})
+    with pytest.raises(SystemExit):
+        _config("train", "--ckpt_dir", str(tmp_path), "--resume", "True")
+
+
+def test_eval_runs_a_checkpoint_without_model_flags(ckpt):
+    root = os.path.dirname(ckpt)
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "eval.py"), "--pre_trained", ckpt, "--data_path",
+                          os.path.join(root, "data"), "--eval_datasets", "Q", "--cache_dir", os.path.join(root, "cache"),
+                          "--result_file", os.path.join(root, "r.json")], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "abpn-M2C8 x3" in run.stdout
+    assert json.load(open(os.path.join(root, "r.json"), encoding="utf-8"))["scale"] == 3
+
+
+@pytest.mark.parametrize("entry,args,named", [
+    ("eval", ["--w_bit", "8", "--a_bit", "8", "--save_quant_ckpt", "q.ckpt"], "--w_bit, --a_bit, --save_quant_ckpt"),
+    ("eval", ["--calib_num", "8"], "--calib_num"),
+    ("eval", ["--quant_method", "dbdc", "--pac_loss", "l1"], "--pac_loss"),
+    ("eval", ["--quant_method", "dbdc_pac", "--recon_iters", "5"], "--recon_iters"),
+    ("eval", ["--quant_method", "minmax", "--percentile", "0.99"], "--percentile"),
+    ("train", ["--w_bit", "4"], "--w_bit"),
+    ("train", ["--lr_scheduler", "cosine", "--lr_milestones", "10,20"], "--lr_milestones"),
+    ("train", ["--lr_scheduler", "multistep", "--min_lr", "1e-6"], "--min_lr"),
+])
+def test_an_option_that_would_do_nothing_is_refused(entry, args, named, capsys):
+    with pytest.raises(SystemExit) as stop:
+        _config(entry, *args)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {named} ") and "no effect without" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("entry,args", [
+    ("eval", ["--quant_method", "dbdc_pac", "--w_bit", "4", "--pac_loss", "l1", "--save_quant_ckpt", "q.ckpt"]),
+    ("eval", ["--quant_method", "dbdc_recon", "--recon_iters", "5", "--pac_batch", "2"]),
+    ("train", ["--qat", "True", "--w_bit", "4"]),
+    ("train", ["--lr_scheduler", "multistep", "--lr_milestones", "10,20"]),
+])
+def test_the_same_options_with_what_they_need_are_taken(entry, args):
+    _config(entry, *args)
