@@ -34,7 +34,12 @@ def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=No
             from model_utils.outputs import check_outputs  # pylint: disable=import-outside-toplevel
             from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
             check_outputs(outputs(config, lambda path: resolve_path(config, path)))
-        load_engine()(config)
+        from src.utils.atomic import keeping_results  # pylint: disable=import-outside-toplevel
+        if entry == "train":  # the run's own files: --resume continues them, --overwrite replaces them
+            load_engine()(config)
+        else:
+            with keeping_results():
+                load_engine()(config)
     except tuple(extra_errors) + USER_ERRORS as exc:
         print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2

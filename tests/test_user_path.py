@@ -97,3 +97,57 @@ def test_an_option_that_would_do_nothing_is_refused(entry, args, named, capsys):
 ])
 def test_the_same_options_with_what_they_need_are_taken(entry, args):
     _config(entry, *args)
+
+
+# ---- never lose a result ---------------------------------------------------------------------------------------
+
+def _write(path, text):
+    from src.utils.atomic import atomic_target
+    with atomic_target(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def test_a_replaced_result_is_kept_beside_the_new_one(tmp_path):
+    from src.utils.atomic import keeping_results
+    report = tmp_path / "r.json"
+    _write(report, "first")
+    lines = []
+    with keeping_results(lines.append):
+        _write(report, "first")  # same bytes: nothing to keep
+        _write(report, "second")
+    kept = sorted(p.name for p in tmp_path.glob("r_archived_*.json"))
+    assert len(kept) == 1 and (tmp_path / kept[0]).read_text() == "first" and report.read_text() == "second"
+    assert len(lines) == 1 and "kept 1 earlier result file" in lines[0] and kept[0] in lines[0]
+    with keeping_results(lines.append):
+        _write(report, "third")
+    assert len(list(tmp_path.glob("r_archived_*.json"))) == 2  # a second archive of the same second gets _2
+
+
+def test_a_failed_write_replaces_nothing(tmp_path):
+    from src.utils.atomic import atomic_target, keeping_results
+    report = tmp_path / "r.json"
+    _write(report, "good")
+    with pytest.raises(RuntimeError), keeping_results():
+        with atomic_target(str(report)) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("half")
+            raise RuntimeError("the run failed while writing")
+    assert report.read_text() == "good" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_eval_rerun_keeps_the_earlier_report_and_a_failing_run_keeps_it_too(ckpt):
+    root = os.path.dirname(ckpt)
+    report = os.path.join(root, "keep", "r.json")
+    base = [sys.executable, os.path.join(ROOT, "eval.py"), "--pre_trained", ckpt, "--data_path",
+            os.path.join(root, "data"), "--cache_dir", os.path.join(root, "cache"), "--result_file", report]
+    first = subprocess.run(base + ["--eval_datasets", "Q"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    good = open(report, encoding="utf-8").read()
+    failed = subprocess.run(base + ["--eval_datasets", "Q,Missing"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert failed.returncode == 2 and open(report, encoding="utf-8").read() == good
+    again = subprocess.run(base + ["--eval_datasets", "Q", "--gt_mod", "6"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    kept = [f for f in os.listdir(os.path.dirname(report)) if f.startswith("r_archived_")]
+    assert len(kept) == 1 and open(os.path.join(os.path.dirname(report), kept[0]), encoding="utf-8").read() == good
+    assert "kept 1 earlier result file(s)" in again.stdout

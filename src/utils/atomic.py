@@ -15,15 +15,22 @@ never a link.
 
 The final ``os.replace`` onto a target that is a symlink replaces the link itself; the file it
 pointed to is not written.
+
+Results are never lost (:func:`keeping_results`): inside it, a write that would replace an earlier
+regular file with different bytes first renames that file to ``<name>_archived_<its time><ext>``
+beside it (as BasicSR archives an experiment folder), and only when the new file is complete.
 """
 import contextlib
 import errno
+import filecmp
 import glob
 import os
 import stat
 import tempfile
+import time
 
 _MKSTEMP_MODE = 0o600
+_KEEPING = []  # the active keeping_results records (innermost last)
 
 
 class SameFileError(ValueError):
@@ -77,6 +84,8 @@ def atomic_target(path, suffix=""):
                              f"{path}; not installing it (someone else writes to {directory}?)")
         if stat.S_IMODE(info.st_mode) == _MKSTEMP_MODE:  # untouched by the writer: the mode open() would give
             os.chmod(tmp, 0o666 & ~_umask())
+        if _KEEPING:
+            _archive_previous(path, tmp)
         os.replace(tmp, path)
     finally:
         for leftover in glob.glob(glob.escape(stem) + ".tmp*"):  # ours, or derived from its random name by a writer
@@ -85,6 +94,49 @@ def atomic_target(path, suffix=""):
                     os.remove(leftover)
             except OSError:
                 pass
+
+
+def archived_name(path):
+    """``<stem>_archived_<YYYYmmdd-HHMMSS><ext>`` of ``path``'s modification time (a free name: ``_2``, ``_3``,
+    ... added when taken)."""
+    stem, ext = os.path.splitext(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(os.path.getmtime(path)))
+    candidate, index = f"{stem}_archived_{stamp}{ext}", 1
+    while os.path.lexists(candidate):
+        index += 1
+        candidate = f"{stem}_archived_{stamp}_{index}{ext}"
+    return candidate
+
+
+def _archive_previous(path, new):
+    """Rename an earlier regular file at ``path`` whose bytes differ from ``new`` (see keeping_results)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode) or filecmp.cmp(path, new, shallow=False):
+        return
+    target = archived_name(path)
+    os.rename(path, target)
+    _KEEPING[-1].append((path, target))
+
+
+@contextlib.contextmanager
+def keeping_results(log=print):
+    """Within the block, every :func:`atomic_target` write that would replace an earlier file with other
+    bytes keeps that file as ``<name>_archived_<time><ext>``; at the end one line says how many were kept
+    (and names the first). A failed write replaces nothing (atomic), so a failed run never costs a result."""
+    record = []
+    _KEEPING.append(record)
+    try:
+        yield record
+    finally:
+        _KEEPING.remove(record)
+        if record:
+            first, kept = record[0]
+            more = f" (and {len(record) - 1} more)" if len(record) > 1 else ""
+            log(f"kept {len(record)} earlier result file(s) this run replaced: {first} -> "
+                f"{os.path.basename(kept)}{more}")
 
 
 def refuse_same_file(src, dst, what="--dst", src_what="--src"):
