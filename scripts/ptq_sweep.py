@@ -141,6 +141,8 @@ def _sweep(argv):
     rows, fp = [], None
     out_dir = resolve_path(base, base.output_path)
     stem = os.path.join(out_dir, f"ptq_sweep_{base.model}_{base.variant}_x{base.scale}")
+    from src.utils.progress import ProgressLog  # pylint: disable=import-outside-toplevel
+    progress = ProgressLog("sweep", len(bits) * len(methods), print, every_s=0)
     for b in bits:
         for method in methods:
             cfg = base.replace(quant_method=method, w_bit=b, a_bit=b, save_quant_ckpt="",
@@ -161,6 +163,7 @@ def _sweep(argv):
                          "seconds": report["quant"]["calibration_seconds"]})
             print(f"W{b}A{b} {method:<11}" + "  ".join(f"{k} {v:.2f}" for k, v in rows[-1]["psnr"].items())
                   + f"  (calibration {rows[-1]['seconds']:.1f} s{', reused' if reused else ''})", flush=True)
+            progress.update(len(rows))
     sets = list(fp)
     table = "FP32: " + ", ".join(f"{k} {v:.2f}" for k, v in fp.items()) + "\n\n" + markdown(rows, sets)
     with atomic_target(stem + ".md") as tmp, open(tmp, "w", encoding="utf-8") as fh:

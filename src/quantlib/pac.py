@@ -20,6 +20,7 @@ ranges (0.1 to 6): W4A4 Set5 stayed at the DBDC value (29.05 dB); 1e-2 -> 1e-3 g
 Each step runs as a compiled graph (:mod:`src.quantlib.pac_step`); ``graph=False`` keeps the
 PyNative reference path (features read with forward hooks), for checks and benchmarks.
 """
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,9 +119,12 @@ class BatchDraws:
         return Tensor(self.patches[self.indices()])
 
 
-def _progress(log, phase, it, iters, losses):
+def _progress(log, phase, it, iters, losses, start):
     if log and (it + 1) % max(1, iters // 5) == 0:
-        log(f"PaC {phase} bounds: iteration {it + 1}/{iters}, loss {np.mean(losses[-10:]):.5f}")
+        elapsed = time.monotonic() - start
+        eta = f", ETA {elapsed / (it + 1) * (iters - it - 1):.0f} s" if it + 1 < iters else ""
+        log(f"PaC {phase} bounds: iteration {it + 1}/{iters}, loss {np.mean(losses[-10:]):.5f}, "
+            f"{elapsed:.0f} s{eta}")
 
 
 def _pynative_phase(qnet, fp_net, taps, draws, phase, cfg, log):
@@ -139,7 +143,7 @@ def _pynative_phase(qnet, fp_net, taps, draws, phase, cfg, log):
         return loss
 
     grad_fn = ms.value_and_grad(loss_fn, grad_position=None, weights=params)
-    losses = []
+    losses, start = [], time.monotonic()
     for it in range(iters):
         x = draws.next()
         fp_out, fp_feats = layer_inputs(fp_net, taps_fp, x)
@@ -149,7 +153,7 @@ def _pynative_phase(qnet, fp_net, taps, draws, phase, cfg, log):
         # the optimisation; FakeQuant's forward already keeps lower <= 0 <= upper.
         opt(grads)
         losses.append(float(loss.asnumpy()))
-        _progress(log, name, it, iters, losses)
+        _progress(log, name, it, iters, losses, start)
     return losses
 
 
@@ -169,13 +173,13 @@ def _graph_phases(qnet, fp_net, taps, draws, phases, cfg, log):
         for name, params, iters, lr, lr_min in phases:
             step = PaCStep(qnet, match_taps, params, nn.Adam(params, learning_rate=cosine_rates(lr, lr_min, iters)),
                            cfg.loss)
-            losses = []
+            losses, start = [], time.monotonic()
             for it in range(iters):
                 idx = draws.indices()
                 batch = cache or FeatureCache(fp_net, float_taps, draws.patches[idx], draws.size, *term)
                 fp_out = batch.load(idx if cache else np.arange(draws.size), match_taps)
                 losses.append(float(step(Tensor(draws.patches[idx]), fp_out).asnumpy()))
-                _progress(log, name, it, iters, losses)
+                _progress(log, name, it, iters, losses, start)
             history[name] = losses
     return history
 

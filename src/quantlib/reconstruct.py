@@ -50,6 +50,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
+from src.utils.progress import ProgressLog
 from src.quantlib.grid import sum_all_ms
 from src.quantlib.pac import BatchDraws, cosine_rates, layer_inputs
 from src.quantlib.pac_step import FeatureCache, distance, tapped
@@ -292,7 +293,8 @@ def _fit_block(qnet, fp_net, block, draws, cfg, log):
     placed, done = _BlockInPlace(qnet, cfg), False
     try:
         placed.place(names, layers, rounded)
-        losses = _run_block(qnet, fp_net, (rounders, round_params, act_params), end, draws, cfg)
+        progress = ProgressLog(f"reconstruction block {names[0]}..{names[-1]}", cfg.iters, log)
+        losses = _run_block(qnet, fp_net, (rounders, round_params, act_params), end, draws, cfg, progress)
         done = True
     finally:  # an error (or Ctrl-C) leaves the block as it was: no half-learned rounding, bounds restored
         placed.finish(harden=done)
@@ -306,7 +308,7 @@ def _fit_block(qnet, fp_net, block, draws, cfg, log):
     return losses
 
 
-def _run_block(qnet, fp_net, params, end, draws, cfg):
+def _run_block(qnet, fp_net, params, end, draws, cfg, progress):
     rounders, round_params, act_params = params
     fp_cells = dict(fp_net.cells_and_names())  # the float model's cells as they are now (taps come and go)
     with pynative_mode():
@@ -329,6 +331,7 @@ def _run_block(qnet, fp_net, params, end, draws, cfg):
             beta, weight = cfg.schedule(it)
             rec, reg = step(Tensor(draws.patches[idx]), fp_out, Tensor(np.float32(beta)), Tensor(np.float32(weight)))
             losses.append((float(rec.asnumpy()), float(reg.asnumpy())))
+            progress.update(it + 1, f"relative error {np.mean([r for r, _ in losses[-10:]]):.5f}")
     return losses
 
 
