@@ -4,6 +4,11 @@
     python export.py --config_path DIV2K_config.yaml --model abpn --scale 3 \
         --pre_trained abpn_x3.ckpt --file_format ONNX
     python export.py --model abpn --scale 3 --pre_trained abpn_x3_w8a8.ckpt --file_format ONNX --quant int8
+
+The phone path, one command from float weights (.ckpt, .pth, float .tflite, SavedModel) to the int8
+file with its own PSNR, latency and tensor spec (src/engine/phone.py):
+    python export.py --pre_trained ABPN_M4C28_x3.pth --model abpn --variant M4C28 --scale 3 --quant int8 \
+        --calib_path ../shared/data/train --data_path ../shared/data --eval_datasets Set5,Set14
 """
 import sys
 
@@ -12,8 +17,10 @@ from model_utils.entry import run_entry
 
 
 def _engine():
+    """The exporter, or the phone path (calibrate, write, score the file) for --quant int8 from float weights."""
+    from src.engine.phone import is_phone_request, run_phone  # pylint: disable=import-outside-toplevel
     from src.export.exporter import run_export  # pylint: disable=import-outside-toplevel
-    return run_export
+    return lambda config: (run_phone if is_phone_request(config) else run_export)(config)
 
 
 def _outputs(config, resolve):

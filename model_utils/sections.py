@@ -40,7 +40,7 @@ SECTIONS = {  # name -> (title, keys)
     "outputs": ("outputs", ("output_path",)),
     "eval_outputs": ("evaluation outputs", ("save_sr", "result_file")),
     "export": ("export", ("file_format", "target", "export_file", "input_shape", "quant", "io_dtype",
-                          "export_check")),
+                          "phone_extras", "export_check")),
     "infer": ("images to upscale", ("input_path", "model_file")),
 }
 
@@ -49,7 +49,9 @@ ENTRY_SECTIONS = {
               "quantization", "calibration_data", "pac", "recon"),
     "eval": ("device", "model", "eval_data", "cache", "protocol", "inference", "quantization", "calibration_data", "pac", "recon", "outputs",
              "eval_outputs"),
-    "export": ("device", "model", "export", "calibration_data", "outputs"),
+    # export.py --quant int8 from float weights calibrates and scores the phone file (src/engine/phone.py)
+    "export": ("device", "model", "export", "quantization", "calibration_data", "pac", "recon", "eval_data", "cache",
+               "protocol", "inference", "outputs"),
     "infer": ("device", "model", "infer", "inference", "outputs"),
 }
 

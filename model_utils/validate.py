@@ -485,6 +485,7 @@ RULES = {
     "input_shape": InputShape(),
     "quant": Choice(["none", "float16", "int8"]),
     "io_dtype": Choice(["float32", "uint8"]),
+    "phone_extras": List(Choice(["ort", "float16"])),
     "export_check": Bool(),
     "input_path": Text(**_PATH),
     "model_file": Text(**_PATH),
@@ -517,9 +518,10 @@ def _cross_checks(values):
                                f"would be empty; pac_hr_patch must be >= scale")
 
 
-def _keys_of(*sections):
+def _keys_of(*names):
+    """The keys of the named sections (a name that is no section is a key itself)."""
     from model_utils.sections import SECTIONS  # pylint: disable=import-outside-toplevel
-    return tuple(k for name in sections for k in SECTIONS[name][1])
+    return tuple(k for name in names for k in (SECTIONS[name][1] if name in SECTIONS else (name,)))
 
 
 _PAC_METHODS = ("dbdc_pac", "dbdc_recon")
@@ -527,23 +529,26 @@ _PAC_METHODS = ("dbdc_pac", "dbdc_recon")
 # what is needed, what to do). An option among ``keys`` typed on the command line while ``needed`` is false
 # would do nothing, so it is refused (one line naming both; see needs_problems).
 NEEDS = (
-    ("eval", tuple(k for k in _keys_of("quantization", "calibration_data", "pac", "recon") if k != "quant_method"),
+    (("eval",), tuple(k for k in _keys_of("quantization", "calibration_data", "pac", "recon") if k != "quant_method"),
      lambda v: bool(v.get("quant_method")), "--quant_method (empty: the float model is evaluated)",
      "add --quant_method dbdc_pac (the default calibration; see --help) or drop them"),
-    ("eval", _keys_of("pac"), lambda v: not v.get("quant_method") or v["quant_method"] in _PAC_METHODS,
+    (("export",), _keys_of("quantization", "calibration_data", "pac", "recon", "eval_data", "phone_extras"),
+     lambda v: v.get("quant") == "int8", "--quant int8 (they calibrate and score the int8 phone file)",
+     "add --quant int8 or drop them"),
+    (("eval", "export"), _keys_of("pac"), lambda v: v.get("quant_method") in ("",) + _PAC_METHODS,
      "--quant_method dbdc_pac or dbdc_recon", "pick one of those methods or drop them"),
-    ("eval", _keys_of("recon"), lambda v: not v.get("quant_method") or v["quant_method"] == "dbdc_recon",
+    (("eval", "export"), _keys_of("recon"), lambda v: v.get("quant_method") in ("", "dbdc_recon"),
      "--quant_method dbdc_recon", "pick it or drop them"),
-    ("eval", ("percentile",), lambda v: not v.get("quant_method") or v["quant_method"] == "percentile",
+    (("eval", "export"), ("percentile",), lambda v: v.get("quant_method") in ("", "percentile"),
      "--quant_method percentile", "pick it or drop it"),
-    ("eval", ("dbdc_p",), lambda v: not v.get("quant_method") or v["quant_method"].startswith("dbdc"),
+    (("eval", "export"), ("dbdc_p",), lambda v: not v.get("quant_method") or v["quant_method"].startswith("dbdc"),
      "--quant_method dbdc, dbdc_pac or dbdc_recon", "pick one of those methods or drop it"),
-    ("train", _keys_of("quantization", "calibration_data", "pac", "recon"), lambda v: bool(v.get("qat")),
+    (("train",), _keys_of("quantization", "calibration_data", "pac", "recon"), lambda v: bool(v.get("qat")),
      "--qat True (quantization-aware training; a float run reads no quantization option)",
      "add --qat True or drop them"),
-    ("train", ("min_lr",), lambda v: v.get("lr_scheduler") == "cosine", "--lr_scheduler cosine",
+    (("train",), ("min_lr",), lambda v: v.get("lr_scheduler") == "cosine", "--lr_scheduler cosine",
      "drop it or use the cosine schedule"),
-    ("train", ("lr_milestones", "lr_gamma"), lambda v: v.get("lr_scheduler") == "multistep",
+    (("train",), ("lr_milestones", "lr_gamma"), lambda v: v.get("lr_scheduler") == "multistep",
      "--lr_scheduler multistep", "add --lr_scheduler multistep or drop them"),
 )
 
@@ -551,9 +556,9 @@ NEEDS = (
 def needs_problems(values, given, entry):
     """One line per rule of :data:`NEEDS` of ``entry`` broken by options in ``given`` (the keys typed on
     the command line): ``--w_bit, --save_quant_ckpt have no effect without --quant_method ...; add ...``."""
-    for rule_entry, keys, needed, what, fix in NEEDS:
+    for entries, keys, needed, what, fix in NEEDS:
         typed = [k for k in keys if k in given]
-        if rule_entry == entry and typed and not needed(values):
+        if entry in entries and typed and not needed(values):
             names = ", ".join(f"--{k}" for k in typed)
             yield (f"{names} {'has' if len(typed) == 1 else 'have'} no effect without {what}; {fix}")
 

@@ -22,9 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import src  # noqa: E402,F401  (sets CPU runtime defaults before mindspore loads)
 from src.errors import USER_ERRORS, error_line  # noqa: E402
-from src.models import create_model  # noqa: E402
 from src.utils.atomic import refuse_same_file  # noqa: E402
 from src.weights.checkpoint import CheckpointError, model_meta, save_checkpoint  # noqa: E402
+from src.weights.convert import convert_source  # noqa: E402
 from src.weights.torch_pickle import KEY_CHOICES  # noqa: E402
 
 
@@ -44,44 +44,6 @@ def _parser():
     return parser
 
 
-def _convert_torch(args):
-    from src.weights.torch_import import convert_torch_state_dict  # pylint: disable=import-outside-toplevel
-    from src.weights.torch_pickle import load_torch_weights  # pylint: disable=import-outside-toplevel
-    missing = [f"--{k}" for k in ("model", "scale") if getattr(args, k) is None]
-    if missing:
-        raise CheckpointError(f"a .pth file does not say which network it is: pass {' and '.join(missing)}")
-    net = create_model(args.model, args.variant, args.scale)
-    weights = load_torch_weights(args.src, key=args.key)
-    return net, convert_torch_state_dict(net, weights.state_dict), list(weights.notes)
-
-
-def _convert_tf(args):
-    from src.weights import tf_import  # pylint: disable=import-outside-toplevel
-    from mindspore import Tensor  # pylint: disable=import-outside-toplevel
-    source = tf_import.open_tf_source(args.src)
-    model, variant, scale = tf_import.guess_architecture(source)
-    for key, found in (("model", model), ("variant", variant), ("scale", scale)):
-        given = getattr(args, key)
-        if given is not None and str(given).lower() != str(found).lower():
-            raise CheckpointError(f"{args.src} is {model}-{variant} x{scale} (from its convs) but --{key} is {given}; "
-                                  f"drop --{key} or pass --{key} {found}")
-    net = create_model(model, variant, scale)
-    net.set_train(False)
-    pixel_range, range_words = tf_import.source_pixel_range(source, scale, args.pixel_range)
-    params = tf_import.convert_tf_source(net, source, pixel_range)
-    import mindspore as ms  # pylint: disable=import-outside-toplevel
-    ms.load_param_into_net(net, {k: ms.Parameter(Tensor(v), name=k) for k, v in params.items()}, strict_load=True)
-    diff = tf_import.max_import_diff(lambda x: net(Tensor(x)).asnumpy(), source, pixel_range,
-                                     tf_import.check_images(net.n_colors))
-    if diff > tf_import.MAX_IMPORT_DIFF:
-        raise CheckpointError(f"the converted {model}-{variant} x{scale} differs from {args.src} by {diff:.3g} of the "
-                              f"0..1 range (allowed {tf_import.MAX_IMPORT_DIFF:g}): the file computes something else")
-    notes = [f"{args.src}: {source.kind}, {model}-{variant} x{scale} from its {len(source.convs)} convs; {range_words}",
-             f"checked: the checkpoint's output equals the source's within {diff:.2e} of the 0..1 range on two "
-             "test images"]
-    return net, params, notes
-
-
 def main(argv=None):
     args = _parser().parse_args(argv)
     action = f"cannot read {args.src}"
@@ -92,10 +54,7 @@ def main(argv=None):
             raise ValueError(f"--dst {args.dst} is a folder; give a file name such as "
                              f"{os.path.join(args.dst, (args.model or 'model') + '.ckpt')}")
         refuse_same_file(args.src, args.dst, "--dst", "--src")
-        tf_source = os.path.isdir(args.src) or args.src.lower().endswith(".tflite")
-        if not tf_source and args.pixel_range != "auto":
-            raise CheckpointError("--pixel_range applies to .tflite files and SavedModel folders only; drop it")
-        net, params, notes = (_convert_tf if tf_source else _convert_torch)(args)
+        net, params, notes = convert_source(args.src, args.model, args.variant, args.scale, args.key, args.pixel_range)
         action = f"cannot write {args.dst}"
         save_checkpoint(params, args.dst, meta=model_meta(net))
     except OSError as exc:  # permissions, full disk, a path component that is a file

@@ -112,32 +112,12 @@ def measure_pair(pair, args, log):
             "psnr_ssim": rows, "files": {k: {"scored": v[0], "timed": v[1]} for k, v in files.items()}}
 
 
-def _timer(path, threads):
-    """A zero-argument callable running the .tflite file once (LiteRT, XNNPACK) on a fixed random input of its
-    own shape and type."""
-    import numpy as np  # pylint: disable=import-outside-toplevel
-    from src.export.tflite_check import interpreter  # pylint: disable=import-outside-toplevel
-    interp = interpreter(path, threads)
-    detail = interp.get_input_details()[0]
-    rng = np.random.default_rng(0)
-    if detail["dtype"] == np.float32:
-        x = (rng.random(detail["shape"]) * 255).astype(np.float32)
-    else:
-        info = np.iinfo(detail["dtype"])
-        x = rng.integers(info.min, info.max + 1, detail["shape"]).astype(detail["dtype"])
-
-    def run():
-        interp.set_tensor(detail["index"], x)
-        interp.invoke()
-    return run
-
-
 def time_files(rows, args, log):
     """Latency (ms) and XNNPACK coverage of every timed file of every row, all in this one run."""
-    from src.export.tflite_check import xnnpack_partitions  # pylint: disable=import-outside-toplevel
+    from src.export.tflite_check import file_timer, xnnpack_partitions  # pylint: disable=import-outside-toplevel
     from src.utils.timing import median_ms  # pylint: disable=import-outside-toplevel
     timed = [(row, label, spec["timed"]) for row in rows for label, spec in row["files"].items()]
-    timers = [_timer(path, args.threads) for _, _, path in timed]
+    timers = [file_timer(path, args.threads) for _, _, path in timed]
     samples = [[] for _ in timed]
     for k in range(args.rounds):
         for i, run in enumerate(timers):

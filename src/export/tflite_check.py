@@ -159,6 +159,24 @@ def interpreter(data_or_path, threads=DEFAULT_THREADS):
     return interp
 
 
+def file_timer(data_or_path, threads=DEFAULT_THREADS):
+    """A zero-argument callable running the file once (LiteRT, XNNPACK, ``threads`` threads) on a fixed
+    random input of its own shape and type (pixel values 0..255 for a float input); for timing."""
+    interp = interpreter(data_or_path, threads)
+    detail = interp.get_input_details()[0]
+    rng = np.random.default_rng(0)
+    if detail["dtype"] == np.float32:
+        x = (rng.random(detail["shape"]) * 255).astype(np.float32)
+    else:
+        info = np.iinfo(detail["dtype"])
+        x = rng.integers(info.min, info.max + 1, detail["shape"]).astype(detail["dtype"])
+
+    def run():
+        interp.set_tensor(detail["index"], x)
+        interp.invoke()
+    return run
+
+
 def xnnpack_partitions(data_or_path, threads=DEFAULT_THREADS):
     """``{"partitions": K, "nodes": M, "delegated": N, "left": [op names XNNPACK did not take]}`` of the
     file under LiteRT's default XNNPACK delegate (see the module docstring for how it is read)."""
@@ -187,6 +205,17 @@ def partition_line(report):
     line = (f"XNNPACK takes {report['delegated']} of {report['nodes']} node(s) in {report['partitions']} "
             f"partition(s)")
     return line + (f"; left to builtin kernels: {', '.join(report['left'])}" if report["left"] else "")
+
+
+def partition_warning(report):
+    """A warning line when XNNPACK does not take the file as one partition (each boundary hands the
+    tensors to LiteRT's builtin kernels and back), naming the ops left out; ``""`` for a file taken whole."""
+    if report["partitions"] <= 1 and not report["left"]:
+        return ""
+    left = sorted(set(report["left"]))
+    return (f"warning: XNNPACK splits this file into {report['partitions']} partitions; "
+            f"{len(report['left'])} node(s) run on the builtin kernels ({', '.join(left) or 'none'}) and every "
+            "boundary costs a hand-over on the phone (its latency: scripts/bench_mobile.py)")
 
 
 def run(interp, x_nhwc):

@@ -120,6 +120,9 @@ def _check_against_mindspore(path, example, ref_net, quant, report, log):
                          f"{str(exc).splitlines()[0][:200]}") from None
     report["xnnpack"] = tflite_check.xnnpack_partitions(path)
     log(tflite_check.partition_line(report["xnnpack"]))
+    warning = tflite_check.partition_warning(report["xnnpack"])
+    if warning:
+        log(warning)
     ref = ref_net(Tensor(example)).asnumpy()
     if out.shape != ref.shape:
         raise ValueError(f"the TFLite output {out.shape} differs from MindSpore's {ref.shape}; please report this model")

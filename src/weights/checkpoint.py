@@ -72,6 +72,8 @@ def read_meta(path, keys=META_KEYS):
     try:
         raw = ms.load_checkpoint(path, choice_func=lambda name: name in keys)
     except Exception as exc:  # MindSpore raises ValueError/RuntimeError for corrupt files
+        if "empty after filter" in str(exc):  # none of ``keys`` is in the (readable) file
+            return {}
         raise CheckpointError(
             f"{path} is not a readable MindSpore checkpoint ({str(exc).splitlines()[0][:120]}); "
             "for a PyTorch .pth or a .tflite run scripts/convert_weights.py first") from None
