@@ -45,7 +45,9 @@ def _psnr(path, key="results"):
 def measure(spec, method, args, log):
     """One row: the calibrated checkpoint's reported PSNR, and its int8 TFLite and .ort files' PSNR."""
     model, variant, scale, ckpt = spec.split(":")
-    stem = os.path.join(args.work, f"{model}_{variant}_x{scale}_{method}")
+    # the checkpoint's name is part of the stem: two checkpoints of one architecture (SESR-M5 x2 with PReLU and
+    # with ReLU) must not write the same files
+    stem = os.path.join(args.work, f"{os.path.splitext(os.path.basename(ckpt))[0]}_{model}_{variant}_x{scale}_{method}")
     common = ["--model", model, "--variant", variant, "--scale", scale, "--data_path", args.data_path,
               "--eval_datasets", ",".join(SETS)]
     qckpt = stem + ".ckpt"
