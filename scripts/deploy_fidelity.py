@@ -9,7 +9,7 @@ and ``eval.py --pre_trained FILE``; the PSNRs come from their result JSON files.
         --models abpn:M4C28:3:/work/ck/abpn_x3.ckpt,sesr:M5:2:pretrained/sesr_M5_x2.ckpt \\
         --methods dbdc_pac,dbdc_recon --work /work/ck/deploy --out docs/deploy_zoo.json
 
-``--table JSON [--md docs/deploy_zoo.md] [--readme README.md]`` writes the tables from a JSON only
+``--table JSON [--md docs/deploy_zoo.md] [--readme docs/quantization.md]`` writes the tables from a JSON only
 (no run): the markdown file and the README block between ``<!-- deploy_zoo -->`` markers.
 ``--from_log LOG --command "..." --out JSON`` rebuilds the JSON from the rows a run printed.
 """
@@ -122,7 +122,7 @@ def main():
     parser.add_argument("--command", default="", help="with --from_log: the command that printed the log")
     parser.add_argument("--title", default="Reported = shipped: the zoo at W8A8", help="title of the --md file")
     parser.add_argument("--md", default="docs/deploy_zoo.md")
-    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--readme", default="docs/quantization.md", help="the Markdown file holding the deploy_zoo block")
     args = parser.parse_args()
     if args.table:
         write_tables(args.table, args.md, args.readme, args.title)

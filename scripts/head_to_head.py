@@ -198,7 +198,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default="docs/head_to_head.json")
     parser.add_argument("--md", default="docs/head_to_head.md")
-    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--readme", default="docs/evaluation.md", help="the Markdown file holding the head_to_head block")
     parser.add_argument("--table", default="", help="write the tables from this JSON only (no run)")
     args = parser.parse_args(argv)
     if args.table:

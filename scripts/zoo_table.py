@@ -80,6 +80,27 @@ def zoo_lines(data):
     return lines
 
 
+# Set5 / Set14 PSNR-Y x3 as published (ETDS paper's table for ABPN, ETDS-S and ECBSR-M4C16, the published weights)
+PUBLISHED_X3 = {"abpn-M4C28": (33.53, 29.78), "etds-M4C32": (33.49, 29.76), "ecbsr-M4C16": (33.07, 29.53)}
+
+
+def published_lines(zoo):
+    """The published-weights block (docs/evaluation.md) from docs/deploy_zoo.json's float rows."""
+    lines = [f"Written by `python scripts/zoo_table.py --table` from the float rows of `docs/deploy_zoo.json` "
+             f"(`{zoo['commands'][0].split(' --models')[0]} ...`: `eval.py` on each converted checkpoint); Set5 / Set14, "
+             "x3, PSNR-Y (dB).", "", "| model | published | this project | difference |", "|---|---|---|---|"]
+    seen = set()
+    for row in zoo["rows"]:
+        name = row["model"].split(" ")[0]
+        if name not in PUBLISHED_X3 or name in seen:
+            continue
+        seen.add(name)
+        pub, got = PUBLISHED_X3[name], row["float"]
+        lines.append(f"| {name} | {pub[0]:.2f} / {pub[1]:.2f} | {got['Set5']:.4f} / {got['Set14']:.4f} | "
+                     f"{got['Set5'] - pub[0]:+.3f} / {got['Set14'] - pub[1]:+.3f} |")
+    return lines
+
+
 def phone_lines(data):
     """The phone-path block from the saved phone summary (src/engine/phone.py's table)."""
     from src.engine.phone import summary_lines  # pylint: disable=import-outside-toplevel
@@ -89,7 +110,11 @@ def phone_lines(data):
         ["```text"] + [b for b in body if not b.startswith("|")] + ["```"]
 
 
-def write_tables(zoo_json, phone_json, readme):
+def write_tables(zoo_json, phone_json, readme, evaluation_md=os.path.join("docs", "evaluation.md"),
+                 deploy_zoo=os.path.join("docs", "deploy_zoo.json")):
+    """Write the README's 'zoo' and 'phone_path' blocks and docs/evaluation.md's 'published' block."""
+    if os.path.isfile(deploy_zoo) and os.path.isfile(evaluation_md):
+        write_block(evaluation_md, "published", published_lines(json.load(open(deploy_zoo, encoding="utf-8"))))
     if zoo_json and os.path.isfile(zoo_json):
         write_block(readme, "zoo", zoo_lines(json.load(open(zoo_json, encoding="utf-8"))))
     if phone_json and os.path.isfile(phone_json):
@@ -106,6 +131,8 @@ def main(argv=None):
     parser.add_argument("--phone_command", default="", help="with --phone: the command that wrote it")
     parser.add_argument("--phone_out", default="docs/phone_abpn_x3.json")
     parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--evaluation_md", default=os.path.join("docs", "evaluation.md"))
+    parser.add_argument("--deploy_zoo", default=os.path.join("docs", "deploy_zoo.json"))
     parser.add_argument("--table", action="store_true", help="only write the README blocks from --out/--phone_out")
     args = parser.parse_args(argv)
     if args.zoo:
@@ -119,7 +146,7 @@ def main(argv=None):
         with open(args.phone_out, "w", encoding="utf-8") as fh:
             json.dump({"command": args.phone_command, "out": os.path.dirname(args.phone), "summary": summary},
                       fh, indent=1)
-    write_tables(args.out, args.phone_out, args.readme)
+    write_tables(args.out, args.phone_out, args.readme, args.evaluation_md, args.deploy_zoo)
     return 0
 
 

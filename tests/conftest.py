@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 
@@ -47,3 +48,51 @@ def write_smooth_images(folder, count, size, seed=0):
     for i in range(count):
         small = rng.integers(0, 256, (max(1, size // 8), max(1, size // 8), 3)).astype(np.uint8)
         cv2.imwrite(os.path.join(str(folder), f"{i}.png"), cv2.resize(small, (size, size)))
+
+
+# ---- tiers: the fast lane is ``pytest -m "not slow"`` -------------------------------------------------------------
+#: seconds per test (setup + call + teardown) measured on a full run: ``pytest tests --store-durations``
+DURATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "durations.json")
+SLOW_SECONDS = 1.0  # a test that took at least this long on the recorded run is in the slow tier
+
+
+def pytest_addoption(parser):
+    parser.addoption("--store-durations", action="store_true",
+                     help=f"write every test's duration of this run into {os.path.basename(DURATIONS)} (the tiers)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", f"slow: took at least {SLOW_SECONDS:g} s on the run recorded in "
+                                       f"tests/{os.path.basename(DURATIONS)}; the fast lane is -m 'not slow'")
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        with open(DURATIONS, encoding="utf-8") as fh:
+            recorded = json.load(fh)
+    except (OSError, ValueError):
+        recorded = {}
+    for item in items:
+        if recorded.get(item.nodeid, 0.0) >= SLOW_SECONDS:
+            item.add_marker(pytest.mark.slow)
+
+
+_SEEN = {}  # nodeid -> seconds of this run (setup + call + teardown)
+
+
+def pytest_runtest_logreport(report):
+    _SEEN[report.nodeid] = _SEEN.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    if not _SEEN or not session.config.getoption("--store-durations"):
+        return
+    try:
+        with open(DURATIONS, encoding="utf-8") as fh:
+            recorded = json.load(fh)
+    except (OSError, ValueError):
+        recorded = {}
+    recorded.update({k: round(v, 3) for k, v in _SEEN.items()})
+    with open(DURATIONS, "w", encoding="utf-8") as fh:
+        json.dump(dict(sorted(recorded.items())), fh, indent=0)
+

@@ -1,5 +1,5 @@
 """The bad-input sweep (scripts/bad_input_sweep.py): its judges, its .pth writer, and a few of its
-cases run against this tree (the full sweep takes 10-20 minutes; see README "Reliability")."""
+cases run against this tree (the full sweep takes 10-20 minutes; see docs/reliability.md)."""
 import importlib.util
 import os
 import sys

@@ -394,7 +394,8 @@ def test_split_prelu_rounds_the_negative_side_in_output_units():
 
 
 def test_the_reported_equals_shipped_tables_are_their_json(tmp_path):
-    """docs/deploy_zoo*.md and the README block are what scripts/deploy_fidelity.py writes from the JSON."""
+    """docs/deploy_zoo*.md and the deploy_zoo block of docs/quantization.md are what scripts/deploy_fidelity.py
+    writes from the JSON."""
     import importlib.util  # pylint: disable=import-outside-toplevel
     spec = importlib.util.spec_from_file_location("deploy_fidelity", os.path.join(ROOT, "scripts", "deploy_fidelity.py"))
     fidelity = importlib.util.module_from_spec(spec)
@@ -406,8 +407,8 @@ def test_the_reported_equals_shipped_tables_are_their_json(tmp_path):
         fidelity.write_tables(os.path.join(ROOT, "docs", f"{stem}.json"), md, "", title)
         with open(md, encoding="utf-8") as fh, open(os.path.join(ROOT, "docs", f"{stem}.md"), encoding="utf-8") as doc:
             assert fh.read() == doc.read(), stem
-    readme = tmp_path / "README.md"
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+    readme = tmp_path / "quantization.md"
+    with open(os.path.join(ROOT, "docs", "quantization.md"), encoding="utf-8") as fh:
         text = fh.read()
     readme.write_text(text)
     fidelity.write_tables(os.path.join(ROOT, "docs", "deploy_zoo.json"), "", str(readme))

@@ -1,4 +1,4 @@
-"""Per-bit-width defaults of dbdc_pac: what ``auto`` resolves to, that the README's table says the
+"""Per-bit-width defaults of dbdc_pac: what ``auto`` resolves to, that docs/quantization.md's table says the
 same, that explicit options win, and that recipe equalisation skips a model without conv pairs."""
 import os
 import re
@@ -10,14 +10,14 @@ from model_utils.config import get_config
 from src.engine.sections import quantization_of
 from src.quantlib import CalibrationConfig, QuantConfig, quantize, recipes
 
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "quantization.md")
 ROWS = {"7-8": 8, "5-6": 6, "2-4": 4}
 
 
 def _readme_recipes():
-    """{bit class: {option: text}} from the README's "Defaults per bit width" table."""
+    """{bit class: {option: text}} from docs/quantization.md's "Defaults per bit width" table."""
     text = open(README, encoding="utf-8").read()
-    section = text.split("### Defaults per bit width", 1)[1].split("\n#", 1)[0]
+    section = text.split("## Defaults per bit width", 1)[1].split("\n#", 1)[0]
     lines = [l for l in section.splitlines() if l.startswith("|")]
     header = [c.strip().strip("`") for c in lines[0].strip("|").split("|")]
     table = {}

@@ -310,18 +310,19 @@ def test_a_pth_without_model_and_a_saved_model_missing_its_variables_are_refused
 
 
 def test_head_to_head_docs_and_readme_block_are_written_from_the_json(tmp_path):
-    """docs/head_to_head.md and the README block are exactly what scripts/head_to_head.py --table writes from
-    docs/head_to_head.json, and the README names the command that measured it."""
+    """docs/head_to_head.md and the block of docs/evaluation.md are exactly what scripts/head_to_head.py --table
+    writes from docs/head_to_head.json, and the block names the command that measured it."""
     data_path = os.path.join(ROOT, "docs", "head_to_head.json")
-    readme = tmp_path / "README.md"
-    shutil.copy(os.path.join(ROOT, "README.md"), readme)
+    readme = tmp_path / "evaluation.md"
+    shutil.copy(os.path.join(ROOT, "docs", "evaluation.md"), readme)
     md = tmp_path / "head_to_head.md"
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "head_to_head.py"), "--table", data_path,
                            "--md", str(md), "--readme", str(readme)], cwd=ROOT, capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stderr
     assert md.read_text(encoding="utf-8") == open(os.path.join(ROOT, "docs", "head_to_head.md"), encoding="utf-8").read()
-    assert readme.read_text(encoding="utf-8") == open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert readme.read_text(encoding="utf-8") == open(os.path.join(ROOT, "docs", "evaluation.md"),
+                                                      encoding="utf-8").read()
     with open(data_path, encoding="utf-8") as fh:
         data = json.load(fh)
     assert all(c in readme.read_text(encoding="utf-8") for c in data["commands"])
@@ -356,18 +357,23 @@ def test_a_saved_model_whose_serving_function_does_more_than_arithmetic_is_not_r
 
 
 def test_zoo_and_memory_tables_in_docs_and_readme_are_written_from_their_json(tmp_path):
-    """docs/ptq_zoo.md and the README's ptq_zoo block (with the imported EDSR-F32B5 rows), and the README's
-    infer_memory block, are what their scripts write from the JSON files."""
-    readme = tmp_path / "README.md"
-    shutil.copy(os.path.join(ROOT, "README.md"), readme)
+    """docs/ptq_zoo.md and the ptq_zoo block of docs/quantization.md (with the imported EDSR-F32B5 rows), and the
+    infer_memory block of docs/reliability.md, are what their scripts write from the JSON files."""
+    readme = tmp_path / "quantization.md"
+    shutil.copy(os.path.join(ROOT, "docs", "quantization.md"), readme)
+    reliability = tmp_path / "reliability.md"
+    shutil.copy(os.path.join(ROOT, "docs", "reliability.md"), reliability)
     sweeps = [os.path.join(ROOT, "docs", f"ptq_zoo_{m}.json") for m in
               ("abpn_M4C28_x3", "etds_M4C32_x3", "ecbsr_M4C16_x3", "sesr_M5_x2", "edsr_f32b5_x2")]
     md = tmp_path / "ptq_zoo.md"
     for args in ([os.path.join(ROOT, "scripts", "ptq_zoo_table.py"), *sweeps, "--out", str(md), "--readme", str(readme)],
                  [os.path.join(ROOT, "scripts", "bench_infer_memory.py"), "--image", "x", "--scale", "3", "--runs",
-                  "x=y", "--table", os.path.join(ROOT, "docs", "infer_memory_8000.json"), "--readme", str(readme)]):
+                  "x=y", "--table", os.path.join(ROOT, "docs", "infer_memory_8000.json"), "--readme", str(reliability)]):
         proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, proc.stderr
     assert md.read_text(encoding="utf-8") == open(os.path.join(ROOT, "docs", "ptq_zoo.md"), encoding="utf-8").read()
-    assert readme.read_text(encoding="utf-8") == open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    assert readme.read_text(encoding="utf-8") == open(os.path.join(ROOT, "docs", "quantization.md"),
+                                                      encoding="utf-8").read()
+    assert reliability.read_text(encoding="utf-8") == open(os.path.join(ROOT, "docs", "reliability.md"),
+                                                           encoding="utf-8").read()
     assert "| edsr_f32b5_x2 | W4A4 | dbdc_recon |" in md.read_text(encoding="utf-8")

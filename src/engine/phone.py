@@ -98,7 +98,7 @@ def measure_tflite(path, threads=2):
 
 
 def _scores(results):
-    return {name: [round(r["psnr"], 3), round(r["ssim"], 4)] for name, r in results.items()}
+    return {name: [round(r["psnr"], 4), round(r["ssim"], 4)] for name, r in results.items()}
 
 
 def _files_to_write(config, out_dir, stem, tag, qckpt, float_ckpt):
