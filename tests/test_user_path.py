@@ -151,3 +151,28 @@ def test_eval_rerun_keeps_the_earlier_report_and_a_failing_run_keeps_it_too(ckpt
     kept = [f for f in os.listdir(os.path.dirname(report)) if f.startswith("r_archived_")]
     assert len(kept) == 1 and open(os.path.join(os.path.dirname(report), kept[0]), encoding="utf-8").read() == good
     assert "kept 1 earlier result file(s)" in again.stdout
+
+
+# ---- progress and warnings ---------------------------------------------------------------------------------------
+
+def test_progress_lines_carry_an_eta_and_a_long_phase_is_never_silent(monkeypatch):
+    from src.utils import progress as progress_module
+    clock = [0.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
+    lines = []
+    bar = progress_module.ProgressLog("reconstruction block a..b", 100, lines.append, every_s=10.0)
+    for step in range(1, 101):
+        clock[0] += 1.0  # one second per step
+        bar.update(step, "relative error 0.1")
+    assert len(lines) == 10  # one line per 10 s, the last at the end
+    assert lines[0] == "reconstruction block a..b: 10/100 (10%), 10 s, ETA 1.5 min, relative error 0.1"
+    assert lines[-1].startswith("reconstruction block a..b: 100/100 (100%), 100 s, relative")  # no ETA at the end
+
+
+def test_a_tflite_file_split_into_several_xnnpack_partitions_is_warned_about():
+    from src.export.tflite_check import partition_warning
+    assert partition_warning({"partitions": 1, "nodes": 14, "delegated": 14, "left": []}) == ""
+    line = partition_warning({"partitions": 6, "nodes": 30, "delegated": 25,
+                              "left": ["PRELU", "MAXIMUM", "PRELU", "MINIMUM", "MAXIMUM"]})
+    assert line.startswith("warning: XNNPACK splits this file into 6 partitions; 5 node(s)")
+    assert "MAXIMUM, MINIMUM, PRELU" in line

@@ -3,7 +3,7 @@ import logging
 
 import mindspore as ms
 
-from src.utils.mindspore_log import mindspore_log_level
+from src.utils.mindspore_log import mindspore_log_level, quiet_internal_deprecations
 
 _MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 
@@ -27,6 +27,7 @@ def init_context(device_target="CPU", mode="graph", device_id=0):
     ``device_target``: CPU, GPU or Ascend (any case); a target the installed MindSpore
     package was not built for (e.g. GPU on the CPU wheel) is refused before anything runs.
     """
+    quiet_internal_deprecations()
     mode_key = str(mode).lower()
     if mode_key not in _MODES:
         raise ValueError(f"mode must be 'graph' or 'pynative', not '{mode}'")
