@@ -335,7 +335,8 @@ def _add_options(parser, cfg, helper, entry):
     return overridable
 
 
-def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_path=None, entry=None):
+def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_path=None, entry=None,
+               needs=True):
     """Parse ``argv`` (default ``sys.argv[1:]``) into a validated :class:`Config`.
 
     Every value, from the file or the command line, passes its rule in
@@ -343,6 +344,8 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
     module). The config file's keys must be a subset of the project's
     ``DIV2K_config.yaml`` keys, except that a self-describing file (one with its own help /
     allowed-values documents, like ``DIV2K_config.yaml`` itself) is its own schema. Given
+    ``needs``: refuse options ``entry`` would not read (:data:`model_utils.validate.NEEDS`); scripts that
+    reuse an entry's sections with their own method lists (``--methods``) pass False. Given
     ``schema_path`` (the entry scripts pass ``DEFAULT_CONFIG``), no file may hold a key that
     file lacks; a partial file is told to start with ``_base_:``, and a full copy (with its
     own help/choices documents) made before keys were added gets their defaults, with a notice.
@@ -393,7 +396,7 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
             values[key] = text if key in RULES else _parse_unruled(key, cfg[key], text)
             origin[key] = "cli"
         validate(values, origin, choices)
-        for problem in needs_problems(values, overrides.keys(), entry):
+        for problem in needs_problems(values, overrides.keys(), entry) if needs else ():
             raise ConfigError(problem)
         values["config_path"] = known.config_path
         if entry is not None:

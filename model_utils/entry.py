@@ -5,11 +5,12 @@ from model_utils.config import DEFAULT_CONFIG, get_config
 from model_utils.device_adapter import device_info
 
 
-def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=None):
+def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=None, needs=True):
     """Parse ``argv``, check outputs, set up MindSpore, run ``load_engine()(config)``; exit code 2 on a user error.
 
     ``entry`` (``"train"``, ``"eval"``, ``"export"``, ``"infer"``) picks the sections its ``--help``
-    lists and its old option names (:mod:`model_utils.sections`).
+    lists and its old option names (:mod:`model_utils.sections`); ``needs=False`` for scripts that reuse
+    its sections with their own method lists (no refusal of options that eval.py alone would not read).
 
     ``load_engine`` imports the engine lazily, so MindSpore loads only after the
     runtime defaults (``import model_utils``) and after ``--help`` is handled.
@@ -20,7 +21,7 @@ def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=No
     line ``error: ...`` (``src.errors.error_line``) with exit code 2.
     """
     try:
-        config = get_config(argv, description=description, schema_path=DEFAULT_CONFIG, entry=entry)
+        config = get_config(argv, description=description, schema_path=DEFAULT_CONFIG, entry=entry, needs=needs)
     except (FileNotFoundError, ValueError) as exc:  # no or bad config file (ConfigError is a ValueError)
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

@@ -30,7 +30,7 @@ def _outputs(config, resolve):
 
 def main(argv=None):
     return run_entry(argv, "eval", "PSNR of the deployment model with one kind of rounding left out at a time.",
-                     _engine, outputs=_outputs)
+                     _engine, outputs=_outputs, needs=False)
 
 
 if __name__ == "__main__":

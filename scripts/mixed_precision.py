@@ -58,7 +58,7 @@ def main(argv=None):
         from src.engine.mixed_precision import parse_options, run_mixed_precision  # pylint: disable=import-outside-toplevel
         return lambda config: run_mixed_precision(config, parse_options(raw))
     return run_entry(argv, "eval", DESCRIPTION, engine,
-                     outputs=lambda config, resolve: [("folder", "output_path", resolve(config.output_path))])
+                     outputs=lambda config, resolve: [("folder", "output_path", resolve(config.output_path))], needs=False)
 
 
 if __name__ == "__main__":

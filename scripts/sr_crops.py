@@ -75,7 +75,7 @@ def main(argv=None):
 
     return run_entry(rest, "eval", "Zoomed crops side by side (HR, bicubic, float, each quantized model) with each "
                      "crop's PSNR; flags of this script: " + ", ".join(f"--{f}" for f in FLAGS) +
-                     " (see scripts/sr_crops.py).", engine, outputs=outputs)
+                     " (see scripts/sr_crops.py).", engine, outputs=outputs, needs=False)
 
 
 if __name__ == "__main__":

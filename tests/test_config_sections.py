@@ -29,8 +29,9 @@ def test_every_default_key_is_in_exactly_one_section():
 def test_export_help_lists_export_options_not_training_ones(capsys):
     text = _help("export", capsys)
     assert "--export_file" in text and "--file_format" in text and "--pre_trained" in text
-    assert "--lr " not in text and "--total_steps" not in text and "--pac_act_iters" not in text
-    assert "--quant_method" not in text and "--w_bit" not in text
+    assert "--lr " not in text and "--total_steps" not in text and "--qat" not in text
+    # the phone path (--quant int8 from float weights) calibrates and scores the file it writes
+    assert "--quant_method" in text and "--w_bit" in text and "--pac_act_iters" in text and "--eval_datasets" in text
     # the calibration images: an older checkpoint's deployment grids are calibrated at export
     assert "--calib_path" in text and "--calib_num" in text
     assert "export:" in text  # grouped under its section title
@@ -122,7 +123,8 @@ def test_typed_eval_infer_export_sections_match_the_help_sections():
     assert _names(EvalOutputs) == keys("outputs", "eval_outputs") and _names(ExportSettings) == keys("export")
     assert _names(ModelChoice) - {"options"} <= keys("model")
     for entry, sections in (("eval", ("eval_data", "protocol", "cache", "inference", "outputs", "eval_outputs")),
-                            ("export", ("export", "outputs")), ("infer", ("infer", "inference", "outputs"))):
+                            ("export", ("export", "outputs", "quantization", "eval_data", "protocol")),
+                            ("infer", ("infer", "inference", "outputs"))):
         assert set(sections) <= set(ENTRY_SECTIONS[entry])
 
 

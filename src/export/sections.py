@@ -40,13 +40,15 @@ class ExportSettings:
     """What export.py writes: ``file_format`` (MINDIR, ONNX, ORT, AIR, TFLITE), ``target``
     (auto, desktop, mobile), ``export_file`` (empty: a name from the model), ``input_shape``
     (``"N,C,H,W"`` in LR pixels; empty: 1 x C x 360 x 640), ``quant`` (none, int8, float16),
-    ``io_dtype`` (TFLite float32 or uint8 image bytes) and whether to check the file (``export_check``)."""
+    ``io_dtype`` (TFLite float32 or uint8 image bytes), the phone path's extra files (``phone_extras``:
+    ``ort``, ``float16``) and whether to check the file (``export_check``)."""
     file_format: str
     target: str
     export_file: str
     input_shape: str
     quant: str
     io_dtype: str
+    phone_extras: tuple
     export_check: bool
 
 
