@@ -3131,8 +3131,9 @@ def _(ctx, d):
 
 
 @case("mobile_files", 20, "export_int8_tflite_from_float_checkpoint")
-def _(ctx, d):
-    return _export_refusal(ctx, d, "TFLITE", ("--quant", "int8"), ("calibrated",))
+def _(ctx, d):  # the phone path: it calibrates first, so missing calibration images are refused before any work
+    return _export_refusal(ctx, d, "TFLITE", ("--quant", "int8", "--calib_path", os.path.join(d, "no_calib")),
+                           ("calibration folder not found",))
 
 
 @case("mobile_files", 20, "export_uint8_io_float_file")

@@ -218,8 +218,9 @@ def test_export_cli_int8_from_calibrated_checkpoint(ckpts):
     (["--file_format", "ONNX", "--input_shape", "3,24,40"], "3", "4-D"),
     (["--file_format", "ONNX", "--input_shape", "1,1,24,40"], "3", "channels"),
     (["--file_format", "AIR"], "3", "Ascend"),
-    (["--file_format", "ONNX", "--quant", "int8"], "3", "calibrated or QAT"),
-    (["--file_format", "MINDIR", "--quant", "int8"], "3", "ONNX"),
+    # int8 from a float checkpoint is the phone path: it calibrates first, so it needs calibration images
+    (["--file_format", "ONNX", "--quant", "int8", "--calib_path", "/nonexistent"], "3", "calibration folder not found"),
+    (["--file_format", "MINDIR", "--quant", "int8"], "3", "TFLITE, ORT or ONNX"),
     (["--file_format", "ONNX"], "2", "x3"),  # checkpoint for another scale
 ])
 def test_export_cli_bad_inputs(ckpts, extra, scale, expected):

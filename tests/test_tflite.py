@@ -245,9 +245,9 @@ def test_export_cli_writes_a_checked_float_tflite(checkpoints):
 
 
 @pytest.mark.parametrize("model,extra,expected", [
-    ("abpn", ["--quant", "int8"], "calibrated or QAT"),
+    ("abpn", ["--quant", "int8", "--calib_path", "/nonexistent"], "calibration folder not found"),
     ("abpn", ["--io_dtype", "uint8"], "--quant int8"),
-    ("sesr", ["--io_dtype", "uint8", "--quant", "int8"], "calibrated or QAT"),
+    ("sesr", ["--io_dtype", "uint8", "--quant", "int8", "--calib_path", "/nonexistent"], "calibration folder not found"),
     ("abpn", ["--file_format", "ONNX", "--quant", "float16"], "--quant float16 is a TFLite option"),
     ("abpn", ["--file_format", "ORT", "--io_dtype", "uint8"], "--io_dtype uint8 is a TFLite option"),
 ])

@@ -103,11 +103,7 @@ def _scores(results):
 
 def _files_to_write(config, out_dir, stem, tag, qckpt, float_ckpt):
     """``[(label, export config)]``: the int8 file, then the ``--phone_extras``."""
-    typed = "file_format" in config.cli_keys
-    fmt = str(config.file_format).upper() if typed else "TFLITE"
-    if fmt not in PHONE_FORMATS:
-        raise ValueError(f"--quant int8 from float weights writes a phone file: --file_format TFLITE, ORT or ONNX, "
-                         f"not {fmt}")
+    fmt = str(config.file_format).upper() if "file_format" in config.cli_keys else "TFLITE"
     main_file = config.export_file or os.path.join(out_dir, f"{stem}_{tag}_int8{EXTENSIONS[fmt]}")
     jobs = [(f"int8 {fmt.lower()}", config.replace(pre_trained=qckpt, file_format=fmt, quant="int8",
                                                   export_file=main_file))]
@@ -135,8 +131,22 @@ def _file_config(config, path):
     return type(config)(values, given, config.path, config.spelled)
 
 
+def _check_before_work(config):
+    """Refuse, before anything is imported or calibrated, a format the phone path does not write and
+    missing calibration images (one line each, naming the option)."""
+    fmt = str(config.file_format).upper() if "file_format" in config.cli_keys else "TFLITE"
+    if fmt not in PHONE_FORMATS:
+        raise ValueError(f"--quant int8 from float weights writes a phone file: --file_format TFLITE, ORT or ONNX, "
+                         f"not {fmt}")
+    calib = resolve_path(config, config.calib_path)
+    if not os.path.isdir(calib):
+        raise FileNotFoundError(f"--quant int8 from float weights calibrates first: calibration folder not found: "
+                                f"{calib} (set --calib_path to a folder of images)")
+
+
 def run_phone(config, log=print):
     """The phone path (see the module docstring); returns the summary dict it writes as JSON."""
+    _check_before_work(config)
     out_dir = resolve_path(config, config.output_path)
     source = resolve_path(config, config.pre_trained) if config.pre_trained else select_checkpoint(config)
     float_ckpt, config = _float_checkpoint(config, source, out_dir, log)
