@@ -143,7 +143,7 @@ def test_an_option_this_entry_point_does_not_read_is_named(tmp_path, capsys):
     from model_utils.config import get_config  # pylint: disable=import-outside-toplevel
     get_config(["--input_path", str(tmp_path), "--w_bit", "4", "--quant_method", "dbdc"], entry="infer")
     out = capsys.readouterr().out
-    assert "note: --quant_method, --w_bit have no effect in infer.py (read by eval.py, train.py); ignored" in out
+    assert "note: --quant_method, --w_bit have no effect in infer.py (read by eval.py, export.py, train.py); ignored" in out
     get_config(["--input_path", str(tmp_path), "--tile_size", "64"], entry="infer")
     assert "no effect" not in capsys.readouterr().out
 
