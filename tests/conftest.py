@@ -51,9 +51,12 @@ def write_smooth_images(folder, count, size, seed=0):
 
 
 # ---- tiers: the fast lane is ``pytest -m "not slow"`` -------------------------------------------------------------
-#: seconds per test (setup + call + teardown) measured on a full run: ``pytest tests --store-durations``
+#: per test, ``[seconds (setup + call + teardown), seconds of setup]`` on a full run: ``pytest tests --store-durations``
 DURATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "durations.json")
-SLOW_SECONDS = 1.0  # a test that took at least this long on the recorded run is in the slow tier
+SLOW_SECONDS = 0.5  # a test that took at least this long on the recorded run is in the slow tier
+# fixtures every test has: their set-up cost is the test's own
+_PER_TEST_FIXTURES = {"request", "tmp_path", "tmp_path_factory", "capsys", "capfd", "monkeypatch", "caplog",
+                      "_mindspore_context"}
 
 
 def pytest_addoption(parser):
@@ -63,36 +66,47 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", f"slow: took at least {SLOW_SECONDS:g} s on the run recorded in "
-                                       f"tests/{os.path.basename(DURATIONS)}; the fast lane is -m 'not slow'")
+                                       f"tests/{os.path.basename(DURATIONS)}, or uses a fixture whose set-up did; "
+                                       "the fast lane is -m 'not slow'")
+
+
+def _recorded():
+    try:
+        with open(DURATIONS, encoding="utf-8") as fh:
+            return {k: v if isinstance(v, list) else [v, 0.0] for k, v in json.load(fh).items()}
+    except (OSError, ValueError):
+        return {}
 
 
 def pytest_collection_modifyitems(config, items):
-    try:
-        with open(DURATIONS, encoding="utf-8") as fh:
-            recorded = json.load(fh)
-    except (OSError, ValueError):
-        recorded = {}
+    """Mark ``slow`` every test that took SLOW_SECONDS on the recorded run, and every test using a shared
+    fixture whose set-up took that long there (a module fixture is paid by whichever test runs first)."""
+    recorded = _recorded()
+    expensive = set()
     for item in items:
-        if recorded.get(item.nodeid, 0.0) >= SLOW_SECONDS:
+        total, setup = recorded.get(item.nodeid, [0.0, 0.0])
+        if setup >= SLOW_SECONDS:
+            expensive |= set(getattr(item, "fixturenames", ())) - _PER_TEST_FIXTURES
+    for item in items:
+        total, _ = recorded.get(item.nodeid, [0.0, 0.0])
+        if total >= SLOW_SECONDS or expensive & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 
-_SEEN = {}  # nodeid -> seconds of this run (setup + call + teardown)
+_SEEN = {}  # nodeid -> [seconds, seconds of setup] of this run
 
 
 def pytest_runtest_logreport(report):
-    _SEEN[report.nodeid] = _SEEN.get(report.nodeid, 0.0) + report.duration
+    seen = _SEEN.setdefault(report.nodeid, [0.0, 0.0])
+    seen[0] += report.duration
+    if report.when == "setup":
+        seen[1] += report.duration
 
 
 def pytest_sessionfinish(session):
     if not _SEEN or not session.config.getoption("--store-durations"):
         return
-    try:
-        with open(DURATIONS, encoding="utf-8") as fh:
-            recorded = json.load(fh)
-    except (OSError, ValueError):
-        recorded = {}
-    recorded.update({k: round(v, 3) for k, v in _SEEN.items()})
+    recorded = _recorded()
+    recorded.update({k: [round(v[0], 3), round(v[1], 3)] for k, v in _SEEN.items()})
     with open(DURATIONS, "w", encoding="utf-8") as fh:
         json.dump(dict(sorted(recorded.items())), fh, indent=0)
-
