@@ -104,8 +104,8 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session):
-    if not _SEEN or not session.config.getoption("--store-durations"):
-        return
+    if not _SEEN or not session.config.getoption("--store-durations") or hasattr(session.config, "workerinput"):
+        return  # (an xdist worker: the controller, which sees every report, writes the file)
     recorded = _recorded()
     recorded.update({k: [round(v[0], 3), round(v[1], 3)] for k, v in _SEEN.items()})
     with open(DURATIONS, "w", encoding="utf-8") as fh:
