@@ -3,6 +3,7 @@ import sys
 
 from model_utils.config import DEFAULT_CONFIG, get_config
 from model_utils.device_adapter import device_info
+from model_utils.moxing_adapter import moxing_wrapper
 
 
 def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=None, needs=True):
@@ -36,11 +37,12 @@ def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=No
             from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
             check_outputs(outputs(config, lambda path: resolve_path(config, path)))
         from src.utils.atomic import keeping_results  # pylint: disable=import-outside-toplevel
+        engine = moxing_wrapper(config)(load_engine())  # ModelArts: OBS copies around the run, when enabled
         if entry == "train":  # the run's own files: --resume continues them, --overwrite replaces them
-            load_engine()(config)
+            engine(config)
         else:
             with keeping_results():
-                load_engine()(config)
+                engine(config)
     except tuple(extra_errors) + USER_ERRORS as exc:
         print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2

@@ -6,7 +6,8 @@ another entry script's section is still accepted (the scripts in ``scripts/`` an
 command lines pass shared option lists to several entry points) and has no effect there.
 """
 SECTIONS = {  # name -> (title, keys)
-    "device": ("device", ("enable_modelarts", "device_target", "device_id", "mode")),
+    "device": ("device", ("enable_modelarts", "data_url", "checkpoint_url", "train_url", "device_target", "device_id",
+                          "mode")),
     "model": ("model", ("model", "variant", "scale", "default_models", "default_variants", "pre_trained",
                         "pretrained_dir", "n_colors", "act", "linear_block_type", "feature_size", "adder_eta")),
     "eval_data": ("evaluation data", ("data_path", "eval_datasets", "sample_fallback")),

@@ -361,6 +361,9 @@ _LR = Float(0.0, lo_open=True)
 RULES = {
     # ---- device ----
     "enable_modelarts": Bool(),
+    "data_url": Text(),
+    "checkpoint_url": Text(),
+    "train_url": Text(),
     "device_target": Choice(["CPU", "GPU", "Ascend"]),
     "device_id": Int(0, 4095),
     "mode": Choice(["graph", "pynative"]),

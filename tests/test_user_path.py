@@ -176,3 +176,46 @@ def test_a_tflite_file_split_into_several_xnnpack_partitions_is_warned_about():
                               "left": ["PRELU", "MAXIMUM", "PRELU", "MINIMUM", "MAXIMUM"]})
     assert line.startswith("warning: XNNPACK splits this file into 6 partitions; 5 node(s)")
     assert "MAXIMUM, MINIMUM, PRELU" in line
+
+
+# ---- ModelArts -------------------------------------------------------------------------------------------------
+
+_MOXING = '''
+import os, shutil
+
+
+class file:  # noqa: N801  (the stand-in of moxing.file: copies between local folders)
+    @staticmethod
+    def copy_parallel(src, dst):
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+
+    @staticmethod
+    def copy(src, dst):
+        shutil.copy(src, dst)
+'''
+
+
+def test_enable_modelarts_copies_data_and_checkpoint_in_and_outputs_out(ckpt, tmp_path):
+    root = os.path.dirname(ckpt)
+    obs = tmp_path / "obs"
+    shutil_tree = __import__("shutil")
+    shutil_tree.copytree(os.path.join(root, "data"), obs / "data")
+    shutil_tree.copy(ckpt, obs / "model.ckpt")
+    stand_in = tmp_path / "site"
+    (stand_in / "moxing").mkdir(parents=True)
+    (stand_in / "moxing" / "__init__.py").write_text(_MOXING)
+    local = tmp_path / "cache"
+    args = [sys.executable, os.path.join(ROOT, "eval.py"), "--enable_modelarts", "True",
+            "--data_url", str(obs / "data"), "--data_path", str(local / "data"), "--eval_datasets", "Q",
+            "--checkpoint_url", str(obs / "model.ckpt"), "--pre_trained", str(local / "ckpt" / "model.ckpt"),
+            "--model", "abpn", "--variant", "M2C8", "--scale", "3",
+            "--train_url", str(obs / "out"), "--output_path", str(local / "outputs"),
+            "--cache_dir", str(local / "lr_cache")]
+    env = dict(os.environ, PYTHONPATH=str(stand_in) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    run = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (local / "data" / "benchmark" / "Q" / "HR").is_dir() and (local / "ckpt" / "model.ckpt").is_file()
+    report = obs / "out" / "outputs" / "eval_abpn_M2C8_x3.json"
+    assert report.is_file() and json.loads(report.read_text())["scale"] == 3
+    without = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert without.returncode == 2 and "moxing" in without.stderr and len(without.stderr.strip().splitlines()) == 1
