@@ -86,3 +86,13 @@ def test_the_readme_is_a_front_door():
         assert not re.search(r"\bcommit [0-9a-f]{7,}\b", text), path
         assert not re.search(r"\bissue #?\d+\b", text, flags=re.I), path
         assert not re.search(r"\bCI\b[^.\n]{0,40}\b\d+(\.\d+)? ?(s|min|minutes|seconds)\b", text), path
+
+
+def test_the_deployment_sensitivity_tables_are_their_json():
+    from src.engine.deploy_sensitivity import sensitivity_table
+    found = sorted(glob.glob(os.path.join(ROOT, "docs", "deploy_sensitivity_*.json")))
+    assert found
+    for path in found:
+        report = json.load(open(path, encoding="utf-8"))
+        md = open(path[:-len(".json")] + ".md", encoding="utf-8").read()
+        assert md == sensitivity_table(report) + "\n", path

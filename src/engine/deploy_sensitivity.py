@@ -67,6 +67,18 @@ def deploy_sensitivity(fp_net, q_net, score, log=print):
     return rows
 
 
+def sensitivity_table(report):
+    """The Markdown table of a deployment-sensitivity report (its rows: one rounding left out each, PSNR per
+    set and its difference from the float row)."""
+    rows = report["rows"]
+    names, float_row = list(rows[0]["psnr"]), rows[0]["psnr"]
+    lines = ["| rounding | " + " | ".join(f"{n} (dB vs float)" for n in names) + " |",
+             "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {r['rounding']} | " + " | ".join(f"{r['psnr'][n]:.2f} ({r['psnr'][n] - float_row[n]:+.3f})"
+                                                   for n in names) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def run_deploy_sensitivity(config, log=print):
     """Calibrate (or load) the configured checkpoint as eval.py would (``quant_method`` default
     dbdc_pac, W8A8: the deployment model) and measure :func:`deploy_sensitivity` on its sets; writes
@@ -79,19 +91,14 @@ def run_deploy_sensitivity(config, log=print):
     log(f"calibrated {method} in {time.time() - start:.1f} s; {len(sites_of(q_net))} deployment sites")
     rows = deploy_sensitivity(fp_net, q_net, lambda net: {k: round(v, 4) for k, v in
                                                           psnr_on_sets(net, eval_sets, evaluation).items()}, log)
-    names = [s.name for s in eval_sets]
-    float_row = rows[0]["psnr"]
-    lines = ["| rounding | " + " | ".join(f"{n} (dB vs float)" for n in names) + " |",
-             "|---" * (len(names) + 1) + "|"]
-    lines += [f"| {r['rounding']} | " + " | ".join(f"{r['psnr'][n]:.2f} ({r['psnr'][n] - float_row[n]:+.3f})"
-                                                   for n in names) + " |" for r in rows]
     model = evaluation.model
     stem = os.path.join(evaluation.outputs.output_path,
                         f"deploy_sensitivity_{model.model}_{fp_net.variant}_x{model.scale}_{method}")
     report = {"model": model.model, "variant": fp_net.variant, "scale": model.scale, "pre_trained": ckpt,
               "method": method, "rows": rows}
-    write_outputs(stem, report, "\n".join(lines))
-    log("\n".join(lines))
+    table = sensitivity_table(report)
+    write_outputs(stem, report, table)
+    log(table)
     log(f"wrote {stem}.md, {stem}.json")
     return report
 
