@@ -553,6 +553,8 @@ NEEDS = (
      "drop it or use the cosine schedule"),
     (("train",), ("lr_milestones", "lr_gamma"), lambda v: v.get("lr_scheduler") == "multistep",
      "--lr_scheduler multistep", "add --lr_scheduler multistep or drop them"),
+    (("train",), ("loss_scale_value",), lambda v: v.get("loss_scale") != "none",
+     "a loss scale (--loss_scale static, dynamic or auto)", "drop it or pick a loss scale"),
 )
 
 

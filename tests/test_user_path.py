@@ -80,6 +80,8 @@ def test_eval_runs_a_checkpoint_without_model_flags(ckpt):
     ("train", ["--w_bit", "4"], "--w_bit"),
     ("train", ["--lr_scheduler", "cosine", "--lr_milestones", "10,20"], "--lr_milestones"),
     ("train", ["--lr_scheduler", "multistep", "--min_lr", "1e-6"], "--min_lr"),
+    ("train", ["--loss_scale", "none", "--loss_scale_value", "1024"], "--loss_scale_value"),
+    ("export", ["--file_format", "ONNX", "--calib_path", "x"], "--calib_path"),
 ])
 def test_an_option_that_would_do_nothing_is_refused(entry, args, named, capsys):
     with pytest.raises(SystemExit) as stop:
