@@ -83,7 +83,7 @@ def test_x2_lr_under_x3_is_refused_by_evaluation(tmp_path, ckpts, capsys):
     # the file, its size, the HR size, the expected size and the likely cause
     assert f"{babyx3} is 48x48 but the x3 LR of" in err[0] and "(96x96) must be 32x32" in err[0]
     assert "looks like x2 LR in the wrong scale folder" in err[0]
-    report = json.loads((tmp_path / "r.json").read_text())
+    report = json.loads((tmp_path / "r_failed.json").read_text())  # a failed run's report: beside, not over r.json
     assert report["results"] == {} and len(report["failed"]["Set5x"]["failed_images"]) == 5
 
 
@@ -227,7 +227,7 @@ def test_hr_too_small_for_ssim_is_named_and_other_sets_are_kept(tmp_path, ckpts,
     tiny = str(data / "benchmark" / "Small" / "HR" / "b_tiny.png")
     assert f"{tiny} is too small for SSIM" in err[0] and "4x4 after shaving 4 px" in err[0]
     assert "11x11 SSIM window" in err[0] and "results of Good" in err[0]
-    report = json.loads((tmp_path / "r.json").read_text())
+    report = json.loads((tmp_path / "r_failed.json").read_text())
     assert list(report["results"]) == ["Good"] and 0 < report["results"]["Good"]["psnr"] < 100
     assert list(report["failed"]) == ["Small"]
     assert [i["name"] for i in report["failed"]["Small"]["per_image"]] == ["a_ok"]  # evaluated images kept

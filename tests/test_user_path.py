@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, write_quant_run
+from conftest import ROOT, write_quant_run, write_smooth_images
 from model_utils.config import get_config
 from src.models.registry import create_model
 from src.weights.checkpoint import model_meta, save_checkpoint
@@ -153,6 +153,15 @@ def test_eval_rerun_keeps_the_earlier_report_and_a_failing_run_keeps_it_too(ckpt
     kept = [f for f in os.listdir(os.path.dirname(report)) if f.startswith("r_archived_")]
     assert len(kept) == 1 and open(os.path.join(os.path.dirname(report), kept[0]), encoding="utf-8").read() == good
     assert "kept 1 earlier result file(s)" in again.stdout
+    # a set that fails during the run (an image too small for SSIM): its report goes beside, not over r.json
+    newest = open(report, encoding="utf-8").read()
+    write_smooth_images(os.path.join(root, "data", "benchmark", "Tiny", "HR"), 1, 12)
+    broken = subprocess.run(base + ["--eval_datasets", "Q,Tiny"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert broken.returncode == 2 and "too small" in broken.stderr
+    assert open(report, encoding="utf-8").read() == newest
+    failed = json.load(open(report[:-len(".json")] + "_failed.json", encoding="utf-8"))
+    assert list(failed["results"]) == ["Q"] and list(failed["failed"]) == ["Tiny"]
 
 
 # ---- progress and warnings ---------------------------------------------------------------------------------------

@@ -188,10 +188,19 @@ def evaluate_subject(subject, evaluation, eval_sets, note, log):
     return write_report(report, failed, subject.result_file, subject.save_dir if subject.sr_dir_logged else None, log)
 
 
+def failed_report_path(result_file):
+    """Where a run with failed sets writes its report: ``<name>_failed<ext>`` beside ``result_file``, so a
+    failed run never replaces the report of an earlier good one."""
+    stem, ext = os.path.splitext(result_file)
+    return f"{stem}_failed{ext or '.json'}"
+
+
 def write_report(report, failed, result_file, save_dir, log):
-    """Write the JSON report (failures included), then raise ImageError if a set failed."""
+    """Write the JSON report, then raise ImageError if a set failed; a report with failures goes to
+    :func:`failed_report_path` (the results of the sets that passed and the failures)."""
     if failed:
         report["failed"] = failed
+        result_file = failed_report_path(result_file)
     write_json(result_file, report)
     _raise_if_failed(failed, report["results"], result_file)
     log(f"results written to {result_file}" + (f"; SR images in {save_dir}" if save_dir else ""))
