@@ -2069,7 +2069,7 @@ def _(ctx, d):
     text = p.stdout + p.stderr
     if "tiny" not in text:
         return False, f"the small image is not named ({p.brief()})"
-    report = os.path.join(d, "r.json")
+    report = os.path.join(d, "r_failed.json")  # a failed run's report goes beside r.json, never over it
     kept = os.path.isfile(report) and "SetA" in open(report).read()
     shown = re.search(r"^SetA\s+\d+\s+\d+\.\d+", p.stdout, re.M) is not None
     if not (kept or shown):
