@@ -13,7 +13,7 @@ from model_utils.entry import run_entry
 
 
 def _engine():
-    from src.engine.evaluator import run_evaluation  # pylint: disable=import-outside-toplevel
+    from src.engine.evaluate import run_evaluation  # pylint: disable=import-outside-toplevel
     return run_evaluation
 
 

@@ -134,7 +134,7 @@ def _sweep(argv):
     bits = [int(b) for b in bits_text.split(",")]
     reuse = args.reuse
     base = get_config(argv, description="PTQ sweep")
-    from src.engine.evaluator import run_evaluation  # pylint: disable=import-outside-toplevel
+    from src.engine.evaluate import run_evaluation  # pylint: disable=import-outside-toplevel
     from src.paths import resolve_path  # pylint: disable=import-outside-toplevel
     from src.engine.context import init_context  # pylint: disable=import-outside-toplevel
     init_context(base.device_target, base.mode)

@@ -181,8 +181,8 @@ def test_quantization_section_reads_every_quantization_and_pac_key():
 def test_sections_are_built_once_at_the_top():
     """Below the run functions, evaluation / upscaling / export read typed sections, never the configuration."""
     import ast  # pylint: disable=import-outside-toplevel
-    tops = {"run_evaluation", "run_file_evaluation", "run_upscale", "run_export"}
-    for name in ("engine/evaluator.py", "engine/file_eval.py", "engine/inference.py", "engine/upscale_images.py",
+    tops = {"run_evaluation", "run_checkpoint_evaluation", "run_file_evaluation", "run_upscale", "run_export"}
+    for name in ("engine/evaluator.py", "engine/checkpoint_eval.py", "engine/evaluate.py", "engine/file_eval.py", "engine/inference.py", "engine/upscale_images.py",
                  "engine/quant_eval.py", "export/exporter.py"):
         with open(os.path.join(ROOT, "src", name), encoding="utf-8") as fh:
             tree = ast.parse(fh.read())

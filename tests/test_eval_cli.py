@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT
 from model_utils.config import get_config
-from src.engine.evaluator import run_evaluation
+from src.engine.evaluate import run_evaluation
 from src.models import create_model
 from src.weights.checkpoint import model_meta, save_checkpoint
 

@@ -232,7 +232,7 @@ def test_infer_keeps_alpha_as_rgba_png(tmp_path, ckpt_x2):
 
 
 def test_evaluation_states_that_alpha_is_dropped(tmp_path, ckpt_x2):
-    from src.engine.evaluator import run_evaluation  # pylint: disable=import-outside-toplevel
+    from src.engine.evaluate import run_evaluation  # pylint: disable=import-outside-toplevel
     rgb = _smooth(48, 48)
     alpha = np.full((48, 48), 255, np.uint8)
     alpha[:, :10] = 0

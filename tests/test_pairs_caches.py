@@ -17,7 +17,7 @@ from src.data.imresize import imresize
 from src.data.pairs import check_lr_size, lr_size_range
 from src.data.train_set import TrainPairs
 from src.data.transforms import modcrop
-from src.engine.evaluator import run_evaluation
+from src.engine.evaluate import run_evaluation
 from src.models import create_model
 from src.weights.checkpoint import model_meta, save_checkpoint
 

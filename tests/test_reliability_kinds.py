@@ -71,7 +71,7 @@ def test_a_calibrated_checkpoint_is_not_reported_under_another_label(w8a8_ckpt, 
     """Kind 1: eval.py with a W8A8 checkpoint and W4A4 options reported W8A8 with exit 0, and
     --save_quant_ckpt wrote nothing, silently."""
     from model_utils.config import get_config  # pylint: disable=import-outside-toplevel
-    from src.engine.evaluator import run_evaluation  # pylint: disable=import-outside-toplevel
+    from src.engine.evaluate import run_evaluation  # pylint: disable=import-outside-toplevel
     config = get_config(["--model", "abpn", "--variant", "M2C8", "--scale", "3", "--pre_trained", w8a8_ckpt,
                          "--eval_datasets", "Samples", "--output_path", str(tmp_path), *extra])
     with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):

@@ -6,7 +6,7 @@ import pytest
 from conftest import requires_shared, shared_dir
 from model_utils.config import get_config
 from scripts.convert_torch_weights import main as convert_main
-from src.engine.evaluator import run_evaluation
+from src.engine.evaluate import run_evaluation
 
 PUBLISHED = {  # (file, model, variant): (Set5, Set14) PSNR on Y, x3
     ("ABPN_M4C28_x3.pth", "abpn", "M4C28"): (33.53, 29.78),

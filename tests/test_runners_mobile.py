@@ -29,7 +29,7 @@ from mindspore import Tensor
 
 from conftest import ROOT
 from model_utils.config import get_config
-from src.engine.evaluator import run_evaluation
+from src.engine.evaluate import run_evaluation
 from src.export.file_layout import describe_io
 from src.export.fixed_tiles import window_plan
 from src.engine.inference import SRPredictor

@@ -1,8 +1,10 @@
-"""Evaluation engine: model + checkpoint + datasets -> PSNR/SSIM table and JSON report.
+"""The shared evaluation: labelled predictors + datasets -> PSNR/SSIM table and JSON report.
 
 One evaluation (:func:`evaluate_subject`) scores labelled predictors -- the float checkpoint,
-the float and quantized pair of a PTQ run, or an exported file (:mod:`src.engine.file_eval`)
--- on the same sets with the same protocol, logs one table and writes one JSON report.
+the float and quantized pair of a PTQ run (:mod:`src.engine.checkpoint_eval`), or an exported file
+(:mod:`src.engine.file_eval`) -- on the same sets with the same protocol, logs one table and writes
+one JSON report. eval.py's entry is :func:`src.engine.evaluate.run_evaluation`; this module imports
+neither of the two, so the imports form no loop.
 """
 import json
 import os
@@ -12,16 +14,12 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from src.data.eval_sets import (SAMPLE_SET, dataset_exists, load_pair, resolve_eval_set)
+from src.data.eval_sets import SAMPLE_SET, dataset_exists, load_pair
 from src.data.image_io import ImageError, write_png
-from src.engine.inference import SRPredictor
 from src.metrics import calculate_psnr, calculate_ssim
 from src.metrics.psnr_ssim import SSIM_WINDOW
-from src.utils.atomic import atomic_target, refuse_same_file
-from src.engine.sections import evaluation_sections, shave_pixels
-from src.paths import select_checkpoint
-from src.weights.checkpoint import read_checkpoint
-from src.weights.loader import load_for_inference, quant_config_of
+from src.utils.atomic import atomic_target
+from src.engine.sections import shave_pixels
 
 
 def select_datasets(evaluation):
@@ -239,35 +237,6 @@ def write_json(path, payload):
         json.dump(payload, fh, indent=2)
 
 
-def run_evaluation(config, log=print):
-    """Evaluate the configured model; returns the JSON-ready report dict. An exported file as
-    ``--pre_trained`` (.onnx, .ort, .mindir, .tflite) is evaluated by :mod:`src.engine.file_eval`.
-
-    ``config``: the loaded configuration; its sections (:func:`~src.engine.sections.evaluation_sections`)
-    are built here, once, and the evaluation below reads them.
-    """
-    from src.engine.file_eval import is_exported_file, run_file_evaluation  # pylint: disable=import-outside-toplevel
-    if is_exported_file(config.pre_trained):
-        return run_file_evaluation(config, log)
-    evaluation = evaluation_sections(config)
-    names, note = select_datasets(evaluation)
-    if note:
-        log(note)
-    ckpt = select_checkpoint(config)
-    if evaluation.outputs.result_file:  # the path write_json uses
-        refuse_same_file(ckpt, evaluation.outputs.result_file, "--result_file", "--pre_trained")
-    eval_sets = [resolve_eval_set(evaluation.data.data_path, name, evaluation.protocol.scale)
-                 for name in names]  # fail before work
-    _, meta = read_checkpoint(ckpt)
-    if evaluation.quant.method or quant_config_of(meta) is not None:
-        from src.engine.quant_eval import build_quantized  # pylint: disable=import-outside-toplevel
-        built = build_quantized(evaluation.model, evaluation.quant, ckpt, log)
-        subject = _quantized_subject(evaluation, ckpt, names, built)
-    else:
-        subject = _float_subject(evaluation, ckpt, names)
-    return evaluate_subject(subject, evaluation, eval_sets, note, log)
-
-
 def protocol_record(protocol):
     """``protocol`` (:class:`~src.engine.sections.EvalProtocol`) as recorded in reports (channel, shave,
     HR crop, LR source, alpha policy)."""
@@ -288,35 +257,3 @@ def output_paths(evaluation, sr_folder, report_name):
     outputs = evaluation.outputs
     save_dir = os.path.join(outputs.output_path, sr_folder) if outputs.save_sr else None
     return save_dir, outputs.result_file or os.path.join(outputs.output_path, report_name)
-
-
-def _float_subject(evaluation, ckpt, names):
-    """The float checkpoint ``ckpt``: one predictor."""
-    model = evaluation.model
-    net, _ = load_for_inference(model.model, model.variant, model.scale, ckpt, model.option_dict())
-    stem = f"{model.model}_{net.variant}_x{model.scale}"
-    intro = (f"evaluating {model.model}-{net.variant} x{model.scale} from {ckpt} on {', '.join(names)} "
-             f"{describe_protocol(evaluation)}")
-    predictor = SRPredictor.configured(net, model.scale, evaluation.inference)
-    identity = {"model": model.model, "variant": net.variant, "scale": model.scale, "pre_trained": ckpt}
-    return Subject(intro, (("results", None, predictor),), identity,
-                   *output_paths(evaluation, f"sr_{stem}", f"eval_{stem}.json"))
-
-
-def _quantized_subject(evaluation, ckpt, names, built):
-    """Float and quantized model (``built``: ``(fp_net, q_net, info)`` of
-    :func:`~src.engine.quant_eval.build_quantized`) on the same sets; the quantized one is reported."""
-    fp_net, q_net, info = built
-    model = evaluation.model
-    label = f"W{info['w_bit']}A{info['a_bit']} {info['method']}"
-    stem = f"{model.model}_{fp_net.variant}_x{model.scale}_w{info['w_bit']}a{info['a_bit']}"
-    placement = info.get("placement", "ptq4sr")
-    intro = (f"evaluating {model.model}-{fp_net.variant} x{model.scale} from {ckpt}: FP and {label} on {', '.join(names)}"
-             + (" (deploy placement: the int8 file's arithmetic)" if placement == "deploy" else
-                " (ptq4sr placement: conv inputs and weights rounded, not the int8 file's arithmetic)"))
-    predictors = (("results_fp", "FP", SRPredictor.configured(fp_net, model.scale, evaluation.inference)),
-                  ("results", label, SRPredictor.configured(q_net, model.scale, evaluation.inference)))
-    identity = {"quant": info, "model": model.model, "variant": fp_net.variant, "scale": model.scale,
-                "pre_trained": ckpt}
-    save_dir, result_file = output_paths(evaluation, f"sr_{stem}", f"eval_{stem}_{info['method']}.json")
-    return Subject(intro, predictors, identity, save_dir, result_file, data_path_recorded=False, sr_dir_logged=False)

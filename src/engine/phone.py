@@ -23,7 +23,7 @@ import json
 import os
 import statistics
 
-from src.engine.evaluator import run_evaluation
+from src.engine.evaluate import run_evaluation
 from src.export.exporter import EXTENSIONS, run_export
 from src.paths import resolve_path, select_checkpoint
 from src.utils.atomic import atomic_target

@@ -1,0 +1,69 @@
+"""eval.py on a MindSpore checkpoint: the float model, or the float and the quantized model side by side
+(calibrated now with ``--quant_method``, or a calibrated checkpoint as it is), through the shared
+evaluation of :mod:`src.engine.evaluator`."""
+from src.data.eval_sets import resolve_eval_set
+from src.engine.evaluator import Subject, describe_protocol, evaluate_subject, output_paths, select_datasets
+from src.engine.inference import SRPredictor
+from src.engine.sections import evaluation_sections
+from src.paths import select_checkpoint
+from src.utils.atomic import refuse_same_file
+from src.weights.checkpoint import read_checkpoint
+from src.weights.loader import load_for_inference, quant_config_of
+
+
+def run_checkpoint_evaluation(config, log=print):
+    """Evaluate the configured MindSpore checkpoint (float, or quantized: calibrated now with
+    ``--quant_method`` or already calibrated); returns the JSON-ready report dict.
+
+    ``config``: the loaded configuration; its sections (:func:`~src.engine.sections.evaluation_sections`)
+    are built here, once, and the evaluation below reads them.
+    """
+    evaluation = evaluation_sections(config)
+    names, note = select_datasets(evaluation)
+    if note:
+        log(note)
+    ckpt = select_checkpoint(config)
+    if evaluation.outputs.result_file:  # the path write_json uses
+        refuse_same_file(ckpt, evaluation.outputs.result_file, "--result_file", "--pre_trained")
+    eval_sets = [resolve_eval_set(evaluation.data.data_path, name, evaluation.protocol.scale)
+                 for name in names]  # fail before work
+    _, meta = read_checkpoint(ckpt)
+    if evaluation.quant.method or quant_config_of(meta) is not None:
+        from src.engine.quant_eval import build_quantized  # pylint: disable=import-outside-toplevel
+        built = build_quantized(evaluation.model, evaluation.quant, ckpt, log)
+        subject = quantized_subject(evaluation, ckpt, names, built)
+    else:
+        subject = float_subject(evaluation, ckpt, names)
+    return evaluate_subject(subject, evaluation, eval_sets, note, log)
+
+
+def float_subject(evaluation, ckpt, names):
+    """The float checkpoint ``ckpt``: one predictor."""
+    model = evaluation.model
+    net, _ = load_for_inference(model.model, model.variant, model.scale, ckpt, model.option_dict())
+    stem = f"{model.model}_{net.variant}_x{model.scale}"
+    intro = (f"evaluating {model.model}-{net.variant} x{model.scale} from {ckpt} on {', '.join(names)} "
+             f"{describe_protocol(evaluation)}")
+    predictor = SRPredictor.configured(net, model.scale, evaluation.inference)
+    identity = {"model": model.model, "variant": net.variant, "scale": model.scale, "pre_trained": ckpt}
+    return Subject(intro, (("results", None, predictor),), identity,
+                   *output_paths(evaluation, f"sr_{stem}", f"eval_{stem}.json"))
+
+
+def quantized_subject(evaluation, ckpt, names, built):
+    """Float and quantized model (``built``: ``(fp_net, q_net, info)`` of
+    :func:`~src.engine.quant_eval.build_quantized`) on the same sets; the quantized one is reported."""
+    fp_net, q_net, info = built
+    model = evaluation.model
+    label = f"W{info['w_bit']}A{info['a_bit']} {info['method']}"
+    stem = f"{model.model}_{fp_net.variant}_x{model.scale}_w{info['w_bit']}a{info['a_bit']}"
+    placement = info.get("placement", "ptq4sr")
+    intro = (f"evaluating {model.model}-{fp_net.variant} x{model.scale} from {ckpt}: FP and {label} on {', '.join(names)}"
+             + (" (deploy placement: the int8 file's arithmetic)" if placement == "deploy" else
+                " (ptq4sr placement: conv inputs and weights rounded, not the int8 file's arithmetic)"))
+    predictors = (("results_fp", "FP", SRPredictor.configured(fp_net, model.scale, evaluation.inference)),
+                  ("results", label, SRPredictor.configured(q_net, model.scale, evaluation.inference)))
+    identity = {"quant": info, "model": model.model, "variant": fp_net.variant, "scale": model.scale,
+                "pre_trained": ckpt}
+    save_dir, result_file = output_paths(evaluation, f"sr_{stem}", f"eval_{stem}_{info['method']}.json")
+    return Subject(intro, predictors, identity, save_dir, result_file, data_path_recorded=False, sr_dir_logged=False)
