@@ -141,7 +141,6 @@ def _loops(graph):
 # import loops still to undo (the writer/runtime split of src/export); the list may only shrink
 KNOWN_LOOPS = {
     ("src.export.deploy_sites", "src.export.onnx_qdq", "src.export.passes", "src.export.profiles"),
-    ("src.export.runners", "src.export.tflite_runner"),
 }
 
 

@@ -13,7 +13,7 @@ scale, colours and receptive radius. A graph whose height/width are left open
 """
 import numpy as np
 
-from src.export.runners import runtime_error_line, ExportedRunner
+from src.export.runner_base import ExportedRunner, runtime_error_line
 from src.export.metadata import missing_runtime, read_tflite_metadata, unreadable
 from src.utils.native_stderr import stderr_silenced
 
