@@ -139,7 +139,7 @@ def time_placement(args, placement, patches):
     inputs and weights) or 'deploy' (also finding the deployment sites on the mobile graph, then
     calibrating and refining them: :mod:`src.quantlib.deploy`)."""
     from dataclasses import replace
-    from src.export.deploy_sites import deploy_sites
+    from src.export.deploy_calibration import deploy_sites
     from src.quantlib import QuantConfig, quantize
     from src.weights.loader import load_for_inference
     fp_net = load_for_inference(args.model, args.variant, args.scale, args.pre_trained)[0]

@@ -18,7 +18,8 @@ from mindspore import Tensor
 
 from conftest import ROOT, requires_shared, shared_dir, write_smooth_images
 from src.data.imresize import imresize
-from src.export.deploy_sites import DeployUnsupported, deploy_sites, find_sites
+from src.export.deploy_calibration import DeployUnsupported, deploy_sites
+from src.export.deploy_sites import find_sites
 from src.export.profiles import build_onnx
 from src.models import create_model
 from src.models.registry import default_variant, to_deploy

@@ -138,10 +138,8 @@ def _loops(graph):
     return set(found)
 
 
-# import loops still to undo (the writer/runtime split of src/export); the list may only shrink
-KNOWN_LOOPS = {
-    ("src.export.deploy_sites", "src.export.onnx_qdq", "src.export.passes", "src.export.profiles"),
-}
+# import loops still to undo; the list may only shrink (it is empty: src/ has none)
+KNOWN_LOOPS = set()
 
 
 def test_no_new_import_loops():

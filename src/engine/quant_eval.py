@@ -5,7 +5,7 @@ typed :class:`~src.engine.sections.Quantization` section (its quantlib part from
 import time
 from dataclasses import replace
 
-from src.export.deploy_sites import DeployUnsupported, deploy_sites
+from src.export.deploy_calibration import DeployUnsupported, deploy_sites
 from src.quantlib import quantize
 from src.quantlib.calib_data import calibration_patches
 from src.utils.atomic import refuse_same_file

@@ -5,7 +5,9 @@ TFLite and mobile ONNX files are written from) with the mobile planning rules of
 :mod:`src.export.qdq_plan` and returns the :class:`~src.quantlib.deploy.Site` list that
 :mod:`src.quantlib.deploy` installs, so the quantized model rounds the same tensors on the same
 grids. :func:`site_grids` goes the other way at export: the grids of a calibrated deployment
-model for the planner, read from its quantizers (nothing is observed at export).
+model for the planner, read from its quantizers (nothing is observed at export). Building a network's
+mobile graph to find its sites is :mod:`src.export.deploy_calibration` (this module builds nothing, so
+the export passes can import it).
 
 Per tensor of the graph (every conv quantized at 8 bits):
 
@@ -26,16 +28,12 @@ Per tensor of the graph (every conv quantized at 8 bits):
 - Add / Concat / DepthToSpace / Clip: the image-grid sum, a reader conv's grid, or data
   movement over one grid (no site). Anything else raises :class:`DeployUnsupported`.
 """
-import numpy as np
 from mindspore import nn
 
 from src.export.onnx_graph import consumers, producers
 from src.export.qdq_plan import (DATA_MOVEMENT_OPS, act_grid, image_tail, is_image_sum_term, reaches_image_output,
                                  reaches_output)
-from src.quantlib.calib_data import batches_of
-from src.quantlib.calibrate import CalibrationConfig
-from src.quantlib.deploy import QuantPReLU, Site, calibrate_sites, install_sites, sites_of
-from src.quantlib.observers import observer_class
+from src.quantlib.deploy import QuantPReLU, Site, sites_of
 from src.quantlib.quant_layers import cell_at
 
 _MOVE_OR_CLIP = DATA_MOVEMENT_OPS + ("Concat", "Clip")
@@ -176,30 +174,6 @@ def _cell(net, path):
         return None
 
 
-def deploy_sites(fp_net, example):
-    """The Site list of the float deploy-form ``fp_net`` (traced in the mobile profile at the NCHW
-    float32 ``example``'s shape). :class:`DeployUnsupported` for a graph the simulation cannot
-    express or the mobile profile cannot build (then no full-integer file exists either)."""
-    from src.export.profiles import build_onnx  # pylint: disable=import-outside-toplevel
-    try:
-        model = build_onnx(fp_net, None, np.ascontiguousarray(example[:1], np.float32), "mobile", "none")
-    except ValueError as exc:
-        raise DeployUnsupported(f"no mobile graph: {str(exc).splitlines()[0]}") from None
-    return [site for site, _ in find_sites(model, fp_net)]
-
-
-def calibrate_missing_grids(fp_net, q_net, patches, method="dbdc"):
-    """Install the deployment sites of ``fp_net`` in the 8-bit quantized ``q_net`` (a checkpoint calibrated
-    with PTQ4SR's placement) and calibrate them on ``patches`` (float32 (N, C, h, w) LR in [0, 1]) with the
-    ``method`` observer; conv bounds are kept. Returns how many sites got bounds."""
-    sites = deploy_sites(fp_net, patches[:1])
-    install_sites(q_net, sites)
-    calib = CalibrationConfig(method)
-    bounds = calibrate_sites(q_net, batches_of(patches, calib.batch_size),
-                             lambda _site: observer_class(method).from_settings(8, calib), fp_net)
-    return len(bounds)
-
-
 def site_grids(model, qnet):
     """``(layer_grids, tensor_grids)`` for :func:`src.export.qdq_plan.plan_mobile` from the deployment
     model ``qnet`` and its mobile float ONNX ``model``: ``{conv layer: Grid}`` of conv outputs (its
@@ -224,4 +198,4 @@ def site_grids(model, qnet):
     return layer_grids, tensor_grids
 
 
-__all__ = ["DeployUnsupported", "find_sites", "deploy_sites", "site_grids", "prelu_cell", "calibrate_missing_grids"]
+__all__ = ["DeployUnsupported", "find_sites", "site_grids", "prelu_cell"]

@@ -20,7 +20,7 @@ import cv2
 from src.data.eval_sets import sample_set
 from src.data.image_io import read_rgb
 from src.data.transforms import rgb_to_ycbcr01
-from src.export.deploy_sites import calibrate_missing_grids
+from src.export.deploy_calibration import calibrate_missing_grids
 from src.export.metadata import export_metadata
 from src.export.sections import export_sections
 from src.quantlib.calib_data import calibration_patches

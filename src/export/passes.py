@@ -31,6 +31,10 @@ from src.export.qdq_plan import plan_desktop, plan_mobile
 from src.export.qdq_writer import write_qdq
 from src.quantlib.deploy import is_deployment
 
+# The op types a mobile graph may contain (float and int8 QDQ); public as src.export.profiles.MOBILE_OPS.
+MOBILE_OPS = frozenset({"Conv", "Relu", "PRelu", "Add", "Concat", "DepthToSpace", "Clip", "Min", "Max",
+                        "QuantizeLinear", "DequantizeLinear"})
+
 OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear
 
 
@@ -148,7 +152,6 @@ def mobile_plan(model, ctx):
 
 def mobile_ops(model, _ctx):
     """ValueError if an op outside :data:`src.export.profiles.MOBILE_OPS` remains; ``onnx.checker``."""
-    from src.export.profiles import MOBILE_OPS  # pylint: disable=import-outside-toplevel
     mobile_rewrites.check_mobile_ops(model, MOBILE_OPS)
 
 

@@ -7,13 +7,10 @@ TFLite) run whole. The passes of each are listed in :data:`src.export.passes.PRO
 import numpy as np
 
 from src.export.onnx_float import traced_onnx
-from src.export.passes import ExportContext, PROFILES, run_passes
+from src.export.passes import MOBILE_OPS, ExportContext, PROFILES, run_passes  # noqa: F401  (MOBILE_OPS: public here)
 from src.quantlib.deploy import is_deployment
 
 TARGETS = tuple(PROFILES)
-# The op types a mobile graph may contain (float and int8 QDQ).
-MOBILE_OPS = frozenset({"Conv", "Relu", "PRelu", "Add", "Concat", "DepthToSpace", "Clip", "Min", "Max",
-                        "QuantizeLinear", "DequantizeLinear"})
 
 
 def build_onnx(fp_net, q_net, example, target, quant, output_ranges=None):

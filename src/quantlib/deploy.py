@@ -13,7 +13,7 @@ ops, so it also rounds, on 8-bit grids:
 - the image input (a Y channel computed from RGB is not on the 1/255 grid of an 8-bit file).
 
 Each such place is a *site*. :class:`Site` lists are found on the exported graph by
-:func:`src.export.deploy_sites.deploy_sites` (the exporter's own planning rules, so one plan
+:func:`src.export.deploy_calibration.deploy_sites` (the exporter's own planning rules, so one plan
 serves both), stored in the checkpoint's ``quant_config`` and installed here by
 :func:`install_sites` as quantizers whose bounds are Parameters (``<cell>.out_quant.lower`` ...):
 calibrated on the calibration patches by the chosen observer (:func:`calibrate_sites`), learned
