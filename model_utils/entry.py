@@ -1,5 +1,6 @@
 """Shared body of the entry scripts: config -> checks -> execution context -> engine, user errors as one line."""
 import sys
+import traceback
 
 from model_utils.config import DEFAULT_CONFIG, get_config
 from model_utils.device_adapter import device_info
@@ -19,7 +20,8 @@ def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=No
     (kind ``"folder"`` or ``"file"``; ``resolve`` maps a configured path as the engines
     do); each is checked before any work (:mod:`model_utils.outputs`). Every user error,
     including a bad config file and an ``OSError`` such as a full disk, is printed as one
-    line ``error: ...`` (``src.errors.error_line``) with exit code 2.
+    line ``error: ...`` (``src.errors.error_line``) with exit code 2; anything else is a defect: its
+    traceback, then a line saying it is a bug to report, exit code 1.
     """
     try:
         config = get_config(argv, description=description, schema_path=DEFAULT_CONFIG, entry=entry, needs=needs)
@@ -49,4 +51,9 @@ def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=No
     except Interrupted as exc:  # Ctrl-C / SIGTERM, after writing what lets the run continue
         print(f"stopped: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception:  # pylint: disable=broad-except  # not a user error: a defect, shown with its traceback
+        traceback.print_exc()
+        print(f"this is a bug in {entry}.py, not a problem with your input: please report it with the command and "
+              "the traceback above", file=sys.stderr)
+        return 1
     return 0

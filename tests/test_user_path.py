@@ -230,3 +230,25 @@ def test_enable_modelarts_copies_data_and_checkpoint_in_and_outputs_out(ckpt, tm
     assert report.is_file() and json.loads(report.read_text())["scale"] == 3
     without = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert without.returncode == 2 and "moxing" in without.stderr and len(without.stderr.strip().splitlines()) == 1
+
+
+def test_a_defect_shows_its_traceback_and_says_it_is_a_bug(capsys):
+    from model_utils.entry import run_entry
+
+    def engine():
+        def run(_config):
+            raise KeyError("an internal table lacks an entry")  # no user input makes this: a defect
+        return run
+    assert run_entry([], "eval", "test", engine) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "KeyError" in err
+    assert err.strip().splitlines()[-1].startswith("this is a bug in eval.py, not a problem with your input")
+
+    def user_error():
+        def run(_config):
+            raise FileNotFoundError("calibration folder not found: /x (set --calib_path to a folder of images)")
+        return run
+    assert run_entry([], "eval", "test", user_error) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip() == ("error: calibration folder not found: /x (set --calib_path to "
+                                                      "a folder of images)")
