@@ -114,16 +114,11 @@ def measure_pair(pair, args, log):
 
 def time_files(rows, args, log):
     """Latency (ms) and XNNPACK coverage of every timed file of every row, all in this one run."""
-    from src.export.tflite_check import file_timer, xnnpack_partitions  # pylint: disable=import-outside-toplevel
-    from src.utils.timing import median_ms  # pylint: disable=import-outside-toplevel
+    from src.export.tflite_check import latency_samples, xnnpack_partitions  # pylint: disable=import-outside-toplevel
     timed = [(row, label, spec["timed"]) for row in rows for label, spec in row["files"].items()]
-    timers = [file_timer(path, args.threads) for _, _, path in timed]
-    samples = [[] for _ in timed]
-    for k in range(args.rounds):
-        for i, run in enumerate(timers):
-            samples[i].append(median_ms(run, args.warmup, args.runs))
-        log(f"latency round {k + 1}/{args.rounds}: " + ", ".join(f"{label} {s[-1]:.0f} ms" for (_, label, _), s
-                                                                  in zip(timed, samples)))
+    samples = latency_samples([path for _, _, path in timed], args.threads, args.rounds, args.warmup, args.runs,
+                              lambda k, samples: log(f"latency round {k}/{args.rounds}: " + ", ".join(
+                                  f"{label} {s[-1]:.0f} ms" for (_, label, _), s in zip(timed, samples))))
     for (row, label, path), sample in zip(timed, samples):
         row.setdefault("latency_ms", {})[label] = round(statistics.median(sample), 1)
         row.setdefault("xnnpack", {})[label] = xnnpack_partitions(path, args.threads)

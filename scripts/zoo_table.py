@@ -29,9 +29,8 @@ METHOD = "dbdc_pac"
 
 def measure(zoo_path, work, rounds, log=print):
     """Rows for the zoo table: each default-method row of ``zoo_path`` with its int8 TFLite in ``work``."""
-    from src.export.tflite_check import file_timer, xnnpack_partitions  # pylint: disable=import-outside-toplevel
-    from src.utils.timing import median_ms  # pylint: disable=import-outside-toplevel
-    from src.export.tflite_check import op_names, read_model  # pylint: disable=import-outside-toplevel
+    from src.export.tflite_check import (latency_samples, op_names, read_model,  # pylint: disable=import-outside-toplevel
+                                         xnnpack_partitions)
     zoo = json.load(open(zoo_path, encoding="utf-8"))
     rows = []
     for row in zoo["rows"]:
@@ -52,12 +51,9 @@ def measure(zoo_path, work, rounds, log=print):
         rows.append({"model": row["model"], "float": row["float"], "tflite": row["tflite"], "file": path,
                      "size_kb": round(os.path.getsize(path) / 1024, 1),
                      "xnnpack": xnnpack_partitions(path)})
-    timers = [file_timer(r["file"]) for r in rows]
-    samples = [[] for _ in rows]
-    for k in range(rounds):
-        for i, run in enumerate(timers):
-            samples[i].append(median_ms(run, 3, 10))
-        log(f"latency round {k + 1}/{rounds}: " + ", ".join(f"{s[-1]:.0f}" for s in samples) + " ms")
+    samples = latency_samples([r["file"] for r in rows], rounds=rounds, warmup=3, runs=10,
+                              on_round=lambda k, samples: log(f"latency round {k}/{rounds}: " + ", ".join(
+                                  f"{s[-1]:.0f}" for s in samples) + " ms"))
     for row, sample in zip(rows, samples):
         row["latency_ms"] = round(statistics.median(sample), 1)
         row["file"] = os.path.basename(row["file"])

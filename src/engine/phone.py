@@ -87,10 +87,8 @@ def measure_tflite(path, threads=2):
     """``{latency_ms, xnnpack, input, output}`` of a .tflite file: the median over
     :data:`LATENCY_ROUNDS` rounds of the median of :data:`LATENCY_RUNS` runs (LiteRT, XNNPACK, ``threads``
     threads) at its own input shape, its XNNPACK partition report and its input/output tensor specs."""
-    from src.export.tflite_check import file_timer, interpreter, xnnpack_partitions  # pylint: disable=import-outside-toplevel
-    from src.utils.timing import median_ms  # pylint: disable=import-outside-toplevel
-    run = file_timer(path, threads)
-    latency = statistics.median(median_ms(run, LATENCY_WARMUP, LATENCY_RUNS) for _ in range(LATENCY_ROUNDS))
+    from src.export.tflite_check import interpreter, latency_samples, xnnpack_partitions  # pylint: disable=import-outside-toplevel
+    latency = statistics.median(latency_samples([path], threads, LATENCY_ROUNDS, LATENCY_WARMUP, LATENCY_RUNS)[0])
     interp = interpreter(path, threads)
     return {"latency_ms": round(latency, 2), "threads": threads, "xnnpack": xnnpack_partitions(path, threads),
             "input": _tensor_spec(interp.get_input_details()[0]),
@@ -103,7 +101,7 @@ def _scores(results):
 
 def _files_to_write(config, out_dir, stem, tag, qckpt, float_ckpt):
     """``[(label, export config)]``: the int8 file, then the ``--phone_extras``."""
-    fmt = str(config.file_format).upper() if "file_format" in config.cli_keys else "TFLITE"
+    fmt = _phone_format(config)
     main_file = config.export_file or os.path.join(out_dir, f"{stem}_{tag}_int8{EXTENSIONS[fmt]}")
     jobs = [(f"int8 {fmt.lower()}", config.replace(pre_trained=qckpt, file_format=fmt, quant="int8",
                                                   export_file=main_file))]
@@ -131,10 +129,15 @@ def _file_config(config, path):
     return type(config)(values, given, config.path, config.spelled)
 
 
+def _phone_format(config):
+    """The int8 file's format: ``--file_format`` when typed, else TFLITE."""
+    return str(config.file_format).upper() if "file_format" in config.cli_keys else "TFLITE"
+
+
 def _check_before_work(config):
     """Refuse, before anything is imported or calibrated, a format the phone path does not write and
     missing calibration images (one line each, naming the option)."""
-    fmt = str(config.file_format).upper() if "file_format" in config.cli_keys else "TFLITE"
+    fmt = _phone_format(config)
     if fmt not in PHONE_FORMATS:
         raise ValueError(f"--quant int8 from float weights writes a phone file: --file_format TFLITE, ORT or ONNX, "
                          f"not {fmt}")

@@ -177,6 +177,21 @@ def file_timer(data_or_path, threads=DEFAULT_THREADS):
     return run
 
 
+def latency_samples(paths, threads=DEFAULT_THREADS, rounds=3, warmup=3, runs=10, on_round=None):
+    """Per file of ``paths``, ``rounds`` latencies in ms (each the median of ``runs`` runs after ``warmup``,
+    :func:`file_timer` at the file's own input), the files taking turns in every round so a busy machine
+    slows them alike; ``on_round(k, samples)`` is called after round ``k`` (1-based)."""
+    from src.utils.timing import median_ms  # pylint: disable=import-outside-toplevel
+    timers = [file_timer(path, threads) for path in paths]
+    samples = [[] for _ in timers]
+    for k in range(rounds):
+        for timer, sample in zip(timers, samples):
+            sample.append(median_ms(timer, warmup, runs))
+        if on_round is not None:
+            on_round(k + 1, samples)
+    return samples
+
+
 def xnnpack_partitions(data_or_path, threads=DEFAULT_THREADS):
     """``{"partitions": K, "nodes": M, "delegated": N, "left": [op names XNNPACK did not take]}`` of the
     file under LiteRT's default XNNPACK delegate (see the module docstring for how it is read)."""
