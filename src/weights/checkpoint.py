@@ -38,29 +38,42 @@ def save_checkpoint(params, path, meta=None):
     return os.path.abspath(path)
 
 
+def _load(path, choice_func=None):
+    """``mindspore.load_checkpoint`` of ``path`` (only the entries ``choice_func`` picks); CheckpointError for a
+    file MindSpore cannot read. ``{}`` when ``choice_func`` picks nothing of a readable file."""
+    try:
+        return ms.load_checkpoint(path, choice_func=choice_func)
+    except Exception as exc:  # MindSpore raises ValueError/RuntimeError for corrupt files
+        if choice_func is not None and "empty after filter" in str(exc):
+            return {}
+        raise CheckpointError(
+            f"{path} is not a readable MindSpore checkpoint ({str(exc).splitlines()[0][:120]}); "
+            "for a PyTorch .pth or a .tflite run scripts/convert_weights.py first") from None
+
+
+def _meta_value(value):
+    """A metadata entry as a Python value (a one-element tensor -> its number); None for a tensor of
+    another size (the file is damaged or not this project's)."""
+    if not isinstance(value, ms.Parameter):
+        return value
+    array = value.asnumpy()
+    return array.item() if array.size == 1 else None
+
+
 def read_checkpoint(path):
     """Return ``(params {name: np.ndarray}, meta {key: value})``."""
     if os.path.isdir(path):
         raise CheckpointError(f"checkpoint {path} is a folder, not a file (check --pre_trained)")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path} (check --pre_trained)")
-    try:
-        raw = ms.load_checkpoint(path)
-    except Exception as exc:  # MindSpore raises ValueError/RuntimeError for corrupt files
-        raise CheckpointError(
-            f"{path} is not a readable MindSpore checkpoint ({str(exc).splitlines()[0][:120]}); "
-            "for a PyTorch .pth run scripts/convert_torch_weights.py first") from None
     meta = {}
     params = {}
-    for name, value in raw.items():
+    for name, value in _load(path).items():
         if name in META_KEYS:
-            if isinstance(value, ms.Parameter):
-                array = value.asnumpy()
-                if array.size != 1:
-                    raise CheckpointError(f"{path}: metadata '{name}' is a tensor of shape {tuple(array.shape)}, not "
-                                          "one value; the file is damaged or was not written by this project")
-                value = array.item()
-            meta[name] = value
+            meta[name] = _meta_value(value)
+            if meta[name] is None:
+                raise CheckpointError(f"{path}: metadata '{name}' is a tensor of shape {tuple(value.shape)}, not "
+                                      "one value; the file is damaged or was not written by this project")
         else:
             params[name] = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
     return params, meta
@@ -68,24 +81,11 @@ def read_checkpoint(path):
 
 def read_meta(path, keys=META_KEYS):
     """The metadata entries ``keys`` of the checkpoint ``path`` (``{key: value}``, numbers as Python
-    numbers), read without its tensors. Raises CheckpointError for a file MindSpore cannot read."""
-    try:
-        raw = ms.load_checkpoint(path, choice_func=lambda name: name in keys)
-    except Exception as exc:  # MindSpore raises ValueError/RuntimeError for corrupt files
-        if "empty after filter" in str(exc):  # none of ``keys`` is in the (readable) file
-            return {}
-        raise CheckpointError(
-            f"{path} is not a readable MindSpore checkpoint ({str(exc).splitlines()[0][:120]}); "
-            "for a PyTorch .pth or a .tflite run scripts/convert_weights.py first") from None
-    meta = {}
-    for name, value in raw.items():
-        if isinstance(value, ms.Parameter):
-            array = value.asnumpy()
-            if array.size != 1:
-                continue  # read_checkpoint refuses it when the file is used
-            value = array.item()
-        meta[name] = value
-    return meta
+    numbers), read without its tensors; an entry that is not one value is left out (:func:`read_checkpoint`
+    refuses it when the file is used). Raises CheckpointError for a file MindSpore cannot read."""
+    values = {name: _meta_value(value)
+              for name, value in _load(path, lambda name: name in keys).items()}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def check_fit(net, params, source="checkpoint"):
