@@ -363,8 +363,11 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
     cfg, helper, choices, self_describing = _load(known.config_path)
     _retire_keys(cfg, known.config_path, aliases)
     schema = schema_path or (None if self_describing else DEFAULT_CONFIG)
+    shipped = None  # the shipped defaults, when loaded here as the schema (a preset's choices are read against them)
     if schema and os.path.abspath(known.config_path) != os.path.abspath(schema):
         base_cfg, base_help, base_choices, _ = _load(schema)
+        if os.path.abspath(schema) == os.path.abspath(DEFAULT_CONFIG):
+            shipped = base_cfg
         # a full copy of the defaults (it has their help/choices documents) made before keys were added
         # takes the new keys' defaults; a partial file must say '_base_:' (checked as complete)
         complete = schema_path is not None and not self_describing
@@ -400,7 +403,7 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
             raise ConfigError(problem)
         values["config_path"] = known.config_path
         if entry is not None:
-            adopt_model_from_file(values, set(overrides) | _preset_keys(cfg, known.config_path), entry)
+            adopt_model_from_file(values, set(overrides), _preset_keys(cfg, known.config_path, shipped), entry)
         resolve_model_defaults(values)
     except ValueError as exc:  # ConfigError, and resolve_model_defaults' errors
         _fail(str(exc))
@@ -446,26 +449,26 @@ def _note_foreign_options(entry, given):
               f"{entry}.py (read by {', '.join(r + '.py' for r in readers)}); ignored")
 
 
-def _preset_keys(cfg, path):
-    """Keys a config file other than the shipped defaults sets to another value (a preset's choice)."""
+def _preset_keys(cfg, path, shipped=None):
+    """Keys a config file other than the shipped defaults sets to another value (a preset's choice);
+    ``shipped``: the shipped defaults when already loaded (else read here)."""
     if os.path.abspath(path) == os.path.abspath(DEFAULT_CONFIG):
         return set()
-    shipped = _load(DEFAULT_CONFIG)[0]
+    shipped = shipped if shipped is not None else _load(DEFAULT_CONFIG)[0]
     return {k for k, v in cfg.items() if k in shipped and v != shipped[k]}
 
 
-def _config_dir(path):
-    folder = os.path.dirname(os.path.abspath(path))
-    return PROJECT_ROOT if folder == os.path.join(PROJECT_ROOT, "configs") else folder
-
-
-def adopt_model_from_file(values, given, entry):
+def adopt_model_from_file(values, typed, preset, entry):
     """Take model, variant, scale, colours and the family options from the checkpoint (or, for
-    ``train.py --resume True``, the training state) the run will read, where ``given`` (the keys typed
-    on the command line or set by a preset) holds no value; a given value that contradicts the file is
-    refused (ConfigError naming both). ``--model auto`` and ``--n_colors 0`` count as not given."""
+    ``train.py --resume True``, the training state) the run will read, where no value is given (``typed``:
+    the keys set on the command line, ``preset``: those a preset sets); a given value that contradicts the
+    file is refused (ConfigError naming both). ``--model auto`` and ``--n_colors 0`` count as not given."""
+    from src.paths import locate  # pylint: disable=import-outside-toplevel
     from src.weights.model_from_file import model_keys_from_file  # pylint: disable=import-outside-toplevel
-    path, found = model_keys_from_file(values, _config_dir(values["config_path"]), entry)
+    typed_values = {values[key] for key in typed if isinstance(values.get(key), str)}
+    given = set(typed) | set(preset)
+    path, found = model_keys_from_file(
+        values, lambda p: locate(p, values["config_path"], p in typed_values), entry)
     if not found:
         return
     described = f"{found.get('model', '?')}-{found.get('variant', '?')} x{found.get('scale', '?')}"

@@ -27,6 +27,8 @@ Errors raise :class:`ConfigError` (a ``ValueError``) whose message is one line:
 import difflib
 import math
 
+from model_utils.sections import SECTIONS
+
 FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max
 # Model families accepted by --model (besides "auto"); tests check this against src.models.registry.
 MODEL_FAMILIES = ("abpn", "abpn_et", "ecbsr", "ecbsr_et", "edsr", "etds", "sesr")
@@ -523,7 +525,6 @@ def _cross_checks(values):
 
 def _keys_of(*names):
     """The keys of the named sections (a name that is no section is a key itself)."""
-    from model_utils.sections import SECTIONS  # pylint: disable=import-outside-toplevel
     return tuple(k for name in names for k in (SECTIONS[name][1] if name in SECTIONS else (name,)))
 
 

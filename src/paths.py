@@ -10,19 +10,23 @@ from src.weights.checkpoint import CheckpointError
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def resolve_path(config, path):
-    """A relative path as given (from the working directory) when it was typed on the command line or
-    exists from the working directory, else relative to the folder of the YAML file it came from
-    (``config.path``); presets in the project's ``configs/`` count as living in the project root (so
-    their ``pretrained/...`` and ``./outputs/...`` mean the project's)."""
-    if not path or os.path.isabs(path):
+def locate(path, config_path, typed=False):
+    """A relative ``path`` as given (from the working directory) when it was ``typed`` on the command line or
+    exists from the working directory, else relative to the folder of the YAML file ``config_path`` it came
+    from; presets in the project's ``configs/`` count as living in the project root (so their
+    ``pretrained/...`` and ``./outputs/...`` mean the project's)."""
+    if not path or os.path.isabs(path) or typed or os.path.exists(path):
         return path
-    if os.path.exists(path) or any(config.get(key) == path for key in getattr(config, "cli_keys", ())):
-        return path
-    base = os.path.dirname(os.path.abspath(config.path)) if config.path else os.getcwd()
+    base = os.path.dirname(os.path.abspath(config_path)) if config_path else os.getcwd()
     if base == os.path.join(PROJECT_ROOT, "configs"):
         base = PROJECT_ROOT
     return os.path.normpath(os.path.join(base, path))
+
+
+def resolve_path(config, path):
+    """``path`` of the configuration ``config`` located as :func:`locate` says (typed: the value of a key
+    set on the command line)."""
+    return locate(path, config.path, any(config.get(key) == path for key in getattr(config, "cli_keys", ())))
 
 
 def shipped_checkpoint(config):

@@ -17,13 +17,6 @@ from src.weights.checkpoint import META_KEYS, read_meta
 MODEL_KEYS = tuple(k for k in META_KEYS if k not in ("form", "quant_config", "quant_method"))
 
 
-def _located(path, config_dir):
-    """``path`` as the engines will find it: as given when it exists, else beside the YAML file."""
-    if not path or os.path.isabs(path) or os.path.exists(path):
-        return path
-    return os.path.normpath(os.path.join(config_dir, path))
-
-
 def _newest_state(ckpt_dir):
     """(path, model keys) of the newest training state in ``ckpt_dir``; ValueError when states of
     several runs are there (the user must say which with --model/--variant/--scale)."""
@@ -47,20 +40,21 @@ def _newest_state(ckpt_dir):
     return None, {}
 
 
-def model_keys_from_file(values, config_dir, entry):
+def model_keys_from_file(values, locate, entry):
     """``(path, {key: value})``: the model keys recorded in the weights ``entry`` will read, or
     ``("", {})`` when there is no such MindSpore checkpoint (none given, an exported file, not found:
-    the engines report those). ``values``: the configuration dict; ``config_dir``: its YAML's folder.
+    the engines report those). ``values``: the configuration dict; ``locate(path)``: where the engines
+    will find a configured path (:func:`src.paths.locate`).
 
     eval/export: ``pre_trained``; infer: ``model_file``, else ``pre_trained``; train: the newest
     state in ``ckpt_dir`` with ``resume``, else ``pre_trained`` (the checkpoint fine-tuned).
     """
     if entry == "train" and values.get("resume"):
-        path, keys = _newest_state(_located(str(values.get("ckpt_dir", "")), config_dir))
+        path, keys = _newest_state(locate(str(values.get("ckpt_dir", ""))))
         if path:
             return path, keys
     path = str(values.get("model_file") or "") if entry == "infer" else ""
-    path = _located(path or str(values.get("pre_trained") or ""), config_dir)
+    path = locate(path or str(values.get("pre_trained") or ""))
     if entry not in ("eval", "export", "infer", "train") or not path.lower().endswith(".ckpt") \
             or not os.path.isfile(path):
         return "", {}
