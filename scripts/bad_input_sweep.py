@@ -3544,6 +3544,58 @@ def summarize(results):
     return table
 
 
+def _area(kind):
+    """The kind's description without its item numbers (those are the catalogue's bookkeeping)."""
+    return re.sub(r" \([^()]*\d[^()]*\)$", "", KINDS[kind])
+
+
+def reliability_table(now, before=()):
+    """Markdown lines of the per-kind table: tried and held in the sweep report ``now`` (a ``--json``
+    payload) and, for the kinds a ``before`` report ran, how many held there (the same cases run against
+    the tree before their fixes). Counts exclude skipped cases."""
+    held_before = {}
+    for report in before:
+        for kind, row in report["kinds"].items():
+            held_before[kind] = f"{row['held']} of {row['tried']}"
+    lines = ["| kind | area | tried | held | held before its fixes |", "|---|---|---|---|---|"]
+    for kind, row in now["kinds"].items():
+        lines.append(f"| `{kind}` | {_area(kind) if kind in KINDS else kind} | {row['tried']} | {row['held']} | "
+                     f"{held_before.get(kind, '-')} |")
+    skipped = sum(row["skipped"] for row in now["kinds"].values())
+    lines.append(f"| **total** | | **{now['tried']}** | **{now['held']}** | |")
+    lines += ["", f"Written by `python scripts/bad_input_sweep.py --table {{now}}` from the full run "
+                  f"`{_command_tail(now['command'])}` ({now['seconds'] / 60:.0f} min on 2 cores"
+                  + (f"; {skipped} skipped" if skipped else "") + ")"
+              + "".join(f" and the run `{_command_tail(r['command'])}` against the tree before those fixes"
+                        for r in before) + "."]
+    return lines
+
+
+def _command_tail(command):
+    """``command`` from the script's name on (without the Python executable's path)."""
+    return "python " + command[command.index("scripts/"):] if "scripts/" in command else command
+
+
+def write_table(now_path, before_paths, md_path):
+    """Write :func:`reliability_table` of the reports into the ``sweep`` block of ``md_path``."""
+    sys.path.insert(0, PROJECT_ROOT)
+    from src.utils.readme_block import write_block  # pylint: disable=import-outside-toplevel
+    with open(now_path, encoding="utf-8") as fh:
+        now = json.load(fh)
+    before = []
+    for path in before_paths:
+        with open(path, encoding="utf-8") as fh:
+            before.append(json.load(fh))
+    lines = reliability_table(now, before)
+    lines[-1] = lines[-1].replace("{now}", " ".join([now_path] + [f"--before {p}" for p in before_paths])
+                                  + f" --md {md_path}")
+    if not write_block(md_path, "sweep", lines):
+        print(f"error: {md_path} has no <!-- sweep:begin --> / <!-- sweep:end --> block", file=sys.stderr)
+        return 2
+    print(f"wrote the sweep table into {md_path}")
+    return 0
+
+
 def print_report(results, table, out=sys.stdout):
     print(f"\n{'kind':<16}{'tried':>6}{'held':>6}  area", file=out)
     for kind, row in table.items():
@@ -3575,7 +3627,15 @@ def main(argv=None):
     parser.add_argument("--mem_gb", type=float, default=6.0, help="address-space limit per child (GiB)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("--table", default="", metavar="REPORT.json",
+                        help="run nothing: write the per-kind table of this --json report into --md")
+    parser.add_argument("--before", action="append", default=[], metavar="REPORT.json",
+                        help="with --table: a report of some kinds run against the tree before their fixes")
+    parser.add_argument("--md", default=os.path.join(PROJECT_ROOT, "docs", "reliability.md"),
+                        help="with --table: the Markdown file holding the sweep block")
     args = parser.parse_args(argv)
+    if args.table:
+        return write_table(args.table, args.before, args.md)
     cases = select(args.only)
     if args.list:
         for c in cases:

@@ -98,3 +98,45 @@ def test_fixed_cases_hold(ctx, kind, name):
     (chosen,) = [c for c in sweep.CASES if c.kind == kind and c.name == name]
     result = sweep.run_case(ctx, chosen)
     assert result["status"] == "HELD", result
+
+
+def test_the_reliability_table_is_the_last_full_run(tmp_path):
+    """docs/reliability.md's sweep block is what --table writes from docs/bad_input_sweep.json; that run
+    tried every case of today's catalogue (a case added without re-running the sweep fails here) and
+    every case held."""
+    import json
+    import re
+    import shutil
+    now_path = os.path.join(ROOT, "docs", "bad_input_sweep.json")
+    before_path = os.path.join(ROOT, "docs", "bad_input_sweep_before.json")
+    md = tmp_path / "reliability.md"
+    shutil.copy(os.path.join(ROOT, "docs", "reliability.md"), md)
+    text = md.read_text(encoding="utf-8")
+    md.write_text(re.sub(r"(<!-- sweep:begin -->\n).*?(<!-- sweep:end -->)", r"\1\2", text, flags=re.S),
+                  encoding="utf-8")
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # the command line written into the doc names the reports relative to the project
+    try:
+        assert sweep.main(["--table", "docs/bad_input_sweep.json", "--before", "docs/bad_input_sweep_before.json",
+                           "--md", str(md)]) == 0
+    finally:
+        os.chdir(cwd)
+    written = md.read_text(encoding="utf-8").replace(str(md), "docs/reliability.md")
+    assert written == text
+    now = json.load(open(now_path, encoding="utf-8"))
+    ran = {(c["kind"], c["name"]) for c in now["cases"]}
+    assert ran == {(c.kind, c.name) for c in sweep.CASES}
+    assert now["held"] == now["tried"] and not [c for c in now["cases"] if c["status"] == "FAILED"]
+    before = json.load(open(before_path, encoding="utf-8"))
+    assert before["held"] < before["tried"]  # the before run shows what the fixes changed
+
+
+def test_table_lines_name_each_kind_without_item_numbers():
+    now = {"kinds": {"config": {"tried": 3, "held": 3, "skipped": 1}}, "tried": 3, "held": 3,
+           "seconds": 60.0, "command": "/v/bin/python scripts/bad_input_sweep.py --json x.json"}
+    before = {"kinds": {"config": {"tried": 3, "held": 1, "skipped": 0}}, "tried": 3, "held": 1,
+              "seconds": 6.0, "command": "/v/bin/python scripts/bad_input_sweep.py --only config --json b.json"}
+    lines = sweep.reliability_table(now, [before])
+    assert lines[2] == "| `config` | config values | 3 | 3 | 1 of 3 |"
+    assert "python scripts/bad_input_sweep.py --json x.json" in lines[-1] and "/v/bin" not in lines[-1]
+    assert "1 skipped" in lines[-1]

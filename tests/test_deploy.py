@@ -340,7 +340,8 @@ def test_deploy_sensitivity_switches_each_rounding_off():
     q, _ = _deployment_model(fp, patches)
     x = Tensor(patches[:1])
     full = q(x).asnumpy()
-    for group in ("conv", "bias", "input", "prelu", "residual", "tied", "act_out"):
+    for group in ("conv", "conv inputs", "conv weights", "bias", "input", "prelu", "residual", "tied", "act_out",
+                  f"the input of {quant_layers(q)[2][0]}"):
         changed = _without(q, group)(x).asnumpy()
         assert not np.array_equal(changed, full), group
     np.testing.assert_array_equal(q(x).asnumpy(), full)  # the copies leave the model as it was
@@ -351,6 +352,10 @@ def test_deploy_sensitivity_switches_each_rounding_off():
     names = [r["rounding"] for r in rows]
     assert names[:2] == ["none (float)", "all (the deployment model = the int8 file)"]
     assert "all but prelu" in names and names[-1].startswith("input only")
+    layer_names = [name for name, _ in quant_layers(q)]
+    assert [n for n in names if n.startswith("all but the input of ")] == [f"all but the input of {n}"
+                                                                         for n in layer_names]
+    assert not np.array_equal(_without(q, f"the input of {layer_names[1]}")(x).asnumpy(), full)
 
 
 def test_reconstruction_runs_through_the_deployment_model_and_the_file_keeps_its_psnr(tmp_path):

@@ -20,6 +20,7 @@ BLOCK_TESTS = {
     "ptq_zoo": "tests/test_third_party_files.py::test_zoo_and_memory_tables_in_docs_and_readme_are_written_from_their_json",
     "infer_memory": "tests/test_third_party_files.py::test_zoo_and_memory_tables_in_docs_and_readme_are_written_from_their_json",
     "deploy_zoo": "tests/test_deploy.py::test_the_reported_equals_shipped_tables_are_their_json",
+    "sweep": "tests/test_bad_input_sweep.py::test_the_reliability_table_is_the_last_full_run",
 }
 DOCS = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
 

@@ -20,13 +20,22 @@ from src.quantlib.quant_layers import QuantConv2d, quant_layers
 
 
 def _without(q_net, group):
-    """A copy of ``q_net`` with the roundings of ``group`` off: 'conv' (inputs and weights), 'bias', or
-    a site kind."""
+    """A copy of ``q_net`` with the roundings of ``group`` off: 'conv' (inputs, weights and the int32
+    bias), 'conv inputs', 'conv weights', 'the input of <layer>' (one conv's), 'bias', or a site kind."""
     net = copy.deepcopy(q_net)
-    if group == "conv":
+    if group.startswith("the input of "):
+        for name, layer in quant_layers(net):
+            if name == group[len("the input of "):]:
+                layer.act_quant.enabled = False
+        return net
+    if group in ("conv", "conv inputs", "conv weights"):
         for _, layer in quant_layers(net):
-            layer.act_quant.enabled = layer.weight_quant.enabled = False
-            layer.round_bias = False
+            if group != "conv weights":
+                layer.act_quant.enabled = False
+            if group != "conv inputs":
+                layer.weight_quant.enabled = False
+            if group == "conv":
+                layer.round_bias = False
         return net
     if group == "bias":
         for _, cell in net.cells_and_names():
@@ -52,11 +61,12 @@ def _without(q_net, group):
 
 def deploy_sensitivity(fp_net, q_net, score, log=print):
     """``[{"rounding", "psnr": {set: dB}}]``: the float model, the deployment model, the deployment
-    model without each group of roundings, and (Y models) the float model with only its input on the
+    model without each group of roundings (then without one conv's input rounding at a time), and (Y models) the float model with only its input on the
     8-bit image grid. ``score(net) -> {set: PSNR}``."""
     rows = [{"rounding": "none (float)", "psnr": score(copy.deepcopy(fp_net))},
             {"rounding": "all (the deployment model = the int8 file)", "psnr": score(copy.deepcopy(q_net))}]
-    groups = ["conv", "bias"] + sorted({site.kind for site in sites_of(q_net)})
+    groups = ["conv", "conv inputs", "conv weights", "bias"] + sorted({site.kind for site in sites_of(q_net)})
+    groups += [f"the input of {name}" for name, _ in quant_layers(q_net)]
     for group in groups:
         rows.append({"rounding": f"all but {group}", "psnr": score(_without(q_net, group))})
         log(f"  all but {group}: {rows[-1]['psnr']}")
