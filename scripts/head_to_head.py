@@ -164,7 +164,24 @@ def _summary(row):
     return "; ".join(parts) + "."
 
 
-def write_tables(json_path, md_path, readme):
+def summary_lines(data):
+    """The README's short table: per model, the float checkpoint, their int8 files and ours (PSNR-Y on Set5 /
+    Set14, difference from float, LiteRT ms), with the page holding the whole table."""
+    lines = ["| model | file | Set5 / Set14 PSNR-Y | vs float | LiteRT ms |", "|---|---|---|---|---|"]
+    for row in data["rows"]:
+        fp = row["psnr_ssim"]["float (imported checkpoint)"]
+        for label in [k for k in row["files"] if k.endswith("int8")]:
+            per_set = row["psnr_ssim"][label]
+            lines.append(f"| {row['model']} | {label} | {per_set['Set5'][0]:.2f} / {per_set['Set14'][0]:.2f} | "
+                         f"{per_set['Set5'][0] - fp['Set5'][0]:+.2f} / {per_set['Set14'][0] - fp['Set14'][0]:+.2f} | "
+                         f"{row.get('latency_ms', {}).get(label, '-')} |")
+    lines += ["", "Each model's files timed in one run (LiteRT XNNPACK, "
+              f"{data['threads']} threads, at each file's own input shape); the whole table, the DIV2K crops "
+              "and the commands: [docs/head_to_head.md](docs/head_to_head.md)."]
+    return lines
+
+
+def write_tables(json_path, md_path, readme, summary_md=""):
     with open(json_path, encoding="utf-8") as fh:
         data = json.load(fh)
     shown = os.path.relpath(os.path.abspath(json_path), ROOT)
@@ -178,6 +195,8 @@ def write_tables(json_path, md_path, readme):
             fh.write("# Head to head: our int8 TFLite files against the third-party ones\n\n" + "\n".join(body))
     if readme:
         write_block(readme, "head_to_head", body)
+    if summary_md:
+        write_block(summary_md, "head_to_head_summary", summary_lines(data))
 
 
 def main(argv=None):
@@ -194,10 +213,12 @@ def main(argv=None):
     parser.add_argument("--out", default="docs/head_to_head.json")
     parser.add_argument("--md", default="docs/head_to_head.md")
     parser.add_argument("--readme", default="docs/evaluation.md", help="the Markdown file holding the head_to_head block")
+    parser.add_argument("--summary_md", default="README.md",
+                        help="the Markdown file holding the short head_to_head_summary block ('' = none)")
     parser.add_argument("--table", default="", help="write the tables from this JSON only (no run)")
     args = parser.parse_args(argv)
     if args.table:
-        write_tables(args.table, args.md, args.readme)
+        write_tables(args.table, args.md, args.readme, args.summary_md)
         return 0
     wanted = [m for m in args.models.split(",") if m]
     unknown = sorted(set(wanted) - {p[0] for p in PAIRS})
@@ -219,7 +240,7 @@ def main(argv=None):
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=1)
     print("\n".join(table_lines(data)))
-    write_tables(args.out, args.md, args.readme)
+    write_tables(args.out, args.md, args.readme, args.summary_md)
     return 0
 
 

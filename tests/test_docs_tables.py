@@ -17,6 +17,7 @@ BLOCK_TESTS = {
     "published": "test_readme_zoo_phone_and_published_blocks_are_their_json",
     "options": "test_the_option_list_is_generated_from_the_declarations",
     "head_to_head": "tests/test_third_party_files.py::test_head_to_head_docs_and_readme_block_are_written_from_the_json",
+    "head_to_head_summary": "tests/test_third_party_files.py::test_head_to_head_docs_and_readme_block_are_written_from_the_json",
     "ptq_zoo": "tests/test_third_party_files.py::test_zoo_and_memory_tables_in_docs_and_readme_are_written_from_their_json",
     "infer_memory": "tests/test_third_party_files.py::test_zoo_and_memory_tables_in_docs_and_readme_are_written_from_their_json",
     "deploy_zoo": "tests/test_deploy.py::test_the_reported_equals_shipped_tables_are_their_json",

@@ -7,6 +7,7 @@ one line (exit 2). The MLPerf / ABPN authors' files come from ../shared (SR_SHAR
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -316,10 +317,15 @@ def test_head_to_head_docs_and_readme_block_are_written_from_the_json(tmp_path):
     readme = tmp_path / "evaluation.md"
     shutil.copy(os.path.join(ROOT, "docs", "evaluation.md"), readme)
     md = tmp_path / "head_to_head.md"
+    front = tmp_path / "README.md"
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    front.write_text(re.sub(r"(<!-- head_to_head_summary:begin -->\n).*?(<!-- head_to_head_summary:end -->)",
+                            r"\1\2", text, flags=re.S), encoding="utf-8")
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "head_to_head.py"), "--table", data_path,
-                           "--md", str(md), "--readme", str(readme)], cwd=ROOT, capture_output=True, text=True,
-                          check=False)
+                           "--md", str(md), "--readme", str(readme), "--summary_md", str(front)], cwd=ROOT,
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+    assert front.read_text(encoding="utf-8") == text  # the README's short table, written back whole
     assert md.read_text(encoding="utf-8") == open(os.path.join(ROOT, "docs", "head_to_head.md"), encoding="utf-8").read()
     assert readme.read_text(encoding="utf-8") == open(os.path.join(ROOT, "docs", "evaluation.md"),
                                                       encoding="utf-8").read()
