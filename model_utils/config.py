@@ -22,6 +22,7 @@ import yaml
 
 from model_utils.sections import ALIASES, ENTRY_SECTIONS, RETIRED, SECTIONS, section_of
 from model_utils.validate import RULES, ConfigError, needs_problems, suggest, validate
+from src.errors import InputNotFoundError, UserError
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(PROJECT_ROOT, "DIV2K_config.yaml")
@@ -143,7 +144,7 @@ def _read_documents(path):
     if os.path.isdir(path):
         raise ConfigError(f"config file {path} is a folder; pass a YAML file as --config_path")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file not found: {path} (pass --config_path)")
+        raise InputNotFoundError(f"config file not found: {path} (pass --config_path)")
     try:
         with open(path, "r", encoding="utf-8") as fh:
             return [d for d in yaml.load_all(fh, Loader=_UniqueKeyLoader) if d is not None]
@@ -405,7 +406,7 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
         if entry is not None:
             adopt_model_from_file(values, set(overrides), _preset_keys(cfg, known.config_path, shipped), entry)
         resolve_model_defaults(values)
-    except ValueError as exc:  # ConfigError, and resolve_model_defaults' errors
+    except UserError as exc:  # ConfigError, and resolve_model_defaults' errors
         _fail(str(exc))
     if entry is not None:
         _note_foreign_options(entry, overrides.keys())
@@ -504,7 +505,7 @@ def resolve_model_defaults(values):
         table = values.get("default_models") or {}
         entry = table.get(values.get("scale")) or table.get(str(values.get("scale")))
         if not entry:
-            raise ValueError(f"--model auto: no default model for scale {values.get('scale')} in default_models; "
+            raise UserError(f"--model auto: no default model for scale {values.get('scale')} in default_models; "
                              "pass --model and --variant")
         model, _, chosen_variant = str(entry).partition("/")
         values["model"] = model

@@ -5,6 +5,7 @@ import traceback
 from model_utils.config import DEFAULT_CONFIG, get_config
 from model_utils.device_adapter import device_info
 from model_utils.moxing_adapter import moxing_wrapper
+from src.errors import USER_ERRORS, Interrupted, error_line, is_user_error
 
 
 def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=None, needs=True):
@@ -18,19 +19,21 @@ def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=No
     runtime defaults (``import model_utils``) and after ``--help`` is handled.
     ``outputs(config, resolve)`` lists the ``(kind, option, path)`` the run writes
     (kind ``"folder"`` or ``"file"``; ``resolve`` maps a configured path as the engines
-    do); each is checked before any work (:mod:`model_utils.outputs`). Every user error,
-    including a bad config file and an ``OSError`` such as a full disk, is printed as one
-    line ``error: ...`` (``src.errors.error_line``) with exit code 2; anything else is a defect: its
-    traceback, then a line saying it is a bug to report, exit code 1.
+    do); each is checked before any work (:mod:`model_utils.outputs`). Every user error
+    (:func:`src.errors.is_user_error`: a ``UserError`` such as a bad config file, or an ``OSError`` about a
+    file such as a full disk; and ``extra_errors``) is printed as one line ``error: ...``
+    (``src.errors.error_line``) with exit code 2; anything else, a plain ``ValueError`` included, is a
+    defect: its traceback, then a line saying it is a bug to report, exit code 1.
     """
     try:
         config = get_config(argv, description=description, schema_path=DEFAULT_CONFIG, entry=entry, needs=needs)
-    except (FileNotFoundError, ValueError) as exc:  # no or bad config file (ConfigError is a ValueError)
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+    except USER_ERRORS as exc:  # no or bad config file (ConfigError), an unreadable one
+        if not is_user_error(exc):
+            raise
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # a bad option or value (already printed as one line), or --help
         return exc.code if isinstance(exc.code, int) else 2
-    from src.errors import USER_ERRORS, Interrupted, error_line  # pylint: disable=import-outside-toplevel
     try:
         from src.engine.context import init_context  # pylint: disable=import-outside-toplevel
         init_context(config.device_target, config.mode, device_info(config)["device_id"])
@@ -45,14 +48,14 @@ def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=No
         else:
             with keeping_results():
                 engine(config)
-    except tuple(extra_errors) + USER_ERRORS as exc:
-        print(f"error: {error_line(exc)}", file=sys.stderr)
-        return 2
     except Interrupted as exc:  # Ctrl-C / SIGTERM, after writing what lets the run continue
         print(f"stopped: {exc}", file=sys.stderr)
         return exc.exit_code
-    except Exception:  # pylint: disable=broad-except  # not a user error: a defect, shown with its traceback
-        traceback.print_exc()
+    except Exception as exc:  # pylint: disable=broad-except
+        if isinstance(exc, tuple(extra_errors)) or is_user_error(exc):
+            print(f"error: {error_line(exc)}", file=sys.stderr)
+            return 2
+        traceback.print_exc()  # not a user error: a defect, shown with its traceback
         print(f"this is a bug in {entry}.py, not a problem with your input: please report it with the command and "
               "the traceback above", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ import functools
 import os
 
 from model_utils import local_adapter
+from src.errors import UserError
 
 
 def get_device_id():
@@ -35,7 +36,7 @@ def _moxing():
     try:
         import moxing  # pylint: disable=import-outside-toplevel
     except ImportError:
-        raise ValueError("--enable_modelarts True copies through OBS with the moxing package, which exists on "
+        raise UserError("--enable_modelarts True copies through OBS with the moxing package, which exists on "
                          "ModelArts only; run there or drop --enable_modelarts") from None
     return moxing
 
@@ -59,7 +60,7 @@ def moxing_wrapper(config, log=print):
                 _copy_folder(mox, config.data_url, config.data_path, log)
             if config.get("checkpoint_url"):
                 if not config.get("pre_trained"):
-                    raise ValueError("--checkpoint_url needs --pre_trained: the local file it is copied to")
+                    raise UserError("--checkpoint_url needs --pre_trained: the local file it is copied to")
                 log(f"ModelArts: copying {config.checkpoint_url} -> {config.pre_trained}")
                 os.makedirs(os.path.dirname(os.path.abspath(config.pre_trained)), exist_ok=True)
                 mox.file.copy(config.checkpoint_url, config.pre_trained)

@@ -17,9 +17,10 @@ read-only) are still possible later; entry scripts report those ``OSError`` as o
 too, and every writer goes through ``src.utils.atomic`` so no partial file is left.
 """
 import os
+from src.errors import UserError
 
 
-class OutputPathError(ValueError):
+class OutputPathError(UserError):
     """An output location given by an option cannot be written; the message names the option."""
 
 

@@ -28,6 +28,7 @@ import difflib
 import math
 
 from model_utils.sections import SECTIONS
+from src.errors import UserError
 
 FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max
 # Model families accepted by --model (besides "auto"); tests check this against src.models.registry.
@@ -39,7 +40,7 @@ MAX_SHAPE_SIDE = 8192
 MAX_SHAPE_PIXELS = 4096 * 4096  # N * H * W
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration value or file is invalid; the message (one line) names the option and what is allowed."""
 
 

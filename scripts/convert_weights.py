@@ -21,7 +21,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import src  # noqa: E402,F401  (sets CPU runtime defaults before mindspore loads)
-from src.errors import USER_ERRORS, error_line  # noqa: E402
+from src.errors import USER_ERRORS, UserError, error_line, is_user_error  # noqa: E402
 from src.utils.atomic import refuse_same_file  # noqa: E402
 from src.weights.checkpoint import CheckpointError, model_meta, save_checkpoint  # noqa: E402
 from src.weights.convert import convert_source  # noqa: E402
@@ -51,17 +51,19 @@ def main(argv=None):
         if not os.path.exists(args.src):
             raise CheckpointError(f"--src file not found: {args.src}")
         if os.path.isdir(args.dst):
-            raise ValueError(f"--dst {args.dst} is a folder; give a file name such as "
+            raise UserError(f"--dst {args.dst} is a folder; give a file name such as "
                              f"{os.path.join(args.dst, (args.model or 'model') + '.ckpt')}")
         refuse_same_file(args.src, args.dst, "--dst", "--src")
         net, params, notes = convert_source(args.src, args.model, args.variant, args.scale, args.key, args.pixel_range)
         action = f"cannot write {args.dst}"
         save_checkpoint(params, args.dst, meta=model_meta(net))
-    except OSError as exc:  # permissions, full disk, a path component that is a file
-        print(f"error: {action}: {error_line(exc)}", file=sys.stderr)
-        return 2
     except USER_ERRORS as exc:
-        print(f"error: {error_line(exc)}", file=sys.stderr)
+        if not is_user_error(exc):
+            raise
+        if isinstance(exc, OSError) and not isinstance(exc, UserError):  # permissions, full disk, ...
+            print(f"error: {action}: {error_line(exc)}", file=sys.stderr)
+        else:
+            print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
     for note in notes:
         print(note)

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import model_utils  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
 from model_utils.entry import run_entry  # noqa: E402
+from src.errors import UserError  # noqa: E402
 
 DESCRIPTION = ("Mixed precision under a size or BOPs budget (per-layer bit tables). Besides the eval.py flags: "
                "--budgets 0,0.1,0.25,0.5,1 --budget_kind gap|high|absolute --budget_metric size|bops "
@@ -39,7 +40,7 @@ def _pop_flags(argv):
         if name in FLAGS:
             value = item.split("=", 1)[1] if "=" in item else next(items, None)
             if value is None:
-                raise ValueError(f"--{name} needs a value")
+                raise UserError(f"--{name} needs a value")
             raw[name] = value
         else:
             rest.append(item)

@@ -26,6 +26,7 @@ import model_utils  # noqa: E402,F401  (CPU runtime defaults before mindspore lo
 from model_utils.config import get_config  # noqa: E402
 from src.utils.atomic import atomic_target  # noqa: E402
 from src.utils.psnr_plot import psnr_panels  # noqa: E402
+from src.errors import UserError  # noqa: E402
 
 
 def markdown(rows, sets):
@@ -113,8 +114,10 @@ def main(argv=None):
     """Run the sweep; a user error (bad option, config file, data, full disk) is one line, exit code 2."""
     try:
         return _sweep(list(sys.argv[1:] if argv is None else argv))
-    except (ValueError, OSError) as exc:  # ConfigError and the project's user errors are ValueErrors
-        from src.errors import error_line  # pylint: disable=import-outside-toplevel
+    except (ValueError, OSError) as exc:
+        from src.errors import error_line, is_user_error  # pylint: disable=import-outside-toplevel
+        if not is_user_error(exc):  # a defect: its traceback
+            raise
         print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
 
@@ -126,11 +129,11 @@ def _sweep(argv):
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in choices]
     if not methods or unknown:
-        raise ValueError(f"--methods '{args.methods}': give comma-separated methods from {', '.join(choices)}"
+        raise UserError(f"--methods '{args.methods}': give comma-separated methods from {', '.join(choices)}"
                          + (f" ({', '.join(unknown)} is not one)" if unknown else ""))
     bits_text = args.bits
     if not all(b.strip().isdigit() and 2 <= int(b) <= 8 for b in bits_text.split(",")):
-        raise ValueError(f"--bits {bits_text}: give comma-separated bit widths between 2 and 8, e.g. 8,6,4")
+        raise UserError(f"--bits {bits_text}: give comma-separated bit widths between 2 and 8, e.g. 8,6,4")
     bits = [int(b) for b in bits_text.split(",")]
     reuse = args.reuse
     base = get_config(argv, description="PTQ sweep")

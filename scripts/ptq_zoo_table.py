@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from src.utils.atomic import atomic_target  # noqa: E402
 from src.utils.readme_block import write_block  # noqa: E402
+from src.errors import UserError  # noqa: E402
 
 
 def _title(path):
@@ -37,9 +38,9 @@ def load_sweep(path):
                                                         for r in sweep["rows"]):
             raise KeyError("rows")
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read it ({exc.strerror}); give the JSON files ptq_sweep.py wrote") from None
+        raise UserError(f"{path}: cannot read it ({exc.strerror}); give the JSON files ptq_sweep.py wrote") from None
     except (ValueError, KeyError, TypeError):
-        raise ValueError(f"{path} is not a ptq_sweep.py JSON (needs 'fp' and 'rows'); give the files "
+        raise UserError(f"{path} is not a ptq_sweep.py JSON (needs 'fp' and 'rows'); give the files "
                          "ptq_sweep.py wrote") from None
     return sweep
 
@@ -60,9 +61,9 @@ def eval_report_as_sweep(path):
                "seconds": quant["calibration_seconds"]}
         return {"fp": {k: v["psnr"] for k, v in report["results_fp"].items()}, "rows": [row]}
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read it ({exc.strerror})") from None
+        raise UserError(f"{path}: cannot read it ({exc.strerror})") from None
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise ValueError(f"{path} is not an eval.py report of one WbAb quantized run") from None
+        raise UserError(f"{path} is not an eval.py report of one WbAb quantized run") from None
 
 
 def merge_sweeps(sweeps):
@@ -72,10 +73,10 @@ def merge_sweeps(sweeps):
     rows = {}
     for sweep in sweeps:
         if set(sweep["fp"]) != set(fp) or any(abs(sweep["fp"][k] - fp[k]) > 1e-6 for k in fp):
-            raise ValueError("the files' float PSNRs differ: they are not runs of one checkpoint on the same sets")
+            raise UserError("the files' float PSNRs differ: they are not runs of one checkpoint on the same sets")
         for r in sweep["rows"]:
             if (r["method"], r["bits"]) in rows:
-                raise ValueError(f"{r['method']} W{r['bits']}A{r['bits']} is in two of the files")
+                raise UserError(f"{r['method']} W{r['bits']}A{r['bits']} is in two of the files")
             rows[(r["method"], r["bits"])] = r
     order = ["minmax", "percentile", "omse", "dbdc", "dbdc_pac", "dbdc_recon"]
     joined = sorted(rows.values(), key=lambda r: (-r["bits"], order.index(r["method"]) if r["method"] in order

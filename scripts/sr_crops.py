@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import model_utils  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
 from model_utils.entry import run_entry  # noqa: E402
+from src.errors import UserError  # noqa: E402
 
 FLAGS = ("methods", "quant_ckpts", "labels", "images", "box", "crop_size", "zoom", "select", "figure",
          "save_quant_dir")  # the same as src.engine.crop_figure.FLAGS (a test checks), read before mindspore loads
@@ -49,7 +50,7 @@ def pop_flags(argv):
             continue
         if not eq:
             if not args or (args[0].startswith("--") and len(args[0]) > 2):
-                raise ValueError(f"--{name} needs a value")
+                raise UserError(f"--{name} needs a value")
             value = args.pop(0)
         raw[name] = value
     return raw, rest

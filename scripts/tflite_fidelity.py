@@ -25,6 +25,7 @@ from src.engine.inference import SRPredictor  # noqa: E402  pylint: disable=wron
 from src.export import tflite_check  # noqa: E402  pylint: disable=wrong-import-position
 from src.export.tflite_export import TFLiteOptions, export_tflite  # noqa: E402  pylint: disable=wrong-import-position
 from src.weights.loader import load_float_and_quantized  # noqa: E402  pylint: disable=wrong-import-position
+from src.errors import UserError  # noqa: E402
 
 
 class TiledTFLite(SRPredictor):
@@ -39,7 +40,7 @@ class TiledTFLite(SRPredictor):
         _, _, h, w = x.shape
         t, r, s = self.tile, self.radius, self.scale
         if h < t or w < t:
-            raise ValueError(f"image {h}x{w} smaller than the {t}x{t} tile")
+            raise UserError(f"image {h}x{w} smaller than the {t}x{t} tile")
         out = np.empty((1, x.shape[1], h * s, w * s), np.float32)
         for y0 in _starts(h, t, r):
             for x0 in _starts(w, t, r):

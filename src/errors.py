@@ -1,19 +1,36 @@
-"""Errors caused by user input or the environment; entry scripts print them as one line and exit 2.
+"""The error contract of the entry scripts.
 
-``OSError`` is included: a full disk (``ENOSPC``), a read-only file system, a path component
-that is a file, ... are reported by :func:`error_line` as one line naming the file and what
-to do. Every writer goes through ``src.utils.atomic``, so such a failure leaves no partial file.
+A **user error** is a judgement of the user's input or environment, raised deliberately where that
+input is read: :class:`UserError` (and its subclasses, e.g. ``CheckpointError``, ``ImageError``,
+``ConfigError``) or an ``OSError`` the operating system raised about a file (it has ``errno``: a full
+disk, a read-only folder, a missing file). Entry scripts print it as one line (:func:`error_line`) and
+exit with 2. Anything else, a ``ValueError``, ``KeyError`` or ``TypeError`` included, is a defect:
+the entry script shows its traceback and says it is a bug (exit 1), so a bug never passes for a bad
+input. Every writer goes through ``src.utils.atomic``, so a failure leaves no partial file.
+
+This module imports nothing of the project, so every module can raise these.
 """
 import errno
 
-from src.data.eval_sets import DatasetNotFoundError
-from src.data.image_io import ImageError
-from src.weights.checkpoint import CheckpointError
-from src.weights.torch_pickle import UnsafeCheckpointError
 
-# model_utils' ConfigError and OutputPathError are ValueErrors (src does not import model_utils)
-USER_ERRORS = (CheckpointError, DatasetNotFoundError, ImageError, UnsafeCheckpointError, FileNotFoundError, ValueError,
-               OSError)
+class UserError(ValueError):
+    """A user's input (option, file, image, folder, model) judged unusable; the message names it and says
+    what to do. A ``ValueError`` so that code checking a value can be called from a library too."""
+
+
+class InputNotFoundError(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist (or is of the wrong kind); also a
+    ``FileNotFoundError``."""
+
+
+USER_ERRORS = (UserError, OSError)  # what an entry script catches; it re-raises those is_user_error rejects
+
+
+def is_user_error(exc):
+    """True for a :class:`UserError` and for an ``OSError`` the system raised about a file or device (it
+    carries ``errno``); False for everything else, which is a defect."""
+    return isinstance(exc, UserError) or (isinstance(exc, OSError) and exc.errno is not None)
+
 
 _OS_HINTS = {
     errno.ENOSPC: "the disk is full; free space or write somewhere else",

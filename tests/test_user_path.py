@@ -1,4 +1,5 @@
 """The user's path: checkpoints say which model they hold, and an option never silently does nothing."""
+import errno
 import json
 import os
 import subprocess
@@ -8,6 +9,8 @@ import pytest
 
 from conftest import ROOT, write_quant_run, write_smooth_images
 from model_utils.config import get_config
+from src.data.image_io import ImageError
+from src.errors import InputNotFoundError, UserError
 from src.models.registry import create_model
 from src.weights.checkpoint import model_meta, save_checkpoint
 
@@ -246,9 +249,60 @@ def test_a_defect_shows_its_traceback_and_says_it_is_a_bug(capsys):
 
     def user_error():
         def run(_config):
-            raise FileNotFoundError("calibration folder not found: /x (set --calib_path to a folder of images)")
+            raise InputNotFoundError("calibration folder not found: /x (set --calib_path to a folder of images)")
         return run
     assert run_entry([], "eval", "test", user_error) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip() == ("error: calibration folder not found: /x (set --calib_path to "
                                                       "a folder of images)")
+
+
+@pytest.mark.parametrize("exc", [ValueError("math domain error"), OSError("a bare OSError, no errno"),
+                                 TypeError("unsupported operand")])
+def test_a_value_or_os_error_that_no_check_raised_is_a_bug_not_a_user_error(capsys, exc):
+    """Only deliberate judgements (UserError) and the system's errors about a file (OSError with errno) are
+    one line; a ValueError from a bug (e.g. math.log(-1) deep in the code) shows its traceback."""
+    from model_utils.entry import run_entry
+
+    def engine():
+        def run(_config):
+            raise exc
+        return run
+    assert run_entry([], "eval", "test", engine) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "this is a bug in eval.py" in err
+
+
+def test_user_errors_and_the_systems_file_errors_are_one_line(capsys, tmp_path):
+    from model_utils.entry import run_entry
+
+    def engine_raising(exc):
+        def engine():
+            def run(_config):
+                raise exc
+            return run
+        return engine
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "r.json"))
+    for exc, words in ((UserError("--box 1,2 lies outside the image; give a box inside it"), "--box 1,2"),
+                       (full, "the disk is full"), (ImageError("x.png: truncated PNG"), "truncated PNG")):
+        assert run_entry([], "eval", "test", engine_raising(exc)) == 2
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err and len(err.splitlines()) == 1 and words in err, err
+
+
+def test_every_error_class_of_the_project_is_a_user_error():
+    """The classes raised where input is judged derive from UserError (the entry scripts' one-line class)."""
+    from model_utils.outputs import OutputPathError
+    from model_utils.validate import ConfigError
+    from src.data.eval_sets import DatasetNotFoundError
+    from src.export.deploy_sites import DeployUnsupported
+    from src.export.metadata import ExportedModelError, MissingRuntimeError
+    from src.utils.atomic import SameFileError
+    from src.utils.run_lock import FolderBusy
+    from src.weights.checkpoint import CheckpointError
+    from src.weights.torch_pickle import TorchFileError, UnsafeCheckpointError
+    for cls in (OutputPathError, ConfigError, DatasetNotFoundError, DeployUnsupported, ExportedModelError,
+                MissingRuntimeError, SameFileError, FolderBusy, CheckpointError, TorchFileError, UnsafeCheckpointError,
+                ImageError, InputNotFoundError):
+        assert issubclass(cls, UserError), cls
+    assert issubclass(InputNotFoundError, FileNotFoundError) and issubclass(UserError, ValueError)

@@ -28,6 +28,7 @@ from src.data.image_io import ImageError, list_images, read_image
 from src.data.imresize import bicubic_lr
 from src.data.pairs import check_lr_size, content_key
 from src.data.transforms import gt_multiple, modcrop
+from src.errors import InputNotFoundError
 
 SAMPLE_SET = "Samples"
 # Real photographs that ship inside the scikit-image wheel (no network needed).
@@ -35,7 +36,7 @@ _SAMPLE_FILES = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "ih
                  "motorcycle_left.png", "rocket.jpg")
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(InputNotFoundError):
     """A configured dataset folder does not exist or holds no images."""
 
 

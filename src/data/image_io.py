@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from src.utils.atomic import atomic_target
+from src.errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -37,7 +38,7 @@ _DEEP_MODES = {"I;16": "uint16", "I;16L": "uint16", "I;16B": "uint16", "I;16N": 
                "I": "int32", "F": "float32"}
 
 
-class ImageError(ValueError):
+class ImageError(UserError):
     """An image file cannot be used."""
 
 

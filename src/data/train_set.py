@@ -31,6 +31,7 @@ from src.data.image_io import ImageError, image_size, list_images, read_rgb
 from src.data.imresize import bicubic_lr
 from src.data.pairs import check_lr_size, content_key
 from src.data.transforms import modcrop, rgb_to_ycbcr01
+from src.errors import InputNotFoundError
 
 DIV2K_HR = "DIV2K_train_HR"
 DIV2K_LR = "DIV2K_train_LR_bicubic"
@@ -40,7 +41,7 @@ def find_images(root):
     """Every image under the training folder ``root`` (sub-folders included), sorted; FileNotFoundError
     naming --train_path when it is not a folder."""
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"training folder not found: {root} (set --train_path)")
+        raise InputNotFoundError(f"training folder not found: {root} (set --train_path)")
     return list_images(root, recursive=True)
 
 

@@ -4,6 +4,7 @@ import logging
 import mindspore as ms
 
 from src.utils.mindspore_log import mindspore_log_level, quiet_internal_deprecations
+from src.errors import UserError
 
 _MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 
@@ -30,14 +31,14 @@ def init_context(device_target="CPU", mode="graph", device_id=0):
     quiet_internal_deprecations()
     mode_key = str(mode).lower()
     if mode_key not in _MODES:
-        raise ValueError(f"mode must be 'graph' or 'pynative', not '{mode}'")
+        raise UserError(f"mode must be 'graph' or 'pynative', not '{mode}'")
     target = str(device_target).upper()
     if target not in ("CPU", "GPU", "ASCEND"):
-        raise ValueError(f"device_target must be CPU, GPU or Ascend, not '{device_target}'")
+        raise UserError(f"device_target must be CPU, GPU or Ascend, not '{device_target}'")
     name = "Ascend" if target == "ASCEND" else target
     if not device_available(target):
         usable = [t for t in ("CPU", "GPU", "Ascend") if t != name and device_available(t)]
-        raise ValueError(f"--device_target {device_target}: this MindSpore {ms.__version__} package has no {name} "
+        raise UserError(f"--device_target {device_target}: this MindSpore {ms.__version__} package has no {name} "
                          f"support (usable here: {', '.join(usable) or 'none'}); install the MindSpore {name} "
                          f"package or pass --device_target {usable[0] if usable else 'CPU'}")
     ms.set_context(mode=_MODES[mode_key])

@@ -49,6 +49,7 @@ from src.metrics import calculate_psnr
 from src.paths import resolve_path, select_checkpoint
 from src.utils.atomic import atomic_target
 from src.weights.loader import load_for_inference, load_quantized, quant_config_of
+from src.errors import UserError
 
 DEFAULT_METHODS = ("dbdc", "dbdc_pac", "dbdc_recon")
 DEFAULT_IMAGES = ("Set14/comic", "Set14/zebra", "DIV2K_valid_crop256/0803", "DIV2K_valid_crop256/0846")
@@ -96,9 +97,9 @@ def _int(raw, flag, default, low, high):
     try:
         value = int(str(text).strip())
     except ValueError:
-        raise ValueError(f"--{flag} {text!r} is not an integer; give one between {low} and {high}") from None
+        raise UserError(f"--{flag} {text!r} is not an integer; give one between {low} and {high}") from None
     if not low <= value <= high:
-        raise ValueError(f"--{flag} {value} is out of range; give one between {low} and {high}")
+        raise UserError(f"--{flag} {value} is out of range; give one between {low} and {high}")
     return value
 
 
@@ -107,11 +108,11 @@ def _images(text):
     for item in _items(text):
         set_name, _, name = item.rpartition("/")
         if not set_name or not name:
-            raise ValueError(f"--images {item!r}: give <set>/<image name>, e.g. Set14/comic or "
+            raise UserError(f"--images {item!r}: give <set>/<image name>, e.g. Set14/comic or "
                              "DIV2K_valid_crop256/0801 (sets under <data_path>/benchmark)")
         specs.append((set_name, name))
     if not specs:
-        raise ValueError("--images is empty; give <set>/<image name>,... e.g. Set14/comic")
+        raise UserError("--images is empty; give <set>/<image name>,... e.g. Set14/comic")
     return tuple(specs)
 
 
@@ -120,13 +121,13 @@ def _boxes(text, count):
     for item in str(text).split(";"):
         parts = [p.strip() for p in item.split(",")]
         if len(parts) != 4 or not all(p.isdigit() for p in parts) or int(parts[2]) < 1 or int(parts[3]) < 1:
-            raise ValueError(f"--box {item.strip()!r}: give x,y,w,h in HR pixels (x, y >= 0; w, h >= 1), "
+            raise UserError(f"--box {item.strip()!r}: give x,y,w,h in HR pixels (x, y >= 0; w, h >= 1), "
                              "one box for every image or one per image separated by ';'")
         boxes.append(tuple(int(p) for p in parts))
     if len(boxes) not in (1, count):
-        raise ValueError(f"--box gives {len(boxes)} boxes for {count} images; give one box or one per image")
+        raise UserError(f"--box gives {len(boxes)} boxes for {count} images; give one box or one per image")
     if len({b[2:] for b in boxes}) > 1:
-        raise ValueError("--box: the boxes differ in size; give boxes of one size (the grid's cells are equal)")
+        raise UserError("--box: the boxes differ in size; give boxes of one size (the grid's cells are equal)")
     return tuple(boxes) * (count if len(boxes) == 1 else 1)
 
 
@@ -139,24 +140,24 @@ def parse_crop_options(raw, known_methods):
         (() if ckpts else DEFAULT_METHODS)
     for method in methods:
         if method not in known_methods:
-            raise ValueError(f"--methods {method}: not a quantization method; choose from {', '.join(known_methods)}")
+            raise UserError(f"--methods {method}: not a quantization method; choose from {', '.join(known_methods)}")
     if len(set(methods)) < len(methods):
-        raise ValueError(f"--methods {','.join(methods)} lists a method twice; give each once")
+        raise UserError(f"--methods {','.join(methods)} lists a method twice; give each once")
     if not methods and not ckpts:
-        raise ValueError("nothing to compare: give --methods (calibrated now) and/or --quant_ckpts (calibrated)")
+        raise UserError("nothing to compare: give --methods (calibrated now) and/or --quant_ckpts (calibrated)")
     labels = tuple(_items(raw["labels"])) if raw.get("labels") else ()
     if len(set(labels)) < len(labels):
-        raise ValueError(f"--labels {','.join(labels)} gives a label twice; give each column its own")
+        raise UserError(f"--labels {','.join(labels)} gives a label twice; give each column its own")
     if labels and len(labels) != len(methods) + len(ckpts):
-        raise ValueError(f"--labels gives {len(labels)} labels for {len(methods) + len(ckpts)} quantized columns "
+        raise UserError(f"--labels gives {len(labels)} labels for {len(methods) + len(ckpts)} quantized columns "
                          "(--methods, then --quant_ckpts); give one per column")
     images = _images(raw["images"]) if raw.get("images") is not None else CropOptions(()).images
     select = raw.get("select") or "spread"
     if select not in SELECTIONS:
-        raise ValueError(f"--select {select!r} is not one of {', '.join(SELECTIONS)}")
+        raise UserError(f"--select {select!r} is not one of {', '.join(SELECTIONS)}")
     figure = raw.get("figure") or ""
     if figure and not figure.lower().endswith(".png"):
-        raise ValueError(f"--figure {figure}: the figure is a PNG; give a file name ending in .png")
+        raise UserError(f"--figure {figure}: the figure is a PNG; give a file name ending in .png")
     return CropOptions(methods, ckpts, labels, images, _boxes(raw["box"], len(images)) if raw.get("box") else (),
                        _int(raw, "crop_size", 48, 4, 512), _int(raw, "zoom", 3, 1, 16), select,
                        figure, raw.get("save_quant_dir") or "")
@@ -169,12 +170,12 @@ def scored_region(box, shape, shave):
     x, y, w, h = box
     height, width = shape[:2]
     if x + w > width or y + h > height:
-        raise ValueError(f"--box {x},{y},{w},{h} leaves the {width}x{height} HR image (after the protocol's crop "
+        raise UserError(f"--box {x},{y},{w},{h} leaves the {width}x{height} HR image (after the protocol's crop "
                          "to a multiple of the scale); give a box inside it")
     x0, y0 = max(x, shave), max(y, shave)
     x1, y1 = min(x + w, width - shave), min(y + h, height - shave)
     if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"--box {x},{y},{w},{h} lies in the {shave}-pixel border that PSNR leaves out; "
+        raise UserError(f"--box {x},{y},{w},{h} lies in the {shave}-pixel border that PSNR leaves out; "
                          "move it inwards")
     return x0, y0, x1, y1
 
@@ -203,7 +204,7 @@ def check_crop_fits(shape, size, shave, where):
     of ``shape`` (``shave`` border pixels off each side); ``where`` names the image."""
     inner = (shape[0] - 2 * shave, shape[1] - 2 * shave)
     if min(inner) < size:
-        raise ValueError(f"--crop_size {size} does not fit {where}: its scored area is {inner[1]}x{inner[0]} "
+        raise UserError(f"--crop_size {size} does not fit {where}: its scored area is {inner[1]}x{inner[0]} "
                          f"pixels; give a smaller --crop_size")
 
 
@@ -276,7 +277,7 @@ def load_images(evaluation, specs):
         image = next((i for i in eval_set.images if i.name == name), None)
         if image is None:
             names = [i.name for i in eval_set.images]
-            raise ValueError(f"--images {set_name}/{name}: no image {name!r} in {eval_set.hr_dir}; it holds "
+            raise UserError(f"--images {set_name}/{name}: no image {name!r} in {eval_set.hr_dir}; it holds "
                              f"{', '.join(names[:12])}{' ...' if len(names) > 12 else ''}")
         lr, hr = load_pair(eval_set, image, protocol.scale, protocol.gt_mod, protocol.cache_dir)
         images.append((f"{set_name}/{name}", lr, hr))
@@ -389,7 +390,7 @@ def run_crop_figure(config, options, log=print):
     fp_net, meta = load_for_inference(evaluation.model.model, evaluation.model.variant, evaluation.model.scale, ckpt,
                                       evaluation.model.option_dict())
     if options.methods and quant_config_of(meta) is not None:
-        raise ValueError(f"--pre_trained {ckpt} is a calibrated checkpoint; --methods calibrate the float one: "
+        raise UserError(f"--pre_trained {ckpt} is a calibrated checkpoint; --methods calibrate the float one: "
                          "pass the float checkpoint, or give calibrated ones with --quant_ckpts")
     scale = evaluation.model.scale
     columns = [Column("bicubic", "bicubic", [imresize(lr, float(scale)) for _, lr, _ in images]),

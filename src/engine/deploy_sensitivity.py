@@ -17,6 +17,7 @@ from src.engine.quant_eval import load_or_calibrate
 from src.engine.sensitivity import checkpoint_and_sets, psnr_on_sets, write_outputs
 from src.quantlib.deploy import ImageGridQuant, sites_of
 from src.quantlib.quant_layers import QuantConv2d, quant_layers
+from src.errors import UserError
 
 
 def _without(q_net, group):
@@ -97,7 +98,7 @@ def run_deploy_sensitivity(config, log=print):
     start = time.time()
     fp_net, q_net, qcfg, method, _ = load_or_calibrate(evaluation.model, evaluation.quant, ckpt, log)
     if qcfg.placement != "deploy":
-        raise ValueError("the deployment sensitivity needs the deploy placement (W8A8, every layer quantized)")
+        raise UserError("the deployment sensitivity needs the deploy placement (W8A8, every layer quantized)")
     log(f"calibrated {method} in {time.time() - start:.1f} s; {len(sites_of(q_net))} deployment sites")
     rows = deploy_sensitivity(fp_net, q_net, lambda net: {k: round(v, 4) for k, v in
                                                           psnr_on_sets(net, eval_sets, evaluation).items()}, log)

@@ -20,6 +20,7 @@ from src.metrics import calculate_psnr, calculate_ssim
 from src.metrics.psnr_ssim import SSIM_WINDOW
 from src.utils.atomic import atomic_target
 from src.engine.sections import shave_pixels
+from src.errors import UserError
 
 
 def select_datasets(evaluation):
@@ -84,7 +85,7 @@ def evaluate_set(predictor, eval_set, protocol, save_dir=None):
             sr = predictor.predict(lr)
             psnr = calculate_psnr(sr, hr, shave, channel)
             ssim = calculate_ssim(sr, hr, shave, channel)
-        except ValueError as exc:  # ImageError is a ValueError
+        except UserError as exc:  # an image judged unusable (ImageError, a size the metric cannot take)
             failures.append({"name": image.name, "error": str(exc)})
             continue
         psnrs.append(psnr)

@@ -19,6 +19,7 @@ from src.export.runners import EXTENSIONS, open_exported
 from src.data.eval_sets import resolve_eval_set
 from src.paths import resolve_path
 from src.utils.atomic import refuse_same_file
+from src.errors import InputNotFoundError, UserError
 
 # Options that calibrate or quantize a checkpoint: a file is already what it is.
 _QUANT_KEYS = ("quant_method", "w_bit", "a_bit", "w_symmetric", "int8_scope", "fp_scope", "bit_table", "equalize",
@@ -37,7 +38,7 @@ def _refuse_quant_options(given, quant_method, path):
     if quant_method and "quant_method" not in given:
         given.insert(0, "quant_method")
     if given:
-        raise ValueError(f"--{given[0]} quantizes a checkpoint, but --pre_trained {path} is an exported file that "
+        raise UserError(f"--{given[0]} quantizes a checkpoint, but --pre_trained {path} is an exported file that "
                          f"already is what it is; drop {', '.join('--' + k for k in given)} (export an int8 file "
                          "with export.py --quant int8 instead)")
 
@@ -45,11 +46,11 @@ def _refuse_quant_options(given, quant_method, path):
 def _check_against_options(evaluation, runner, path):
     model = evaluation.model
     if "scale" in evaluation.given and int(model.scale) != runner.scale:
-        raise ValueError(f"{path} upscales x{runner.scale} but --scale is {model.scale}; drop --scale or pass "
+        raise UserError(f"{path} upscales x{runner.scale} but --scale is {model.scale}; drop --scale or pass "
                          f"--scale {runner.scale}")
     recorded = (runner.metadata or {}).get("model")
     if recorded and "model" in evaluation.given and model.model not in ("auto", recorded):
-        raise ValueError(f"{path} holds a {recorded} model but --model is {model.model}; drop --model or pass "
+        raise UserError(f"{path} holds a {recorded} model but --model is {model.model}; drop --model or pass "
                          f"--model {recorded}")
 
 
@@ -65,9 +66,9 @@ def run_file_evaluation(config, log=print):
     path = resolve_path(config, evaluation.pre_trained)
     _refuse_quant_options(evaluation.given, evaluation.quant.method, path)
     if os.path.isdir(path):
-        raise FileNotFoundError(f"--pre_trained {path} is a folder, not an exported model file; pass the file")
+        raise InputNotFoundError(f"--pre_trained {path} is a folder, not an exported model file; pass the file")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--pre_trained {path} does not exist")
+        raise InputNotFoundError(f"--pre_trained {path} does not exist")
     if evaluation.outputs.result_file:
         refuse_same_file(path, evaluation.outputs.result_file, "--result_file", "--pre_trained")
     runner = open_exported(path, log=log, tile_overlap=evaluation.inference.tile_overlap,

@@ -58,6 +58,7 @@ from src.quantlib import QuantConfig, restrict_quantization
 from src.quantlib.quant_layers import layer_bits, quantizable_layers
 from src.utils.psnr_plot import psnr_panels
 from src.weights.loader import load_for_inference
+from src.errors import UserError
 
 METRICS = ("size", "bops")
 BUDGET_KINDS = ("gap", "high", "absolute")
@@ -85,7 +86,7 @@ class MixedPrecisionOptions:
 
 def _choice(text, allowed, flag):
     if text not in allowed:
-        raise ValueError(f"{flag} '{text}' is not one of {', '.join(allowed)}")
+        raise UserError(f"{flag} '{text}' is not one of {', '.join(allowed)}")
     return text
 
 
@@ -95,7 +96,7 @@ def _numbers(text, flag, kind, count=None):
     except ValueError:
         values = ()
     if not values or (count and len(values) != count) or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"{flag} '{text}': give {count or 'one or more'} comma-separated "
+        raise UserError(f"{flag} '{text}': give {count or 'one or more'} comma-separated "
                          f"{'integers' if kind is int else 'numbers'}")
     return values
 
@@ -107,16 +108,16 @@ def parse_options(raw):
     kind = _choice(raw.get("budget_kind", opts.budget_kind), BUDGET_KINDS, "--budget_kind")
     budgets = _numbers(raw.get("budgets", "0,0.1,0.25,0.5,1"), "--budgets", float)
     if kind == "gap" and not all(0 <= b <= 1 for b in budgets):
-        raise ValueError(f"--budgets {raw.get('budgets')}: with --budget_kind gap each budget is a fraction "
+        raise UserError(f"--budgets {raw.get('budgets')}: with --budget_kind gap each budget is a fraction "
                          "0..1 of the way from all-low to all-high bits, e.g. 0,0.25,1")
     if kind != "gap" and not all(b > 0 for b in budgets):
-        raise ValueError(f"--budgets {raw.get('budgets')}: with --budget_kind {kind} each budget must be > 0")
+        raise UserError(f"--budgets {raw.get('budgets')}: with --budget_kind {kind} each budget must be > 0")
     high = _numbers(raw.get("high_bits", "8,8"), "--high_bits", int, 2)
     if not all(2 <= b <= 8 for b in high):
-        raise ValueError(f"--high_bits {raw['high_bits']}: give W,A bit widths between 2 and 8, e.g. 8,8")
+        raise UserError(f"--high_bits {raw['high_bits']}: give W,A bit widths between 2 and 8, e.g. 8,8")
     hw = _numbers(raw.get("input_size", "360,640"), "--input_size", int, 2)
     if min(hw) < 1:
-        raise ValueError(f"--input_size {raw['input_size']}: give the LR H,W in pixels, e.g. 360,640")
+        raise UserError(f"--input_size {raw['input_size']}: give the LR H,W in pixels, e.g. 360,640")
     sets = tuple(s for s in str(raw.get("sensitivity_datasets", "")).split(",") if s)
     return MixedPrecisionOptions(budgets, kind, _choice(raw.get("budget_metric", opts.metric), METRICS,
                                                         "--budget_metric"),
@@ -146,7 +147,7 @@ def budget_cost(kind, value, low_cost, high_cost, metric):
     cost = {"gap": low_cost + value * (high_cost - low_cost), "high": value * high_cost,
             "absolute": value * scale}[kind]
     if cost < low_cost:
-        raise ValueError(f"budget {value:g} ({kind}) is {cost / scale:.4g} {unit}, below the all-low cost "
+        raise UserError(f"budget {value:g} ({kind}) is {cost / scale:.4g} {unit}, below the all-low cost "
                          f"{low_cost / scale:.4g} {unit}; give at least that")
     return cost
 
@@ -211,7 +212,7 @@ class TableRuns:
         _, q_net, _, _, calibration = load_or_calibrate(self.evaluation.model, quantization_of(cfg), self.ckpt,
                                                         lambda *_: None)
         if calibration is None:
-            raise ValueError(f"--pre_trained {self.ckpt} is a calibrated checkpoint; mixed precision "
+            raise UserError(f"--pre_trained {self.ckpt} is a calibrated checkpoint; mixed precision "
                              "calibrates each bit table itself: give the float checkpoint")
         self.seconds[_key(table)] = round(time.time() - start, 1)
         return q_net
@@ -269,7 +270,7 @@ def _layers(fp_net, config, input_hw):
     plan = layer_bits([n for n, _ in named], QuantConfig(8, 8, fp_scope=list(config.fp_scope)))
     counts = {n: (int(c.weight.size), macs[c]) for n, c in named}
     if not any(plan.values()):
-        raise ValueError(f"--fp_scope {', '.join(repr(p) for p in config.fp_scope)} leaves all {len(plan)} layers in "
+        raise UserError(f"--fp_scope {', '.join(repr(p) for p in config.fp_scope)} leaves all {len(plan)} layers in "
                          "floating point: no layer is left to choose bits for; narrow --fp_scope")
     return ({n: v for n, v in counts.items() if plan[n]}, {n: v for n, v in counts.items() if not plan[n]})
 
@@ -283,12 +284,12 @@ def default_table(config, names):
 def _check(config, options):
     low = (int(config.w_bit), int(config.a_bit))
     if not (low[0] and low[1]):
-        raise ValueError("--w_bit / --a_bit 0: mixed precision needs the low bit widths of weights and activations")
+        raise UserError("--w_bit / --a_bit 0: mixed precision needs the low bit widths of weights and activations")
     if any(h < l for h, l in zip(options.high, low)) or tuple(options.high) == low:
-        raise ValueError(f"--high_bits {options.high[0]},{options.high[1]} must be above --w_bit/--a_bit "
+        raise UserError(f"--high_bits {options.high[0]},{options.high[1]} must be above --w_bit/--a_bit "
                          f"{low[0]}/{low[1]} (lifting a layer adds bits)")
     if config.bit_table:
-        raise ValueError("bit_table is set in the config: mixed precision chooses it; leave bit_table {}")
+        raise UserError("bit_table is set in the config: mixed precision chooses it; leave bit_table {}")
     return low
 
 

@@ -29,6 +29,7 @@ from src.paths import resolve_path, select_checkpoint
 from src.utils.atomic import atomic_target
 from src.weights.checkpoint import model_meta, read_meta, save_checkpoint
 from src.weights.convert import convert_source, is_convertible
+from src.errors import InputNotFoundError, UserError
 
 #: the calibration of the phone path when --quant_method is not given (PTQ4SR's DBDC refined by PaC;
 #: on the published ABPN x3 it loses 2-5x less than plain DBDC: docs/quantization.md)
@@ -139,11 +140,11 @@ def _check_before_work(config):
     missing calibration images (one line each, naming the option)."""
     fmt = _phone_format(config)
     if fmt not in PHONE_FORMATS:
-        raise ValueError(f"--quant int8 from float weights writes a phone file: --file_format TFLITE, ORT or ONNX, "
+        raise UserError(f"--quant int8 from float weights writes a phone file: --file_format TFLITE, ORT or ONNX, "
                          f"not {fmt}")
     calib = resolve_path(config, config.calib_path)
     if not os.path.isdir(calib):
-        raise FileNotFoundError(f"--quant int8 from float weights calibrates first: calibration folder not found: "
+        raise InputNotFoundError(f"--quant int8 from float weights calibrates first: calibration folder not found: "
                                 f"{calib} (set --calib_path to a folder of images)")
 
 

@@ -11,6 +11,7 @@ from src.quantlib.calib_data import calibration_patches
 from src.utils.atomic import refuse_same_file
 from src.weights.checkpoint import model_meta, save_checkpoint
 from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of
+from src.errors import UserError
 
 
 def calibration_patches_for(quant, scale, fp_net):
@@ -49,12 +50,12 @@ def _refuse_other_quantization(quant, qcfg, recorded, ckpt):
         return
     asked = (quant.method, quant.qcfg.w_bit, quant.qcfg.a_bit)
     if asked != (recorded, qcfg.w_bit, qcfg.a_bit):
-        raise ValueError(f"--pre_trained {ckpt} is already calibrated ({recorded} W{qcfg.w_bit}A{qcfg.a_bit}), so "
+        raise UserError(f"--pre_trained {ckpt} is already calibrated ({recorded} W{qcfg.w_bit}A{qcfg.a_bit}), so "
                          f"--quant_method {asked[0]} --w_bit {asked[1]} --a_bit {asked[2]} cannot be applied to it; "
                          "pass the float checkpoint to calibrate anew, or drop the quantization options to evaluate "
                          "it as it is")
     if quant.save_quant_ckpt:
-        raise ValueError(f"--pre_trained {ckpt} is already calibrated ({recorded} W{qcfg.w_bit}A{qcfg.a_bit}): nothing "
+        raise UserError(f"--pre_trained {ckpt} is already calibrated ({recorded} W{qcfg.w_bit}A{qcfg.a_bit}): nothing "
                          "is calibrated now, so --save_quant_ckpt would write nothing; drop it (or pass the float "
                          "checkpoint)")
 

@@ -5,6 +5,7 @@
   (BasicSR/EDSR style; e.g. ABPN's published halving schedule).
 """
 from src.utils.cosine import cosine_decay
+from src.errors import UserError
 
 
 def _warm(base_lr, step, warmup_steps):
@@ -25,7 +26,7 @@ def cosine_lr(base_lr, min_lr, total_steps, warmup_steps=0):
 def multistep_lr(base_lr, milestones, gamma, total_steps, warmup_steps=0):
     marks = sorted(int(m) for m in milestones)
     if any(m <= 0 for m in marks):
-        raise ValueError(f"lr_milestones must be positive step numbers, got {list(milestones)}")
+        raise UserError(f"lr_milestones must be positive step numbers, got {list(milestones)}")
     lrs = []
     for step in range(total_steps):
         if step < warmup_steps:
@@ -40,10 +41,10 @@ def lr_schedule(schedule):
     kind = str(schedule.lr_scheduler).lower()
     warmup = int(schedule.warmup_steps)
     if warmup >= schedule.total_steps:
-        raise ValueError(f"warmup_steps ({warmup}) must be below total_steps ({schedule.total_steps})")
+        raise UserError(f"warmup_steps ({warmup}) must be below total_steps ({schedule.total_steps})")
     if kind == "cosine":
         return cosine_lr(schedule.lr, schedule.min_lr, schedule.total_steps, warmup)
     if kind == "multistep":
         return multistep_lr(schedule.lr, schedule.lr_milestones, float(schedule.lr_gamma), schedule.total_steps,
                             warmup)
-    raise ValueError(f"lr_scheduler must be 'cosine' or 'multistep', not '{kind}'")
+    raise UserError(f"lr_scheduler must be 'cosine' or 'multistep', not '{kind}'")

@@ -17,6 +17,7 @@ from src.paths import resolve_path
 from src.quantlib import CalibrationConfig, PaCConfig, QuantConfig, ReconConfig, recipes
 from src.quantlib.fake_quant import check_bits
 from src.utils.sections import section_of as _from
+from src.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ def placement_of(config):
     if placement == "auto":
         return "deploy" if phone else "ptq4sr"
     if placement == "deploy" and not phone:
-        raise ValueError("--quant_placement deploy simulates the full-integer 8-bit phone file: it needs --w_bit 8 "
+        raise UserError("--quant_placement deploy simulates the full-integer 8-bit phone file: it needs --w_bit 8 "
                          "--a_bit 8 with every layer quantized (no fp_scope / bit_table); use auto or ptq4sr")
     return placement
 

@@ -25,6 +25,7 @@ from src.engine.sections import evaluation_sections
 from src.paths import select_checkpoint
 from src.quantlib import QuantConfig, restrict_quantization
 from src.utils.atomic import atomic_target
+from src.errors import UserError
 
 KINDS = ("activation", "weight", "both")
 
@@ -107,7 +108,7 @@ def checkpoint_and_sets(config, default_method, what, log):
     ``--eval_datasets``. ``ValueError`` naming ``what`` for an exported model (ONNX, MindIR, ...)."""
     from src.engine.file_eval import is_exported_file  # pylint: disable=import-outside-toplevel
     if is_exported_file(config.pre_trained):
-        raise ValueError(f"--pre_trained {config.pre_trained}: {what} needs a MindSpore checkpoint "
+        raise UserError(f"--pre_trained {config.pre_trained}: {what} needs a MindSpore checkpoint "
                          "(.ckpt), not an exported model")
     config = config if config.quant_method else config.replace(quant_method=default_method)
     evaluation = evaluation_sections(config)

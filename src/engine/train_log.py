@@ -19,6 +19,7 @@ import os
 import time
 
 from src.utils.atomic import atomic_target, open_append
+from src.errors import UserError
 
 CSV_COLUMNS = ("step", "loss", "lr", "seconds", "skipped")
 
@@ -73,7 +74,7 @@ class TrainLogger:
             try:
                 from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
             except ImportError:
-                raise ValueError("--tensorboard True needs tensorboardX: pip install tensorboardX") from None
+                raise UserError("--tensorboard True needs tensorboardX: pip install tensorboardX") from None
             self.writer = SummaryWriter(os.path.join(out_dir, "tensorboard"), purge_step=resume_step + 1)
 
     def _kept_rows(self, resume_step):

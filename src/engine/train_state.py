@@ -37,6 +37,7 @@ import mindspore as ms
 
 from src.engine.train_step import TRANSIENT_PARAMS
 from src.weights.checkpoint import CheckpointError, save_checkpoint
+from src.errors import UserError
 
 SCHEDULE_PARAMS = ("learning_rate",)
 #: identity keys reported but not refused on resume: the state's weights replace the initial ones,
@@ -159,7 +160,7 @@ def check_identity(progress, identity, path, global_batch, log=print):
     if diffs:
         listed = "; ".join(f"{k} {_short(a)} in the state, {_short(b)} now" for k, a, b in diffs)
         options = ", ".join(_KEY_OPTIONS.get(k, f"--{k}") for k, _, _ in diffs)
-        raise ValueError(f"--resume True: {path} is from a different run ({listed}); resume with the same "
+        raise UserError(f"--resume True: {path} is from a different run ({listed}); resume with the same "
                          f"{options}, or train into a new --ckpt_dir")
 
 

@@ -31,6 +31,7 @@ trainer applies it on CPU, where MindSpore's PReLU gradient is not reproducible.
 import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 import mindspore as ms
+from src.errors import UserError
 
 LOSS_SCALES = ("none", "static", "dynamic")
 TRANSIENT_PARAMS = ("weights_finite",)  # step flags: neither saved in nor read from a training state
@@ -68,7 +69,7 @@ class TrainStep(nn.Cell):
                  loss_scale="none", loss_scale_value=65536.0, scale_window=1000, reduce_grads=False):
         super().__init__(auto_prefix=False)
         if loss_scale not in LOSS_SCALES:
-            raise ValueError(f"loss_scale must be one of {LOSS_SCALES}, not '{loss_scale}'")
+            raise UserError(f"loss_scale must be one of {LOSS_SCALES}, not '{loss_scale}'")
         self.loss_cell = loss_cell
         self.optimizer = optimizer
         self.weights = optimizer.parameters

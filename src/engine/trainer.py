@@ -49,7 +49,7 @@ from src.models.registry import create_model, has_training_form, to_deploy
 from src.utils.atomic import refuse_same_file
 from src.utils.run_lock import hold_folder
 from src.utils.stop_signals import StopRequest
-from src.errors import Interrupted
+from src.errors import Interrupted, UserError
 from src.weights.checkpoint import load_into, model_meta, save_checkpoint
 from src.weights.transfer import transfer_weights
 
@@ -81,9 +81,9 @@ def _build_qat_net(config, log):
     from src.engine.quant_eval import load_or_calibrate  # pylint: disable=import-outside-toplevel
     from src.engine.sections import quantization_of  # pylint: disable=import-outside-toplevel
     if not config.pre_trained:
-        raise ValueError("--qat True needs --pre_trained: the float (or calibrated) checkpoint to fine-tune")
+        raise UserError("--qat True needs --pre_trained: the float (or calibrated) checkpoint to fine-tune")
     if config.ema_decay > 0:
-        raise ValueError("--qat True does not support --ema_decay yet; set --ema_decay 0")
+        raise UserError("--qat True does not support --ema_decay yet; set --ema_decay 0")
     ckpt = resolve_path(config, config.pre_trained)
     method = config.quant_method or "dbdc"
     _, net, qcfg, _, calibration = load_or_calibrate(model_choice(config), quantization_of(config, method), ckpt, log)
@@ -117,7 +117,7 @@ def mixed_precision(net, optim, device_target, log):
     """Apply ``optim.amp_level``; returns the loss-scaling mode. CPU trains in float32 (O0) with a notice."""
     level = str(optim.amp_level).upper()
     if level not in AMP_LEVELS:
-        raise ValueError(f"amp_level must be one of {AMP_LEVELS}, not '{level}'")
+        raise UserError(f"amp_level must be one of {AMP_LEVELS}, not '{level}'")
     scale = str(optim.loss_scale).lower()
     if level != "O0" and str(device_target).upper() == "CPU":
         log(f"notice: amp_level {level} is not available on CPU (MindSpore's CPU Conv2D is float32-only); "
@@ -201,11 +201,11 @@ def _start_fresh(out_dir, stem, run, log, remove=True):
         return
     names = ", ".join(os.path.basename(p) for p in found[:3]) + (", ..." if len(found) > 3 else "")
     if run.resume:
-        raise ValueError(f"--resume True: {out_dir} holds {len(found)} file(s) of an earlier {stem} run ({names}) "
+        raise UserError(f"--resume True: {out_dir} holds {len(found)} file(s) of an earlier {stem} run ({names}) "
                          "but no training state to continue from; start over there with --resume False "
                          "--overwrite True, or use a new --ckpt_dir")
     if not run.overwrite:
-        raise ValueError(f"{out_dir} holds {len(found)} file(s) of an earlier {stem} run ({names}) that a new run "
+        raise UserError(f"{out_dir} holds {len(found)} file(s) of an earlier {stem} run ({names}) that a new run "
                          "would replace; continue it with --resume True, start over with --overwrite True, "
                          "or use a new --ckpt_dir")
     if not remove:
@@ -248,7 +248,7 @@ class Trainer:
         run = self.sections.run
         ms.set_seed(run.seed)
         if run.resume and run.overwrite:
-            raise ValueError("--resume True continues the run in --ckpt_dir and --overwrite True replaces it; "
+            raise UserError("--resume True continues the run in --ckpt_dir and --overwrite True replaces it; "
                              "pass only one of them")
         self._build()
         self.out_dir = resolve_path(config, run.ckpt_dir)

@@ -24,6 +24,7 @@ from src.data.image_io import ImageError, image_size, list_images, read_image, w
 from src.data.imresize import imresize
 from src.engine.inference import CHROMA_CONTEXT, SRPredictor, peak_bytes_per_lr_pixel
 from src.engine.sections import upscale_sections
+from src.errors import InputNotFoundError, UserError
 
 
 def _model_for(request, source, log):
@@ -31,10 +32,10 @@ def _model_for(request, source, log):
     ``--pre_trained`` or the shipped checkpoint) as ``request`` (:class:`~src.engine.sections.Upscale`) says."""
     kinds = "(.ckpt, .onnx, .ort, .mindir, .tflite)"
     if os.path.isdir(source):
-        raise FileNotFoundError(f"model file {source} is a folder; pass --model_file {kinds} or --pre_trained naming "
+        raise InputNotFoundError(f"model file {source} is a folder; pass --model_file {kinds} or --pre_trained naming "
                                 "a file")
     if not os.path.isfile(source):
-        raise FileNotFoundError(f"model file {source} does not exist; pass --model_file {kinds} or --pre_trained")
+        raise InputNotFoundError(f"model file {source} does not exist; pass --model_file {kinds} or --pre_trained")
     model = request.model
     if source.lower().endswith(".ckpt"):
         from src.weights.loader import load_float_and_quantized  # pylint: disable=import-outside-toplevel
@@ -46,7 +47,7 @@ def _model_for(request, source, log):
     runner = open_exported(source, log=log, tile_overlap=request.inference.tile_overlap,
                            pixel_range=request.inference.pixel_range)
     if request.scale_given and runner.scale != model.scale:
-        raise ValueError(f"{source} upscales x{runner.scale} but --scale is {model.scale}; drop --scale or pass "
+        raise UserError(f"{source} upscales x{runner.scale} but --scale is {model.scale}; drop --scale or pass "
                          f"--scale {runner.scale}")
     tiles = f", fixed {runner.io.tile_hw[0]}x{runner.io.tile_hw[1]} windows" if runner.io.tile_hw else ""
     log(f"{source}: {runner.kind}, x{runner.scale}, {runner.n_colors}-channel {runner.io.layout} input{tiles}")
@@ -154,7 +155,7 @@ def check_output_memory(images, scale, tile_bytes):
 def _input_images(src_path):
     """The image files to upscale: ``src_path`` itself, or the images of the folder ``src_path``."""
     if not src_path:
-        raise ValueError("pass --input_path: an image file or a folder of images to upscale")
+        raise UserError("pass --input_path: an image file or a folder of images to upscale")
     if os.path.isdir(src_path):
         images = list_images(src_path)
         if not images:
@@ -162,7 +163,7 @@ def _input_images(src_path):
         return images
     if os.path.isfile(src_path):
         return [src_path]
-    raise FileNotFoundError(f"--input_path {src_path} does not exist")
+    raise InputNotFoundError(f"--input_path {src_path} does not exist")
 
 
 def run_upscale(config, log=print):

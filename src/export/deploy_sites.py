@@ -35,11 +35,12 @@ from src.export.qdq_plan import (DATA_MOVEMENT_OPS, act_grid, image_tail, is_ima
                                  reaches_output)
 from src.quantlib.deploy import QuantPReLU, Site, sites_of
 from src.quantlib.quant_layers import cell_at
+from src.errors import UserError
 
 _MOVE_OR_CLIP = DATA_MOVEMENT_OPS + ("Concat", "Clip")
 
 
-class DeployUnsupported(ValueError):
+class DeployUnsupported(UserError):
     """The graph holds a tensor the deployment simulation cannot express (e.g. an Add output that
     is neither the output image nor a conv input): the model can only be quantized with PTQ4SR's
     placement, whose PSNR is not the file's."""
@@ -184,7 +185,7 @@ def site_grids(model, qnet):
     found = find_sites(model, qnet)
     want = [site for site, _ in found]
     if sorted(s.as_list() for s in have) != sorted(s.as_list() for s in want):
-        raise ValueError("the checkpoint's deployment sites do not match this network's graph "
+        raise UserError("the checkpoint's deployment sites do not match this network's graph "
                          f"(checkpoint: {len(have)}, graph: {len(want)}); calibrate it again")
     layer_grids, tensor_grids = {}, {}
     for site, tensor in found:

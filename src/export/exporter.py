@@ -28,6 +28,7 @@ from src.quantlib.deploy import is_deployment
 from src.quantlib.quant_layers import quant_layers
 from src.utils.atomic import atomic_target, refuse_same_file
 from src.weights.loader import load_float_and_quantized
+from src.errors import UserError
 
 FLOAT_TOLERANCE = 1e-4
 ORT_TOLERANCE = 1e-5  # .ort vs the .onnx it was converted from (float: sums reordered)
@@ -53,15 +54,15 @@ def parse_input_shape(text, n_colors):
     try:
         shape = tuple(int(v) for v in str(text).replace("x", ",").split(",") if v.strip())
     except ValueError:
-        raise ValueError(f"--input_shape must be N,C,H,W integers such as 1,{n_colors},360,640, not '{text}'") from None
+        raise UserError(f"--input_shape must be N,C,H,W integers such as 1,{n_colors},360,640, not '{text}'") from None
     if len(shape) != 4 or min(shape) < 1:
-        raise ValueError(f"--input_shape must be 4-D N,C,H,W with positive sizes such as 1,{n_colors},360,640, "
+        raise UserError(f"--input_shape must be 4-D N,C,H,W with positive sizes such as 1,{n_colors},360,640, "
                          f"not '{text}'")
     if shape[1] != n_colors:
-        raise ValueError(f"--input_shape has {shape[1]} channels but this model takes {n_colors}; "
+        raise UserError(f"--input_shape has {shape[1]} channels but this model takes {n_colors}; "
                          f"use 1,{n_colors},{shape[2]},{shape[3]}")
     if shape[0] != 1:
-        raise ValueError(f"--input_shape has a batch of {shape[0]}: eval.py and infer.py run one image at a time and "
+        raise UserError(f"--input_shape has a batch of {shape[0]}: eval.py and infer.py run one image at a time and "
                          f"refuse such files; use 1,{n_colors},{shape[2]},{shape[3]}")
     return shape
 
@@ -73,7 +74,7 @@ def check_window(shape, radius, target):
     height, width = shape[2], shape[3]
     if target == "mobile" and min(height, width) <= 2 * int(radius):
         need = 2 * int(radius) + 1
-        raise ValueError(f"--input_shape {','.join(map(str, shape))}: a fixed {height}x{width} window is too small for "
+        raise UserError(f"--input_shape {','.join(map(str, shape))}: a fixed {height}x{width} window is too small for "
                          f"this model's receptive radius of {radius} LR pixels on each side (windows of it cannot "
                          f"give the model's output); use at least 1,{shape[1]},{max(height, need)},"
                          f"{max(width, need)} (phones: 1,{shape[1]},360,640)")
@@ -126,10 +127,10 @@ def _check_request(request, fp_net, q_net, target):
     settings = request.settings
     fmt, quant, io_dtype = settings.file_format, settings.quant, settings.io_dtype
     if fmt not in EXTENSIONS:
-        raise ValueError(f"--file_format must be one of {', '.join(EXTENSIONS)}, not '{fmt}'")
+        raise UserError(f"--file_format must be one of {', '.join(EXTENSIONS)}, not '{fmt}'")
     if fmt == "TFLITE":
         if target != "mobile":
-            raise ValueError("a TFLite file is the mobile graph (fixed shape, delegate ops): use --target mobile "
+            raise UserError("a TFLite file is the mobile graph (fixed shape, delegate ops): use --target mobile "
                              "(or auto) with --file_format TFLITE")
         from src.export.tflite_export import check_request  # pylint: disable=import-outside-toplevel
         check_request(quant, io_dtype, q_net, (q_net or fp_net).n_colors)
@@ -137,21 +138,21 @@ def _check_request(request, fp_net, q_net, target):
     given = [opt for opt, on in (("--quant float16", quant == "float16"),
                                  (f"--io_dtype {io_dtype}", io_dtype != "float32")) if on]
     if given:
-        raise ValueError(f"{' and '.join(given)} {'is a TFLite option' if len(given) == 1 else 'are TFLite options'}: "
+        raise UserError(f"{' and '.join(given)} {'is a TFLite option' if len(given) == 1 else 'are TFLite options'}: "
                          f"add --file_format TFLITE or drop {' and '.join(o.split()[0] for o in given)}")
     if fmt == "AIR" and str(request.device_target).upper() != "ASCEND":
-        raise ValueError(f"AIR export needs an Ascend device (MindSpore writes AIR only there; device_target is "
+        raise UserError(f"AIR export needs an Ascend device (MindSpore writes AIR only there; device_target is "
                          f"{request.device_target}); use --file_format MINDIR or ONNX")
     if fmt == "AIR" and target == "mobile":
-        raise ValueError("--target mobile is for MINDIR, ONNX and ORT files; AIR is an Ascend format (use --target desktop)")
+        raise UserError("--target mobile is for MINDIR, ONNX and ORT files; AIR is an Ascend format (use --target desktop)")
     if fmt == "ORT" and target != "mobile":
-        raise ValueError("an ORT file is the mobile ONNX graph for ORT-Mobile: use --target mobile (or auto) with "
+        raise UserError("an ORT file is the mobile ONNX graph for ORT-Mobile: use --target mobile (or auto) with "
                          "--file_format ORT, or --file_format ONNX for the desktop graph")
     if quant == "int8" and fmt not in ("ONNX", "ORT"):
-        raise ValueError(f"--quant int8 writes an ONNX QDQ graph; use --file_format ONNX or ORT (a {fmt} file of a "
+        raise UserError(f"--quant int8 writes an ONNX QDQ graph; use --file_format ONNX or ORT (a {fmt} file of a "
                          "calibrated checkpoint holds its fake-quant graph: --quant none)")
     if quant == "int8" and q_net is None:
-        raise ValueError("--quant int8 needs a calibrated or QAT checkpoint as --pre_trained (make one with "
+        raise UserError("--quant int8 needs a calibrated or QAT checkpoint as --pre_trained (make one with "
                          "eval.py --quant_method dbdc --w_bit 8 --a_bit 8 --save_quant_ckpt FILE)")
 
 
@@ -162,7 +163,7 @@ def _example_fits(net, inputs):
         net(Tensor(inputs[0]))
     except (RuntimeError, ValueError, TypeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise ValueError(f"--input_shape {','.join(map(str, inputs[0].shape))}: the model cannot run at this size "
+        raise UserError(f"--input_shape {','.join(map(str, inputs[0].shape))}: the model cannot run at this size "
                          f"({first}); use a larger H and W such as 360,640") from None
 
 
@@ -224,7 +225,7 @@ def _deployment_grids(calibration, ckpt, fp_net, q_net, log):
             "PReLU or Add, PReLU outputs) are observed on the example input; evaluate the written file for its PSNR")
         return
     if not calibration.given:
-        raise ValueError(f"{ckpt} holds no deployment grids (calibrated with the ptq4sr placement, or before they "
+        raise UserError(f"{ckpt} holds no deployment grids (calibrated with the ptq4sr placement, or before they "
                          "existed), so its reported PSNR is not the int8 file's: pass --calib_path FOLDER to "
                          "calibrate the grids the file adds, or calibrate again with eval.py --quant_method dbdc_pac "
                          "--w_bit 8 --a_bit 8 --save_quant_ckpt FILE (deploy placement)")
@@ -293,7 +294,7 @@ def _check_onnx(job, report, log, path):
         if job["target"] == "desktop":
             report["integer_kernels"] = integer_kernels(path)
             if not report["integer_kernels"]:
-                raise ValueError(f"onnxruntime runs {job['path']} without integer kernels (no QLinearConv/ConvInteger)")
+                raise UserError(f"onnxruntime runs {job['path']} without integer kernels (no QLinearConv/ConvInteger)")
             log(f"onnxruntime optimised graph: {report['integer_kernels']}")
         report["max_abs_diff"] = max_diff(ort_session(path), job["q_net"], job["inputs"])
         log(f"max |int8 ONNX - fake-quant MindSpore| at {_sizes(job['inputs'])}: {report['max_abs_diff']:.4f} "
@@ -355,7 +356,7 @@ def _require_delegate_ops(ort_path):
     ops = ort_op_types(ort_path)
     foreign = sorted(k for k in ops if k.split(":")[0] not in ("", "ai.onnx") or k.split(":")[1] not in MOBILE_OPS)
     if foreign:
-        raise ValueError(f"the .ort file holds {', '.join(foreign)}, which phone delegates do not take; "
+        raise UserError(f"the .ort file holds {', '.join(foreign)}, which phone delegates do not take; "
                          "please report this model")
     return ops
 
@@ -377,10 +378,10 @@ def ort_matches_onnx(ort_path, onnx_path, inputs, tolerance=ORT_TOLERANCE):
         psnr = float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
         if far <= ORT_INT8_FAR_FRACTION and psnr >= ORT_INT8_MIN_PSNR:
             return worst
-        raise ValueError(f"the .ort file differs from its .onnx graph by {worst:.2e} ({far:.3%} of the values more "
+        raise UserError(f"the .ort file differs from its .onnx graph by {worst:.2e} ({far:.3%} of the values more "
                          f"than one 8-bit level apart, PSNR {psnr:.1f} dB); please report this model")
     if not worst <= tolerance:
-        raise ValueError(f"the .ort file differs from its .onnx graph by {worst:.2e}; please report this model")
+        raise UserError(f"the .ort file differs from its .onnx graph by {worst:.2e}; please report this model")
     return worst
 
 
@@ -398,5 +399,5 @@ WRITERS = {"AIR": _write_air, "MINDIR": _write_mindir, "ONNX": _write_onnx, "ORT
 
 def _require(diff, tolerance, what):
     if not diff < tolerance:
-        raise ValueError(f"the {what} file differs from MindSpore by {diff:.2e} (> {tolerance:g}); "
+        raise UserError(f"the {what} file differs from MindSpore by {diff:.2e} (> {tolerance:g}); "
                          "please report this model")

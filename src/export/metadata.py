@@ -32,6 +32,7 @@ Storage, as string key/value pairs under the ``sr.`` prefix:
 | sr.options           | JSON of the family options (``act``, ...)               |
 """
 import json
+from src.errors import UserError
 
 PREFIX = "sr."
 VERSION = 1
@@ -46,11 +47,11 @@ def default_peak_channels(scale):
     return 64 * int(scale) * int(scale)
 
 
-class ExportedModelError(ValueError):
+class ExportedModelError(UserError):
     """An exported model file (.onnx / .ort / .mindir / .tflite) cannot be read or carries inconsistent metadata."""
 
 
-class MissingRuntimeError(ValueError):
+class MissingRuntimeError(UserError):
     """A package needed to read or run a file format is not installed; the message names the requirements file."""
 
 

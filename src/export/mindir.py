@@ -6,6 +6,7 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from src.export.metadata import mindir_user_info
+from src.errors import UserError
 
 
 def export_mindir(net, n_colors, file_name, metadata=None, shape=None):
@@ -39,6 +40,6 @@ def mindir_max_diff(path, net, inputs):
         ref = net(Tensor(x)).asnumpy()
         out = graph(Tensor(x)).asnumpy()
         if out.shape != ref.shape:
-            raise ValueError(f"MindIR output shape {out.shape} differs from the model's {ref.shape}")
+            raise UserError(f"MindIR output shape {out.shape} differs from the model's {ref.shape}")
         worst = max(worst, float(np.abs(out - ref).max()))
     return worst

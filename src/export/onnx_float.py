@@ -22,6 +22,7 @@ import mindspore as ms
 from mindspore import Tensor
 
 from src.utils.mindspore_log import mindspore_log_level
+from src.errors import UserError
 
 OPSET = 13
 
@@ -137,8 +138,8 @@ def max_diff(session, net, inputs):
         try:
             out = run_onnx(session, x)
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ValueError(f"onnxruntime failed on input {tuple(x.shape)}: {str(exc).splitlines()[0]}") from None
+            raise UserError(f"onnxruntime failed on input {tuple(x.shape)}: {str(exc).splitlines()[0]}") from None
         if out.shape != ref.shape:
-            raise ValueError(f"ONNX output {out.shape} differs from MindSpore's {ref.shape} for {tuple(x.shape)}")
+            raise UserError(f"ONNX output {out.shape} differs from MindSpore's {ref.shape} for {tuple(x.shape)}")
         worst = max(worst, float(np.abs(out - ref).max()))
     return worst

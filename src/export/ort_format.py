@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import pathlib
+from src.errors import UserError
 
 
 def onnx_to_ort(onnx_path, output_dir):
@@ -47,7 +48,7 @@ def ort_op_types(ort_path):
     with open(ort_path, "rb") as handle:
         data = handle.read()
     if data[4:8] != b"ORTM":
-        raise ValueError(f"{ort_path} is not an ORT format model")
+        raise UserError(f"{ort_path} is not an ORT format model")
     graph = fbs.InferenceSession.InferenceSession.GetRootAsInferenceSession(data, 0).Model().Graph()
     counts = {}
     for i in range(graph.NodesLength()):

@@ -9,6 +9,7 @@ import numpy as np
 from src.export.onnx_float import traced_onnx
 from src.export.passes import MOBILE_OPS, ExportContext, PROFILES, run_passes  # noqa: F401  (MOBILE_OPS: public here)
 from src.quantlib.deploy import is_deployment
+from src.errors import UserError
 
 TARGETS = tuple(PROFILES)
 
@@ -27,15 +28,15 @@ def build_onnx(fp_net, q_net, example, target, quant, output_ranges=None):
     without ``q_net``, or a graph the profile cannot express.
     """
     if target not in PROFILES:
-        raise ValueError(f"target must be one of {', '.join(TARGETS)}, not '{target}'")
+        raise UserError(f"target must be one of {', '.join(TARGETS)}, not '{target}'")
     if quant not in ("none", "int8"):
-        raise ValueError(f"quant must be 'none' or 'int8', not '{quant}'")
+        raise UserError(f"quant must be 'none' or 'int8', not '{quant}'")
     example = np.ascontiguousarray(example, np.float32)
     if example.ndim != 4:
         raise ValueError(f"the example input must be N,C,H,W (4-D), not shape {example.shape}")
     if quant == "int8":
         if q_net is None:
-            raise ValueError("int8 export needs a calibrated or QAT network (q_net)")
+            raise UserError("int8 export needs a calibrated or QAT network (q_net)")
         if output_ranges is None and not is_deployment(q_net):  # a deployment model carries its grids
             from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
             output_ranges = observe_output_ranges(q_net, [example])

@@ -43,6 +43,7 @@ from onnx import numpy_helper
 from src.export.onnx_graph import constant_values, consumers, is_unit_clip, producers
 from src.quantlib.grid import grid_range, step_np, to_integers_np, widen_np, zero_point_np
 from src.quantlib.quant_layers import quant_layers
+from src.errors import UserError
 
 IMAGE_STEP = np.float32(1.0 / 255.0)  # the 8-bit image grid
 # Ops that only move or select elements: with a per-tensor scale and zero point,
@@ -149,7 +150,7 @@ def weight_grid(fq, weight):
     with fewer filters than the quantizer (a mobile rewrite dropped trailing output channels) uses
     the leading scales."""
     if not fq.symmetric:
-        raise ValueError("int8 ONNX export needs symmetric weights; calibrate with --w_symmetric True")
+        raise UserError("int8 ONNX export needs symmetric weights; calibrate with --w_symmetric True")
     step = fq.grid()[0].reshape(-1)[:weight.shape[0]]
     w_int = to_integers_np(weight, step.reshape((-1,) + (1,) * (weight.ndim - 1)), None, -fq.q_max, fq.q_max)
     return w_int.astype(np.int8), step
@@ -169,7 +170,7 @@ class PlanState:
         self.image_sums = {image_tail(self.graph), self.image_sum} - {None}
         self.layers = dict(quant_layers(qnet))
         if not self.layers:
-            raise ValueError("the model holds no quantizer bounds: --quant int8 needs a calibrated or QAT "
+            raise UserError("the model holds no quantizer bounds: --quant int8 needs a calibrated or QAT "
                              "checkpoint (eval.py --quant_method dbdc --save_quant_ckpt FILE)")
         self.last_layer = list(self.layers)[-1]
         self.output_ranges = output_ranges or {}
@@ -228,7 +229,7 @@ class PlanState:
 
 def _check_bits(name, layer):
     if layer.act_quant.enabled and layer.act_quant.bits > 8 or layer.weight_quant.enabled and layer.weight_quant.bits > 8:
-        raise ValueError(f"layer {name} uses more than 8 bits; int8 export needs <= 8")
+        raise UserError(f"layer {name} uses more than 8 bits; int8 export needs <= 8")
 
 
 def _mark_conv_weights(node, name, layer, state):
@@ -297,7 +298,7 @@ def mobile_conv(node, state):
     the anchor's Concat of the graph input, sees the quantized value)."""
     name, layer = state.layer_of(node)
     if layer is None:
-        raise ValueError(f"Conv {node.name or node.output[0]} has no quantizer: a full-integer mobile graph "
+        raise UserError(f"Conv {node.name or node.output[0]} has no quantizer: a full-integer mobile graph "
                          "needs every conv quantized (calibrate all layers)")
     _check_bits(name, layer)
     if layer.act_quant.enabled:
@@ -310,7 +311,7 @@ def mobile_conv(node, state):
     if not (len(readers) == 1 and readers[0].op_type == "Relu"):
         grid = _conv_output_grid(node, state)
         if grid is None:
-            raise ValueError(f"no deployment grid for the output of layer {name}; calibrate the checkpoint again"
+            raise UserError(f"no deployment grid for the output of layer {name}; calibrate the checkpoint again"
                              if state.deploy else
                              f"no observed output range for layer {name}; pass output_ranges for every layer")
         if not state.deploy and state.plan.grid_of(node.output[0]) is None \
@@ -336,7 +337,7 @@ def mobile_relu(node, state):
             grid = IMAGE_GRID  # the output image: the evaluation's own 8-bit rounding
         grid = grid or state.layer_grids.get(name)
         if grid is None:
-            raise ValueError(f"no deployment grid for the Relu after layer {name}; calibrate the checkpoint again")
+            raise UserError(f"no deployment grid for the Relu after layer {name}; calibrate the checkpoint again")
         state.plan.mark_tensor(node.output[0], grid, f"{name}.out")
         return
     value_range = state.conv_output_range(conv)
@@ -389,7 +390,7 @@ def mobile_other(node, state):
         if grid is None and state.deploy:
             grid = state.tensor_grids.get(out)
             if grid is None:
-                raise ValueError(f"no deployment grid for tensor {out} ({node.op_type}); calibrate the checkpoint again")
+                raise UserError(f"no deployment grid for tensor {out} ({node.op_type}); calibrate the checkpoint again")
         if grid is None:
             if out not in state.tensor_ranges:
                 raise ValueError(f"no observed range for tensor {out} ({node.op_type})")

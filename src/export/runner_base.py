@@ -14,6 +14,7 @@ from src.export.metadata import ExportedModelError, default_peak_channels, parse
 from src.models.base import ModelSpec
 from src.utils.file_probe import (choose_pixel_range, describe_scores, measure_receptive_radius, pixel_range_scores,
                                   probe_image)
+from src.errors import UserError
 
 PROBE = 16
 RADIUS_PROBE = 48  # LR pixels each side of the probed pixel in a file that takes any size (radius up to 48)
@@ -60,7 +61,7 @@ class ExportedRunner:
         self.pixel_range = 1.0
         pixel_range = str(pixel_range)
         if pixel_range not in PIXEL_RANGE_CHOICES:
-            raise ValueError(f"--pixel_range must be one of {', '.join(PIXEL_RANGE_CHOICES)}, not '{pixel_range}'")
+            raise UserError(f"--pixel_range must be one of {', '.join(PIXEL_RANGE_CHOICES)}, not '{pixel_range}'")
         self._check_window_size()
         if self.metadata is None:
             self._describe_unknown(tile_overlap, pixel_range)
@@ -194,7 +195,7 @@ class ExportedRunner:
                 errors.append(runtime_error_line(exc))
                 continue
             return channels, out.shape[-1] // PROBE
-        raise ValueError(f"{self.path} does not run on a 1x3 or 1x1 channel image: {errors[-1]}")
+        raise UserError(f"{self.path} does not run on a 1x3 or 1x1 channel image: {errors[-1]}")
 
     def _check_metadata(self, overlap_given=False):
         """One probe run with the recorded channel count: the graph must agree with its metadata."""

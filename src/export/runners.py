@@ -36,6 +36,7 @@ from mindspore import Tensor
 
 from src.export.metadata import ExportedModelError, missing_runtime, read_mindir_proto, unreadable
 from src.export.runner_base import ExportedRunner, runtime_error_line
+from src.errors import UserError
 
 EXTENSIONS = (".onnx", ".ort", ".mindir", ".tflite")
 
@@ -139,7 +140,7 @@ def open_exported(path, log=print, tile_overlap=-1, threads=0, pixel_range="auto
             from src.export.tflite_runner import TFLiteRunner  # pylint: disable=import-outside-toplevel
             runner = TFLiteRunner(path, threads or 2, tile_overlap, pixel_range)
         else:
-            raise ValueError(f"{path}: expected a .ckpt, .onnx, .ort, .mindir or .tflite file")
+            raise UserError(f"{path}: expected a .ckpt, .onnx, .ort, .mindir or .tflite file")
     except ExportedModelError:
         misnamed = _misnamed(path)
         if misnamed is None:

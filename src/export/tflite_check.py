@@ -22,6 +22,7 @@ reader raises ValueError naming requirements-mobile.txt when ai-edge-litert is n
 import numpy as np
 
 from src.utils.native_stderr import stderr_silenced
+from src.errors import UserError
 
 DEFAULT_THREADS = 2
 
@@ -30,7 +31,7 @@ def _schema():
     try:
         from ai_edge_litert import schema_py_generated  # pylint: disable=import-outside-toplevel
     except ImportError:
-        raise ValueError("reading .tflite files needs ai-edge-litert: pip install -r requirements-mobile.txt") from None
+        raise UserError("reading .tflite files needs ai-edge-litert: pip install -r requirements-mobile.txt") from None
     return schema_py_generated
 
 
@@ -47,7 +48,7 @@ def read_model(data_or_path):
     schema = _schema()
     data = _bytes(data_or_path)
     if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ValueError("not a TFLite file (no TFL3 flatbuffer identifier)")
+        raise UserError("not a TFLite file (no TFL3 flatbuffer identifier)")
     return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
 
 
@@ -152,7 +153,7 @@ def interpreter(data_or_path, threads=DEFAULT_THREADS):
     try:
         from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
     except ImportError:
-        raise ValueError("running .tflite files needs ai-edge-litert: pip install -r requirements-mobile.txt") from None
+        raise UserError("running .tflite files needs ai-edge-litert: pip install -r requirements-mobile.txt") from None
     with stderr_silenced():  # LiteRT's "INFO: Created ... XNNPACK delegate" line; errors raise
         interp = Interpreter(model_content=_bytes(data_or_path), num_threads=threads)
         interp.allocate_tensors()
@@ -244,7 +245,7 @@ def run(interp, x_nhwc):
     if detail["dtype"] == np.uint8 and x.dtype != np.uint8:
         x = np.clip(np.floor(x * 255.0 + 0.5), 0, 255).astype(np.uint8)
     if tuple(detail["shape"]) != tuple(x.shape):
-        raise ValueError(f"the TFLite file takes a fixed input {tuple(detail['shape'])} (NHWC), not {tuple(x.shape)}")
+        raise UserError(f"the TFLite file takes a fixed input {tuple(detail['shape'])} (NHWC), not {tuple(x.shape)}")
     interp.set_tensor(detail["index"], x.astype(detail["dtype"]))
     interp.invoke()
     return interp.get_tensor(interp.get_output_details()[0]["index"])

@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from src.utils.native_stderr import import_tensorflow_quietly, stderr_silenced
+from src.errors import UserError
 
 QUANTS = ("none", "float16", "int8")
 IO_DTYPES = ("float32", "uint8")
@@ -43,7 +44,7 @@ def tensorflow():
     try:
         tf = import_tensorflow_quietly()
     except ImportError:
-        raise ValueError("--file_format TFLITE needs TensorFlow's TFLite converter, which is not installed: "
+        raise UserError("--file_format TFLITE needs TensorFlow's TFLite converter, which is not installed: "
                          "pip install -r requirements-mobile.txt") from None
     return tf
 
@@ -65,17 +66,17 @@ def convert(model, quant="none", io_dtype="float32"):
     graph input/output grid is not the image grid, and a conversion TensorFlow refuses.
     """
     if quant not in QUANTS:
-        raise ValueError(f"TFLite quant must be one of {', '.join(QUANTS)}, not '{quant}'")
+        raise UserError(f"TFLite quant must be one of {', '.join(QUANTS)}, not '{quant}'")
     if io_dtype not in IO_DTYPES:
-        raise ValueError(f"io_dtype must be float32 or uint8, not '{io_dtype}'")
+        raise UserError(f"io_dtype must be float32 or uint8, not '{io_dtype}'")
     if io_dtype == "uint8" and quant != "int8":
-        raise ValueError("--io_dtype uint8 is for full-integer files: use --quant int8 (a float file takes float32)")
+        raise UserError("--io_dtype uint8 is for full-integer files: use --quant int8 (a float file takes float32)")
     tf = tensorflow()
     _quiet(tf)
     from src.export.tflite_graph import tf_function  # pylint: disable=import-outside-toplevel
     run, translator = tf_function(model, image_io=io_dtype == "uint8")
     if translator.quantized != (quant == "int8"):
-        raise ValueError("an int8 TFLite file needs a quantized (QuantizeLinear/DequantizeLinear) graph"
+        raise UserError("an int8 TFLite file needs a quantized (QuantizeLinear/DequantizeLinear) graph"
                          if quant == "int8" else "a float TFLite file needs a float graph, not a quantized one")
     concrete = run.get_concrete_function()
     module = tf.Module()
@@ -93,7 +94,7 @@ def convert(model, quant="none", io_dtype="float32"):
         data = converter.convert()
     except Exception as exc:  # the converter raises ConverterError and others with multi-line MLIR logs
         first = next((line for line in str(exc).splitlines() if "error" in line.lower()), str(exc).splitlines()[0])
-        raise ValueError(f"TensorFlow's TFLite converter refused the graph at input "
+        raise UserError(f"TensorFlow's TFLite converter refused the graph at input "
                          f"{list(translator.nhwc_shape)}: {first.strip()[:300]}") from None
     if io_dtype == "uint8":
         _require_image_io(data)
@@ -104,7 +105,7 @@ def _require_image_io(data):
     from src.export.tflite_check import io_quantization  # pylint: disable=import-outside-toplevel
     for role, (dtype, scale, zero) in io_quantization(data).items():
         if dtype != "UINT8" or not np.isclose(scale, IMAGE_SCALE, rtol=1e-6) or zero != 0:
-            raise ValueError(f"--io_dtype uint8 needs the graph {role} on the 8-bit image grid (scale 1/255, zero "
+            raise UserError(f"--io_dtype uint8 needs the graph {role} on the 8-bit image grid (scale 1/255, zero "
                              f"point 0); the converter gave {dtype} scale {scale:.6g} zero point {zero}: use "
                              "--io_dtype float32")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from src.quantlib.deploy import is_deployment
+from src.errors import UserError
 
 FLOAT_TOLERANCE = 1e-4
 
@@ -25,12 +26,12 @@ def check_request(quant, io_dtype, q_net, n_colors):
     from src.export.tflite_convert import tensorflow  # pylint: disable=import-outside-toplevel
     tensorflow()  # the converter is installed (one line naming requirements-mobile.txt if not)
     if quant == "int8" and q_net is None:
-        raise ValueError("--quant int8 needs a calibrated or QAT checkpoint as --pre_trained (make one with "
+        raise UserError("--quant int8 needs a calibrated or QAT checkpoint as --pre_trained (make one with "
                          "eval.py --quant_method dbdc --w_bit 8 --a_bit 8 --save_quant_ckpt FILE)")
     if io_dtype == "uint8" and quant != "int8":
-        raise ValueError("--io_dtype uint8 is for full-integer files: add --quant int8 (float files take float32)")
+        raise UserError("--io_dtype uint8 is for full-integer files: add --quant int8 (float files take float32)")
     if io_dtype == "uint8" and n_colors != 3:
-        raise ValueError("--io_dtype uint8 passes RGB image bytes straight in and out; this model takes a float "
+        raise UserError("--io_dtype uint8 passes RGB image bytes straight in and out; this model takes a float "
                          "BT.601 Y channel computed from RGB (and its Y output is merged back with CbCr), so there "
                          "are no image bytes to pass: use --io_dtype float32")
 
@@ -87,11 +88,11 @@ def _convert_checked(graph, quant, io_dtype):
     report = {"ops": tflite_check.op_names(model)}
     extra = tflite_check.non_builtin_ops(model)
     if extra:
-        raise ValueError(f"the TFLite file holds non-builtin ops {', '.join(extra)}; please report this model")
+        raise UserError(f"the TFLite file holds non-builtin ops {', '.join(extra)}; please report this model")
     if quant == "int8":
         report["float_ops_inside"] = tflite_check.float_ops_inside(model)
         if report["float_ops_inside"]:
-            raise ValueError("the int8 TFLite file computes in float at "
+            raise UserError("the int8 TFLite file computes in float at "
                              + ", ".join(f"{name} (op {i})" for i, name in report["float_ops_inside"])
                              + "; please report this model")
     return data, report
@@ -116,7 +117,7 @@ def _check_against_mindspore(path, example, ref_net, quant, report, log):
         interp = tflite_check.interpreter(path)
         out = tflite_check.run_nchw(interp, example)
     except (RuntimeError, ValueError) as exc:
-        raise ValueError(f"LiteRT cannot run {path} at input {list(example.shape)}: "
+        raise UserError(f"LiteRT cannot run {path} at input {list(example.shape)}: "
                          f"{str(exc).splitlines()[0][:200]}") from None
     report["xnnpack"] = tflite_check.xnnpack_partitions(path)
     log(tflite_check.partition_line(report["xnnpack"]))
@@ -125,7 +126,7 @@ def _check_against_mindspore(path, example, ref_net, quant, report, log):
         log(warning)
     ref = ref_net(Tensor(example)).asnumpy()
     if out.shape != ref.shape:
-        raise ValueError(f"the TFLite output {out.shape} differs from MindSpore's {ref.shape}; please report this model")
+        raise UserError(f"the TFLite output {out.shape} differs from MindSpore's {ref.shape}; please report this model")
     report["max_abs_diff"] = float(np.abs(out - ref).max())
     if quant == "int8":
         # the file's output is an image (saturated to [0, 1]); a deployment model computes the file's integers
@@ -141,5 +142,5 @@ def _check_against_mindspore(path, example, ref_net, quant, report, log):
     what = "float32" if quant == "none" else "float16-weight"
     log(f"LiteRT {what} vs MindSpore at {example.shape[2:]}: max |diff| {report['max_abs_diff']:.2e}")
     if quant == "none" and not report["max_abs_diff"] < FLOAT_TOLERANCE:
-        raise ValueError(f"the TFLite file differs from MindSpore by {report['max_abs_diff']:.2e} (> "
+        raise UserError(f"the TFLite file differs from MindSpore by {report['max_abs_diff']:.2e} (> "
                          f"{FLOAT_TOLERANCE:g}); please report this model")

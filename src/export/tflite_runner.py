@@ -16,6 +16,7 @@ import numpy as np
 from src.export.runner_base import ExportedRunner, runtime_error_line
 from src.export.metadata import missing_runtime, read_tflite_metadata, unreadable
 from src.utils.native_stderr import stderr_silenced
+from src.errors import UserError
 
 
 def _quantization(detail):
@@ -23,10 +24,10 @@ def _quantization(detail):
     if detail["dtype"] == np.float32:
         return None
     if detail["dtype"] not in (np.int8, np.uint8):
-        raise ValueError(f"tensor {detail['name']} is {np.dtype(detail['dtype']).name}, not float32, int8 or uint8")
+        raise UserError(f"tensor {detail['name']} is {np.dtype(detail['dtype']).name}, not float32, int8 or uint8")
     scale, zero = detail["quantization"]
     if not scale:
-        raise ValueError(f"{np.dtype(detail['dtype']).name} tensor {detail['name']} has no quantization scale")
+        raise UserError(f"{np.dtype(detail['dtype']).name} tensor {detail['name']} has no quantization scale")
     return float(scale), int(zero)
 
 
@@ -61,7 +62,7 @@ class TFLiteRunner(ExportedRunner):
                 self.interpreter.allocate_tensors()
             inp, out = self.interpreter.get_input_details(), self.interpreter.get_output_details()
             if len(inp) != 1 or len(out) != 1:
-                raise ValueError(f"{len(inp)} inputs and {len(out)} outputs, not one image in and one out")
+                raise UserError(f"{len(inp)} inputs and {len(out)} outputs, not one image in and one out")
             self.input, self.output = inp[0], out[0]
             self.in_q, self.out_q = _quantization(self.input), _quantization(self.output)
         except Exception as exc:  # LiteRT raises RuntimeError / ValueError with C++ text

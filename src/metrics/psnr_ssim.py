@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from src.data.transforms import rgb_to_y
+from src.errors import UserError
 
 SSIM_WINDOW = 11  # side of SSIM's Gaussian window (sigma 1.5): the smallest image SSIM can measure
 
@@ -23,7 +24,7 @@ def _prepare(img, ref, shave, channel):
         return rgb_to_y(img)[..., None], rgb_to_y(ref)[..., None]
     if channel == "rgb":
         return img.astype(np.float64), ref.astype(np.float64)
-    raise ValueError(f"metric channel must be 'y' or 'rgb', not '{channel}'")
+    raise UserError(f"metric channel must be 'y' or 'rgb', not '{channel}'")
 
 
 def calculate_psnr(img, ref, shave=0, channel="y"):
@@ -52,5 +53,5 @@ def _ssim_single(a, b):
 def calculate_ssim(img, ref, shave=0, channel="y"):
     a, b = _prepare(img, ref, shave, channel)
     if min(a.shape[:2]) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels after shaving, got {a.shape[:2]}")
+        raise UserError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels after shaving, got {a.shape[:2]}")
     return float(np.mean([_ssim_single(a[..., c], b[..., c]) for c in range(a.shape[2])]))

@@ -8,6 +8,7 @@ conversion permutes the affected conv channels with :func:`crd_to_dcr`.
 import numpy as np
 from mindspore import Tensor, nn, ops
 from src.utils.arrays import as_float64  # noqa: F401  (re-exported for the family files)
+from src.errors import UserError
 
 
 def conv2d(in_ch, out_ch, kernel_size=3, has_bias=True):
@@ -58,7 +59,7 @@ def crd_to_dcr(channels, scale):
     """
     s2 = scale * scale
     if channels % s2:
-        raise ValueError(f"{channels} channels is not a multiple of scale^2 = {s2}")
+        raise UserError(f"{channels} channels is not a multiple of scale^2 = {s2}")
     colours = channels // s2
     return np.array([c * s2 + k for k in range(s2) for c in range(colours)], dtype=np.int64)
 
@@ -72,7 +73,7 @@ def shuffle_stages(scale, family):
         return [scale]
     if scale == 4:
         return [2, 2]
-    raise ValueError(f"{family} supports scale 2, 3 or 4, not {scale}")
+    raise UserError(f"{family} supports scale 2, 3 or 4, not {scale}")
 
 
 class PixelShuffle(nn.Cell):
@@ -117,7 +118,7 @@ def make_activation(act, channels):
         return nn.PReLU(channel=channels, w=0.25)
     if act == "relu":
         return nn.ReLU()
-    raise ValueError(f"act must be 'prelu' or 'relu', not '{act}'")
+    raise UserError(f"act must be 'prelu' or 'relu', not '{act}'")
 
 
 def block_sizes(variant, table, family, aliases=None):
@@ -140,4 +141,4 @@ def parse_mc_variant(variant, family):
         m_str, c_str = text[1:].split("C", 1)
         if m_str.isdigit() and c_str.isdigit():
             return int(m_str), int(c_str)
-    raise ValueError(f"{family}: variant '{variant}' is not of the form M<blocks>C<channels>, e.g. M4C28")
+    raise UserError(f"{family}: variant '{variant}' is not of the form M<blocks>C<channels>, e.g. M4C28")

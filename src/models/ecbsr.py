@@ -31,6 +31,7 @@ from src.models.base import SRNet
 from src.models.common import (Anchor, PixelShuffle, as_float64, block_sizes, conv2d, conv_float64, crd_to_dcr,
                                set_conv)
 from src.models.family import Family, register_family
+from src.errors import UserError
 
 VARIANTS = {
     "M4C8": dict(num_block=4, num_feat=8),
@@ -112,7 +113,7 @@ class ECB(nn.Cell):
         elif act == "linear":
             self.act = nn.Identity()
         else:
-            raise ValueError(f"ECB act must be prelu, relu or linear, not '{act}'")
+            raise UserError(f"ECB act must be prelu, relu or linear, not '{act}'")
 
     def construct(self, x):
         y = (self.conv3x3(x) + self.conv1x1_3x3(x) + self.conv1x1_sbx(x) + self.conv1x1_sby(x)

@@ -28,6 +28,7 @@ import mindspore as ms
 from src.models.base import SRNet
 from src.models.common import PixelShuffle, conv2d, crd_to_dcr, shuffle_stages
 from src.models.family import Family, register_family
+from src.errors import UserError
 
 VARIANTS = {
     "baseline": dict(num_block=16, num_feat=64, res_scale=1.0),
@@ -94,7 +95,7 @@ class EDSR(SRNet):
 
     def __init__(self, scale, num_block=16, num_feat=64, res_scale=1.0, n_colors=3):
         if n_colors != len(DIV2K_RGB_MEAN):
-            raise ValueError(f"edsr takes RGB images only (n_colors 3; its mean shift is the DIV2K RGB mean), "
+            raise UserError(f"edsr takes RGB images only (n_colors 3; its mean shift is the DIV2K RGB mean), "
                              f"not n_colors {n_colors}; drop --n_colors or use a family with a Y form (sesr, abpn, "
                              "etds, ecbsr)")
         super().__init__(scale, n_colors)
@@ -131,7 +132,7 @@ class EDSRMobile(SRNet):
 
     def __init__(self, scale, num_block=5, num_feat=32, n_colors=3):
         if n_colors != 3:
-            raise ValueError(f"edsr's mobile layout takes RGB images only (n_colors 3), not n_colors {n_colors}")
+            raise UserError(f"edsr's mobile layout takes RGB images only (n_colors 3), not n_colors {n_colors}")
         super().__init__(scale, n_colors)
         self.conv_first = conv2d(n_colors, num_feat)
         self.body = nn.SequentialCell([PlainResBlock(num_feat) for _ in range(num_block)])
@@ -157,7 +158,7 @@ def build(variant, scale, n_colors=3):
     ``n_colors`` other than 3."""
     sizes = VARIANTS.get(str(variant).lower())
     if sizes is None:
-        raise ValueError(f"edsr: unknown variant '{variant}'; choose one of {sorted(VARIANTS)}")
+        raise UserError(f"edsr: unknown variant '{variant}'; choose one of {sorted(VARIANTS)}")
     sizes = dict(sizes)
     if sizes.pop("layout", "") == "mobile":
         return EDSRMobile(scale, **sizes, n_colors=n_colors)

@@ -33,6 +33,7 @@ from src.models.common import (PixelShuffle, add_centre_taps, anchor_pairs, bloc
                                identity_kernel, set_conv)
 from src.models.family import Family, register_family
 from src.models.plain import PlainSR, map_clip_tail
+from src.errors import UserError
 
 VARIANTS = {
     "M5C16": dict(num_block=5, num_feat=16),
@@ -59,7 +60,7 @@ class ETDS(SRNet):
         res = num_residual_feat or n_colors
         main = num_feat - res
         if main <= 0 or res < n_colors:
-            raise ValueError(f"etds needs num_feat > residual channels >= n_colors; got {num_feat}, {res}")
+            raise UserError(f"etds needs num_feat > residual channels >= n_colors; got {num_feat}, {res}")
         self.num_block, self.num_feat, self.res = num_block, num_feat, res
         out_ch = n_colors * scale * scale
         self.conv_first = conv2d(n_colors, main)

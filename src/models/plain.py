@@ -13,6 +13,7 @@ from mindspore import nn
 
 from src.models.base import SRNet
 from src.models.common import PixelShuffle, add_centre_taps, conv2d, crd_to_dcr, make_activation, set_conv
+from src.errors import UserError
 
 
 def padded_channels(n_colors, scale):
@@ -36,7 +37,7 @@ class PlainSR(SRNet):
         self.conv_first = conv2d(n_colors, widths[0])
         self.backbone_convs = nn.CellList([conv2d(a, b) for a, b in zip(widths[:-1], widths[1:])])
         if act not in ("relu", "prelu"):
-            raise ValueError(f"act must be 'relu' or 'prelu', not '{act}'")
+            raise UserError(f"act must be 'relu' or 'prelu', not '{act}'")
         self.acts = nn.CellList([make_activation(act, w) for w in widths])
         self.conv_last = conv2d(widths[-1], mid)
         self.conv_clip = conv2d(mid, mid, kernel_size=1)

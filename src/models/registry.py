@@ -24,6 +24,7 @@ from src.models import abpn, ecbsr, edsr, etds, et, sesr  # noqa: F401  pylint: 
 from src.models.base import ModelSpec
 from src.models.common import block_sizes, parse_mc_variant
 from src.models.family import FAMILIES, N_COLORS_CHOICES, choice_rule
+from src.errors import UserError
 
 SUPPORTED_SCALES = (2, 3, 4)
 FORMS = ("train", "deploy")
@@ -61,7 +62,7 @@ def family(model):
     """The :class:`~src.models.family.Family` record of ``model``; ValueError naming the choices otherwise."""
     key = str(model).lower()
     if key not in FAMILIES:
-        raise ValueError(f"unknown model '{model}'; choose one of {list_models()}")
+        raise UserError(f"unknown model '{model}'; choose one of {list_models()}")
     return FAMILIES[key]
 
 
@@ -90,16 +91,16 @@ def create_model(model, variant=None, scale=2, form="deploy", **options):
     """
     scale = int(scale)
     if scale not in SUPPORTED_SCALES:
-        raise ValueError(f"scale {scale} is not supported; choose one of {SUPPORTED_SCALES}")
+        raise UserError(f"scale {scale} is not supported; choose one of {SUPPORTED_SCALES}")
     if form not in FORMS:
-        raise ValueError(f"form must be 'train' or 'deploy', not '{form}'")
+        raise UserError(f"form must be 'train' or 'deploy', not '{form}'")
     fam = family(model)
     builder = fam.builder(form)
     if builder is None:
-        raise ValueError(f"model '{model}' has only a deploy form")
+        raise UserError(f"model '{model}' has only a deploy form")
     variant = variant or fam.default_variant
     if _is_mc(variant) and not variant_allowed(model, variant):  # M4C100000 would take all memory
-        raise ValueError(f"--variant {variant} is not a {model} variant; allowed: {allowed_variants(model)}")
+        raise UserError(f"--variant {variant} is not a {model} variant; allowed: {allowed_variants(model)}")
     opts = family_options(model, options)
     net = builder(variant, scale, **opts)
     net.spec = ModelSpec.of(fam.name, variant, scale, form, opts)

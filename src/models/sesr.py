@@ -43,6 +43,7 @@ from src.models.base import SRNet
 from src.models.common import PixelShuffle, as_float64, conv2d, identity_kernel, make_activation, set_conv, \
     shuffle_stages
 from src.models.family import Family, choice_rule, register_family
+from src.errors import UserError
 
 VARIANTS = {
     "M3": dict(m=3, f=16, feature_size=256),
@@ -130,7 +131,7 @@ class SESR(_SESRBase):
                  linear_block_type="collapsed", adder_eta=0.2):
         super().__init__(scale, n_colors)
         if linear_block_type not in BLOCK_TYPES:
-            raise ValueError(f"linear_block_type must be one of {BLOCK_TYPES}, not '{linear_block_type}'")
+            raise UserError(f"linear_block_type must be one of {BLOCK_TYPES}, not '{linear_block_type}'")
         collapsed = linear_block_type != "expanded"
         self.linear_block_type = linear_block_type
         self.input_block = LinearBlock(n_colors, f, 5, feature_size, collapsed)
@@ -215,7 +216,7 @@ def _sizes(variant, feature_size=None):
     """(m, f, feature_size) of a named variant, ``feature_size`` overriding the variant's when given."""
     key = str(variant).upper()
     if key not in VARIANTS:
-        raise ValueError(f"sesr: unknown variant '{variant}'; choose one of {sorted(VARIANTS)}")
+        raise UserError(f"sesr: unknown variant '{variant}'; choose one of {sorted(VARIANTS)}")
     sizes = dict(VARIANTS[key])
     if feature_size:
         sizes["feature_size"] = int(feature_size)

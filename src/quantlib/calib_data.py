@@ -13,6 +13,7 @@ from src.data.image_io import ImageError, read_rgb
 from src.data.imresize import imresize
 from src.data.train_set import find_images
 from src.data.transforms import rgb_to_ycbcr01
+from src.errors import InputNotFoundError
 
 
 def _image_size(path):
@@ -36,7 +37,7 @@ def calibration_patches(folder, num, scale, hr_patch=192, seed=0, n_colors=3):
     if hr_patch < scale:
         raise ImageError(f"--pac_hr_patch must be at least the scale ({scale}) to give an LR calibration patch")
     if not os.path.exists(folder):
-        raise FileNotFoundError(f"calibration folder not found: {folder} (set --calib_path to a folder of images)")
+        raise InputNotFoundError(f"calibration folder not found: {folder} (set --calib_path to a folder of images)")
     if not os.path.isdir(folder):
         raise ImageError(f"--calib_path {folder} is a file; pass a folder of unlabeled images")
     found = find_images(folder)

@@ -15,6 +15,7 @@ from src.quantlib.observers import observer_class
 from src.quantlib.quant_layers import layer_bits, quant_layers, quantizable_layers
 from src.quantlib.weight_grid import GRIDS, InputHessians, refine_weight_bounds
 from src.utils.hooks import forward_hooks
+from src.errors import UserError
 
 
 @dataclass
@@ -45,7 +46,7 @@ class CalibrationConfig:
     def __post_init__(self):
         observer_class(self.method)
         if self.weight_grid not in GRIDS:
-            raise ValueError(f"weight_grid '{self.weight_grid}' is not one of {', '.join(GRIDS)}")
+            raise UserError(f"weight_grid '{self.weight_grid}' is not one of {', '.join(GRIDS)}")
 
 
 def observe_inputs(net, layers, on_input, batches):
@@ -135,7 +136,7 @@ def restrict_quantization(calibrated, qcfg):
         for quantizer, want, have, what in ((layer.weight_quant, bits[0], layer.w_bit, "w_bit"),
                                             (layer.act_quant, bits[1], layer.a_bit, "a_bit")):
             if want and want != have:
-                raise ValueError(f"{name}: {what} {want} differs from the calibrated {have}; "
+                raise UserError(f"{name}: {what} {want} differs from the calibrated {have}; "
                                  "calibrate with these bit widths instead")
             if not want:
                 quantizer.enabled, quantizer.bits = False, 0

@@ -44,6 +44,7 @@ from src.quantlib.fake_quant import FakeQuant, scale_grad
 from src.quantlib.grid import asymmetric_grid_ms, round_ste
 from src.quantlib.quant_layers import PLACEMENTS, QuantConv2d, cell_at, replace_cell, quantize_model
 from src.utils.hooks import forward_hooks
+from src.errors import UserError
 
 IMAGE_STEP = np.float32(1.0 / 255.0)
 SITE_KINDS = ("conv_out", "relu_out", "residual", "tied", "prelu", "act_out", "input", "tied_input")
@@ -70,9 +71,9 @@ class Site:
         if isinstance(value, Site):
             return value
         if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"a deployment site is [kind, cell, peer] (three strings), not {value!r}")
+            raise UserError(f"a deployment site is [kind, cell, peer] (three strings), not {value!r}")
         if value[0] not in SITE_KINDS:
-            raise ValueError(f"deployment site kind '{value[0]}' is not one of {', '.join(SITE_KINDS)}")
+            raise UserError(f"deployment site kind '{value[0]}' is not one of {', '.join(SITE_KINDS)}")
         return cls(*value)
 
 
@@ -200,7 +201,7 @@ def install_sites(net, sites):
     for site in sites:
         if site.kind == "input":
             if not hasattr(net, "input_quant"):
-                raise ValueError(f"{type(net).__name__} has no input_quant: its input cannot be put on the image grid")
+                raise UserError(f"{type(net).__name__} has no input_quant: its input cannot be put on the image grid")
             net.input_quant = ImageGridQuant()
             continue
         cell = cell_at(net, site.cell)
@@ -209,16 +210,16 @@ def install_sites(net, sites):
             continue
         if site.kind in _CONV_KINDS:
             if not isinstance(cell, QuantConv2d):
-                raise ValueError(f"deployment site {site.kind} needs a quantized conv at '{site.cell}', "
+                raise UserError(f"deployment site {site.kind} needs a quantized conv at '{site.cell}', "
                                  f"found {type(cell).__name__}")
             _install_conv_site(net, cell, site)
         elif site.kind == "prelu":
             if not isinstance(cell, nn.PReLU):
-                raise ValueError(f"deployment site prelu needs a PReLU at '{site.cell}', found {type(cell).__name__}")
+                raise UserError(f"deployment site prelu needs a PReLU at '{site.cell}', found {type(cell).__name__}")
             replace_cell(net, site.cell, QuantPReLU(cell), prefix=site.cell)
         else:  # act_out
             if not isinstance(cell, QuantPReLU):
-                raise ValueError(f"deployment site act_out needs a prelu site at '{site.cell}' first")
+                raise UserError(f"deployment site act_out needs a prelu site at '{site.cell}' first")
             cell.add_output_quant()
             for local, param in cell.out_quant.parameters_and_names():
                 param.name = f"{site.cell}.out_quant.{local}"
@@ -229,10 +230,10 @@ def install_sites(net, sites):
 def _install_tied_input(block, reader, site):
     """``block.input_quant`` := the input quantizer of the quantized conv ``reader`` (shared: one grid)."""
     if not hasattr(block, "input_quant"):
-        raise ValueError(f"deployment site tied_input needs a block with input_quant at '{site.cell}', "
+        raise UserError(f"deployment site tied_input needs a block with input_quant at '{site.cell}', "
                          f"found {type(block).__name__}")
     if not isinstance(reader, QuantConv2d):
-        raise ValueError(f"tied_input site reader '{site.peer}' is not a quantized conv")
+        raise UserError(f"tied_input site reader '{site.peer}' is not a quantized conv")
     block.input_quant = reader.act_quant
     for local, param in reader.act_quant.parameters_and_names():  # MindSpore renamed them on assignment
         param.name = f"{site.peer}.act_quant.{local}"
@@ -242,7 +243,7 @@ def _install_conv_site(net, conv, site):
     if site.kind == "tied":
         reader = cell_at(net, site.peer)
         if not isinstance(reader, QuantConv2d):
-            raise ValueError(f"tied site reader '{site.peer}' is not a quantized conv")
+            raise UserError(f"tied site reader '{site.peer}' is not a quantized conv")
         conv.out_quant = reader.act_quant  # the same cell and Parameters: one grid for every reader
         conv.out_mode = 2
         for local, param in reader.act_quant.parameters_and_names():  # MindSpore renamed them on assignment

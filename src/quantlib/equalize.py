@@ -21,13 +21,14 @@ from mindspore import Tensor, nn
 
 from src.quantlib.calibrate import observe_inputs
 from src.utils.arrays import as_float64
+from src.errors import UserError
 
 
 def equalization_pairs(net):
     """``net.equalization_pairs()``: ``[(producer, consumer)]`` Conv2d names; ``ValueError`` if none."""
     pairs = list(net.equalization_pairs())
     if not pairs:
-        raise ValueError(f"{type(net).__name__} has no ReLU/PReLU-separated conv pairs to equalise; "
+        raise UserError(f"{type(net).__name__} has no ReLU/PReLU-separated conv pairs to equalise; "
                          "set --equalize False")
     return pairs
 
@@ -67,7 +68,7 @@ def apply_equalization(net, pairs, scales):
         s = scales[consumer]
         a, b = convs[producer], convs[consumer]
         if a.out_channels != len(s) or b.in_channels != len(s) or b.group != 1:
-            raise ValueError(f"cannot equalise {producer} -> {consumer}: {a.out_channels} outputs feed "
+            raise UserError(f"cannot equalise {producer} -> {consumer}: {a.out_channels} outputs feed "
                              f"{b.in_channels} inputs (group {b.group})")
         wa = as_float64(a.weight) / s[:, None, None, None]
         a.weight.set_data(Tensor(wa.astype(np.float32)))

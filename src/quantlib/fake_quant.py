@@ -24,6 +24,7 @@ from mindspore import Parameter, Tensor, nn, ops
 
 from src.quantlib.grid import (asymmetric_grid_ms, fake_quantize_asymmetric_ms, fake_quantize_symmetric_ms, grid_np,
                                q_max_of, sum_all_ms, symmetric_step_ms)
+from src.errors import UserError
 
 MIN_BITS, MAX_BITS = 2, 8
 
@@ -40,18 +41,18 @@ def check_bits(bits, what="bits"):
     which used to mean float silently, or a non-integer).
     """
     if isinstance(bits, bool) or not isinstance(bits, (int, float, str)):
-        raise ValueError(f"{what} must be an integer bit width, not {bits!r}")
+        raise UserError(f"{what} must be an integer bit width, not {bits!r}")
     try:
         value = float(bits)
     except ValueError:
-        raise ValueError(f"{what} must be an integer bit width, not {bits!r}") from None
+        raise UserError(f"{what} must be an integer bit width, not {bits!r}") from None
     if not math.isfinite(value) or value != int(value):
-        raise ValueError(f"{what} must be an integer bit width, not {bits!r}")
+        raise UserError(f"{what} must be an integer bit width, not {bits!r}")
     bits = int(value)
     if bits in (0, 32):
         return 0
     if not MIN_BITS <= bits <= MAX_BITS:
-        raise ValueError(f"{what} must be between {MIN_BITS} and {MAX_BITS} (or 0/32 for no quantization), not {bits}")
+        raise UserError(f"{what} must be between {MIN_BITS} and {MAX_BITS} (or 0/32 for no quantization), not {bits}")
     return bits
 
 

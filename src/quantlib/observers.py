@@ -20,6 +20,7 @@ the values, remove it; the bounds are the outer edges of the bins left.
 import numpy as np
 
 from src.quantlib.grid import quantize_np
+from src.errors import UserError
 
 
 def dbdc_bounds(values, p=1e-4, bins=2048):
@@ -70,7 +71,7 @@ def omse_bounds(values, bits, symmetric=False, grid=20, max_samples=200_000, see
     """
     values = np.asarray(values, np.float64).ravel()
     if values.size == 0 or not np.isfinite(values).all():
-        raise ValueError("omse calibration got an empty or non-finite tensor; check the model and calibration data")
+        raise UserError("omse calibration got an empty or non-finite tensor; check the model and calibration data")
     if values.size > max_samples:
         values = np.random.default_rng(seed).choice(values, max_samples, replace=False)
     lo, hi = float(values.min()), float(values.max())
@@ -226,7 +227,7 @@ OBSERVERS = {"minmax": MinMaxObserver, "percentile": PercentileObserver, "omse":
 def observer_class(method):
     """The observer class of ``method`` (a key of :data:`OBSERVERS`); ``ValueError`` naming the choices."""
     if method not in OBSERVERS:
-        raise ValueError(f"unknown quant_method '{method}'; choose one of {tuple(OBSERVERS)}")
+        raise UserError(f"unknown quant_method '{method}'; choose one of {tuple(OBSERVERS)}")
     return OBSERVERS[method]
 
 

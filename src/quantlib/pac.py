@@ -32,6 +32,7 @@ from src.quantlib.quant_layers import quant_layers
 from src.utils.cosine import cosine_decay
 from src.quantlib.pac_step import FeatureCache, PaCStep, tapped
 from src.utils.hooks import forward_hooks, graph_mode, pynative_mode
+from src.errors import UserError
 
 
 @dataclass
@@ -55,7 +56,7 @@ class PaCConfig:
 
     def __post_init__(self):
         if self.loss not in ("l1", "l2"):
-            raise ValueError(f"pac_loss must be 'l1' or 'l2', not '{self.loss}'")
+            raise UserError(f"pac_loss must be 'l1' or 'l2', not '{self.loss}'")
 
 
 def cosine_rates(start, end, steps):

@@ -24,6 +24,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from src.quantlib.fake_quant import FakeQuant, check_bits
+from src.errors import UserError
 
 
 #: ``QuantConfig.placement``: the full-integer file's roundings, or PTQ4SR's (conv inputs and weights)
@@ -54,9 +55,9 @@ class QuantConfig:
 
     def __post_init__(self):
         if self.placement not in PLACEMENTS:
-            raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, not {self.placement!r}")
+            raise UserError(f"placement must be one of {', '.join(PLACEMENTS)}, not {self.placement!r}")
         if not isinstance(self.sites, (list, tuple)):
-            raise ValueError(f"sites must be a list of [kind, cell, peer], not {self.sites!r}")
+            raise UserError(f"sites must be a list of [kind, cell, peer], not {self.sites!r}")
         self.sites = [list(s) if isinstance(s, (list, tuple)) else s for s in self.sites]
         self.w_bit = check_bits(self.w_bit, "w_bit")
         self.a_bit = check_bits(self.a_bit, "a_bit")
@@ -64,7 +65,7 @@ class QuantConfig:
         self.fp_scope = [s for s in _as_list(self.fp_scope)]
         for pattern, bits in (self.bit_table or {}).items():
             if not isinstance(bits, (list, tuple)) or len(bits) != 2:
-                raise ValueError(f"bit_table['{pattern}'] must be [w_bit, a_bit], not {bits!r}")
+                raise UserError(f"bit_table['{pattern}'] must be [w_bit, a_bit], not {bits!r}")
             check_bits(bits[0], f"bit_table['{pattern}'] w_bit")
             check_bits(bits[1], f"bit_table['{pattern}'] a_bit")
 
@@ -176,7 +177,7 @@ def layer_bits(names, qcfg):
             plan[n] = (int(bits[0]), int(bits[1]))
     for kind, pattern, chosen in patterns:
         if not chosen:
-            raise ValueError(f"{kind} pattern '{pattern}' matches no layer; layers: {', '.join(names)}")
+            raise UserError(f"{kind} pattern '{pattern}' matches no layer; layers: {', '.join(names)}")
     return plan
 
 
@@ -187,7 +188,7 @@ def cell_at(net, path):
     for part in path.split(".") if path else ():
         cell = cell[int(part)] if part.isdigit() else getattr(cell, part, None)
         if cell is None:
-            raise ValueError(f"no cell '{path}' in {type(net).__name__}")
+            raise UserError(f"no cell '{path}' in {type(net).__name__}")
     return cell
 
 
@@ -214,10 +215,10 @@ def quantize_model(net, qcfg):
     layer in floating point (nothing would be quantized)."""
     layers = quantizable_layers(net)
     if not layers:
-        raise ValueError(f"{type(net).__name__} has no Conv2d/Dense layer to quantize")
+        raise UserError(f"{type(net).__name__} has no Conv2d/Dense layer to quantize")
     plan = layer_bits([n for n, _ in layers], qcfg)
     if all(bits is None for bits in plan.values()):
-        raise ValueError(f"fp_scope {', '.join(repr(p) for p in qcfg.fp_scope)} leaves all {len(plan)} layers in "
+        raise UserError(f"fp_scope {', '.join(repr(p) for p in qcfg.fp_scope)} leaves all {len(plan)} layers in "
                          "floating point, so nothing would be quantized; narrow --fp_scope (e.g. 'conv_first')")
     for name, cell in layers:
         bits = plan[name]

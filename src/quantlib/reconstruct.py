@@ -56,6 +56,7 @@ from src.quantlib.pac import BatchDraws, cosine_rates, layer_inputs
 from src.quantlib.pac_step import FeatureCache, distance, tapped
 from src.quantlib.quant_layers import quant_layers, replace_cell
 from src.utils.hooks import graph_mode, pynative_mode
+from src.errors import UserError
 
 ZETA, GAMMA = 1.1, -0.1
 
@@ -90,7 +91,7 @@ class ReconConfig:
                   ("beta_start >= beta_end > 0", self.beta_start >= self.beta_end > 0))
         for name, ok in checks:
             if not ok:
-                raise ValueError(f"{name} is out of range in {self}")
+                raise UserError(f"{name} is out of range in {self}")
 
     def schedule(self, it):
         """``(beta, regulariser weight)`` at iteration ``it`` (0-based): no regulariser during the
@@ -380,7 +381,7 @@ def reconstruct(qnet, fp_net, patches, cfg=ReconConfig(), log=None):
     if any(n not in fp_cells for n in names):
         raise ValueError("the float model's layers do not match the quantized model's")
     if len(patches) < cfg.batch_size:
-        raise ValueError(f"reconstruction needs at least recon_batch={cfg.batch_size} patches, got {len(patches)}")
+        raise UserError(f"reconstruction needs at least recon_batch={cfg.batch_size} patches, got {len(patches)}")
     qnet.set_train(False)
     fp_net.set_train(False)
     draws = BatchDraws(patches, cfg)

@@ -28,12 +28,13 @@ import os
 import stat
 import tempfile
 import time
+from src.errors import UserError
 
 _MKSTEMP_MODE = 0o600
 _KEEPING = []  # the active keeping_results records (innermost last)
 
 
-class SameFileError(ValueError):
+class SameFileError(UserError):
     """An output path names the input file (same path, a symlink to it or a hard link)."""
 
 
@@ -80,7 +81,7 @@ def atomic_target(path, suffix=""):
         yield tmp
         info = os.lstat(tmp)
         if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"temporary file {tmp} was replaced by a link or special file while writing "
+            raise UserError(f"temporary file {tmp} was replaced by a link or special file while writing "
                              f"{path}; not installing it (someone else writes to {directory}?)")
         if stat.S_IMODE(info.st_mode) == _MKSTEMP_MODE:  # untouched by the writer: the mode open() would give
             os.chmod(tmp, 0o666 & ~_umask())

@@ -16,11 +16,12 @@ import json
 import os
 import socket
 import time
+from src.errors import UserError
 
 LOCK_NAME = ".run.lock"
 
 
-class FolderBusy(ValueError):
+class FolderBusy(UserError):
     """Another live process holds the run folder; the message names it and what to do."""
 
 

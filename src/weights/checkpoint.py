@@ -14,12 +14,13 @@ from src.models.registry import (FORMS, OPTION_KEYS, SUPPORTED_SCALES, allowed_v
                                  input_weight_name, list_models, option_problem, variant_allowed)
 from src.utils.atomic import atomic_target
 from src.utils.mindspore_log import mindspore_log_level
+from src.errors import UserError
 
 #: Metadata entries of a checkpoint: what to build (the ModelSpec fields and options), then quantization.
 META_KEYS = ("model", "variant", "scale", "form") + OPTION_KEYS + ("quant_config", "quant_method")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint cannot be used for the requested model."""
 
 

@@ -12,6 +12,7 @@ import json
 import os
 
 from src.weights.checkpoint import META_KEYS, read_meta
+from src.errors import UserError
 
 #: configuration keys a checkpoint decides (quantization entries are the checkpoint's own business)
 MODEL_KEYS = tuple(k for k in META_KEYS if k not in ("form", "quant_config", "quant_method"))
@@ -26,7 +27,7 @@ def _newest_state(ckpt_dir):
         if step.isdigit():
             found.setdefault(stem, []).append((int(step), path))
     if len(found) > 1:
-        raise ValueError(f"--resume True: {ckpt_dir} holds training states of {len(found)} runs ({', '.join(sorted(found))}); "
+        raise UserError(f"--resume True: {ckpt_dir} holds training states of {len(found)} runs ({', '.join(sorted(found))}); "
                          "say which with --model, --variant and --scale")
     if not found:
         return None, {}

@@ -36,9 +36,10 @@ import zipfile
 import zlib
 
 import numpy as np
+from src.errors import UserError
 
 
-class TorchFileError(ValueError):
+class TorchFileError(UserError):
     """A ``.pth`` file is malformed, truncated or crafted; the message names the member or tensor."""
 
 
