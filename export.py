@@ -18,9 +18,8 @@ from model_utils.entry import run_entry
 
 def _engine():
     """The exporter, or the phone path (calibrate, write, score the file) for --quant int8 from float weights."""
-    from src.engine.phone import is_phone_request, run_phone  # pylint: disable=import-outside-toplevel
-    from src.export.exporter import run_export  # pylint: disable=import-outside-toplevel
-    return lambda config: (run_phone if is_phone_request(config) else run_export)(config)
+    from src.engine.phone import run_export_entry  # pylint: disable=import-outside-toplevel
+    return run_export_entry
 
 
 def _outputs(config, resolve):

@@ -7,8 +7,8 @@ from src.engine.inference import SRPredictor
 from src.engine.sections import evaluation_sections
 from src.paths import select_checkpoint
 from src.utils.atomic import refuse_same_file
-from src.weights.checkpoint import read_checkpoint
-from src.weights.loader import load_for_inference, quant_config_of
+from src.weights.checkpoint import open_checkpoint
+from src.weights.loader import load_for_inference
 
 
 def run_checkpoint_evaluation(config, log=print):
@@ -27,20 +27,21 @@ def run_checkpoint_evaluation(config, log=print):
         refuse_same_file(ckpt, evaluation.outputs.result_file, "--result_file", "--pre_trained")
     eval_sets = [resolve_eval_set(evaluation.data.data_path, name, evaluation.protocol.scale)
                  for name in names]  # fail before work
-    _, meta = read_checkpoint(ckpt)
-    if evaluation.quant.method or quant_config_of(meta) is not None:
+    read = open_checkpoint(ckpt)  # the one read of the file; everything below is built from it
+    if evaluation.quant.method or read.calibrated:  # a PTQ run: calibrate now, or the calibrated file as is
         from src.engine.quant_eval import build_quantized  # pylint: disable=import-outside-toplevel
-        built = build_quantized(evaluation.model, evaluation.quant, ckpt, log)
+        built = build_quantized(evaluation.model, evaluation.quant, read, log)
         subject = quantized_subject(evaluation, ckpt, names, built)
     else:
-        subject = float_subject(evaluation, ckpt, names)
+        subject = float_subject(evaluation, read, names)
     return evaluate_subject(subject, evaluation, eval_sets, note, log)
 
 
-def float_subject(evaluation, ckpt, names):
-    """The float checkpoint ``ckpt``: one predictor."""
+def float_subject(evaluation, read, names):
+    """The float checkpoint ``read`` (a :class:`~src.weights.checkpoint.CheckpointFile`): one predictor."""
     model = evaluation.model
-    net, _ = load_for_inference(model.model, model.variant, model.scale, ckpt, model.option_dict())
+    ckpt = read.path
+    net, _ = load_for_inference(model.model, model.variant, model.scale, read, model.option_dict())
     stem = f"{model.model}_{net.variant}_x{model.scale}"
     intro = (f"evaluating {model.model}-{net.variant} x{model.scale} from {ckpt} on {', '.join(names)} "
              f"{describe_protocol(evaluation)}")

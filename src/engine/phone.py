@@ -27,7 +27,7 @@ from src.engine.evaluate import run_evaluation
 from src.export.exporter import EXTENSIONS, run_export
 from src.paths import resolve_path, select_checkpoint
 from src.utils.atomic import atomic_target
-from src.weights.checkpoint import model_meta, read_meta, save_checkpoint
+from src.weights.checkpoint import model_meta, open_checkpoint, save_checkpoint
 from src.weights.convert import convert_source, is_convertible
 from src.errors import InputNotFoundError, UserError
 
@@ -38,16 +38,18 @@ PHONE_FORMATS = ("TFLITE", "ORT", "ONNX")
 LATENCY_WARMUP, LATENCY_RUNS, LATENCY_ROUNDS = 3, 10, 3
 
 
-def is_phone_request(config):
-    """Whether export.py should run the phone path: ``--quant int8`` from float weights (see the module)."""
-    if str(config.quant) != "int8":
-        return False
+def run_export_entry(config, log=print):
+    """export.py's engine: the phone path for ``--quant int8`` from float weights (a ``.pth``/``.tflite``/
+    SavedModel to import, or a float ``.ckpt``; see the module), else the exporter. A ``.ckpt`` is read
+    once, here, and the exporter is handed that read (:class:`~src.weights.checkpoint.CheckpointFile`)."""
+    int8 = str(config.quant) == "int8"
     source = resolve_path(config, config.pre_trained) if config.pre_trained else select_checkpoint(config)
-    if is_convertible(source) and not str(source).lower().endswith(".ckpt"):
-        return True
-    if not str(source).lower().endswith(".ckpt") or not os.path.isfile(source):
-        return False
-    return "quant_config" not in read_meta(source, ("quant_config",))
+    if int8 and is_convertible(source) and not str(source).lower().endswith(".ckpt"):
+        return run_phone(config, log)
+    read = open_checkpoint(select_checkpoint(config))
+    if int8 and not read.calibrated:
+        return run_phone(config, log)
+    return run_export(config, log, checkpoint=read)
 
 
 def _float_checkpoint(config, source, out_dir, log):

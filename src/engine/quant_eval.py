@@ -9,7 +9,7 @@ from src.export.deploy_calibration import DeployUnsupported, deploy_sites
 from src.quantlib import quantize
 from src.quantlib.calib_data import calibration_patches
 from src.utils.atomic import refuse_same_file
-from src.weights.checkpoint import model_meta, save_checkpoint
+from src.weights.checkpoint import model_meta, open_checkpoint, save_checkpoint
 from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of
 from src.errors import UserError
 
@@ -23,14 +23,16 @@ def calibration_patches_for(quant, scale, fp_net):
 
 def load_or_calibrate(model, quant, ckpt, log):
     """(fp_net, q_net, qcfg, method, calibration) of ``model`` (:class:`~src.export.sections.ModelChoice`)
-    from ``ckpt``: a calibrated checkpoint's quantized net as is (``method`` as recorded, ``calibration``
-    None), or the float net quantized now with ``quant`` (:class:`~src.engine.sections.Quantization`;
+    from ``ckpt`` (a path, read once here, or a :class:`~src.weights.checkpoint.CheckpointFile`): a
+    calibrated checkpoint's quantized net as is (``method`` as recorded, ``calibration`` None), or the
+    float net quantized now with ``quant`` (:class:`~src.engine.sections.Quantization`;
     ``calibration`` = ``(seconds, patch count)``). Used by evaluation and by QAT."""
     options = model.option_dict()
+    ckpt = open_checkpoint(ckpt)
     fp_net, q_net, meta = load_float_and_quantized(model.model, model.variant, model.scale, ckpt, options)
     if q_net is not None:
         qcfg, recorded = quant_config_of(meta), str(meta.get("quant_method", "?"))
-        _refuse_other_quantization(quant, qcfg, recorded, ckpt)
+        _refuse_other_quantization(quant, qcfg, recorded, ckpt.path)
         return fp_net, q_net, qcfg, recorded, None
     q_net, _ = load_for_inference(model.model, model.variant, model.scale, ckpt, options)
     if quant.recipe_note:
@@ -78,13 +80,14 @@ def with_deploy_sites(qcfg, fp_net, patches, log):
 
 
 def build_quantized(model, quant, ckpt, log):
-    """(fp_net, q_net, info) of ``model`` (:class:`~src.export.sections.ModelChoice`) from ``ckpt``: a
-    calibrated checkpoint is used as is; otherwise calibrate now as ``quant``
-    (:class:`~src.engine.sections.Quantization`) says, and write the result to ``save_quant_ckpt`` if given.
+    """(fp_net, q_net, info) of ``model`` (:class:`~src.export.sections.ModelChoice`) from ``ckpt`` (a path
+    or a :class:`~src.weights.checkpoint.CheckpointFile`): a calibrated checkpoint is used as is; otherwise
+    calibrate now as ``quant`` (:class:`~src.engine.sections.Quantization`) says, and write the result to
+    ``save_quant_ckpt`` if given.
 
     Raises ``SameFileError`` before any work when ``--save_quant_ckpt`` is the ``--pre_trained`` file.
     """
-    refuse_same_file(ckpt, quant.save_target, "--save_quant_ckpt", "--pre_trained")
+    refuse_same_file(getattr(ckpt, "path", ckpt), quant.save_target, "--save_quant_ckpt", "--pre_trained")
     fp_net, q_net, qcfg, method, calibration = load_or_calibrate(model, quant, ckpt, log)
     if calibration is None:
         return fp_net, q_net, {"method": method, "w_bit": qcfg.w_bit, "a_bit": qcfg.a_bit,

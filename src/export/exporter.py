@@ -27,6 +27,7 @@ from src.quantlib.calib_data import calibration_patches
 from src.quantlib.deploy import is_deployment
 from src.quantlib.quant_layers import quant_layers
 from src.utils.atomic import atomic_target, refuse_same_file
+from src.weights.checkpoint import open_checkpoint
 from src.weights.loader import load_float_and_quantized
 from src.errors import UserError
 
@@ -167,16 +168,20 @@ def _example_fits(net, inputs):
                          f"({first}); use a larger H and W such as 360,640") from None
 
 
-def run_export(config, log=print):
+def run_export(config, log=print, checkpoint=None):
     """Write the requested file and return a report dict (path, target, checks).
 
     ``config``: the loaded configuration; its sections (:func:`~src.export.sections.export_sections`)
-    are built here, once, and the rest of the exporter reads them.
+    are built here, once, and the rest of the exporter reads them. ``checkpoint``: the configured
+    checkpoint when the caller has read it already (a :class:`~src.weights.checkpoint.CheckpointFile`),
+    else it is read here, once.
     """
     from src.paths import select_checkpoint  # pylint: disable=import-outside-toplevel
-    request, ckpt = export_sections(config), select_checkpoint(config)
+    request = export_sections(config)
+    read = open_checkpoint(checkpoint if checkpoint is not None else select_checkpoint(config))
+    ckpt = read.path
     model, settings = request.model, request.settings
-    fp_net, q_net, _ = load_float_and_quantized(model.model, model.variant, model.scale, ckpt, model.option_dict())
+    fp_net, q_net, _ = load_float_and_quantized(model.model, model.variant, model.scale, read, model.option_dict())
     target = export_target(settings)
     _check_request(request, fp_net, q_net, target)
     n_colors = fp_net.n_colors
@@ -274,14 +279,14 @@ def _onnx_model(job, log):
     from src.export.profiles import build_onnx  # pylint: disable=import-outside-toplevel
     settings, q_net = job["settings"], job["q_net"]
     ranges = None
-    if settings.quant == "int8" and not (job["target"] == "mobile" and is_deployment(q_net)):
-        from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
+    if settings.quant == "int8":
+        from src.export.onnx_qdq import output_ranges_for  # pylint: disable=import-outside-toplevel
         low = sorted({min(l.w_bit or 8, l.a_bit or 8) for _, l in quant_layers(q_net)} - {8})
         if low:
             log(f"note: layers at {low[0]} bits are stored in int8/uint8 containers; below 8 bits a Clip keeps "
                 "the activation integers but stops onnxruntime fusing that Conv, and the int32 bias "
                 "(scale = activation x weight scale) is coarse, so expect a larger gap than at W8A8")
-        ranges = observe_output_ranges(q_net, job["inputs"])
+        ranges = output_ranges_for(q_net, job["inputs"], job["target"])
     return build_onnx(job["fp_net"], q_net, job["inputs"][0], job["target"], settings.quant, ranges)
 
 

@@ -47,6 +47,17 @@ from src.utils.hooks import forward_hooks
 INTEGER_KERNELS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QLinearAdd")
 
 
+def output_ranges_for(qnet, inputs, target):
+    """The conv output ranges an int8 graph of ``qnet`` needs on profile ``target``: None for a deployment
+    model on the mobile profile (its sites carry every grid), else observed on ``inputs`` (float32 NCHW in
+    [0, 1]; :func:`observe_output_ranges`). The one rule for the default ranges: the exporter and
+    :func:`src.export.profiles.build_onnx` (hence the TFLite writer) call it."""
+    from src.quantlib.deploy import is_deployment  # pylint: disable=import-outside-toplevel
+    if target == "mobile" and is_deployment(qnet):
+        return None
+    return observe_output_ranges(qnet, inputs)
+
+
 def observe_output_ranges(qnet, inputs):
     """{layer name: (min, max)} of every quantized layer's output over ``inputs`` (PyNative, hooks)."""
     import mindspore as ms  # pylint: disable=import-outside-toplevel
@@ -92,4 +103,4 @@ def integer_kernels(path):
     return counts
 
 
-__all__ = ["quantize_onnx", "integer_kernels", "observe_output_ranges", "INTEGER_KERNELS"]
+__all__ = ["quantize_onnx", "integer_kernels", "observe_output_ranges", "output_ranges_for", "INTEGER_KERNELS"]

@@ -8,7 +8,6 @@ import numpy as np
 
 from src.export.onnx_float import traced_onnx
 from src.export.passes import MOBILE_OPS, ExportContext, PROFILES, run_passes  # noqa: F401  (MOBILE_OPS: public here)
-from src.quantlib.deploy import is_deployment
 from src.errors import UserError
 
 TARGETS = tuple(PROFILES)
@@ -37,9 +36,9 @@ def build_onnx(fp_net, q_net, example, target, quant, output_ranges=None):
     if quant == "int8":
         if q_net is None:
             raise UserError("int8 export needs a calibrated or QAT network (q_net)")
-        if output_ranges is None and not is_deployment(q_net):  # a deployment model carries its grids
-            from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
-            output_ranges = observe_output_ranges(q_net, [example])
+        if output_ranges is None:  # observed on the example, unless the model carries its grids
+            from src.export.onnx_qdq import output_ranges_for  # pylint: disable=import-outside-toplevel
+            output_ranges = output_ranges_for(q_net, [example], target)
         net = fp_net
     else:
         net = q_net if (q_net is not None and target == "desktop") else fp_net

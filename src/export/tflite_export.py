@@ -62,12 +62,8 @@ def export_tflite(fp_net, q_net, example, path, options=TFLiteOptions(), log=pri
     from src.export.tflite_convert import write_tflite  # pylint: disable=import-outside-toplevel
     quant = options.quant
     example = np.ascontiguousarray(example, np.float32)
-    if quant == "int8":
-        from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
-        ranges = options.output_ranges
-        if ranges is None and not is_deployment(q_net):  # PTQ4SR placement: observed on the example
-            ranges = observe_output_ranges(q_net, [example])
-        graph = build_onnx(fp_net, q_net, example, "mobile", "int8", ranges)
+    if quant == "int8":  # ranges None: build_onnx's default (observed on the example unless a deployment model)
+        graph = build_onnx(fp_net, q_net, example, "mobile", "int8", options.output_ranges)
     else:
         graph = build_onnx(fp_net, None, example, "mobile", "none")
     data, report = _convert_checked(graph, quant, options.io_dtype)

@@ -6,6 +6,9 @@ fails with a message that says which one the file was made for.
 """
 import logging
 import os
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
 
 import numpy as np
 import mindspore as ms
@@ -61,8 +64,29 @@ def _meta_value(value):
     return array.item() if array.size == 1 else None
 
 
-def read_checkpoint(path):
-    """Return ``(params {name: np.ndarray}, meta {key: value})``."""
+@dataclass(frozen=True)
+class CheckpointFile:
+    """A checkpoint read once: ``path``, ``params`` ``{name: np.ndarray}`` (read-only arrays, as stored:
+    float32 weights, quantizer bounds) and ``meta`` ``{key: value}`` (:data:`META_KEYS`, numbers as
+    Python numbers). Entry points read the file once (:func:`open_checkpoint`) and hand this value down:
+    the loaders (:mod:`src.weights.loader`), :func:`load_into` and :func:`read_checkpoint` take it in
+    place of a path without reading again."""
+    path: str
+    params: Mapping
+    meta: Mapping
+
+    @property
+    def calibrated(self):
+        """True for a calibrated (quantized) checkpoint: it records its ``quant_config``."""
+        return "quant_config" in self.meta
+
+
+def open_checkpoint(source):
+    """The :class:`CheckpointFile` of ``source``: a path (read now) or a CheckpointFile (returned as is).
+    CheckpointError for a missing, folder or unreadable file, or metadata that is not one value."""
+    if isinstance(source, CheckpointFile):
+        return source
+    path = source
     if os.path.isdir(path):
         raise CheckpointError(f"checkpoint {path} is a folder, not a file (check --pre_trained)")
     if not os.path.isfile(path):
@@ -76,8 +100,16 @@ def read_checkpoint(path):
                 raise CheckpointError(f"{path}: metadata '{name}' is a tensor of shape {tuple(value.shape)}, not "
                                       "one value; the file is damaged or was not written by this project")
         else:
-            params[name] = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
-    return params, meta
+            params[name] = value.asnumpy() if hasattr(value, "asnumpy") else np.array(value)
+            params[name].flags.writeable = False  # shared by every load of this read: copied into each net
+    return CheckpointFile(path, MappingProxyType(params), MappingProxyType(meta))
+
+
+def read_checkpoint(source):
+    """``(params {name: np.ndarray}, meta {key: value})`` of ``source`` (a path, read now, or a
+    :class:`CheckpointFile`, not read again)."""
+    ckpt = open_checkpoint(source)
+    return dict(ckpt.params), dict(ckpt.meta)
 
 
 def read_meta(path, keys=META_KEYS):
@@ -178,18 +210,21 @@ def _is_quantizer(name):
     return any(mark in name for mark in QUANTIZER_MARKS)
 
 
-def load_into(net, path):
-    """Load a checkpoint into ``net`` after checking metadata (:func:`check_meta`), names and shapes.
+def load_into(net, source):
+    """Load a checkpoint (``source``: a path or a :class:`CheckpointFile`, not read again) into ``net``
+    after checking metadata (:func:`check_meta`), names and shapes; returns its metadata.
 
     Quantizer bounds in the file are ignored when ``net`` is a float model, so a
-    calibrated checkpoint also serves as the float model it was made from.
+    calibrated checkpoint also serves as the float model it was made from. The tensors are copied, so
+    one read serves several networks.
     """
-    params, meta = read_checkpoint(path)
+    ckpt = open_checkpoint(source)
+    path, params, meta = ckpt.path, dict(ckpt.params), dict(ckpt.meta)
     check_meta(meta, params, path, net.spec.model if net.spec else None, net.scale)
     if not any(_is_quantizer(p.name) for p in net.get_parameters()):
         params = {k: v for k, v in params.items() if not _is_quantizer(k)}
     check_fit(net, params, source=os.path.basename(path))
-    ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in params.items()},
+    ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(np.array(v)), name=k) for k, v in params.items()},
                            strict_load=True)
     return meta
 

@@ -12,7 +12,7 @@ import json
 from src.models.registry import OPTION_KEYS, create_model, to_deploy
 from src.quantlib.deploy import quantize_deploy
 from src.quantlib.quant_layers import QuantConfig
-from src.weights.checkpoint import CheckpointError, check_meta, load_into, read_checkpoint
+from src.weights.checkpoint import CheckpointError, check_meta, load_into, open_checkpoint
 
 
 def _build(model, variant, scale, meta, options):
@@ -21,20 +21,23 @@ def _build(model, variant, scale, meta, options):
     return create_model(model, variant, scale, form=meta.get("form", "deploy"), **opts)
 
 
-def _read_checked(ckpt_path, model, scale):
-    params, meta = read_checkpoint(ckpt_path)
-    check_meta(meta, params, ckpt_path, model, scale)
-    return meta
+def _read_checked(ckpt, model, scale):
+    """The :class:`~src.weights.checkpoint.CheckpointFile` of ``ckpt`` (a path or one already read) with
+    its metadata checked for ``model`` and ``scale``."""
+    ckpt = open_checkpoint(ckpt)
+    check_meta(ckpt.meta, ckpt.params, ckpt.path, model, scale)
+    return ckpt
 
 
-def load_for_inference(model, variant, scale, ckpt_path, options=None):
-    """Return ``(float deploy net, meta)`` for ``ckpt_path``; the checkpoint's own options win.
-
-    The metadata is checked (:func:`check_meta`) before the model is built.
+def load_for_inference(model, variant, scale, ckpt, options=None):
+    """Return ``(float deploy net, meta)`` for ``ckpt`` (a path, or a
+    :class:`~src.weights.checkpoint.CheckpointFile` read once by the caller); the checkpoint's own options
+    win. The metadata is checked (:func:`check_meta`) before the model is built.
     """
-    meta = _read_checked(ckpt_path, model, scale)
+    ckpt = _read_checked(ckpt, model, scale)
+    meta = dict(ckpt.meta)
     net = _build(model, variant, scale, meta, options)
-    load_into(net, ckpt_path)
+    load_into(net, ckpt)
     return to_deploy(net), meta
 
 
@@ -50,22 +53,26 @@ def quant_config_of(meta):
         raise CheckpointError(f"unreadable quant_config in checkpoint: {exc}") from None
 
 
-def load_quantized(model, variant, scale, ckpt_path, options=None):
-    """Return ``(quantized deploy net, meta)`` from a calibrated checkpoint (no recalibration)."""
-    meta = _read_checked(ckpt_path, model, scale)
+def load_quantized(model, variant, scale, ckpt, options=None):
+    """Return ``(quantized deploy net, meta)`` from a calibrated checkpoint (a path or a
+    :class:`~src.weights.checkpoint.CheckpointFile`; no recalibration)."""
+    ckpt = _read_checked(ckpt, model, scale)
+    meta = dict(ckpt.meta)
     qcfg = quant_config_of(meta)
     if qcfg is None:
-        raise CheckpointError(f"{ckpt_path} holds no quantizer bounds; calibrate with --quant_method first")
+        raise CheckpointError(f"{ckpt.path} holds no quantizer bounds; calibrate with --quant_method first")
     net = _build(model, variant, scale, {**meta, "form": "deploy"}, options)
     quantize_deploy(net, qcfg)
-    load_into(net, ckpt_path)
+    load_into(net, ckpt)
     return net, meta
 
 
-def load_float_and_quantized(model, variant, scale, ckpt_path, options=None):
-    """``(float deploy net, quantized net or None, meta)``: the quantized net only for a calibrated checkpoint."""
-    fp_net, meta = load_for_inference(model, variant, scale, ckpt_path, options)
+def load_float_and_quantized(model, variant, scale, ckpt, options=None):
+    """``(float deploy net, quantized net or None, meta)`` of ``ckpt`` (a path, read once here, or a
+    :class:`~src.weights.checkpoint.CheckpointFile`): the quantized net only for a calibrated checkpoint."""
+    ckpt = open_checkpoint(ckpt)
+    fp_net, meta = load_for_inference(model, variant, scale, ckpt, options)
     q_net = None
-    if quant_config_of(meta) is not None:
-        q_net, _ = load_quantized(model, variant, scale, ckpt_path, options)
+    if ckpt.calibrated:
+        q_net, _ = load_quantized(model, variant, scale, ckpt, options)
     return fp_net, q_net, meta
