@@ -3223,7 +3223,7 @@ def _(ctx, d):
 _EDIT_TFLITE_META_CODE = r"""
 import json, sys
 sys.path.insert(0, ".")
-from src.export.metadata import attach_tflite_metadata, read_tflite_metadata
+from src.runtime.metadata import attach_tflite_metadata, read_tflite_metadata
 src, dst, key, value = sys.argv[1:5]
 meta = read_tflite_metadata(src)
 meta[key] = value

@@ -168,7 +168,7 @@ def placement_table(args, patches):
 
 
 def calibration_table(args, methods):
-    from src.quantlib.calib_data import calibration_patches
+    from src.data.calib_data import calibration_patches
     n_colors = 1 if "y" in args.variant.lower().split("_") else 3
     patches = calibration_patches(args.calib_path, args.calib_num, args.scale, n_colors=n_colors)
     time_calibration(args, "minmax", patches[:4])  # warm-up: first graph compile and kernel loads
@@ -251,7 +251,7 @@ def main(argv=None):
     if methods:
         result["calibration"] = calibration_table(args, methods)
     if args.placement_rounds:
-        from src.quantlib.calib_data import calibration_patches
+        from src.data.calib_data import calibration_patches
         patches = calibration_patches(args.calib_path, args.calib_num, args.scale,
                                       n_colors=1 if args.model == "sesr" else 3)
         time_placement(args, "deploy", patches[:4])  # warm-up: compiles and kernel loads

@@ -41,11 +41,12 @@ def set5_psnr(net, scale, data_path):
 def bench_model(spec, args):
     import numpy as np  # pylint: disable=import-outside-toplevel
     from mindspore import Tensor  # pylint: disable=import-outside-toplevel
-    from src.export.runners import OnnxRunner  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_float import float_onnx, optimized_float, ort_session, run_onnx, save_onnx  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_qdq import integer_kernels, observe_output_ranges, quantize_onnx  # pylint: disable=import-outside-toplevel
+    from src.runtime.runners import OnnxRunner  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.onnx_float import float_onnx, optimized_float, save_onnx  # pylint: disable=import-outside-toplevel
+    from src.runtime.sessions import ort_session, run_onnx  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.onnx_qdq import integer_kernels, observe_output_ranges, quantize_onnx  # pylint: disable=import-outside-toplevel
     from src.models.registry import create_model  # pylint: disable=import-outside-toplevel
-    from src.quantlib.calib_data import batches_of, calibration_patches  # pylint: disable=import-outside-toplevel
+    from src.data.calib_data import batches_of, calibration_patches  # pylint: disable=import-outside-toplevel
     from src.quantlib.calibrate import calibrate  # pylint: disable=import-outside-toplevel
     from src.quantlib.quant_layers import QuantConfig  # pylint: disable=import-outside-toplevel
     from src.quantlib.equalize import equalize  # pylint: disable=import-outside-toplevel

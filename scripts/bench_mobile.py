@@ -73,7 +73,7 @@ def _timer(path, threads):
             interpreter.set_tensor(index, x)
             interpreter.invoke()
         return run
-    from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
+    from src.runtime.sessions import ort_session  # pylint: disable=import-outside-toplevel
     session = ort_session(path, threads)
     node = session.get_inputs()[0]
     shape = [d if isinstance(d, int) else None for d in node.shape]
@@ -89,9 +89,9 @@ def shape_of(shape, default=(1, 3, 360, 640)):
 def _partitions(path):
     """{delegate: report} of a mobile file: XNNPACK for TFLite, NNAPI / CoreML for ONNX."""
     if path.endswith(".tflite"):
-        from src.export.tflite_check import xnnpack_partitions  # pylint: disable=import-outside-toplevel
+        from src.runtime.tflite_check import xnnpack_partitions  # pylint: disable=import-outside-toplevel
         return {"XNNPACK": xnnpack_partitions(path)}
-    from src.export.mobile_check import partition_report  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.mobile_check import partition_report  # pylint: disable=import-outside-toplevel
     return partition_report(path)
 
 

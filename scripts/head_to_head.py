@@ -13,7 +13,7 @@ user's own command, run as a subprocess:
    1,3,H,W`` writes our file at their file's input shape with uint8 pixel IO, as theirs;
 4. ``eval.py --pre_trained FILE`` scores every file (ours, their QAT and PTQ int8, EDSR's fp32) on
    Set5, Set14 and the DIV2K validation crops (their files take pixels in 0..255: read from their
-   uint8 input and proven on a test image, src/export/runners.py).
+   uint8 input and proven on a test image, src/runtime/runners.py).
 
 Then, in this process, LiteRT latency (XNNPACK, ``--threads`` threads) of every file at its own input
 shape, all files in one run: the median over ``--rounds`` rounds in which each file runs ``--runs``
@@ -114,7 +114,7 @@ def measure_pair(pair, args, log):
 
 def time_files(rows, args, log):
     """Latency (ms) and XNNPACK coverage of every timed file of every row, all in this one run."""
-    from src.export.tflite_check import latency_samples, xnnpack_partitions  # pylint: disable=import-outside-toplevel
+    from src.runtime.tflite_check import latency_samples, xnnpack_partitions  # pylint: disable=import-outside-toplevel
     timed = [(row, label, spec["timed"]) for row in rows for label, spec in row["files"].items()]
     samples = latency_samples([path for _, _, path in timed], args.threads, args.rounds, args.warmup, args.runs,
                               lambda k, samples: log(f"latency round {k}/{args.rounds}: " + ", ".join(

@@ -23,14 +23,14 @@ class _OrtNet:
     model interface attributes SRPredictor reads taken from the network ``like`` it was exported from."""
 
     def __init__(self, model, like):
-        from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
+        from src.runtime.sessions import ort_session  # pylint: disable=import-outside-toplevel
         for name in ("n_colors", "scale", "receptive_radius", "peak_channels"):
             setattr(self, name, getattr(like, name))
         self.session = ort_session(model)
 
     def __call__(self, x):
         from mindspore import Tensor  # pylint: disable=import-outside-toplevel
-        from src.export.onnx_float import run_onnx  # pylint: disable=import-outside-toplevel
+        from src.runtime.sessions import run_onnx  # pylint: disable=import-outside-toplevel
         return Tensor(run_onnx(self.session, x.asnumpy()))
 
     def set_train(self, mode=False):
@@ -62,9 +62,9 @@ def main(argv=None):
     from mindspore import Tensor  # pylint: disable=import-outside-toplevel
     from scripts.bench_export_latency import set5_psnr  # pylint: disable=import-outside-toplevel
     from src.export.exporter import example_inputs  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_float import ort_session, run_onnx  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
-    from src.export.profiles import build_onnx  # pylint: disable=import-outside-toplevel
+    from src.runtime.sessions import ort_session, run_onnx  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.profiles import build_onnx  # pylint: disable=import-outside-toplevel
     from src.weights.loader import load_float_and_quantized  # pylint: disable=import-outside-toplevel
     for spec in args.models.split(","):
         name, variant, scale, ckpt = spec.split(":")

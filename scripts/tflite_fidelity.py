@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from src.engine.inference import SRPredictor  # noqa: E402  pylint: disable=wrong-import-position
-from src.export import tflite_check  # noqa: E402  pylint: disable=wrong-import-position
-from src.export.tflite_export import TFLiteOptions, export_tflite  # noqa: E402  pylint: disable=wrong-import-position
+from src.runtime import tflite_check  # noqa: E402  pylint: disable=wrong-import-position
+from src.export.tflite.tflite_export import TFLiteOptions, export_tflite  # noqa: E402  pylint: disable=wrong-import-position
 from src.weights.loader import load_float_and_quantized  # noqa: E402  pylint: disable=wrong-import-position
 from src.errors import UserError  # noqa: E402
 
@@ -105,7 +105,7 @@ def main():
     # ranges as export.py observes them: on the built-in sample photo at 1 x C x 360 x 640 (conv outputs);
     # the other tensor ranges on that photo resized to the tile
     from src.export.exporter import example_inputs  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
     photo = example_inputs((1, n, 360, 640))[0]
     ranges = observe_output_ranges(q, [photo])
     tile_example = example_inputs((1, n, args.tile, args.tile))[0]

@@ -29,7 +29,7 @@ METHOD = "dbdc_pac"
 
 def measure(zoo_path, work, rounds, log=print):
     """Rows for the zoo table: each default-method row of ``zoo_path`` with its int8 TFLite in ``work``."""
-    from src.export.tflite_check import (latency_samples, op_names, read_model,  # pylint: disable=import-outside-toplevel
+    from src.runtime.tflite_check import (latency_samples, op_names, read_model,  # pylint: disable=import-outside-toplevel
                                          xnnpack_partitions)
     zoo = json.load(open(zoo_path, encoding="utf-8"))
     rows = []

@@ -116,7 +116,8 @@ def _names(cls):
 def test_typed_eval_infer_export_sections_match_the_help_sections():
     """Evaluation, upscaling and export read the keys --help groups under their sections."""
     from src.engine.sections import EvalData, EvalOutputs, EvalProtocol, Inference  # pylint: disable=import-outside-toplevel
-    from src.export.sections import ExportSettings, ModelChoice  # pylint: disable=import-outside-toplevel
+    from src.export.sections import ExportSettings  # pylint: disable=import-outside-toplevel
+    from src.models.choice import ModelChoice  # pylint: disable=import-outside-toplevel
     keys = lambda *names: {k for name in names for k in SECTIONS[name][1]}  # noqa: E731
     assert _names(EvalData) == keys("eval_data") and _names(Inference) == keys("inference")
     assert _names(EvalProtocol) == keys("protocol", "cache") | {"scale"}

@@ -20,7 +20,7 @@ from conftest import ROOT, requires_shared, shared_dir, write_smooth_images
 from src.data.imresize import imresize
 from src.export.deploy_calibration import DeployUnsupported, deploy_sites
 from src.export.deploy_sites import find_sites
-from src.export.profiles import build_onnx
+from src.export.onnx.profiles import build_onnx
 from src.models import create_model
 from src.models.registry import default_variant, to_deploy
 from src.quantlib import quantize
@@ -137,8 +137,8 @@ def shipped(request, tmp_path_factory):
     """(fp, deployment q, .tflite path, .onnx path, images) of one zoo model at 1 x C x 24 x 24."""
     pytest.importorskip("tensorflow", reason="TFLite export needs requirements-mobile.txt")
     pytest.importorskip("ai_edge_litert", reason="TFLite checks need requirements-mobile.txt")
-    from src.export.onnx_float import save_onnx  # pylint: disable=import-outside-toplevel
-    from src.export.tflite_export import TFLiteOptions, export_tflite  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.onnx_float import save_onnx  # pylint: disable=import-outside-toplevel
+    from src.export.tflite.tflite_export import TFLiteOptions, export_tflite  # pylint: disable=import-outside-toplevel
     model, variant, scale, options, ckpt, _ = ZOO[request.param]
     fp = _float_net(model, variant, scale, options, ckpt)
     q, _ = _deployment_model(fp, _patches(fp.n_colors, scale))
@@ -151,8 +151,8 @@ def shipped(request, tmp_path_factory):
 
 
 def test_reported_psnr_is_the_int8_tflite_and_mobile_onnx_psnr(shipped):
-    from src.export import tflite_check  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
+    from src.runtime import tflite_check  # pylint: disable=import-outside-toplevel
+    from src.runtime.sessions import ort_session  # pylint: disable=import-outside-toplevel
     _, q, path, onnx_path, images = shipped
     interp = tflite_check.interpreter(path)
     session = ort_session(onnx_path)
@@ -205,8 +205,9 @@ def test_the_file_holds_the_simulations_integers_on_every_conv_input(shipped):
 def test_export_reads_every_grid_from_the_checkpoint(shipped, monkeypatch):
     """Nothing is observed at export: the observers raise, the graph is still written, and the residual
     conv output of an image model is on the checkpoint's own grid."""
-    from src.export import onnx_qdq, passes  # pylint: disable=import-outside-toplevel
-    from src.export.qdq_plan import act_grid  # pylint: disable=import-outside-toplevel
+    from src.export.onnx import onnx_qdq  # pylint: disable=import-outside-toplevel
+    from src.export.onnx import passes  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.qdq_plan import act_grid  # pylint: disable=import-outside-toplevel
     fp, q, _, _, images = shipped
 
     def boom(*_args, **_kwargs):
@@ -312,9 +313,9 @@ def test_published_etds_int8_ort_is_written_and_matches_its_onnx_at_every_size(t
     requantisation tie grown to two levels); the check now allows ties, at every size."""
     pytest.importorskip("onnxruntime")
     from src.export.exporter import ORT_INT8_TOLERANCE, ort_matches_onnx  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_float import save_onnx  # pylint: disable=import-outside-toplevel
-    from src.export.ort_format import onnx_to_ort  # pylint: disable=import-outside-toplevel
-    from src.quantlib.calib_data import calibration_patches  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.onnx_float import save_onnx  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.ort_format import onnx_to_ort  # pylint: disable=import-outside-toplevel
+    from src.data.calib_data import calibration_patches  # pylint: disable=import-outside-toplevel
     from src.weights.torch_import import convert_torch_state_dict  # pylint: disable=import-outside-toplevel
     from src.weights.torch_pickle import load_torch_weights  # pylint: disable=import-outside-toplevel
     fp = create_model("etds", "M4C32", 3)
@@ -362,8 +363,8 @@ def test_reconstruction_runs_through_the_deployment_model_and_the_file_keeps_its
     """dbdc_recon swaps the quantizers of a block (learned rounding, QDrop) while the int32 bias of the
     deployment model reads their grids; the refined model still equals its int8 file."""
     pytest.importorskip("tensorflow", reason="TFLite export needs requirements-mobile.txt")
-    from src.export import tflite_check  # pylint: disable=import-outside-toplevel
-    from src.export.tflite_export import TFLiteOptions, export_tflite  # pylint: disable=import-outside-toplevel
+    from src.runtime import tflite_check  # pylint: disable=import-outside-toplevel
+    from src.export.tflite.tflite_export import TFLiteOptions, export_tflite  # pylint: disable=import-outside-toplevel
     from src.quantlib.reconstruct import ReconConfig  # pylint: disable=import-outside-toplevel
     fp = _float_net("ecbsr", "M4C16", 3, {}, None)
     patches = _patches(3, 3, 4)

@@ -7,7 +7,7 @@ from mindspore import Tensor
 
 from conftest import requires_shared, shared_dir
 from src.models.registry import create_model
-from src.quantlib.calib_data import batches_of, calibration_patches
+from src.data.calib_data import batches_of, calibration_patches
 from src.quantlib.calibrate import CalibrationConfig, calibrate
 from src.quantlib.quant_layers import QuantConfig
 from src.quantlib.equalize import channel_ranges, equalization_pairs, equalize

@@ -9,8 +9,9 @@ import pytest
 
 from conftest import ROOT, requires_shared, shared_dir, write_smooth_images
 from src.export.mindir import export_mindir, mindir_max_diff
-from src.export.onnx_float import float_onnx, max_diff, ort_session, run_onnx, save_onnx
-from src.export.onnx_qdq import integer_kernels, observe_output_ranges, quantize_onnx
+from src.export.onnx.onnx_float import float_onnx, max_diff, save_onnx
+from src.runtime.sessions import ort_session, run_onnx
+from src.export.onnx.onnx_qdq import integer_kernels, observe_output_ranges, quantize_onnx
 from src.models import create_model
 from src.models.registry import default_variant, to_deploy
 from src.quantlib.calibrate import calibrate
@@ -48,7 +49,7 @@ def test_onnx_float_dynamic_hw_matches_mindspore(model, scale, tmp_path):
 
 @pytest.mark.parametrize("scale", [2, 3])
 def test_strided_subpixel_rewrite_is_exact_and_keeps_the_graph_outputs(scale):
-    from src.export.onnx_float import optimized_float  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.onnx_float import optimized_float  # pylint: disable=import-outside-toplevel
     net = _net("sesr", scale)
     xs = _inputs(1, sizes=((12, 15), (11, 7)))
     raw = float_onnx(net, xs[0])
@@ -120,7 +121,7 @@ def test_int8_qdq_runs_integer_kernels_and_matches_fake_quant(model, scale, tmp_
 
 def test_dequantize_late_moves_dq_after_data_movement_exactly():
     from onnx import TensorProto, helper, numpy_helper  # pylint: disable=import-outside-toplevel
-    from src.export.qdq_rewrites import dequantize_late  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.qdq_rewrites import dequantize_late  # pylint: disable=import-outside-toplevel
     inits = [numpy_helper.from_array(np.float32(0.02), "s"), numpy_helper.from_array(np.uint8(7), "z"),
              numpy_helper.from_array(np.array([0], np.int64), "st"), numpy_helper.from_array(np.array([8], np.int64), "en"),
              numpy_helper.from_array(np.array([1], np.int64), "ax")]
@@ -267,8 +268,8 @@ def test_int8_onnx_psnr_within_0_05_db_of_fake_quant(tmp_path):
     """Published ABPN x3, W8A8 DBDC on 20 patches of ../shared train images, Set5 (Y)."""
     from scripts.bench_export_latency import set5_psnr  # pylint: disable=import-outside-toplevel
     from scripts.convert_torch_weights import main as convert_main  # pylint: disable=import-outside-toplevel
-    from src.export.runners import OnnxRunner  # pylint: disable=import-outside-toplevel
-    from src.quantlib.calib_data import batches_of, calibration_patches  # pylint: disable=import-outside-toplevel
+    from src.runtime.runners import OnnxRunner  # pylint: disable=import-outside-toplevel
+    from src.data.calib_data import batches_of, calibration_patches  # pylint: disable=import-outside-toplevel
     from src.weights.loader import load_for_inference  # pylint: disable=import-outside-toplevel
     shared = shared_dir()
     ckpt = str(tmp_path / "abpn.ckpt")

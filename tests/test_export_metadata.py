@@ -21,8 +21,8 @@ from mindspore import Tensor
 
 from conftest import ROOT, write_smooth_images
 from src.engine.inference import SRPredictor
-from src.export.runners import open_exported
-from src.export.metadata import ExportedModelError, read_mindir_proto
+from src.runtime.runners import open_exported
+from src.runtime.metadata import ExportedModelError, read_mindir_proto
 from src.models.registry import create_model, has_training_form, list_models, list_variants, to_deploy
 from src.weights.checkpoint import model_meta, save_checkpoint
 OLD_ASSUMED_RADIUS = 16  # the tile overlap assumed for files without metadata before it was measured

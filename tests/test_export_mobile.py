@@ -12,12 +12,13 @@ from onnx import numpy_helper
 
 from conftest import ROOT
 from src.export.exporter import ORT_INT8_TOLERANCE, ort_matches_onnx
-from src.export.mobile_check import partition_report, runs_whole
-from src.export.onnx_float import ort_session, run_onnx, save_onnx
-from src.export.onnx_graph import consumers, producers
-from src.export.ort_format import onnx_to_ort, ort_op_types
-from src.export.profiles import MOBILE_OPS, build_onnx
-from src.export.qdq_plan import IMAGE_GRID, IMAGE_STEP, act_grid
+from src.export.onnx.mobile_check import partition_report, runs_whole
+from src.export.onnx.onnx_float import save_onnx
+from src.runtime.sessions import ort_session, run_onnx
+from src.export.onnx.onnx_graph import consumers, producers
+from src.export.onnx.ort_format import onnx_to_ort, ort_op_types
+from src.export.onnx.profiles import MOBILE_OPS, build_onnx
+from src.export.onnx.qdq_plan import IMAGE_GRID, IMAGE_STEP, act_grid
 from src.models import create_model
 from src.models.registry import to_deploy
 from src.quantlib.calibrate import calibrate
@@ -127,7 +128,7 @@ def test_int8_graph_has_a_grid_on_every_tensor_between_ops(built):
 def test_int8_graph_carries_the_calibrated_grids(built):
     """Each Conv input is dequantized at that layer's activation grid; its weights are int8 per channel
     at the weight quantizer's scales, its bias int32 at activation x weight scale. A conv before a
-    PReLU is written in the split form (src/export/prelu_split.py): filters [W; -W] at scales [s; k s]
+    PReLU is written in the split form (src/export/onnx/prelu_split.py): filters [W; -W] at scales [s; k s]
     (k = |a| per channel), then a 1x1 mix conv with no bias."""
     model, q = built["int8"][0], built["q"]
     graph = model.graph
@@ -302,7 +303,7 @@ def test_add_term_range_keeps_only_what_the_sum_grid_can_pass():
     """Add(t, o) -> a conv grid [L, H]: t beyond [L - o_hi, H - o_lo] saturates the sum for every o."""
     from types import SimpleNamespace
     from onnx import helper
-    from src.export.qdq_plan import Grid, QDQPlan, add_term_range
+    from src.export.onnx.qdq_plan import Grid, QDQPlan, add_term_range
     add = helper.make_node("Add", ["t", "o"], ["s"])
     plan = QDQPlan()
     plan.mark_tensor("o", Grid(np.float32(0.01), np.array(128, np.uint8)), "o")  # [-1.28, 1.27]
@@ -321,7 +322,7 @@ def test_mobile_onnx_fidelity_wrapper_runs_through_the_predictor():
     import numpy as np  # pylint: disable=import-outside-toplevel
     from scripts.mobile_onnx_fidelity import _OrtNet  # pylint: disable=import-outside-toplevel
     from src.engine.inference import SRPredictor  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_float import float_onnx  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.onnx_float import float_onnx  # pylint: disable=import-outside-toplevel
     from src.models import create_model  # pylint: disable=import-outside-toplevel
     from src.models.registry import to_deploy  # pylint: disable=import-outside-toplevel
     net = to_deploy(create_model("abpn", "M2C8", 2, form="train"))

@@ -4,9 +4,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from src.export import mobile_rewrites
-from src.export.onnx_float import ort_session
-from src.export.qdq_rewrites import pad_conv_channels
+from src.export.onnx import mobile_rewrites
+from src.runtime.sessions import ort_session
+from src.export.onnx.qdq_rewrites import pad_conv_channels
 
 RNG = np.random.default_rng(11)
 
@@ -117,7 +117,7 @@ def test_tile_to_concat_refuses_computed_or_spatial_repeats():
                                          ("PRelu", "PRelu prelu: the slope must be a constant")])
 def test_tflite_translation_names_a_computed_weight_or_slope(op, message):
     pytest.importorskip("tensorflow", reason="TFLite export needs TensorFlow: pip install -r requirements-mobile.txt")
-    from src.export.tflite_graph import tf_function  # pylint: disable=import-outside-toplevel
+    from src.export.tflite.tflite_graph import tf_function  # pylint: disable=import-outside-toplevel
     nodes = [helper.make_node("Relu", ["x"], ["computed"]),
              helper.make_node(op, ["x", "computed"], ["y"], name=op.lower())]
     model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],

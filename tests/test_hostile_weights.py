@@ -425,7 +425,7 @@ def _write_ckpt(path):
 def _write_onnx(path):
     import onnx  # pylint: disable=import-outside-toplevel
     from onnx import TensorProto, helper  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_float import save_onnx  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.onnx_float import save_onnx  # pylint: disable=import-outside-toplevel
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])

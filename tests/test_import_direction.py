@@ -1,4 +1,4 @@
-"""Imports flow one way (and form no new loop): entry scripts / model_utils -> src.engine -> src.export -> src.paths ->
+"""Imports flow one way (and form no new loop): entry scripts / model_utils -> src.engine -> src.export -> src.runtime -> src.paths ->
 src.weights -> src.quantlib -> src.models -> src.data, src.metrics -> src.utils -> src.errors (the table in
 docs/architecture.md; src.quantlib and src.models also keep off each other and src.models off src.data;
 src.errors, the user-error classes every layer raises, imports nothing of the project).
@@ -15,11 +15,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "src")
 
 # package under src -> packages it must not import
-_ENTRY_SIDE = ("src.engine", "src.export", "src.paths")  # the rows above src.weights
+_ENTRY_SIDE = ("src.engine", "src.export", "src.runtime", "src.paths")  # the rows above src.weights
 FORBIDDEN = {
     "src.export": ("src.engine",),
-    "src.paths": ("src.engine", "src.export"),
-    "src.errors": ("src.engine", "src.export", "src.paths", "src.weights", "src.quantlib", "src.models", "src.data",
+    "src.runtime": ("src.engine", "src.export"),  # running a file never needs a writer
+    "src.paths": ("src.engine", "src.export", "src.runtime"),
+    "src.errors": ("src.engine", "src.export", "src.runtime", "src.paths", "src.weights", "src.quantlib", "src.models", "src.data",
                    "src.metrics", "src.utils"),
     "src.weights": _ENTRY_SIDE,
     "src.quantlib": _ENTRY_SIDE + ("src.weights", "src.models"),

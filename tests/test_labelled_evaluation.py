@@ -8,7 +8,7 @@ from conftest import write_smooth_images
 from src.data.eval_sets import resolve_eval_set
 from src.engine.evaluator import Subject, evaluate_predictors, evaluate_subject
 from src.engine.sections import EvalData, EvalOutputs, EvalProtocol, Evaluation, Inference, quantization_of
-from src.export.sections import ModelChoice
+from src.models.choice import ModelChoice
 
 
 class _Resize:

@@ -148,8 +148,8 @@ def test_families_register_once_and_the_registry_derives_from_them():
 def test_runner_for_an_exported_file_declares_the_interface(tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper  # pylint: disable=import-outside-toplevel
-    from src.export.runners import open_exported  # pylint: disable=import-outside-toplevel
-    from src.export.metadata import attach_onnx_metadata, export_metadata  # pylint: disable=import-outside-toplevel
+    from src.runtime.runners import open_exported  # pylint: disable=import-outside-toplevel
+    from src.runtime.metadata import attach_onnx_metadata, export_metadata  # pylint: disable=import-outside-toplevel
     net = create_model("abpn", "M2C8", 2, n_colors=1)
     repeats = helper.make_tensor("repeats", TensorProto.INT64, [4], [1, 4, 1, 1])
     graph = helper.make_graph(

@@ -7,7 +7,7 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from src.engine.schedules import cosine_lr
-from src.export.qdq_plan import act_grid, observed_grid, weight_grid
+from src.export.onnx.qdq_plan import act_grid, observed_grid, weight_grid
 from src.models.registry import create_model
 from src.quantlib import OBSERVERS, CalibrationConfig, PaCConfig, QuantConfig, quantize
 from src.quantlib.calibrate import calibrate

@@ -160,8 +160,9 @@ def test_refined_checkpoint_reloads_with_identical_outputs(refined, tmp_path):
 
 
 def test_int8_export_of_a_refined_w8a8_model_matches_its_fake_quant_model(tmp_path):
-    from src.export.onnx_float import float_onnx, max_diff, ort_session, save_onnx  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_qdq import observe_output_ranges, quantize_onnx  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.onnx_float import float_onnx, max_diff, save_onnx  # pylint: disable=import-outside-toplevel
+    from src.runtime.sessions import ort_session  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.onnx_qdq import observe_output_ranges, quantize_onnx  # pylint: disable=import-outside-toplevel
     rng = np.random.default_rng(3)
     patches = _smooth(rng, 6, 32)
     fp = _float()

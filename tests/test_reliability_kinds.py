@@ -216,8 +216,8 @@ def test_inference_memory_is_checked_up_front_and_windows_are_bounded(tmp_path, 
     from src.data.image_io import ImageError  # pylint: disable=import-outside-toplevel
     from src.data.imresize import imresize  # pylint: disable=import-outside-toplevel
     from src.engine import upscale_images  # pylint: disable=import-outside-toplevel
-    from src.export.metadata import ExportedModelError  # pylint: disable=import-outside-toplevel
-    from src.export.runners import open_exported  # pylint: disable=import-outside-toplevel
+    from src.runtime.metadata import ExportedModelError  # pylint: disable=import-outside-toplevel
+    from src.runtime.runners import open_exported  # pylint: disable=import-outside-toplevel
     write_smooth_images(str(tmp_path / "in"), 1, 64)
     monkeypatch.setattr(upscale_images, "_available_bytes", lambda: 100_000)  # 64x64 x3 RGBA: 147 kB
     with pytest.raises(ImageError, match=r"\(64x64\) upscaled x3 is 192x192 pixels: .* GiB is available"):
@@ -244,7 +244,7 @@ def test_a_fixed_window_file_runs_region_by_region_exactly(float_ckpt, tmp_path)
     import numpy as np  # pylint: disable=import-outside-toplevel
     from src.data.transforms import tensor_to_uint8, uint8_to_tensor  # pylint: disable=import-outside-toplevel
     from src.engine.inference import SRPredictor  # pylint: disable=import-outside-toplevel
-    from src.export.runners import open_exported  # pylint: disable=import-outside-toplevel
+    from src.runtime.runners import open_exported  # pylint: disable=import-outside-toplevel
     path = str(tmp_path / "m.onnx")
     _export(float_ckpt, path, "ONNX", "--target", "mobile", "--input_shape", "1,3,20,28")
     runner = open_exported(path, log=lambda _: None)

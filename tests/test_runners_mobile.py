@@ -30,12 +30,12 @@ from mindspore import Tensor
 from conftest import ROOT
 from model_utils.config import get_config
 from src.engine.evaluate import run_evaluation
-from src.export.file_layout import describe_io
-from src.export.fixed_tiles import window_plan
+from src.runtime.file_layout import describe_io
+from src.runtime.fixed_tiles import window_plan
 from src.engine.inference import SRPredictor
-from src.export.runners import open_exported
-from src.export.metadata import ExportedModelError, MissingRuntimeError, export_metadata
-from src.export.onnx_float import float_onnx, save_onnx, traced_onnx
+from src.runtime.runners import open_exported
+from src.runtime.metadata import ExportedModelError, MissingRuntimeError, export_metadata
+from src.export.onnx.onnx_float import float_onnx, save_onnx, traced_onnx
 from src.models.registry import create_model
 from src.weights.checkpoint import model_meta, save_checkpoint
 from src.weights.loader import load_for_inference
@@ -129,7 +129,7 @@ def test_ort_file_gives_the_onnx_output_and_keeps_metadata(abpn):
 
 def test_fixed_shape_mindir_runs_in_windows_of_its_declared_size(abpn, tmp_path):
     import mindspore as ms  # pylint: disable=import-outside-toplevel
-    from src.export.metadata import mindir_user_info  # pylint: disable=import-outside-toplevel
+    from src.runtime.metadata import mindir_user_info  # pylint: disable=import-outside-toplevel
     net, _ = load_for_inference("abpn", "M2C8", 3, abpn["ckpt"], {})
     net.set_train(False)
     stem = str(tmp_path / "abpn_fixed")
@@ -228,7 +228,7 @@ def tflite(tmp_path_factory):
     tf = pytest.importorskip("tensorflow", reason="TFLite files are made with TensorFlow: "
                                                   "pip install -r requirements-mobile.txt")
     pytest.importorskip("ai_edge_litert", reason="LiteRT runs .tflite files: pip install -r requirements-mobile.txt")
-    from src.export.metadata import attach_tflite_metadata  # pylint: disable=import-outside-toplevel
+    from src.runtime.metadata import attach_tflite_metadata  # pylint: disable=import-outside-toplevel
     root = tmp_path_factory.mktemp("tflite_files")
     files = {}
     for channels in (3, 1):
@@ -258,7 +258,7 @@ def tflite(tmp_path_factory):
 
 def test_tflite_metadata_round_trip_keeps_the_graph(tflite):
     from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
-    from src.export.metadata import (attach_tflite_metadata,  # pylint: disable=import-outside-toplevel
+    from src.runtime.metadata import (attach_tflite_metadata,  # pylint: disable=import-outside-toplevel
                                      read_tflite_metadata)
     assert read_tflite_metadata(tflite["float"]) == _tf_meta(3, "float")
     assert read_tflite_metadata(tflite["float_plain"]) == {}
@@ -298,7 +298,7 @@ def test_an_nchw_tflite_file_is_fed_nchw(tflite):
 
 
 def test_tflite_int8_with_uint8_pixels_uses_the_file_quantization(tflite):
-    from src.export.tflite_runner import quantize  # pylint: disable=import-outside-toplevel
+    from src.runtime.tflite_runner import quantize  # pylint: disable=import-outside-toplevel
     runner = open_exported(tflite["int8"])
     assert runner.kind == "int8 TFLite (file, uint8 IO)"
     assert runner.input["dtype"] == np.uint8 and runner.output["dtype"] == np.uint8

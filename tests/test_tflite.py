@@ -12,12 +12,12 @@ pytest.importorskip("ai_edge_litert", reason="TFLite checks need ai-edge-litert:
 # pylint: disable=wrong-import-position
 from conftest import ROOT, requires_shared, shared_dir
 from test_export import _calibrated
-from src.export import tflite_check
-from src.export.metadata import read_tflite_metadata
-from src.export.onnx_qdq import observe_output_ranges
-from src.export.profiles import build_onnx
-from src.export.tflite_convert import convert
-from src.export.tflite_export import TFLiteOptions, export_tflite
+from src.runtime import tflite_check
+from src.runtime.metadata import read_tflite_metadata
+from src.export.onnx.onnx_qdq import observe_output_ranges
+from src.export.onnx.profiles import build_onnx
+from src.export.tflite.tflite_convert import convert
+from src.export.tflite.tflite_export import TFLiteOptions, export_tflite
 from src.quantlib.quant_layers import quant_layers
 
 MODELS = [("abpn", 3, {}), ("etds", 3, {}), ("ecbsr", 3, {}), ("sesr", 2, {}), ("sesr", 2, {"act": "relu"})]
@@ -273,7 +273,7 @@ def test_export_cli_without_tensorflow_names_requirements_mobile(checkpoints, tm
 
 
 def test_uint8_io_refused_for_a_y_channel_model():
-    from src.export.tflite_export import check_request  # pylint: disable=import-outside-toplevel
+    from src.export.tflite.tflite_export import check_request  # pylint: disable=import-outside-toplevel
     with pytest.raises(ValueError, match="Y channel"):
         check_request("int8", "uint8", object(), 1)
 

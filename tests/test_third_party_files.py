@@ -19,8 +19,8 @@ import mindspore as ms
 from mindspore import Tensor
 
 from conftest import ROOT
-from src.export.metadata import ExportedModelError
-from src.export.runners import open_exported
+from src.runtime.metadata import ExportedModelError
+from src.runtime.runners import open_exported
 from src.models.registry import create_model
 from src.utils.file_probe import measure_receptive_radius, probe_image
 from src.weights.loader import load_for_inference

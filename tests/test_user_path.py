@@ -184,7 +184,7 @@ def test_progress_lines_carry_an_eta_and_a_long_phase_is_never_silent(monkeypatc
 
 
 def test_a_tflite_file_split_into_several_xnnpack_partitions_is_warned_about():
-    from src.export.tflite_check import partition_warning
+    from src.runtime.tflite_check import partition_warning
     assert partition_warning({"partitions": 1, "nodes": 14, "delegated": 14, "left": []}) == ""
     line = partition_warning({"partitions": 6, "nodes": 30, "delegated": 25,
                               "left": ["PRELU", "MAXIMUM", "PRELU", "MINIMUM", "MAXIMUM"]})
@@ -296,7 +296,7 @@ def test_every_error_class_of_the_project_is_a_user_error():
     from model_utils.validate import ConfigError
     from src.data.eval_sets import DatasetNotFoundError
     from src.export.deploy_sites import DeployUnsupported
-    from src.export.metadata import ExportedModelError, MissingRuntimeError
+    from src.runtime.metadata import ExportedModelError, MissingRuntimeError
     from src.utils.atomic import SameFileError
     from src.utils.run_lock import FolderBusy
     from src.weights.checkpoint import CheckpointError

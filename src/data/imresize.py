@@ -11,6 +11,7 @@ import math
 import os
 
 import numpy as np
+from src.data.image_io import ImageError, read_rgb, write_png
 
 
 def _cubic(x):
@@ -86,7 +87,6 @@ def bicubic_lr(hr, scale, cache_path=None):
     A cache entry is used only if it decodes and has the expected LR size; otherwise
     the LR image is made again and the entry rewritten (atomically).
     """
-    from src.data.image_io import ImageError, read_rgb, write_png  # pylint: disable=import-outside-toplevel
     shape = (hr.shape[0] // scale, hr.shape[1] // scale)
     if cache_path and os.path.isfile(cache_path):
         try:

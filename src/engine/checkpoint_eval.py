@@ -9,6 +9,7 @@ from src.paths import select_checkpoint
 from src.utils.atomic import refuse_same_file
 from src.weights.checkpoint import open_checkpoint
 from src.weights.loader import load_for_inference
+from src.engine.quant_eval import build_quantized
 
 
 def run_checkpoint_evaluation(config, log=print):
@@ -29,7 +30,6 @@ def run_checkpoint_evaluation(config, log=print):
                  for name in names]  # fail before work
     read = open_checkpoint(ckpt)  # the one read of the file; everything below is built from it
     if evaluation.quant.method or read.calibrated:  # a PTQ run: calibrate now, or the calibrated file as is
-        from src.engine.quant_eval import build_quantized  # pylint: disable=import-outside-toplevel
         built = build_quantized(evaluation.model, evaluation.quant, read, log)
         subject = quantized_subject(evaluation, ckpt, names, built)
     else:

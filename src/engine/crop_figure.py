@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from src.data.eval_sets import load_pair, resolve_eval_set
-from src.data.image_io import write_png
 from src.data.imresize import imresize
 from src.data.transforms import rgb_to_y
 from src.engine.inference import SRPredictor

@@ -6,7 +6,7 @@ Model, variant and scale come from the file's metadata (or, for a file without
 it, its shapes or a probe run, with a note); the protocol (Y channel, shave,
 HR mod crop, tiling, self-ensemble) is the checkpoint path's
 (:mod:`src.engine.evaluator`). A fixed-shape mobile file runs in windows of its
-input size (:mod:`src.export.fixed_tiles`). The report JSON has the
+input size (:mod:`src.runtime.fixed_tiles`). The report JSON has the
 checkpoint report's keys plus ``kind`` (e.g. ``"int8 TFLite (file, uint8 IO)"``)
 and ``file_format``.
 """
@@ -15,7 +15,7 @@ import os
 from src.engine.evaluator import Subject, describe_protocol, evaluate_subject, output_paths, select_datasets
 from src.engine.inference import SRPredictor
 from src.engine.sections import evaluation_sections
-from src.export.runners import EXTENSIONS, open_exported
+from src.runtime.runners import EXTENSIONS, open_exported
 from src.data.eval_sets import resolve_eval_set
 from src.paths import resolve_path
 from src.utils.atomic import refuse_same_file

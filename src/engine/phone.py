@@ -30,6 +30,7 @@ from src.utils.atomic import atomic_target
 from src.weights.checkpoint import model_meta, open_checkpoint, save_checkpoint
 from src.weights.convert import convert_source, is_convertible
 from src.errors import InputNotFoundError, UserError
+from src.runtime.tflite_check import interpreter, latency_samples, xnnpack_partitions
 
 #: the calibration of the phone path when --quant_method is not given (PTQ4SR's DBDC refined by PaC;
 #: on the published ABPN x3 it loses 2-5x less than plain DBDC: docs/quantization.md)
@@ -90,7 +91,6 @@ def measure_tflite(path, threads=2):
     """``{latency_ms, xnnpack, input, output}`` of a .tflite file: the median over
     :data:`LATENCY_ROUNDS` rounds of the median of :data:`LATENCY_RUNS` runs (LiteRT, XNNPACK, ``threads``
     threads) at its own input shape, its XNNPACK partition report and its input/output tensor specs."""
-    from src.export.tflite_check import interpreter, latency_samples, xnnpack_partitions  # pylint: disable=import-outside-toplevel
     latency = statistics.median(latency_samples([path], threads, LATENCY_ROUNDS, LATENCY_WARMUP, LATENCY_RUNS)[0])
     interp = interpreter(path, threads)
     return {"latency_ms": round(latency, 2), "threads": threads, "xnnpack": xnnpack_partitions(path, threads),

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from src.export.deploy_calibration import DeployUnsupported, deploy_sites
 from src.quantlib import quantize
-from src.quantlib.calib_data import calibration_patches
+from src.data.calib_data import calibration_patches
 from src.utils.atomic import refuse_same_file
 from src.weights.checkpoint import model_meta, open_checkpoint, save_checkpoint
 from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of
@@ -22,7 +22,7 @@ def calibration_patches_for(quant, scale, fp_net):
 
 
 def load_or_calibrate(model, quant, ckpt, log):
-    """(fp_net, q_net, qcfg, method, calibration) of ``model`` (:class:`~src.export.sections.ModelChoice`)
+    """(fp_net, q_net, qcfg, method, calibration) of ``model`` (:class:`~src.models.choice.ModelChoice`)
     from ``ckpt`` (a path, read once here, or a :class:`~src.weights.checkpoint.CheckpointFile`): a
     calibrated checkpoint's quantized net as is (``method`` as recorded, ``calibration`` None), or the
     float net quantized now with ``quant`` (:class:`~src.engine.sections.Quantization`;
@@ -80,7 +80,7 @@ def with_deploy_sites(qcfg, fp_net, patches, log):
 
 
 def build_quantized(model, quant, ckpt, log):
-    """(fp_net, q_net, info) of ``model`` (:class:`~src.export.sections.ModelChoice`) from ``ckpt`` (a path
+    """(fp_net, q_net, info) of ``model`` (:class:`~src.models.choice.ModelChoice`) from ``ckpt`` (a path
     or a :class:`~src.weights.checkpoint.CheckpointFile`): a calibrated checkpoint is used as is; otherwise
     calibrate now as ``quant`` (:class:`~src.engine.sections.Quantization`) says, and write the result to
     ``save_quant_ckpt`` if given.

@@ -12,7 +12,7 @@ them. Export's sections live in :mod:`src.export.sections` (export does not impo
 """
 from dataclasses import dataclass, replace
 
-from src.export.sections import ModelChoice, model_choice
+from src.models.choice import ModelChoice, model_choice
 from src.paths import resolve_path
 from src.quantlib import CalibrationConfig, PaCConfig, QuantConfig, ReconConfig, recipes
 from src.quantlib.fake_quant import check_bits
@@ -136,7 +136,7 @@ class Inference:
     """How a whole image is run (:class:`~src.engine.inference.SRPredictor`): x8 self-ensemble,
     LR tile side in pixels (0: from ``max_tile_mem_gb`` GiB, -1: never tile) and the tiles'
     LR context overlap in pixels (-1: the model's receptive radius); ``pixel_range`` ('auto', '1' or
-    '255'): the pixel values of an exported file without SR metadata (src/export/runners.py)."""
+    '255'): the pixel values of an exported file without SR metadata (src/runtime/runners.py)."""
     self_ensemble: bool
     tile_size: int
     tile_overlap: int

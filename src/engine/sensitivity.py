@@ -26,6 +26,7 @@ from src.paths import select_checkpoint
 from src.quantlib import QuantConfig, restrict_quantization
 from src.utils.atomic import atomic_target
 from src.errors import UserError
+from src.engine.file_eval import is_exported_file
 
 KINDS = ("activation", "weight", "both")
 
@@ -106,7 +107,6 @@ def checkpoint_and_sets(config, default_method, what, log):
     checkpoint itself: ``--quant_method`` defaulted to ``default_method``, the
     :class:`~src.engine.sections.Evaluation`, the resolved checkpoint and the resolved
     ``--eval_datasets``. ``ValueError`` naming ``what`` for an exported model (ONNX, MindIR, ...)."""
-    from src.engine.file_eval import is_exported_file  # pylint: disable=import-outside-toplevel
     if is_exported_file(config.pre_trained):
         raise UserError(f"--pre_trained {config.pre_trained}: {what} needs a MindSpore checkpoint "
                          "(.ckpt), not an exported model")

@@ -39,12 +39,12 @@ from src.paths import resolve_path
 from src.engine.inference import SRPredictor
 from src.engine.losses import SRLoss
 from src.engine.schedules import lr_schedule
-from src.engine.sections import training_sections
+from src.engine.sections import quantization_of, training_sections
 from src.engine.train_log import LossInterval, TrainLogger
 from src.engine.train_state import (check_finite, file_digest, images_fingerprint, list_states, load_latest_state,
                                     run_identity, save_state, state_path)
 from src.engine.train_step import TrainStep, use_deterministic_prelu
-from src.export.sections import model_choice
+from src.models.choice import model_choice
 from src.models.registry import create_model, has_training_form, to_deploy
 from src.utils.atomic import refuse_same_file
 from src.utils.run_lock import hold_folder
@@ -52,6 +52,7 @@ from src.utils.stop_signals import StopRequest
 from src.errors import Interrupted, UserError
 from src.weights.checkpoint import load_into, model_meta, save_checkpoint
 from src.weights.transfer import transfer_weights
+from src.engine.quant_eval import load_or_calibrate
 
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
 
@@ -78,8 +79,6 @@ def _evaluation_net(net, step_cell):
 def _build_qat_net(config, log):
     """(net, quant_meta): the deploy form with fake quantizers, initialised from a float (or calibrated)
     checkpoint, and the quantization entries its checkpoints record."""
-    from src.engine.quant_eval import load_or_calibrate  # pylint: disable=import-outside-toplevel
-    from src.engine.sections import quantization_of  # pylint: disable=import-outside-toplevel
     if not config.pre_trained:
         raise UserError("--qat True needs --pre_trained: the float (or calibrated) checkpoint to fine-tune")
     if config.ema_decay > 0:

@@ -25,6 +25,9 @@ from src.data.imresize import imresize
 from src.engine.inference import CHROMA_CONTEXT, SRPredictor, peak_bytes_per_lr_pixel
 from src.engine.sections import upscale_sections
 from src.errors import InputNotFoundError, UserError
+from src.paths import resolve_path, select_checkpoint
+from src.runtime.runners import open_exported
+from src.weights.loader import load_float_and_quantized
 
 
 def _model_for(request, source, log):
@@ -38,12 +41,10 @@ def _model_for(request, source, log):
         raise InputNotFoundError(f"model file {source} does not exist; pass --model_file {kinds} or --pre_trained")
     model = request.model
     if source.lower().endswith(".ckpt"):
-        from src.weights.loader import load_float_and_quantized  # pylint: disable=import-outside-toplevel
         fp_net, q_net, _ = load_float_and_quantized(model.model, model.variant, model.scale, source,
                                                     model.option_dict())
         net = q_net if q_net is not None else fp_net
         return net, model.scale, f"{model.model}-{model.variant} x{model.scale} checkpoint {source}"
-    from src.export.runners import open_exported  # pylint: disable=import-outside-toplevel
     runner = open_exported(source, log=log, tile_overlap=request.inference.tile_overlap,
                            pixel_range=request.inference.pixel_range)
     if request.scale_given and runner.scale != model.scale:
@@ -173,7 +174,6 @@ def run_upscale(config, log=print):
     are built here, once. Raises ``ImageError`` (after writing the others) when images of a folder
     could not be read.
     """
-    from src.paths import resolve_path, select_checkpoint  # pylint: disable=import-outside-toplevel
     request = upscale_sections(config)
     images = _input_images(request.input_path)
     source = resolve_path(config, request.model_file or select_checkpoint(config))

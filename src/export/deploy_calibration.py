@@ -1,10 +1,10 @@
 """The deployment sites of a network and their calibration: its mobile float graph is built
-(:func:`src.export.profiles.build_onnx`) and read by :func:`src.export.deploy_sites.find_sites`."""
+(:func:`src.export.onnx.profiles.build_onnx`) and read by :func:`src.export.deploy_sites.find_sites`."""
 import numpy as np
 
 from src.export.deploy_sites import DeployUnsupported, find_sites
-from src.export.profiles import build_onnx
-from src.quantlib.calib_data import batches_of
+from src.export.onnx.profiles import build_onnx
+from src.data.calib_data import batches_of
 from src.quantlib.calibrate import CalibrationConfig
 from src.quantlib.deploy import calibrate_sites, install_sites
 from src.quantlib.observers import observer_class

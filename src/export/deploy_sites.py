@@ -2,7 +2,7 @@
 
 :func:`find_sites` reads the mobile-profile float ONNX graph of a network (the graph the int8
 TFLite and mobile ONNX files are written from) with the mobile planning rules of
-:mod:`src.export.qdq_plan` and returns the :class:`~src.quantlib.deploy.Site` list that
+:mod:`src.export.onnx.qdq_plan` and returns the :class:`~src.quantlib.deploy.Site` list that
 :mod:`src.quantlib.deploy` installs, so the quantized model rounds the same tensors on the same
 grids. :func:`site_grids` goes the other way at export: the grids of a calibrated deployment
 model for the planner, read from its quantizers (nothing is observed at export). Building a network's
@@ -30,8 +30,8 @@ Per tensor of the graph (every conv quantized at 8 bits):
 """
 from mindspore import nn
 
-from src.export.onnx_graph import consumers, producers
-from src.export.qdq_plan import (DATA_MOVEMENT_OPS, act_grid, image_tail, is_image_sum_term, reaches_image_output,
+from src.export.onnx.onnx_graph import consumers, producers
+from src.export.onnx.qdq_plan import (DATA_MOVEMENT_OPS, act_grid, image_tail, is_image_sum_term, reaches_image_output,
                                  reaches_output)
 from src.quantlib.deploy import QuantPReLU, Site, sites_of
 from src.quantlib.quant_layers import cell_at
@@ -176,7 +176,7 @@ def _cell(net, path):
 
 
 def site_grids(model, qnet):
-    """``(layer_grids, tensor_grids)`` for :func:`src.export.qdq_plan.plan_mobile` from the deployment
+    """``(layer_grids, tensor_grids)`` for :func:`src.export.onnx.qdq_plan.plan_mobile` from the deployment
     model ``qnet`` and its mobile float ONNX ``model``: ``{conv layer: Grid}`` of conv outputs (its
     own site grid, or the PReLU input grid for a ``prelu`` site), ``{tensor: Grid}`` of PReLU
     outputs (``act_out``). ValueError when the checkpoint's sites are not the ones this graph needs

@@ -2,9 +2,9 @@
 verified against MindSpore.
 
 ``--target desktop`` writes the x86 graphs (dynamic H/W); ``--target mobile`` fixed-shape
-graphs of phone-delegate ops (:mod:`src.export.profiles`), with their ORT-Mobile partition
-report (:mod:`src.export.mobile_check`); TFLite files are translated from the mobile graph
-(:mod:`src.export.tflite_export`) and report their XNNPACK partitions.
+graphs of phone-delegate ops (:mod:`src.export.onnx.profiles`), with their ORT-Mobile partition
+report (:mod:`src.export.onnx.mobile_check`); TFLite files are translated from the mobile graph
+(:mod:`src.export.tflite.tflite_export`) and report their XNNPACK partitions.
 
 Always the deploy form (collapsed SESR, plain ETDS/ECBSR). A calibrated or QAT
 checkpoint exports its fake-quant graph with ``--quant none`` and a real int8
@@ -21,15 +21,24 @@ from src.data.eval_sets import sample_set
 from src.data.image_io import read_rgb
 from src.data.transforms import rgb_to_ycbcr01
 from src.export.deploy_calibration import calibrate_missing_grids
-from src.export.metadata import export_metadata
+from src.runtime.metadata import export_metadata
 from src.export.sections import export_sections
-from src.quantlib.calib_data import calibration_patches
+from src.data.calib_data import calibration_patches
 from src.quantlib.deploy import is_deployment
 from src.quantlib.quant_layers import quant_layers
 from src.utils.atomic import atomic_target, refuse_same_file
 from src.weights.checkpoint import open_checkpoint
 from src.weights.loader import load_float_and_quantized
 from src.errors import UserError
+from src.export.mindir import export_mindir, mindir_max_diff
+from src.export.onnx.mobile_check import format_report, partition_report
+from src.export.onnx.onnx_float import max_diff, save_onnx
+from src.export.onnx.onnx_qdq import integer_kernels, output_ranges_for
+from src.export.onnx.ort_format import onnx_to_ort, ort_op_types
+from src.export.onnx.profiles import MOBILE_OPS, build_onnx
+from src.export.tflite.tflite_export import TFLiteOptions, check_request, export_tflite
+from src.paths import select_checkpoint
+from src.runtime.sessions import ort_session, run_onnx
 
 FLOAT_TOLERANCE = 1e-4
 ORT_TOLERANCE = 1e-5  # .ort vs the .onnx it was converted from (float: sums reordered)
@@ -133,7 +142,6 @@ def _check_request(request, fp_net, q_net, target):
         if target != "mobile":
             raise UserError("a TFLite file is the mobile graph (fixed shape, delegate ops): use --target mobile "
                              "(or auto) with --file_format TFLITE")
-        from src.export.tflite_export import check_request  # pylint: disable=import-outside-toplevel
         check_request(quant, io_dtype, q_net, (q_net or fp_net).n_colors)
         return
     given = [opt for opt, on in (("--quant float16", quant == "float16"),
@@ -176,7 +184,6 @@ def run_export(config, log=print, checkpoint=None):
     checkpoint when the caller has read it already (a :class:`~src.weights.checkpoint.CheckpointFile`),
     else it is read here, once.
     """
-    from src.paths import select_checkpoint  # pylint: disable=import-outside-toplevel
     request = export_sections(config)
     read = open_checkpoint(checkpoint if checkpoint is not None else select_checkpoint(config))
     ckpt = read.path
@@ -260,7 +267,6 @@ def _write_air(job, _report, _log):  # reached on Ascend only
 
 
 def _write_mindir(job, report, log):
-    from src.export.mindir import export_mindir, mindir_max_diff  # pylint: disable=import-outside-toplevel
     fixed = job["inputs"][0].shape if job["target"] == "mobile" else None
     with atomic_target(job["path"], suffix=".mindir") as tmp:  # checked before it replaces the target
         export_mindir(job["net"], job["n_colors"], tmp, job["metadata"], shape=fixed)
@@ -276,11 +282,9 @@ def _write_mindir(job, report, log):
 
 def _onnx_model(job, log):
     """The ModelProto of the requested profile and quantization."""
-    from src.export.profiles import build_onnx  # pylint: disable=import-outside-toplevel
     settings, q_net = job["settings"], job["q_net"]
     ranges = None
     if settings.quant == "int8":
-        from src.export.onnx_qdq import output_ranges_for  # pylint: disable=import-outside-toplevel
         low = sorted({min(l.w_bit or 8, l.a_bit or 8) for _, l in quant_layers(q_net)} - {8})
         if low:
             log(f"note: layers at {low[0]} bits are stored in int8/uint8 containers; below 8 bits a Clip keeps "
@@ -292,8 +296,6 @@ def _onnx_model(job, log):
 
 def _check_onnx(job, report, log, path):
     """Compare the written ONNX (or ORT) file with MindSpore on the example input(s)."""
-    from src.export.onnx_float import max_diff, ort_session  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_qdq import integer_kernels  # pylint: disable=import-outside-toplevel
     dynamic = "" if job["target"] == "mobile" else " (dynamic H/W)"
     if job["settings"].quant == "int8":
         if job["target"] == "desktop":
@@ -314,7 +316,6 @@ def _check_onnx(job, report, log, path):
 def _log_partitions(job, report, log, onnx_path):
     if job["target"] != "mobile":
         return
-    from src.export.mobile_check import format_report, partition_report  # pylint: disable=import-outside-toplevel
     report["partitions"] = partition_report(onnx_path)
     log(f"ORT-Mobile partitions: {format_report(report['partitions'])}")
 
@@ -322,7 +323,6 @@ def _log_partitions(job, report, log, onnx_path):
 def _write_onnx(job, report, log):
     """The ONNX file, written to a temporary name and checked there: a file that fails its check never
     replaces an earlier one at the target."""
-    from src.export.onnx_float import save_onnx  # pylint: disable=import-outside-toplevel
     model = _onnx_model(job, log)
     with atomic_target(job["path"], suffix=".onnx") as tmp:
         save_onnx(model, tmp, job["metadata"])
@@ -336,8 +336,6 @@ def _write_ort(job, report, log):
     folder, then moved into place); checked against the ONNX graph it came from."""
     import shutil  # pylint: disable=import-outside-toplevel
     import tempfile  # pylint: disable=import-outside-toplevel
-    from src.export.ort_format import onnx_to_ort  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_float import save_onnx  # pylint: disable=import-outside-toplevel
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = save_onnx(_onnx_model(job, log), os.path.join(tmp, "model.onnx"), job["metadata"])
         ort_path = onnx_to_ort(onnx_path, os.path.join(tmp, "ort"))
@@ -356,8 +354,6 @@ def _write_ort(job, report, log):
 def _require_delegate_ops(ort_path):
     """The .ort file's node types; ValueError if any is not a mobile-profile op (a fused x86 kernel
     such as ``com.microsoft:QLinearConv`` would keep NNAPI and CoreML from taking the graph)."""
-    from src.export.ort_format import ort_op_types  # pylint: disable=import-outside-toplevel
-    from src.export.profiles import MOBILE_OPS  # pylint: disable=import-outside-toplevel
     ops = ort_op_types(ort_path)
     foreign = sorted(k for k in ops if k.split(":")[0] not in ("", "ai.onnx") or k.split(":")[1] not in MOBILE_OPS)
     if foreign:
@@ -372,7 +368,6 @@ def ort_matches_onnx(ort_path, onnx_path, inputs, tolerance=ORT_TOLERANCE):
     ``ORT_INT8_TOLERANCE`` (one 8-bit level) the integer-tie rule of ``ORT_INT8_*`` instead (outputs
     are images in [0, 1]: the PSNR is computed on differences capped at 1)."""
     import numpy as np  # pylint: disable=import-outside-toplevel
-    from src.export.onnx_float import ort_session, run_onnx  # pylint: disable=import-outside-toplevel
     a, b = ort_session(ort_path), ort_session(onnx_path)
     diffs = [np.abs(run_onnx(a, x) - run_onnx(b, x)) for x in inputs]
     worst = max(float(d.max()) for d in diffs)
@@ -392,8 +387,7 @@ def ort_matches_onnx(ort_path, onnx_path, inputs, tolerance=ORT_TOLERANCE):
 
 def _write_tflite(job, report, log):
     """The mobile ONNX graph translated to TensorFlow and converted by TFLiteConverter
-    (:mod:`src.export.tflite_export`); checked at the example size (the file has a fixed shape)."""
-    from src.export.tflite_export import TFLiteOptions, export_tflite  # pylint: disable=import-outside-toplevel
+    (:mod:`src.export.tflite.tflite_export`); checked at the example size (the file has a fixed shape)."""
     settings = job["settings"]
     options = TFLiteOptions(settings.quant, settings.io_dtype, job["metadata"], settings.export_check)
     report.update(export_tflite(job["fp_net"], job["q_net"], job["inputs"][0], job["path"], options, log))

@@ -3,9 +3,10 @@ import os
 
 import numpy as np
 import mindspore as ms
-from mindspore import Tensor, nn
+from mindspore import Tensor
 
-from src.export.metadata import mindir_user_info
+from src.runtime.metadata import mindir_user_info
+from src.runtime.sessions import load_mindir
 from src.errors import UserError
 
 
@@ -13,8 +14,8 @@ def export_mindir(net, n_colors, file_name, metadata=None, shape=None):
     """Write ``file_name``.mindir taking ``1 x n_colors x H x W`` for any H, W (``shape`` None) or a fixed
     ``shape`` (N, C, H, W: the mobile profile, for MindSpore Lite's converter); returns the path.
 
-    ``metadata`` (``{key: str}``, see :mod:`src.export.metadata`) goes into the
-    MindIR ``user_info``, where :class:`~src.export.runners.MindIRRunner` reads it. ``net`` is put in
+    ``metadata`` (``{key: str}``, see :mod:`src.runtime.metadata`) goes into the
+    MindIR ``user_info``, where :class:`~src.runtime.runners.MindIRRunner` reads it. ``net`` is put in
     inference mode; MindSpore's own export errors pass through.
     """
     net.set_train(False)
@@ -23,12 +24,6 @@ def export_mindir(net, n_colors, file_name, metadata=None, shape=None):
     extra = {"custom_func": mindir_user_info(metadata)} if metadata else {}
     ms.export(net, dynamic, file_name=os.path.splitext(path)[0], file_format="MINDIR", **extra)
     return path
-
-
-def load_mindir(path):
-    """A callable ``nn.GraphCell`` running the MindIR graph at ``path`` (NCHW float32 in and out);
-    MindSpore's own errors for an unreadable file pass through."""
-    return nn.GraphCell(ms.load(path))
 
 
 def mindir_max_diff(path, net, inputs):

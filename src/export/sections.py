@@ -1,4 +1,5 @@
-"""Typed configuration sections of export.py, and the model choice every entry point reads.
+"""Typed configuration sections of export.py (the model choice every entry point reads is
+:class:`src.models.choice.ModelChoice`).
 
 Built once from the loaded configuration by :func:`export_sections` (``run_export`` does it
 first); the exporter below reads these frozen values, never the configuration. Field names are
@@ -9,30 +10,9 @@ a test checks they agree) and no default is written here: every key comes from
 """
 from dataclasses import dataclass
 
+from src.models.choice import ModelChoice, model_choice
 from src.paths import resolve_path
 from src.utils.sections import section_of
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """The model a run builds: registry name, variant, upscale factor (2, 3 or 4) and the
-    builder options given in the configuration (``(key, value)`` pairs of
-    the family option keys that are set, e.g. ``n_colors``)."""
-    model: str
-    variant: str
-    scale: int
-    options: tuple
-
-    def option_dict(self):
-        """The builder options as the keyword dict ``create_model`` / the loaders take."""
-        return dict(self.options)
-
-
-def model_choice(config):
-    """The :class:`ModelChoice` of a loaded configuration."""
-    from src.models.registry import OPTION_KEYS  # pylint: disable=import-outside-toplevel
-    options = tuple((k, config.get(k)) for k in OPTION_KEYS if config.get(k) is not None)
-    return ModelChoice(config.model, config.variant, config.scale, options)
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from src.models.common import PixelShuffle, as_float64, conv2d, identity_kernel,
     shuffle_stages
 from src.models.family import Family, choice_rule, register_family
 from src.errors import UserError
+from src.models.adder import AdderBlock, AdderDeploy
 
 VARIANTS = {
     "M3": dict(m=3, f=16, feature_size=256),
@@ -136,7 +137,6 @@ class SESR(_SESRBase):
         self.linear_block_type = linear_block_type
         self.input_block = LinearBlock(n_colors, f, 5, feature_size, collapsed)
         if linear_block_type == "collapsed_adder":
-            from src.models.adder import AdderBlock  # pylint: disable=import-outside-toplevel
             self.blocks = nn.CellList([AdderBlock(f, 3, adder_eta) for _ in range(m)])
         else:
             self.blocks = nn.CellList([LinearBlock(f, f, 3, feature_size, collapsed, residual=True)
@@ -162,7 +162,6 @@ class SESRDeploy(_SESRBase):
         super().__init__(scale, n_colors)
         self.conv_first = conv2d(n_colors, f, 5)
         if adder:
-            from src.models.adder import AdderDeploy  # pylint: disable=import-outside-toplevel
             self.body = nn.CellList([AdderDeploy(f, 3) for _ in range(m)])
         else:
             self.body = nn.CellList([conv2d(f, f, 3) for _ in range(m)])

@@ -8,7 +8,7 @@ ops, so it also rounds, on 8-bit grids:
   residual added to the anchor), and the int32 bias (step = input step x weight step);
 - PReLU, written as ``relu(y)`` and ``relu(-k y)`` on ``[0, high]`` of ``y``'s grid ``[low, high]`` (per
   channel ``k = |a|``, :func:`split_factors`) mixed by a 1x1 conv whose per-channel weights
-  ``(1, -a/k)`` are int8 at step ``max(1, |a/k|) / 127`` (see :mod:`src.export.prelu_split`);
+  ``(1, -a/k)`` are int8 at step ``max(1, |a/k|) / 127`` (see :mod:`src.export.onnx.prelu_split`);
 - an activation output read by an Add (SESR's last PReLU or ReLU output);
 - the image input (a Y channel computed from RGB is not on the 1/255 grid of an 8-bit file).
 

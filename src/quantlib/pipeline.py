@@ -7,7 +7,7 @@ gives the fake-quantized model. ``eval.py`` (PTQ) and QAT's initialisation both 
 """
 import copy
 
-from src.quantlib.calib_data import batches_of
+from src.data.calib_data import batches_of
 from src.quantlib.calibrate import CalibrationConfig, calibrate
 from src.quantlib.equalize import equalize
 from src.quantlib.pac import pixel_aware_calibration

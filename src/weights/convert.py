@@ -7,6 +7,9 @@ import os
 
 from src.models import create_model
 from src.weights.checkpoint import CheckpointError
+from src.weights import tf_import
+from src.weights.torch_import import convert_torch_state_dict
+from src.weights.torch_pickle import load_torch_weights
 
 
 def is_tf_source(path):
@@ -22,8 +25,6 @@ def is_convertible(path):
 def convert_torch(src, model, variant, scale, key="auto"):
     """``(net, params {name: array}, notes)`` of the ``.pth`` state dict ``src`` for ``model``-``variant``
     x``scale`` (CheckpointError when model or scale is missing, or the tensors do not fit)."""
-    from src.weights.torch_import import convert_torch_state_dict  # pylint: disable=import-outside-toplevel
-    from src.weights.torch_pickle import load_torch_weights  # pylint: disable=import-outside-toplevel
     missing = [f"--{k}" for k, v in (("model", model), ("scale", scale)) if v is None]
     if missing:
         raise CheckpointError(f"a .pth file does not say which network it is: pass {' and '.join(missing)}")
@@ -37,7 +38,6 @@ def convert_tf(src, model=None, variant=None, scale=None, pixel_range="auto"):
     when given, must match what its convs say (CheckpointError naming both); the converted network must
     give the source's output within ``tf_import.MAX_IMPORT_DIFF`` of the 0..1 range on two test images."""
     import mindspore as ms  # pylint: disable=import-outside-toplevel
-    from src.weights import tf_import  # pylint: disable=import-outside-toplevel
     source = tf_import.open_tf_source(src)
     found = tf_import.guess_architecture(source)
     for key, given, value in zip(("model", "variant", "scale"), (model, variant, scale), found):

@@ -23,6 +23,7 @@ import numpy as np
 
 from src.utils.native_stderr import stderr_silenced
 from src.errors import UserError
+from src.utils.timing import median_ms
 
 DEFAULT_THREADS = 2
 
@@ -182,7 +183,6 @@ def latency_samples(paths, threads=DEFAULT_THREADS, rounds=3, warmup=3, runs=10,
     """Per file of ``paths``, ``rounds`` latencies in ms (each the median of ``runs`` runs after ``warmup``,
     :func:`file_timer` at the file's own input), the files taking turns in every round so a busy machine
     slows them alike; ``on_round(k, samples)`` is called after round ``k`` (1-based)."""
-    from src.utils.timing import median_ms  # pylint: disable=import-outside-toplevel
     timers = [file_timer(path, threads) for path in paths]
     samples = [[] for _ in timers]
     for k in range(rounds):

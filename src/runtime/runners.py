@@ -4,7 +4,7 @@ A runner takes and returns MindSpore Tensors (NCHW float in [0, 1]) and tells
 ``n_colors``, ``scale``, ``receptive_radius`` and ``peak_channels``, so
 :class:`~src.engine.inference.SRPredictor` tiles, ensembles and handles Y-only
 models for them as for a checkpoint. The values come from the file's metadata
-(:mod:`src.export.metadata`, written by export.py), checked against the shapes
+(:mod:`src.runtime.metadata`, written by export.py), checked against the shapes
 the file declares and by one probe run. A file exported before metadata was
 written still runs: channels and scale come from its shapes or a probe run, the
 receptive radius is measured on the file (:mod:`src.utils.file_probe`), and
@@ -19,24 +19,26 @@ file says). A file whose declared range the test image contradicts, or whose ran
 proven, is refused in one line.
 
 Layout (NCHW or NHWC) is read from the file's input/output shapes
-(:mod:`src.export.file_layout`), so a TFLite file's ``1 x H x W x C`` input is
+(:mod:`src.runtime.file_layout`), so a TFLite file's ``1 x H x W x C`` input is
 fed transposed images and an ONNX file's ``1 x C x H x W`` is not. A file with a
 fixed input size (the mobile export profile, e.g. 1 x 3 x 360 x 640) runs any
-image in overlapping windows of that size (:mod:`src.export.fixed_tiles`), with
+image in overlapping windows of that size (:mod:`src.runtime.fixed_tiles`), with
 an overlap of the receptive radius (or ``tile_overlap``).
 
 A file the runtime cannot read (random bytes, a truncated export, another format
-with the extension) raises :class:`~src.export.metadata.ExportedModelError`, a
+with the extension) raises :class:`~src.runtime.metadata.ExportedModelError`, a
 ValueError the entry scripts print as one line; a missing runtime package raises
-:class:`~src.export.metadata.MissingRuntimeError` naming the requirements file.
+:class:`~src.runtime.metadata.MissingRuntimeError` naming the requirements file.
 """
 import os
 
 from mindspore import Tensor
 
-from src.export.metadata import ExportedModelError, missing_runtime, read_mindir_proto, unreadable
-from src.export.runner_base import ExportedRunner, runtime_error_line
+from src.runtime.metadata import ExportedModelError, missing_runtime, read_mindir_proto, unreadable
+from src.runtime.runner_base import ExportedRunner, runtime_error_line
 from src.errors import UserError
+from src.runtime.sessions import load_mindir, ort_session
+from src.runtime.tflite_runner import TFLiteRunner
 
 EXTENSIONS = (".onnx", ".ort", ".mindir", ".tflite")
 
@@ -53,7 +55,6 @@ class OnnxRunner(ExportedRunner):
             import onnxruntime  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import  # availability check
         except ImportError:
             raise missing_runtime(f"running {path}", "onnxruntime", "requirements.txt") from None
-        from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
         try:
             self.session = ort_session(path, threads)
         except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
@@ -83,7 +84,6 @@ class MindIRRunner(ExportedRunner):
     FORMAT = "MindIR"
 
     def __init__(self, path, tile_overlap=-1, pixel_range="auto"):
-        from src.export.mindir import load_mindir  # pylint: disable=import-outside-toplevel
         proto = read_mindir_proto(path)  # refuses what is not a MindIR graph before MindSpore's loader
         user_info = dict(proto.user_info)
         graph = proto.graph
@@ -137,7 +137,6 @@ def open_exported(path, log=print, tile_overlap=-1, threads=0, pixel_range="auto
         elif lower.endswith(".mindir"):
             runner = MindIRRunner(path, tile_overlap, pixel_range)
         elif lower.endswith(".tflite"):
-            from src.export.tflite_runner import TFLiteRunner  # pylint: disable=import-outside-toplevel
             runner = TFLiteRunner(path, threads or 2, tile_overlap, pixel_range)
         else:
             raise UserError(f"{path}: expected a .ckpt, .onnx, .ort, .mindir or .tflite file")

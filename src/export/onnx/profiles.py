@@ -2,13 +2,14 @@
 
 ``desktop`` is the onnxruntime-on-x86 graph (dynamic H/W, strided sub-pixel convs, padded
 int8 channels); ``mobile`` is a fixed-shape graph of the ops phone delegates (NNAPI, CoreML,
-TFLite) run whole. The passes of each are listed in :data:`src.export.passes.PROFILES`.
+TFLite) run whole. The passes of each are listed in :data:`src.export.onnx.passes.PROFILES`.
 """
 import numpy as np
 
-from src.export.onnx_float import traced_onnx
-from src.export.passes import MOBILE_OPS, ExportContext, PROFILES, run_passes  # noqa: F401  (MOBILE_OPS: public here)
+from src.export.onnx.onnx_float import traced_onnx
+from src.export.onnx.passes import MOBILE_OPS, ExportContext, PROFILES, run_passes  # noqa: F401  (MOBILE_OPS: public here)
 from src.errors import UserError
+from src.export.onnx.onnx_qdq import output_ranges_for
 
 TARGETS = tuple(PROFILES)
 
@@ -22,7 +23,7 @@ def build_onnx(fp_net, q_net, example, target, quant, output_ranges=None):
     fake-quant graph, when given, as ``export.py`` always did; mobile always traces ``fp_net``,
     fake-quant ops not being delegate ops); 'int8': QuantizeLinear/DequantizeLinear at the
     calibrated grids of ``q_net`` (required) around the float graph of ``fp_net``;
-    ``output_ranges``: {layer: (min, max)} from :func:`src.export.onnx_qdq.observe_output_ranges`
+    ``output_ranges``: {layer: (min, max)} from :func:`src.export.onnx.onnx_qdq.observe_output_ranges`
     (observed on ``example`` when None). Raises ValueError for an unknown target/quant, int8
     without ``q_net``, or a graph the profile cannot express.
     """
@@ -37,7 +38,6 @@ def build_onnx(fp_net, q_net, example, target, quant, output_ranges=None):
         if q_net is None:
             raise UserError("int8 export needs a calibrated or QAT network (q_net)")
         if output_ranges is None:  # observed on the example, unless the model carries its grids
-            from src.export.onnx_qdq import output_ranges_for  # pylint: disable=import-outside-toplevel
             output_ranges = output_ranges_for(q_net, [example], target)
         net = fp_net
     else:

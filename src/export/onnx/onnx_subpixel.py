@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from src.export.onnx_graph import attr, constant_values, consumers, drop_dead, producers
+from src.export.onnx.onnx_graph import attr, constant_values, consumers, drop_dead, producers
 
 MAX_OUT_CHANNELS = 16
 

@@ -1,7 +1,7 @@
 """Exact float-graph rewrites of the mobile profile: only ops phone delegates run.
 
 MindSpore's traced ONNX graph holds a few ops that NNAPI / CoreML partitions stop at
-(see :data:`src.export.profiles.MOBILE_OPS` for what a mobile graph may contain):
+(see :data:`src.export.onnx.profiles.MOBILE_OPS` for what a mobile graph may contain):
 
 - ``Constant`` nodes (the anchor's repeats) -> initializers; ``Unsqueeze`` of an
   initializer (the PReLU slopes, ``(C,) -> (C, 1, 1)``) -> the unsqueezed initializer;
@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from src.export.onnx_graph import attr, consumers, drop_dead, producers
+from src.export.onnx.onnx_graph import attr, consumers, drop_dead, producers
 
 
 def _initializers(graph):
@@ -163,7 +163,7 @@ __all__ = ["constants_to_initializers", "fold_constant_unsqueeze", "tile_to_conc
 
 def check_mobile_ops(model, allowed):
     """Raise ValueError naming any op of ``model`` outside ``allowed`` (op types, e.g.
-    :data:`src.export.profiles.MOBILE_OPS`); then run ``onnx.checker`` (which raises its own
+    :data:`src.export.onnx.profiles.MOBILE_OPS`); then run ``onnx.checker`` (which raises its own
     ValidationError on a malformed graph). Returns 0 (a pass changes nothing)."""
     extra = sorted({n.op_type for n in model.graph.node} - set(allowed))
     if extra:

@@ -2,7 +2,7 @@
 
 An exported graph alone tells its input channel count and scale only by running
 it, and nothing about how far each output pixel looks into the LR image. The
-runners (:mod:`src.export.runners`) need that receptive radius for the tile
+runners (:mod:`src.runtime.runners`) need that receptive radius for the tile
 overlap: with a smaller overlap tiles differ from the untiled output (EDSR-
 baseline looks 36 LR pixels out; the old assumption of 16 changed 3 pixels).
 
@@ -33,6 +33,7 @@ Storage, as string key/value pairs under the ``sr.`` prefix:
 """
 import json
 from src.errors import UserError
+from src.models.base import SRNet
 
 PREFIX = "sr."
 VERSION = 1
@@ -75,7 +76,6 @@ def export_metadata(net, kind="float"):
     file may claim a value nobody measured.
     """
     # imported here: it loads MindSpore, which the file readers of this module do not need
-    from src.models.base import SRNet  # pylint: disable=import-outside-toplevel
     if not isinstance(net, SRNet):
         raise ValueError(f"{type(net).__name__} is not an SRNet and does not declare {', '.join(REQUIRED)}; "
                          "every exported model must (see src/models/base.py)")

@@ -1,4 +1,4 @@
-"""Write a :class:`~src.export.qdq_plan.QDQPlan` into an ONNX graph: the QuantizeLinear /
+"""Write a :class:`~src.export.onnx.qdq_plan.QDQPlan` into an ONNX graph: the QuantizeLinear /
 DequantizeLinear nodes and their integer initializers (in place).
 
 - tensor mark on tensor ``t`` (prefix ``p``): the producer now writes ``p_float``, then
@@ -18,7 +18,7 @@ onnxruntime fuses into integer kernels.
 import numpy as np
 from onnx import helper
 
-from src.export.onnx_graph import const_tensor
+from src.export.onnx.onnx_graph import const_tensor
 
 
 def _qdq_nodes(source, mark, out_name):
@@ -47,7 +47,7 @@ def _weight_nodes(prefix, values, scale, zero_dtype):
 
 
 def write_qdq(model, plan):
-    """Insert the Q/DQ nodes of ``plan`` (:class:`~src.export.qdq_plan.QDQPlan`) into the float
+    """Insert the Q/DQ nodes of ``plan`` (:class:`~src.export.onnx.qdq_plan.QDQPlan`) into the float
     ``model`` (in place; topological order kept: graph-input marks first, edge and conv marks just
     before their reader, tensor marks just after the producer); the float weight and bias
     initializers of marked Convs go unless something else reads them. Returns the number of marks

@@ -1,7 +1,7 @@
 """The int8 mobile graph's PReLU in the integer form every runtime computes the same way.
 
 After the Q/DQ nodes are written, a ``Conv -> Q/DQ (y's grid [low, high]) -> PRelu(a)`` whose conv
-output nothing else reads becomes, as :mod:`src.export.tflite_graph` has always written it for
+output nothing else reads becomes, as :mod:`src.export.tflite.tflite_graph` has always written it for
 TFLite and as the deployment simulation computes it (:class:`src.quantlib.deploy.QuantPReLU`):
 
 - one Conv with ``2C`` filters ``[W; -W]`` (the same int8 integers, negated) at per-channel scales
@@ -13,14 +13,14 @@ TFLite and as the deployment simulation computes it (:class:`src.quantlib.deploy
 
 So the mobile ONNX / ``.ort`` file computes what the int8 TFLite file and the quantized model compute
 (before, onnxruntime rounded ``y`` on its one 8-bit grid and applied a float slope). The TFLite
-translator's own PReLU form (:mod:`src.export.tflite_graph`, ``k = high / -low``) now serves only a
+translator's own PReLU form (:mod:`src.export.tflite.tflite_graph`, ``k = high / -low``) now serves only a
 PRelu this pass leaves (no quantized conv before it, or a one-sided grid). A grid with no
 negative or no positive side (zero point 0 or 255) is left as it is.
 """
 import numpy as np
 from onnx import helper, numpy_helper
 
-from src.export.onnx_graph import const_tensor, consumers, drop_dead, producers
+from src.export.onnx.onnx_graph import const_tensor, consumers, drop_dead, producers
 from src.quantlib.deploy import split_factors_np
 
 

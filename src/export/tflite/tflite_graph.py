@@ -1,6 +1,6 @@
 """The mobile-profile ONNX graph as a TensorFlow computation in NHWC, for the TFLite converter.
 
-The input is the fixed-shape ModelProto of :func:`src.export.profiles.build_onnx` with
+The input is the fixed-shape ModelProto of :func:`src.export.onnx.profiles.build_onnx` with
 ``target="mobile"``: only ``Conv``, ``Relu``, ``PRelu``, ``Add``, ``Concat``, DCR
 ``DepthToSpace``, ``Clip``/``Min``/``Max``, ``QuantizeLinear``/``DequantizeLinear``
 (and ``Identity``) over initializers. Any other op raises ValueError naming it.
@@ -58,7 +58,7 @@ quantized graphs (integer saturation clamps; XNNPACK has no int8 MINIMUM/RELU).
 import numpy as np
 from onnx import numpy_helper
 
-from src.export.onnx_graph import attr, consumers, producers
+from src.export.onnx.onnx_graph import attr, consumers, producers
 from src.quantlib.grid import grid_range
 
 MAX_CONCAT_INPUTS = 4  # XNNPACK delegates CONCATENATION of 2..4 inputs (9 were left to the builtin kernel)
@@ -463,7 +463,7 @@ def tf_function(model, image_io=False):
     (quantized graphs) puts the input and output on the 8-bit image grid (scale 1/255, zero point 0,
     requantised to and from the graph's own grids) for a uint8-image file. The function's input is
     named ``image`` with the translator's ``nhwc_shape``. ValueError as :class:`Translator`;
-    ImportError without TensorFlow (callers go through :func:`src.export.tflite_convert.tensorflow`)."""
+    ImportError without TensorFlow (callers go through :func:`src.export.tflite.tflite_convert.tensorflow`)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     translator = Translator(model, image_io)
 

@@ -1,8 +1,8 @@
 """Real int8 ONNX (desktop profile): the float graph with QuantizeLinear/DequantizeLinear from the calibrated bounds.
 
-The work is split into passes (:mod:`src.export.passes`): planning the grids
-(:mod:`src.export.qdq_plan`), writing the nodes (:mod:`src.export.qdq_writer`) and the
-rewrites (:mod:`src.export.qdq_rewrites`, :mod:`src.export.onnx_subpixel`). What the
+The work is split into passes (:mod:`src.export.onnx.passes`): planning the grids
+(:mod:`src.export.onnx.qdq_plan`), writing the nodes (:mod:`src.export.onnx.qdq_writer`) and the
+rewrites (:mod:`src.export.onnx.qdq_rewrites`, :mod:`src.export.onnx.onnx_subpixel`). What the
 desktop int8 graph holds:
 
 For every Conv whose weight is ``<layer>.weight`` of a quantized layer of ``qnet``:
@@ -28,8 +28,8 @@ integer-kernel requantisation rounding, the int32 bias and those 8-bit output st
 onnxruntime's integer convolution is slow for fewer than 16 or a non-multiple of 4
 output channels (measured on this machine, one conv on 360x640, float in/out: SESR's
 16->4 5x5 output conv 14.0 ms int8 vs 11.4 ms float, padded to 16->16 7.0 ms; see
-README), so such int8 convs get zero filters (:func:`src.export.qdq_rewrites.pad_conv_channels`, exact), unless
-they are sub-pixel output convs, which :mod:`src.export.onnx_subpixel` rewrites first.
+README), so such int8 convs get zero filters (:func:`src.export.onnx.qdq_rewrites.pad_conv_channels`, exact), unless
+they are sub-pixel output convs, which :mod:`src.export.onnx.onnx_subpixel` rewrites first.
 Convs with few input channels (the image-facing first conv) are slow in int8 too,
 but cannot simply be left float: given a DQ input and a Q output, onnxruntime
 quantizes float weights itself (per tensor) and fuses anyway, which cost 0.05 dB on
@@ -43,6 +43,9 @@ import onnx
 
 from src.quantlib.quant_layers import quant_layers
 from src.utils.hooks import forward_hooks
+from src.export.onnx.passes import ExportContext, passes_from, run_passes
+from src.quantlib.deploy import is_deployment
+from src.runtime.sessions import ort_session
 
 INTEGER_KERNELS = ("QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QLinearAdd")
 
@@ -51,8 +54,7 @@ def output_ranges_for(qnet, inputs, target):
     """The conv output ranges an int8 graph of ``qnet`` needs on profile ``target``: None for a deployment
     model on the mobile profile (its sites carry every grid), else observed on ``inputs`` (float32 NCHW in
     [0, 1]; :func:`observe_output_ranges`). The one rule for the default ranges: the exporter and
-    :func:`src.export.profiles.build_onnx` (hence the TFLite writer) call it."""
-    from src.quantlib.deploy import is_deployment  # pylint: disable=import-outside-toplevel
+    :func:`src.export.onnx.profiles.build_onnx` (hence the TFLite writer) call it."""
     if target == "mobile" and is_deployment(qnet):
         return None
     return observe_output_ranges(qnet, inputs)
@@ -77,9 +79,8 @@ def observe_output_ranges(qnet, inputs):
 
 def quantize_onnx(float_model, qnet, output_ranges=None, quantize_last=True):
     """Desktop int8 QDQ ModelProto from the float ModelProto (dynamic H/W, opset 13, as
-    :func:`src.export.onnx_float.float_onnx` writes it) of the same network and the calibrated
-    ``qnet``: the int8 passes of the desktop profile (:data:`src.export.passes.PROFILES`)."""
-    from src.export.passes import ExportContext, passes_from, run_passes  # pylint: disable=import-outside-toplevel
+    :func:`src.export.onnx.onnx_float.float_onnx` writes it) of the same network and the calibrated
+    ``qnet``: the int8 passes of the desktop profile (:data:`src.export.onnx.passes.PROFILES`)."""
     model = onnx.ModelProto()
     model.CopyFrom(float_model)
     ctx = ExportContext(quant="int8", qnet=qnet, output_ranges=output_ranges, quantize_last=quantize_last,
@@ -91,7 +92,6 @@ def integer_kernels(path):
     """{op type: count} of the integer kernels (:data:`INTEGER_KERNELS`, e.g. ``QLinearConv``) in
     onnxruntime's optimised graph (CPU provider, default level) of the .onnx file at ``path``: how
     many Q/DQ groups onnxruntime fused. onnxruntime's own errors pass through."""
-    from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
     with tempfile.TemporaryDirectory() as tmp:
         optimized = os.path.join(tmp, "optimized.onnx")
         ort_session(path, optimized_path=optimized)

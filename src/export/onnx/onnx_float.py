@@ -21,8 +21,12 @@ from onnx import version_converter
 import mindspore as ms
 from mindspore import Tensor
 
+from src.runtime.sessions import run_onnx
 from src.utils.mindspore_log import mindspore_log_level
 from src.errors import UserError
+from src.export.onnx.onnx_subpixel import strided_subpixel_convs
+from src.runtime.metadata import attach_onnx_metadata
+from src.utils.atomic import atomic_target
 
 OPSET = 13
 
@@ -71,7 +75,7 @@ def float_onnx(net, example, optimize=False):
     """Float ModelProto of ``net`` traced at ``example`` (NCHW float32), with dynamic H/W
     (:func:`mark_dynamic_hw`) at opset 13, checked by ``onnx.checker`` (its ValidationError passes
     through); with ``optimize`` sub-pixel output convs are rewritten as strided convs
-    (:mod:`src.export.onnx_subpixel`, exact). The int8 exporter takes the graph as traced (the
+    (:mod:`src.export.onnx.onnx_subpixel`, exact). The int8 exporter takes the graph as traced (the
     default) and rewrites after quantizing."""
     model = traced_onnx(net, example)
     if model.opset_import[0].version < OPSET:
@@ -85,8 +89,7 @@ def float_onnx(net, example, optimize=False):
 
 def optimized_float(model):
     """A copy of a float ModelProto with the exact graph rewrites of the float export applied
-    (:func:`src.export.onnx_subpixel.strided_subpixel_convs`); ``model`` is not changed."""
-    from src.export.onnx_subpixel import strided_subpixel_convs  # pylint: disable=import-outside-toplevel
+    (:func:`src.export.onnx.onnx_subpixel.strided_subpixel_convs`); ``model`` is not changed."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     strided_subpixel_convs(out)
@@ -95,37 +98,13 @@ def optimized_float(model):
 
 def save_onnx(model, path, metadata=None):
     """Atomic write of a ModelProto to ``path`` (returned); ``metadata`` (``{key: str}``, see
-    :mod:`src.export.metadata`) is stored in its ``metadata_props`` first (the ModelProto is
+    :mod:`src.runtime.metadata`) is stored in its ``metadata_props`` first (the ModelProto is
     changed in place). OSError from the write passes through, leaving no partial file."""
-    from src.utils.atomic import atomic_target  # pylint: disable=import-outside-toplevel
     if metadata:
-        from src.export.metadata import attach_onnx_metadata  # pylint: disable=import-outside-toplevel
         attach_onnx_metadata(model, metadata)
     with atomic_target(path, suffix=".onnx") as tmp:
         onnx.save(model, tmp)
     return path
-
-
-def ort_session(path_or_model, threads=0, optimized_path=None):
-    """An onnxruntime ``InferenceSession`` on the CPU execution provider for a .onnx / .ort path or
-    a ModelProto, warnings silenced; ``threads`` > 0 sets the intra-op thread count (0: onnxruntime's
-    default), ``optimized_path`` makes onnxruntime write its optimised graph there. onnxruntime's
-    own exceptions (e.g. an invalid graph) pass through."""
-    import onnxruntime as ort  # pylint: disable=import-outside-toplevel
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    if optimized_path:
-        options.optimized_model_filepath = optimized_path
-    source = path_or_model if isinstance(path_or_model, str) else path_or_model.SerializeToString()
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
-def run_onnx(session, x):
-    """The first output of ``session`` for the input ``x`` (NCHW, cast to contiguous float32), as a
-    numpy array (NCHW, float32 for float and QDQ graphs)."""
-    return session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)})[0]
 
 
 def max_diff(session, net, inputs):

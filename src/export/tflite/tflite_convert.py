@@ -1,6 +1,6 @@
 """Mobile-profile ONNX graph -> TFLite bytes with TensorFlow's maintained converter.
 
-Route: :mod:`src.export.tflite_graph` rewrites the fixed-shape ONNX graph as a TF
+Route: :mod:`src.export.tflite.tflite_graph` rewrites the fixed-shape ONNX graph as a TF
 function in NHWC (fake-quant ops at the project's grids for an int8 graph) and
 ``tf.lite.TFLiteConverter.from_concrete_functions`` converts it:
 
@@ -23,12 +23,14 @@ The resulting file follows the TFLite 8-bit quantization spec (tensorflow.org/li
 quantization_spec): int8 symmetric per-channel weights (narrow range), int32 biases, int8
 asymmetric activations.
 """
-import os
-
 import numpy as np
 
-from src.utils.native_stderr import import_tensorflow_quietly, stderr_silenced
+from src.utils.native_stderr import import_tensorflow_quietly
 from src.errors import UserError
+from src.export.tflite.tflite_graph import tf_function
+from src.runtime.metadata import attach_tflite_metadata
+from src.runtime.tflite_check import io_quantization
+from src.utils.atomic import atomic_target
 
 QUANTS = ("none", "float16", "int8")
 IO_DTYPES = ("float32", "uint8")
@@ -73,7 +75,6 @@ def convert(model, quant="none", io_dtype="float32"):
         raise UserError("--io_dtype uint8 is for full-integer files: use --quant int8 (a float file takes float32)")
     tf = tensorflow()
     _quiet(tf)
-    from src.export.tflite_graph import tf_function  # pylint: disable=import-outside-toplevel
     run, translator = tf_function(model, image_io=io_dtype == "uint8")
     if translator.quantized != (quant == "int8"):
         raise UserError("an int8 TFLite file needs a quantized (QuantizeLinear/DequantizeLinear) graph"
@@ -102,7 +103,6 @@ def convert(model, quant="none", io_dtype="float32"):
 
 
 def _require_image_io(data):
-    from src.export.tflite_check import io_quantization  # pylint: disable=import-outside-toplevel
     for role, (dtype, scale, zero) in io_quantization(data).items():
         if dtype != "UINT8" or not np.isclose(scale, IMAGE_SCALE, rtol=1e-6) or zero != 0:
             raise UserError(f"--io_dtype uint8 needs the graph {role} on the 8-bit image grid (scale 1/255, zero "
@@ -112,11 +112,9 @@ def _require_image_io(data):
 
 def write_tflite(data, path, metadata=None):
     """Atomic write of TFLite bytes to ``path``; ``metadata`` (``{key: str}``) is stored inside first
-    (:func:`src.export.metadata.attach_tflite_metadata`). Returns ``path``; OSError from the write
+    (:func:`src.runtime.metadata.attach_tflite_metadata`). Returns ``path``; OSError from the write
     passes through and leaves no partial file."""
-    from src.utils.atomic import atomic_target  # pylint: disable=import-outside-toplevel
     if metadata:
-        from src.export.metadata import attach_tflite_metadata  # pylint: disable=import-outside-toplevel
         data = attach_tflite_metadata(data, metadata)
     with atomic_target(path, suffix=".tflite") as tmp:
         with open(tmp, "wb") as f:

@@ -7,14 +7,14 @@ float [0, 1] values and the file's integers (``q = round(x / scale) + zero``,
 clipped to the type's range; ``x = (q - zero) * scale``). A uint8 pixel input
 (scale 1/255, zero point 0) thus receives exactly the 8-bit image values. The
 layout comes from the tensors' shapes (normally 1 x H x W x C, NHWC); the
-``sr_metadata`` entry (:func:`src.export.metadata.read_tflite_metadata`) gives
+``sr_metadata`` entry (:func:`src.runtime.metadata.read_tflite_metadata`) gives
 scale, colours and receptive radius. A graph whose height/width are left open
 (shape signature -1) is resized to each input.
 """
 import numpy as np
 
-from src.export.runner_base import ExportedRunner, runtime_error_line
-from src.export.metadata import missing_runtime, read_tflite_metadata, unreadable
+from src.runtime.runner_base import ExportedRunner, runtime_error_line
+from src.runtime.metadata import missing_runtime, read_tflite_metadata, unreadable
 from src.utils.native_stderr import stderr_silenced
 from src.errors import UserError
 

@@ -10,7 +10,7 @@ is the format's usual layout assumed.
 """
 from dataclasses import dataclass
 
-from src.export.metadata import ExportedModelError
+from src.runtime.metadata import ExportedModelError
 
 _AXES = {"NCHW": (1, (2, 3)), "NHWC": (3, (1, 2))}
 

@@ -1,9 +1,9 @@
 """export.py --file_format TFLITE: checkpoint networks -> checked .tflite file.
 
-Steps: the mobile-profile ONNX graph (:func:`src.export.profiles.build_onnx`, fixed
+Steps: the mobile-profile ONNX graph (:func:`src.export.onnx.profiles.build_onnx`, fixed
 shape, float or int8 QDQ at the calibrated grids) -> TF function -> TFLiteConverter
-(:mod:`src.export.tflite_convert`) -> ``sr.*`` metadata inside (``sr_metadata``) ->
-atomic write -> checks with LiteRT (:mod:`src.export.tflite_check`): every op a
+(:mod:`src.export.tflite.tflite_convert`) -> ``sr.*`` metadata inside (``sr_metadata``) ->
+atomic write -> checks with LiteRT (:mod:`src.runtime.tflite_check`): every op a
 builtin; for int8 no float op between the input QUANTIZE and the output DEQUANTIZE;
 the XNNPACK partition report; the output against MindSpore on the exporter's check
 image (float32: max |diff| < 1e-4; float16 and int8: reported).
@@ -14,6 +14,9 @@ import numpy as np
 
 from src.quantlib.deploy import is_deployment
 from src.errors import UserError
+from src.export.onnx.profiles import build_onnx
+from src.export.tflite.tflite_convert import convert, tensorflow, write_tflite
+from src.runtime import tflite_check
 
 FLOAT_TOLERANCE = 1e-4
 
@@ -23,7 +26,6 @@ def check_request(quant, io_dtype, q_net, n_colors):
     TensorFlow is not installed (naming requirements-mobile.txt), for ``quant`` 'int8' without a
     calibrated ``q_net``, for ``io_dtype`` 'uint8' with a float ``quant``, and for 'uint8' with a
     Y-channel model (``n_colors`` 1: its input is float BT.601 Y, not image bytes)."""
-    from src.export.tflite_convert import tensorflow  # pylint: disable=import-outside-toplevel
     tensorflow()  # the converter is installed (one line naming requirements-mobile.txt if not)
     if quant == "int8" and q_net is None:
         raise UserError("--quant int8 needs a calibrated or QAT checkpoint as --pre_trained (make one with "
@@ -43,7 +45,7 @@ class TFLiteOptions:
     ('float32' in [0, 1], or 'uint8' image bytes 0..255 for int8 RGB files), the ``sr.*``
     ``metadata`` map to store (None: none), ``check`` (run the file with LiteRT against
     MindSpore), and for int8 the conv ``output_ranges`` ({layer name: (min, max)}, float; None:
-    observed on the example, see :func:`src.export.onnx_qdq.observe_output_ranges`)."""
+    observed on the example, see :func:`src.export.onnx.onnx_qdq.observe_output_ranges`)."""
     quant: str = "none"
     io_dtype: str = "float32"
     metadata: dict = None
@@ -54,12 +56,10 @@ class TFLiteOptions:
 def export_tflite(fp_net, q_net, example, path, options=TFLiteOptions(), log=print):
     """Write the TFLite file of ``fp_net`` (``options.quant`` none/float16) or of the calibrated
     ``q_net`` (int8) at the fixed shape of ``example`` (NCHW float32 in [0, 1]; the file's tensors
-    are NHWC, see :mod:`src.export.tflite_graph`); returns a report dict (``ops``, and with
+    are NHWC, see :mod:`src.export.tflite.tflite_graph`); returns a report dict (``ops``, and with
     ``options.check`` ``xnnpack`` and ``max_abs_diff``; for int8 ``float_ops_inside``). ValueError
     for a request or graph the converter or LiteRT cannot take, and when a float32 file differs
     from MindSpore by 1e-4 or more. ``log`` takes the check's report lines."""
-    from src.export.profiles import build_onnx  # pylint: disable=import-outside-toplevel
-    from src.export.tflite_convert import write_tflite  # pylint: disable=import-outside-toplevel
     quant = options.quant
     example = np.ascontiguousarray(example, np.float32)
     if quant == "int8":  # ranges None: build_onnx's default (observed on the example unless a deployment model)
@@ -77,8 +77,6 @@ def export_tflite(fp_net, q_net, example, path, options=TFLiteOptions(), log=pri
 def _convert_checked(graph, quant, io_dtype):
     """(TFLite bytes, report) of the mobile ``graph``; ValueError for a non-builtin op, or a float op
     inside an int8 file."""
-    from src.export.tflite_convert import convert  # pylint: disable=import-outside-toplevel
-    from src.export import tflite_check  # pylint: disable=import-outside-toplevel
     data = convert(graph, quant, io_dtype)
     model = tflite_check.read_model(data)
     report = {"ops": tflite_check.op_names(model)}
@@ -108,7 +106,6 @@ def _check_against_mindspore(path, example, ref_net, quant, report, log):
     from ``ref_net`` (the float network, or the fake-quant one for int8); ValueError if LiteRT cannot
     run it, or a float32 file differs by 1e-4 or more."""
     from mindspore import Tensor  # pylint: disable=import-outside-toplevel
-    from src.export import tflite_check  # pylint: disable=import-outside-toplevel
     try:
         interp = tflite_check.interpreter(path)
         out = tflite_check.run_nchw(interp, example)

@@ -6,16 +6,16 @@ shape). A pass marked ``quant="int8"`` runs only for ``--quant int8``, ``"none"`
 float graph; every pass changes the model in place.
 
 - ``desktop`` (onnxruntime on x86, dynamic H/W): opset 13, dynamic H/W; int8: plan the
-  grids (:func:`src.export.qdq_plan.plan_desktop`), write the Q/DQ nodes, drop
+  grids (:func:`src.export.onnx.qdq_plan.plan_desktop`), write the Q/DQ nodes, drop
   re-quantizations; the strided sub-pixel rewrite (float and int8); int8: channel padding,
   late dequantization, the 8-bit image grid on RGB outputs.
 - ``mobile`` (phone delegates: NNAPI, CoreML, TFLite; fixed shape): opset 13, constants as
   initializers, the anchor's Tile as a Concat, SESR's ``x - 0.5`` as an Add, ETDS's channel
   Slice folded into its conv, fixed shape; int8: observe every tensor's range on the example,
-  plan a grid for every tensor between two ops (:func:`src.export.qdq_plan.plan_mobile`),
-  write, put each PReLU in its integer split form (:mod:`src.export.prelu_split`), drop the clips that
+  plan a grid for every tensor between two ops (:func:`src.export.onnx.qdq_plan.plan_mobile`),
+  write, put each PReLU in its integer split form (:mod:`src.export.onnx.prelu_split`), drop the clips that
   the grids saturate and the re-quantizations; finally only
-  :data:`src.export.profiles.MOBILE_OPS` may remain.
+  :data:`src.export.onnx.profiles.MOBILE_OPS` may remain.
 """
 from dataclasses import dataclass, field
 
@@ -23,15 +23,18 @@ import numpy as np
 import onnx
 from onnx import version_converter
 
-from src.export import mobile_rewrites, qdq_rewrites
+from src.export.onnx import mobile_rewrites
+from src.export.onnx import qdq_rewrites
 from src.export.deploy_sites import site_grids
-from src.export.onnx_subpixel import strided_subpixel_convs
-from src.export.prelu_split import split_prelu
-from src.export.qdq_plan import plan_desktop, plan_mobile
-from src.export.qdq_writer import write_qdq
+from src.export.onnx.onnx_subpixel import strided_subpixel_convs
+from src.export.onnx.prelu_split import split_prelu
+from src.export.onnx.qdq_plan import plan_desktop, plan_mobile
+from src.export.onnx.qdq_writer import write_qdq
 from src.quantlib.deploy import is_deployment
+from src.export.onnx.onnx_float import mark_dynamic_hw
+from src.runtime.sessions import ort_session
 
-# The op types a mobile graph may contain (float and int8 QDQ); public as src.export.profiles.MOBILE_OPS.
+# The op types a mobile graph may contain (float and int8 QDQ); public as src.export.onnx.profiles.MOBILE_OPS.
 MOBILE_OPS = frozenset({"Conv", "Relu", "PRelu", "Add", "Concat", "DepthToSpace", "Clip", "Min", "Max",
                         "QuantizeLinear", "DequantizeLinear"})
 
@@ -91,8 +94,7 @@ def to_opset(model, _ctx):
 
 
 def dynamic_hw(model, _ctx):
-    """Symbolic H and W on the graph input and output (:func:`src.export.onnx_float.mark_dynamic_hw`)."""
-    from src.export.onnx_float import mark_dynamic_hw  # pylint: disable=import-outside-toplevel
+    """Symbolic H and W on the graph input and output (:func:`src.export.onnx.onnx_float.mark_dynamic_hw`)."""
     mark_dynamic_hw(model)
 
 
@@ -102,18 +104,18 @@ def check(model, _ctx):
 
 
 def desktop_plan(model, ctx):
-    """``ctx.plan``: the desktop :class:`~src.export.qdq_plan.QDQPlan` of ``ctx.qnet``'s grids."""
+    """``ctx.plan``: the desktop :class:`~src.export.onnx.qdq_plan.QDQPlan` of ``ctx.qnet``'s grids."""
     ctx.plan = plan_desktop(model, ctx.qnet, ctx.output_ranges, ctx.quantize_last)
 
 
 def write(model, ctx):
-    """Write ``ctx.plan``'s Q/DQ nodes (:func:`src.export.qdq_writer.write_qdq`); returns the mark count."""
+    """Write ``ctx.plan``'s Q/DQ nodes (:func:`src.export.onnx.qdq_writer.write_qdq`); returns the mark count."""
     return write_qdq(model, ctx.plan)
 
 
 def image_grid(model, ctx):
     """RGB models: the residual sum on the 8-bit image grid and its DequantizeLinear moved past the
-    pixel shuffle (:func:`~src.export.qdq_rewrites.image_grid_output`); returns True if applied."""
+    pixel shuffle (:func:`~src.export.onnx.qdq_rewrites.image_grid_output`); returns True if applied."""
     # RGB models take and give 8-bit images. A Y-channel model (SESR) takes a float Y computed from
     # RGB and its Y output is turned back into RGB, so rounding both to 1/255 costs Set5 0.06-0.08 dB
     # (measured on both SESR x2 checkpoints): its desktop output stays float.
@@ -126,7 +128,6 @@ def image_grid(model, ctx):
 def observe_tensor_ranges(model, ctx):
     """``ctx.tensor_ranges``: {tensor: (min, max)} of every node output of the float graph on
     ``ctx.example`` (NCHW float32, onnxruntime CPU), plus the graph input's own range."""
-    from src.export.onnx_float import ort_session  # pylint: disable=import-outside-toplevel
     if is_deployment(ctx.qnet):  # a deployment model: every grid is in the checkpoint
         ctx.tensor_ranges = {}
         return
@@ -143,7 +144,7 @@ def observe_tensor_ranges(model, ctx):
 
 
 def mobile_plan(model, ctx):
-    """``ctx.plan``: the mobile :class:`~src.export.qdq_plan.QDQPlan` (every tensor on a grid; RGB
+    """``ctx.plan``: the mobile :class:`~src.export.onnx.qdq_plan.QDQPlan` (every tensor on a grid; RGB
     models with the image grid on input and output sum)."""
     grids = site_grids(model, ctx.qnet) if is_deployment(ctx.qnet) else None
     ctx.plan = plan_mobile(model, ctx.qnet, ctx.output_ranges, ctx.tensor_ranges, rgb=ctx.n_colors == 3,
@@ -151,7 +152,7 @@ def mobile_plan(model, ctx):
 
 
 def mobile_ops(model, _ctx):
-    """ValueError if an op outside :data:`src.export.profiles.MOBILE_OPS` remains; ``onnx.checker``."""
+    """ValueError if an op outside :data:`src.export.onnx.profiles.MOBILE_OPS` remains; ``onnx.checker``."""
     mobile_rewrites.check_mobile_ops(model, MOBILE_OPS)
 
 

@@ -1,5 +1,5 @@
 """Exact rewrites of an int8 QDQ ONNX graph (in place), used as passes by the export profiles
-(:mod:`src.export.passes`): the x86 speed-ups of the desktop profile and the clean-ups both use.
+(:mod:`src.export.onnx.passes`): the x86 speed-ups of the desktop profile and the clean-ups both use.
 
 - :func:`drop_requantization`: ``DequantizeLinear -> QuantizeLinear`` on the same grid goes;
 - :func:`pad_conv_channels` (desktop): int8 Convs padded to >= 16 and a multiple of 4 output
@@ -18,8 +18,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from src.export.onnx_graph import attr, const_tensor, constant_values, consumers, drop_dead, is_unit_clip, producers
-from src.export.qdq_plan import DATA_MOVEMENT_OPS, IMAGE_STEP, Grid
+from src.export.onnx.onnx_graph import attr, const_tensor, constant_values, consumers, drop_dead, is_unit_clip, producers
+from src.export.onnx.qdq_plan import DATA_MOVEMENT_OPS, IMAGE_STEP, Grid
 
 MIN_INT8_OUT_CHANNELS = 16
 

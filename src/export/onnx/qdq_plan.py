@@ -1,6 +1,6 @@
 """Which tensor of an ONNX graph gets which integer grid: the planning half of the int8 export.
 
-A :class:`QDQPlan` holds *marks*; :mod:`src.export.qdq_writer` turns them into
+A :class:`QDQPlan` holds *marks*; :mod:`src.export.onnx.qdq_writer` turns them into
 ``QuantizeLinear``/``DequantizeLinear`` nodes. Like onnxruntime's QDQ quantizer, a
 per-op registry decides the marks: :data:`DESKTOP_RULES` / :data:`MOBILE_RULES` map an
 op type to a function ``rule(node, state)`` that marks that node's tensors.
@@ -14,7 +14,7 @@ Grids (all from the calibrated fake-quant model ``qnet`` unless said otherwise):
   with scale ``activation scale x weight scale``;
 - a Conv output followed by anything but Relu (and a Relu output no quantized Conv reads):
   the input grid of the 8-bit quantized Conv that reads it, else an 8-bit min/max grid of the
-  range observed on the example (``output_ranges``, see :func:`src.export.onnx_qdq.observe_output_ranges`).
+  range observed on the example (``output_ranges``, see :func:`src.export.onnx.onnx_qdq.observe_output_ranges`).
 
 Desktop marks only those (the Q/DQ onnxruntime fuses into ``QLinearConv``); a Conv input is
 marked for that Conv alone (an *edge* mark), so other readers of the tensor stay float.
@@ -32,7 +32,7 @@ a calibrated conv grid is observed only over the range that can reach it (:func:
 
 Format followed: the ONNX QDQ representation (onnxruntime docs, "Quantize ONNX models": QDQ
 format; QuantizeLinear / DequantizeLinear-13 with per-axis scales), whose conventions match the
-TFLite 8-bit quantization spec used by :mod:`src.export.tflite_graph` (int8 symmetric per-channel
+TFLite 8-bit quantization spec used by :mod:`src.export.tflite.tflite_graph` (int8 symmetric per-channel
 weights, int32 biases of scale ``s_in s_w``, asymmetric 8-bit activations).
 """
 from dataclasses import dataclass, field
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from onnx import numpy_helper
 
-from src.export.onnx_graph import constant_values, consumers, is_unit_clip, producers
+from src.export.onnx.onnx_graph import constant_values, consumers, is_unit_clip, producers
 from src.quantlib.grid import grid_range, step_np, to_integers_np, widen_np, zero_point_np
 from src.quantlib.quant_layers import quant_layers
 from src.errors import UserError
@@ -400,7 +400,7 @@ def mobile_other(node, state):
 
 def reaches_output(users, final, tensor):
     """True if ``tensor`` goes to the graph output ``final`` through single-reader data movement only
-    (``users``: :func:`~src.export.onnx_graph.consumers` of the graph)."""
+    (``users``: :func:`~src.export.onnx.onnx_graph.consumers` of the graph)."""
     while tensor != final:
         readers = users.get(tensor, [])
         if len(readers) != 1 or readers[0].op_type not in DATA_MOVEMENT_OPS:
@@ -424,7 +424,7 @@ def reaches_image_output(graph, users, tensor):
 def is_image_sum_term(users, writers, inputs, image_sums, tensor):
     """True if ``tensor``'s only reader is an Add in ``image_sums`` (the residual sum put on the image
     grid, see :func:`mobile_add`) whose other term is a Concat of graph ``inputs`` (the anchor);
-    ``users`` / ``writers``: :func:`~src.export.onnx_graph.consumers` / ``producers`` of the graph."""
+    ``users`` / ``writers``: :func:`~src.export.onnx.onnx_graph.consumers` / ``producers`` of the graph."""
     readers = users.get(tensor, [])
     if len(readers) != 1 or readers[0].op_type != "Add" or readers[0].output[0] not in image_sums:
         return False

@@ -1,16 +1,16 @@
 """The runner of an exported file, whatever its runtime: :class:`ExportedRunner` reads and checks what the
 file says (metadata, shapes, pixel range, receptive radius) and runs any image through the runtime's
-``_run`` in windows when the file's input size is fixed. The runtimes: :mod:`src.export.runners` (ONNX,
-ORT, MindIR, and ``open_exported``), :mod:`src.export.tflite_runner` (LiteRT); both import this module,
+``_run`` in windows when the file's input size is fixed. The runtimes: :mod:`src.runtime.runners` (ONNX,
+ORT, MindIR, and ``open_exported``), :mod:`src.runtime.tflite_runner` (LiteRT); both import this module,
 which imports neither."""
 import re
 
 import numpy as np
 from mindspore import Tensor
 
-from src.export.file_layout import describe_io
-from src.export.fixed_tiles import PAD_MODE, run_windows
-from src.export.metadata import ExportedModelError, default_peak_channels, parse_metadata
+from src.runtime.file_layout import describe_io
+from src.runtime.fixed_tiles import PAD_MODE, run_windows
+from src.runtime.metadata import ExportedModelError, default_peak_channels, parse_metadata
 from src.models.base import ModelSpec
 from src.utils.file_probe import (choose_pixel_range, describe_scores, measure_receptive_radius, pixel_range_scores,
                                   probe_image)
@@ -41,7 +41,7 @@ class ExportedRunner:
 
     Attributes: ``n_colors`` (1 or 3), ``scale``, ``receptive_radius`` (LR pixels,
     the tile overlap SRPredictor uses by default), ``peak_channels`` (channels per
-    LR pixel for automatic tile sizes), ``io`` (:class:`~src.export.file_layout.FileIO`:
+    LR pixel for automatic tile sizes), ``io`` (:class:`~src.runtime.file_layout.FileIO`:
     layout and fixed ``tile_hw``), ``overlap`` (LR pixels of context around each
     fixed-size window), ``metadata`` (the parsed dict, or None for a file
     exported without it) and ``notice`` (one line to show the user when values
