@@ -8,6 +8,7 @@ import that goes the wrong way is caught as well as a top-level one.
 """
 import ast
 import os
+import sys
 
 import pytest
 
@@ -154,3 +155,41 @@ def test_no_new_import_loops():
 def test_the_loop_finder_finds_a_loop():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _loops(graph) == {("a", "b", "c")}
+
+
+def _lazy_project_imports():
+    """``path:line module`` of every import of a project module (``src``, ``model_utils``) inside a function of
+    ``src/``."""
+    found = []
+    for _, path in _modules():
+        with open(path, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read(), path)
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for sub in ast.walk(node):
+                names = []
+                if isinstance(sub, ast.ImportFrom) and sub.level == 0 and sub.module:
+                    names = [sub.module]
+                elif isinstance(sub, ast.Import):
+                    names = [a.name for a in sub.names]
+                found += [f"{os.path.relpath(path, ROOT)}:{sub.lineno} {n}" for n in names
+                          if _within(n, "src") or _within(n, "model_utils")]
+    return sorted(set(found))
+
+
+def test_no_project_import_is_placed_inside_a_function():
+    """Imports inside functions are for optional heavy dependencies only (TensorFlow, LiteRT, onnxruntime,
+    torch); the project's own modules are imported at the top, where the direction rules and the loop check
+    read them as the module's real dependencies."""
+    assert _lazy_project_imports() == []
+
+
+def test_the_lazy_import_finder_finds_one(tmp_path, monkeypatch):
+    package = tmp_path / "src"
+    package.mkdir()
+    (package / "m.py").write_text("import os\n\ndef f():\n    from src.utils import atomic\n    import numpy\n",
+                                  encoding="utf-8")
+    monkeypatch.setattr(sys.modules[__name__], "SRC", str(package))
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", str(tmp_path))
+    assert _lazy_project_imports() == ["src/m.py:4 src.utils"]
