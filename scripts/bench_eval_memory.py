@@ -12,11 +12,10 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def child(args):
-    sys.path.insert(0, ROOT)
+    import _bootstrap  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import  (the project root on sys.path)
     import resource  # pylint: disable=import-outside-toplevel
     import time  # pylint: disable=import-outside-toplevel
     import src  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import

@@ -15,27 +15,14 @@ fake-quant model and of the int8 ONNX file made from it.
 import argparse
 import os
 import statistics
-import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import _bootstrap  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position  (the project root on sys.path)
 
 import src  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
 from src.utils.timing import median_ms  # noqa: E402
 
 
-
-
-def set5_psnr(net, scale, data_path):
-    import numpy as np  # pylint: disable=import-outside-toplevel
-    from src.data.eval_sets import load_pair, resolve_eval_set  # pylint: disable=import-outside-toplevel
-    from src.engine.inference import SRPredictor  # pylint: disable=import-outside-toplevel
-    from src.metrics import calculate_psnr  # pylint: disable=import-outside-toplevel
-    eval_set = resolve_eval_set(data_path, "Set5", scale)
-    predictor = SRPredictor(net, scale, tile_size=-1)
-    values = [calculate_psnr(predictor.predict(lr), hr, shave=scale, channel="y")
-              for lr, hr in (load_pair(eval_set, image, scale) for image in eval_set.images)]
-    return float(np.mean(values))
 
 
 def bench_model(spec, args):
@@ -45,6 +32,7 @@ def bench_model(spec, args):
     from src.export.onnx.onnx_float import float_onnx, optimized_float, save_onnx  # pylint: disable=import-outside-toplevel
     from src.runtime.sessions import ort_session, run_onnx  # pylint: disable=import-outside-toplevel
     from src.export.onnx.onnx_qdq import integer_kernels, observe_output_ranges, quantize_onnx  # pylint: disable=import-outside-toplevel
+    from src.engine.evaluator import set_psnr  # pylint: disable=import-outside-toplevel
     from src.models.registry import create_model  # pylint: disable=import-outside-toplevel
     from src.data.calib_data import batches_of, calibration_patches  # pylint: disable=import-outside-toplevel
     from src.quantlib.calibrate import calibrate  # pylint: disable=import-outside-toplevel
@@ -88,8 +76,8 @@ def bench_model(spec, args):
            "ort_int8": statistics.median(ort_ms[int8_path]),
            "kernels": kernels}
     if args.data_path:
-        row["psnr_fq"] = set5_psnr(q_net, scale, args.data_path)
-        row["psnr_int8"] = set5_psnr(OnnxRunner(int8_path, args.threads), scale, args.data_path)
+        row["psnr_fq"] = set_psnr(q_net, scale, args.data_path)
+        row["psnr_int8"] = set_psnr(OnnxRunner(int8_path, args.threads), scale, args.data_path)
     return row
 
 

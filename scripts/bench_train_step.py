@@ -51,8 +51,7 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import _bootstrap  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position  (the project root on sys.path)
 
 # Before model_utils sets its default: the torch side runs with the user's own value.
 _ORIGINAL_ISA = os.environ.get("ONEDNN_MAX_CPU_ISA")

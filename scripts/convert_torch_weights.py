@@ -10,12 +10,10 @@ Reads the .pth without torch, without executing pickled code and without trustin
 is stripped; for BasicSR files ``--key`` picks ``params`` or ``params_ema`` (``auto``: params_ema,
 saying so). Bad input: one ``error:`` line, exit code 2, nothing written.
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from scripts.convert_weights import main  # noqa: E402  pylint: disable=wrong-import-position
+import _bootstrap  # noqa: F401  pylint: disable=unused-import  (the project root on sys.path)
+from src.weights.convert_cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(description=__doc__))

@@ -21,7 +21,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import _bootstrap  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position  (the project root on sys.path)
 
 from src.utils.readme_block import write_block  # noqa: E402  pylint: disable=wrong-import-position
 SETS = ("Set5", "Set14")

@@ -10,10 +10,9 @@ site, and (Y models) the float model with only its input on the 8-bit grid; writ
 ``<output_path>/deploy_sensitivity_<model>_<variant>_x<scale>_<method>.{md,json}``
 (:mod:`src.engine.deploy_sensitivity`). A bad option or input is one line, exit code 2.
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _bootstrap  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position  (the project root on sys.path)
 
 import model_utils  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
 from model_utils.entry import run_entry  # noqa: E402

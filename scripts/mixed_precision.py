@@ -15,45 +15,17 @@ evaluates it on ``--eval_datasets``; writes
 (:mod:`src.engine.mixed_precision`, where the options are described). Every other flag is an
 eval.py flag. A bad option or input is one line, exit code 2.
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _bootstrap  # noqa: F401  pylint: disable=unused-import  (the project root on sys.path)
+from model_utils.entry import run_entry
+from src.engine.script_flags import MIXED_PRECISION_FLAGS, describe, split_flags
 
-import model_utils  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
-from model_utils.entry import run_entry  # noqa: E402
-from src.errors import UserError  # noqa: E402
-
-DESCRIPTION = ("Mixed precision under a size or BOPs budget (per-layer bit tables). Besides the eval.py flags: "
-               "--budgets 0,0.1,0.25,0.5,1 --budget_kind gap|high|absolute --budget_metric size|bops "
-               "--high_bits 8,8 --sensitivity lift|drop --sensitivity_datasets SETS --input_size 360,640")
-FLAGS = ("budgets", "budget_kind", "budget_metric", "high_bits", "sensitivity", "sensitivity_datasets",
-         "input_size")
-
-
-def _pop_flags(argv):
-    """``(argv without this script's flags, {flag: text})``; ``ValueError`` for a flag without a value."""
-    rest, raw = [], {}
-    items = iter(argv)
-    for item in items:
-        name = item[2:].split("=", 1)[0] if item.startswith("--") else None
-        if name in FLAGS:
-            value = item.split("=", 1)[1] if "=" in item else next(items, None)
-            if value is None:
-                raise UserError(f"--{name} needs a value")
-            raw[name] = value
-        else:
-            rest.append(item)
-    return rest, raw
+DESCRIPTION = "Mixed precision under a size or BOPs budget (per-layer bit tables); " + describe(MIXED_PRECISION_FLAGS)
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        argv, raw = _pop_flags(argv)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    raw, argv = split_flags(sys.argv[1:] if argv is None else argv, MIXED_PRECISION_FLAGS, "mixed_precision.py")
 
     def engine():
         from src.engine.mixed_precision import parse_options, run_mixed_precision  # pylint: disable=import-outside-toplevel

@@ -9,35 +9,10 @@ the exporter's photo example at 1 x C x 360 x 640) and then run at every Set5 im
 Prints max |int8 ONNX - fake-quant| on the example and both Set5 PSNRs.
 """
 import argparse
-import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import _bootstrap  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position  (the project root on sys.path)
 
 import src  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
-
-
-class _OrtNet:
-    """A Cell-like wrapper of an onnxruntime session for SRPredictor (Tensor in, Tensor out), with the
-    model interface attributes SRPredictor reads taken from the network ``like`` it was exported from."""
-
-    def __init__(self, model, like):
-        from src.runtime.sessions import ort_session  # pylint: disable=import-outside-toplevel
-        for name in ("n_colors", "scale", "receptive_radius", "peak_channels"):
-            setattr(self, name, getattr(like, name))
-        self.session = ort_session(model)
-
-    def __call__(self, x):
-        from mindspore import Tensor  # pylint: disable=import-outside-toplevel
-        from src.runtime.sessions import run_onnx  # pylint: disable=import-outside-toplevel
-        return Tensor(run_onnx(self.session, x.asnumpy()))
-
-    def set_train(self, mode=False):
-        return self
-
-    def set_inputs(self, *inputs):
-        return self
 
 
 def any_size(model):
@@ -60,7 +35,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import numpy as np  # pylint: disable=import-outside-toplevel
     from mindspore import Tensor  # pylint: disable=import-outside-toplevel
-    from scripts.bench_export_latency import set5_psnr  # pylint: disable=import-outside-toplevel
+    from src.engine.evaluator import set_psnr  # pylint: disable=import-outside-toplevel
+    from src.runtime.sessions import SessionNet  # pylint: disable=import-outside-toplevel
     from src.export.exporter import example_inputs  # pylint: disable=import-outside-toplevel
     from src.runtime.sessions import ort_session, run_onnx  # pylint: disable=import-outside-toplevel
     from src.export.onnx.onnx_qdq import observe_output_ranges  # pylint: disable=import-outside-toplevel
@@ -74,8 +50,8 @@ def main(argv=None):
         ranges = observe_output_ranges(q, inputs)
         model = build_onnx(fp, q, inputs[0], args.target, "int8", ranges)
         diff = float(np.abs(run_onnx(ort_session(model), inputs[0]) - q(Tensor(inputs[0])).asnumpy()).max())
-        fq = set5_psnr(q, int(scale), args.data_path)
-        onnx_psnr = set5_psnr(_OrtNet(any_size(model), fp), int(scale), args.data_path)
+        fq = set_psnr(q, int(scale), args.data_path)
+        onnx_psnr = set_psnr(SessionNet(any_size(model), fp), int(scale), args.data_path)
         print(f"{name} {variant} x{scale}: max|int8 ONNX - fake-quant| {diff:.4f} on the 360x640 example; "
               f"Set5 PSNR(Y) fake-quant {fq:.3f} dB, int8 {args.target} ONNX {onnx_psnr:.3f} dB "
               f"({onnx_psnr - fq:+.3f})", flush=True)

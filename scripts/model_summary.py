@@ -5,10 +5,9 @@
     python scripts/model_summary.py --model sesr --linear_block_type collapsed_adder   # AdderSESR
 """
 import argparse
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _bootstrap  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position  (the project root on sys.path)
 
 import src  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
 from src.models.complexity import count  # noqa: E402

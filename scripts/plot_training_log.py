@@ -5,11 +5,10 @@
 import argparse
 import csv
 import os
-import sys
 
 import matplotlib
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _bootstrap  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position  (the project root on sys.path)
 from src.utils.atomic import atomic_target  # noqa: E402
 
 matplotlib.use("Agg")

@@ -20,7 +20,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _bootstrap  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position  (the project root on sys.path)
 
 import model_utils  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
 from model_utils.config import get_config  # noqa: E402

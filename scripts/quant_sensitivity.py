@@ -10,10 +10,9 @@ input activation, only its weight, and both quantized, plus all weights / all ac
 all; prints the table and writes ``<output_path>/sensitivity_<model>_<variant>_x<scale>_w<b>a<b>_<method>.{md,json}``
 (:mod:`src.engine.sensitivity`). A bad option or input is one line, exit code 2.
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _bootstrap  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position  (the project root on sys.path)
 
 import model_utils  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
 from model_utils.entry import run_entry  # noqa: E402

@@ -26,42 +26,15 @@ to every method):
 
 The logic is :mod:`src.engine.crop_figure`. A bad option or input is one line, exit code 2.
 """
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import model_utils  # noqa: E402,F401  (CPU runtime defaults before mindspore loads)
-from model_utils.entry import run_entry  # noqa: E402
-from src.errors import UserError  # noqa: E402
-
-FLAGS = ("methods", "quant_ckpts", "labels", "images", "box", "crop_size", "zoom", "select", "figure",
-         "save_quant_dir")  # the same as src.engine.crop_figure.FLAGS (a test checks), read before mindspore loads
-
-
-def pop_flags(argv):
-    """``({flag: text or None}, the other arguments)``; raises ``ValueError`` for a flag without its value."""
-    raw, rest, args = dict.fromkeys(FLAGS), [], list(argv)
-    while args:
-        arg = args.pop(0)
-        name, eq, value = arg[2:].partition("=")
-        if not arg.startswith("--") or name not in FLAGS:
-            rest.append(arg)
-            continue
-        if not eq:
-            if not args or (args[0].startswith("--") and len(args[0]) > 2):
-                raise UserError(f"--{name} needs a value")
-            value = args.pop(0)
-        raw[name] = value
-    return raw, rest
+import _bootstrap  # noqa: F401  pylint: disable=unused-import  (the project root on sys.path)
+from model_utils.entry import run_entry
+from src.engine.script_flags import CROP_FLAGS, describe, split_flags
 
 
 def main(argv=None):
-    try:
-        raw, rest = pop_flags(sys.argv[1:] if argv is None else argv)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    raw, rest = split_flags(sys.argv[1:] if argv is None else argv, CROP_FLAGS, "sr_crops.py")
 
     def engine():
         from model_utils.validate import RULES  # pylint: disable=import-outside-toplevel
@@ -70,13 +43,13 @@ def main(argv=None):
         return lambda config: run_crop_figure(config, parse_crop_options(raw, known))
 
     def outputs(config, resolve):
-        return [("file", "figure", resolve(raw["figure"])) if raw["figure"] else
+        return [("file", "figure", resolve(raw["figure"])) if raw.get("figure") else
                 ("folder", "output_path", resolve(config.output_path)),
-                ("folder", "save_quant_dir", resolve(raw["save_quant_dir"] or ""))]
+                ("folder", "save_quant_dir", resolve(raw.get("save_quant_dir") or ""))]
 
     return run_entry(rest, "eval", "Zoomed crops side by side (HR, bicubic, float, each quantized model) with each "
-                     "crop's PSNR; flags of this script: " + ", ".join(f"--{f}" for f in FLAGS) +
-                     " (see scripts/sr_crops.py).", engine, outputs=outputs, needs=False)
+                     "crop's PSNR; " + describe(CROP_FLAGS) + " (see scripts/sr_crops.py).", engine, outputs=outputs,
+                     needs=False)
 
 
 if __name__ == "__main__":

@@ -4,60 +4,28 @@ Usage (one calibrated checkpoint per call):
     python scripts/tflite_fidelity.py --model abpn --scale 3 --pre_trained /work/ck/abpn_x3_w8a8.ckpt \
         --data_path ../shared/data [--sets Set5,Set14] [--latency_runs 10] [--result_file r.json]
 
-The TFLite file has a fixed input shape, so images are run as fixed-size LR tiles
-(``--tile``, default 64) placed inside the image, each keeping only the pixels that have
-the model's receptive radius of real context (or the image border): for a fixed-range
-int8 graph this is the same output as one run over the whole image. The fake-quant model
+The TFLite file has a fixed input shape (``--tile``, default 64), so images are run by the
+project's runner (:func:`src.runtime.runners.open_exported`, as ``eval.py`` runs a file) in
+windows of that size, each keeping only the pixels that have the model's receptive radius of
+real context (or the image border): for a fixed-range int8 graph this is the same output as one
+run over the whole image. The fake-quant model
 runs untiled. Latency: median of ``--latency_runs`` LiteRT invocations (2 threads,
 XNNPACK) after 3 warm-ups at 1 x 360 x 640, float32 file vs int8 file.
 """
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from src.engine.inference import SRPredictor  # noqa: E402  pylint: disable=wrong-import-position
-from src.runtime import tflite_check  # noqa: E402  pylint: disable=wrong-import-position
-from src.export.tflite.tflite_export import TFLiteOptions, export_tflite  # noqa: E402  pylint: disable=wrong-import-position
-from src.weights.loader import load_float_and_quantized  # noqa: E402  pylint: disable=wrong-import-position
-from src.errors import UserError  # noqa: E402
-
-
-class TiledTFLite(SRPredictor):
-    """SRPredictor whose forward pass runs a fixed-shape TFLite interpreter over inner tiles."""
-
-    def __init__(self, net, scale, interp, tile):
-        super().__init__(net, scale, tile_size=-1)
-        self.interp, self.tile, self.radius = interp, tile, int(net.receptive_radius)
-
-    def forward(self, x, tiled=True):
-        del tiled  # always in tiles of the file's size
-        _, _, h, w = x.shape
-        t, r, s = self.tile, self.radius, self.scale
-        if h < t or w < t:
-            raise UserError(f"image {h}x{w} smaller than the {t}x{t} tile")
-        out = np.empty((1, x.shape[1], h * s, w * s), np.float32)
-        for y0 in _starts(h, t, r):
-            for x0 in _starts(w, t, r):
-                patch = tflite_check.run_nchw(self.interp, np.ascontiguousarray(x[:, :, y0:y0 + t, x0:x0 + t]))
-                cy0, cy1 = (y0 + r if y0 else 0), (y0 + t - r if y0 + t < h else h)
-                cx0, cx1 = (x0 + r if x0 else 0), (x0 + t - r if x0 + t < w else w)
-                out[:, :, cy0 * s:cy1 * s, cx0 * s:cx1 * s] = patch[:, :, (cy0 - y0) * s:(cy1 - y0) * s,
-                                                                   (cx0 - x0) * s:(cx1 - x0) * s]
-        return out
-
-
-def _starts(size, tile, radius):
-    step = tile - 2 * radius
-    starts = list(range(0, size - tile + 1, step))
-    if starts[-1] != size - tile:
-        starts.append(size - tile)
-    return starts
+import _bootstrap  # noqa: F401  pylint: disable=unused-import,wrong-import-order  (the project root on sys.path)
+from src.engine.inference import SRPredictor
+from src.export.tflite.tflite_export import TFLiteOptions, export_tflite
+from src.runtime import tflite_check
+from src.runtime.metadata import export_metadata
+from src.runtime.runners import open_exported
+from src.weights.loader import load_float_and_quantized
 
 
 def latency(path, runs, threads=2):
@@ -101,7 +69,6 @@ def main():
     n = fp.n_colors
     os.makedirs(args.out_dir, exist_ok=True)
     stem = os.path.join(args.out_dir, f"{args.model}_x{args.scale}")
-    rng = np.random.default_rng(0)
     # ranges as export.py observes them: on the built-in sample photo at 1 x C x 360 x 640 (conv outputs);
     # the other tensor ranges on that photo resized to the tile
     from src.export.exporter import example_inputs  # pylint: disable=import-outside-toplevel
@@ -111,15 +78,16 @@ def main():
     tile_example = example_inputs((1, n, args.tile, args.tile))[0]
     result = {"model": args.model, "scale": args.scale, "checkpoint": args.pre_trained, "tile": args.tile}
     report = export_tflite(fp, q, tile_example, stem + "_tile_int8.tflite",
-                           TFLiteOptions("int8", output_ranges=ranges), log=lambda *_: None)
+                           TFLiteOptions("int8", output_ranges=ranges, metadata=export_metadata(q, "int8")),
+                           log=lambda *_: None)
     result["xnnpack_tile"] = report["xnnpack"]
     config = SimpleNamespace(scale=args.scale, shave=-1, gt_mod=12, metric_channel="y", cache_dir="/tmp/tflite_fidelity/cache",
                              data_dir="", output_path=args.out_dir)
-    interp = tflite_check.interpreter(stem + "_tile_int8.tflite")
+    runner = open_exported(stem + "_tile_int8.tflite")
     for name in [s for s in args.sets.split(",") if s]:
         eval_set = resolve_eval_set(args.data_path, name, args.scale)
         fq = evaluate_set(SRPredictor(q, args.scale, tile_size=-1), eval_set, config)["psnr"]
-        tfl = evaluate_set(TiledTFLite(q, args.scale, interp, args.tile), eval_set, config)["psnr"]
+        tfl = evaluate_set(SRPredictor(runner, args.scale, tile_size=-1), eval_set, config)["psnr"]
         result[name] = {"fake_quant": round(fq, 4), "tflite_int8": round(tfl, 4), "delta": round(tfl - fq, 4)}
         print(name, result[name], flush=True)
     if args.latency_runs:

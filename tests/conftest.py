@@ -68,6 +68,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", f"slow: took at least {SLOW_SECONDS:g} s on the run recorded in "
                                        f"tests/{os.path.basename(DURATIONS)}, or uses a fixture whose set-up did; "
                                        "the fast lane is -m 'not slow'")
+    config.addinivalue_line("markers", "sweep: a case of the bad-input catalogue (tests/bad_input_sweep.py), run "
+                                       "against this tree in its own processes")
 
 
 def _recorded():

@@ -407,7 +407,7 @@ def test_full_disk_writing_a_training_checkpoint(tiny, tmp_path, monkeypatch, ca
 def test_full_disk_and_file_in_the_way_for_convert(tmp_path, monkeypatch, capsys):
     import mindspore as ms
     import torch_format as tf
-    from scripts.convert_torch_weights import main as convert
+    from src.weights.convert_cli import main as convert
     shapes = {}
     for name, cin, cout in (("backbone.0", 3, 8), ("backbone.2.0", 8, 8), ("backbone.3.0", 8, 8),
                             ("backbone.4", 8, 12), ("backbone.6", 12, 12)):  # ABPN-M2C8 x2, PyTorch names

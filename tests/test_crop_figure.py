@@ -129,17 +129,16 @@ def test_options_and_their_errors():
         assert message in str(info.value), (raw, str(info.value))
 
 
-def test_the_script_knows_the_engines_flags():
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    try:
-        import sr_crops  # pylint: disable=import-outside-toplevel
-    finally:
-        sys.path.pop(0)
-    assert sr_crops.FLAGS == crop_figure.FLAGS
-    raw, rest = sr_crops.pop_flags(["--model", "etds", "--box=1,2,3,4", "--methods", "dbdc", "--scale", "3"])
-    assert raw["box"] == "1,2,3,4" and raw["methods"] == "dbdc" and rest == ["--model", "etds", "--scale", "3"]
-    with pytest.raises(ValueError, match="--zoom needs a value"):
-        sr_crops.pop_flags(["--zoom", "--scale", "3"])
+def test_the_script_flags_are_declared_once_and_split_from_eval_options(capsys):
+    from src.engine.script_flags import CROP_FLAGS, split_flags  # pylint: disable=import-outside-toplevel
+    assert crop_figure.FLAGS == tuple(CROP_FLAGS)
+    raw, rest = split_flags(["--model", "etds", "--box=1,2,3,4", "--methods", "dbdc", "--scale", "3"], CROP_FLAGS, "s")
+    assert raw == {"box": "1,2,3,4", "methods": "dbdc"} and rest == ["--model", "etds", "--scale", "3"]
+    _, rest = split_flags(["--meth", "x"], CROP_FLAGS, "s")  # no abbreviations: eval.py options pass through whole
+    assert rest == ["--meth", "x"]
+    with pytest.raises(SystemExit) as info:
+        split_flags(["--zoom", "--scale", "3"], CROP_FLAGS, "s")
+    assert info.value.code == 2 and "argument --zoom: expected one argument" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

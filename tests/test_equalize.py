@@ -60,8 +60,8 @@ def test_equalization_raises_w8a8_minmax_psnr_of_published_abpn(tmp_path):
     measured 33.455 without equalisation and 33.506 with it (float 33.525) on the min/max weight grid.
     The Hessian weight grid (the default since) takes most of that gap away by itself: 33.488 and
     33.498, both within 0.04 dB of float."""
-    from scripts.bench_export_latency import set5_psnr  # pylint: disable=import-outside-toplevel
-    from scripts.convert_torch_weights import main as convert_main  # pylint: disable=import-outside-toplevel
+    from src.engine.evaluator import set_psnr as set5_psnr  # pylint: disable=import-outside-toplevel
+    from src.weights.convert_cli import main as convert_main  # pylint: disable=import-outside-toplevel
     shared = shared_dir()
     ckpt = str(tmp_path / "abpn.ckpt")
     assert convert_main(["--src", os.path.join(shared, "weights", "etds_repo_x3", "ABPN_M4C28_x3.pth"),

@@ -266,8 +266,8 @@ def test_export_with_a_full_temporary_disk_names_the_temporary_folder(tmp_path):
 @requires_shared
 def test_int8_onnx_psnr_within_0_05_db_of_fake_quant(tmp_path):
     """Published ABPN x3, W8A8 DBDC on 20 patches of ../shared train images, Set5 (Y)."""
-    from scripts.bench_export_latency import set5_psnr  # pylint: disable=import-outside-toplevel
-    from scripts.convert_torch_weights import main as convert_main  # pylint: disable=import-outside-toplevel
+    from src.engine.evaluator import set_psnr as set5_psnr  # pylint: disable=import-outside-toplevel
+    from src.weights.convert_cli import main as convert_main  # pylint: disable=import-outside-toplevel
     from src.runtime.runners import OnnxRunner  # pylint: disable=import-outside-toplevel
     from src.data.calib_data import batches_of, calibration_patches  # pylint: disable=import-outside-toplevel
     from src.weights.loader import load_for_inference  # pylint: disable=import-outside-toplevel

@@ -317,10 +317,11 @@ def test_add_term_range_keeps_only_what_the_sum_grid_can_pass():
 
 
 def test_mobile_onnx_fidelity_wrapper_runs_through_the_predictor():
-    """scripts/mobile_onnx_fidelity.py's onnxruntime wrapper carries the model interface SRPredictor
-    reads (it lacked receptive_radius and the script stopped before its first PSNR)."""
+    """The onnxruntime wrapper scripts/mobile_onnx_fidelity.py runs (src.runtime.sessions.SessionNet) carries
+    the model interface SRPredictor reads (it lacked receptive_radius and the script stopped before its first
+    PSNR)."""
     import numpy as np  # pylint: disable=import-outside-toplevel
-    from scripts.mobile_onnx_fidelity import _OrtNet  # pylint: disable=import-outside-toplevel
+    from src.runtime.sessions import SessionNet as _OrtNet  # pylint: disable=import-outside-toplevel
     from src.engine.inference import SRPredictor  # pylint: disable=import-outside-toplevel
     from src.export.onnx.onnx_float import float_onnx  # pylint: disable=import-outside-toplevel
     from src.models import create_model  # pylint: disable=import-outside-toplevel

@@ -19,7 +19,7 @@ import pytest
 
 import torch_format as tf
 from conftest import ROOT, requires_shared, shared_dir
-from scripts.convert_torch_weights import main as convert_main
+from src.weights.convert_cli import main as convert_main
 from src.models import create_model
 from src.utils.atomic import SameFileError, atomic_target, refuse_same_file
 from src.weights.checkpoint import CheckpointError, model_meta, read_checkpoint, save_checkpoint

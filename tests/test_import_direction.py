@@ -193,3 +193,36 @@ def test_the_lazy_import_finder_finds_one(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "SRC", str(package))
     monkeypatch.setattr(sys.modules[__name__], "ROOT", str(tmp_path))
     assert _lazy_project_imports() == ["src/m.py:4 src.utils"]
+
+
+def _py_files(folder):
+    for name in sorted(os.listdir(os.path.join(ROOT, folder))):
+        if name.endswith(".py"):
+            yield os.path.join(folder, name)
+
+
+def test_tests_do_not_import_scripts_and_scripts_do_not_import_tests():
+    """A script's logic lives in src/ (tests call it there, or run the script as a command); scripts do not
+    reach into tests/."""
+    found = []
+    for folder, other in (("tests", "scripts"), ("scripts", "tests")):
+        for path in _py_files(folder):
+            found += [f"{path}:{line} imports {name}" for name, line in _imports(os.path.join(ROOT, path))
+                      if _within(name, other)]
+    assert found == []
+
+
+def test_scripts_edit_sys_path_only_through_the_bootstrap():
+    """Every script imports scripts/_bootstrap.py (the one place that puts the project root on sys.path) and
+    none edits sys.path itself (code a script runs in a child Python, in a string, is not the script's)."""
+    offenders, missing = [], []
+    for path in _py_files("scripts"):
+        if path.endswith(("__init__.py", "_bootstrap.py")):
+            continue
+        tree = ast.parse(open(os.path.join(ROOT, path), encoding="utf-8").read(), path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", "") == "sys":
+                offenders.append(path)
+        if not any(name == "_bootstrap" for name, _ in _imports(os.path.join(ROOT, path))):
+            missing.append(path)
+    assert offenders == [] and missing == []

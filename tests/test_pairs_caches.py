@@ -154,7 +154,7 @@ def test_training_accepts_ceil_sized_div2k_lr(tmp_path):
 @requires_shared
 def test_set5_x2_lr_under_x3_refused_and_x3_lr_scores_33_53(tmp_path, capsys):
     """The issue's example on real Set5 with the published ABPN x3 (33.53 dB)."""
-    from scripts.convert_torch_weights import main as convert_main  # pylint: disable=import-outside-toplevel
+    from src.weights.convert_cli import main as convert_main  # pylint: disable=import-outside-toplevel
     shared = shared_dir()
     ckpt = str(tmp_path / "abpn.ckpt")
     assert convert_main(["--src", os.path.join(shared, "weights", "etds_repo_x3", "ABPN_M4C28_x3.pth"),

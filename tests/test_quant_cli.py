@@ -141,7 +141,7 @@ def test_ptq_sweep_writes_table_json_and_plot(setup, tmp_path):
 
 
 def test_zoo_table_marks_the_best_method_and_the_change_against_float():
-    from scripts.ptq_zoo_table import zoo_markdown  # pylint: disable=import-outside-toplevel
+    from src.engine.ptq_tables import zoo_markdown  # pylint: disable=import-outside-toplevel
     sweep = {"fp": {"Set5": 33.5, "Set14": 29.8},
              "rows": [{"method": "dbdc", "bits": 4, "psnr": {"Set5": 30.0, "Set14": 27.0}, "seconds": 5.0},
                       {"method": "dbdc_recon", "bits": 4, "psnr": {"Set5": 32.25, "Set14": 29.0}, "seconds": 150.0}]}

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import requires_shared, shared_dir
 from model_utils.config import get_config
-from scripts.convert_torch_weights import main as convert_main
+from src.weights.convert_cli import main as convert_main
 from src.engine.evaluate import run_evaluation
 
 PUBLISHED = {  # (file, model, variant): (Set5, Set14) PSNR on Y, x3

@@ -280,21 +280,22 @@ def test_uint8_io_refused_for_a_y_channel_model():
 
 @requires_shared
 def test_int8_set5_psnr_within_005_db_of_fake_quant(tmp_path):
-    """Calibrated on Set5-like data (random patches here): the int8 file's Set5 PSNR, run over fixed
-    64 x 64 tiles with receptive-radius overlap, is within 0.05 dB of the fake-quant model's."""
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    """Calibrated on Set5-like data (random patches here): the int8 file's Set5 PSNR, run by the project's
+    runner over fixed 64 x 64 windows with receptive-radius overlap, is within 0.05 dB of the fake-quant
+    model's."""
     from types import SimpleNamespace  # pylint: disable=import-outside-toplevel
-    from tflite_fidelity import TiledTFLite  # pylint: disable=import-outside-toplevel
     from src.data.eval_sets import resolve_eval_set  # pylint: disable=import-outside-toplevel
     from src.engine.evaluator import evaluate_set  # pylint: disable=import-outside-toplevel
     from src.engine.inference import SRPredictor  # pylint: disable=import-outside-toplevel
+    from src.runtime.metadata import export_metadata  # pylint: disable=import-outside-toplevel
+    from src.runtime.runners import open_exported  # pylint: disable=import-outside-toplevel
     fp, q = _calibrated("abpn", 3)
     path = str(tmp_path / "tile.tflite")
-    export_tflite(fp, q, RNG.random((1, 3, 64, 64)).astype(np.float32), path, TFLiteOptions("int8"),
-                  log=lambda *_: None)
+    export_tflite(fp, q, RNG.random((1, 3, 64, 64)).astype(np.float32), path,
+                  TFLiteOptions("int8", metadata=export_metadata(q, "int8")), log=lambda *_: None)
     config = SimpleNamespace(scale=3, shave=-1, gt_mod=12, metric_channel="y", cache_dir=str(tmp_path / "cache"),
                              data_dir="", output_path=str(tmp_path))
     eval_set = resolve_eval_set(os.path.join(shared_dir(), "data"), "Set5", 3)
     fq = evaluate_set(SRPredictor(q, 3, tile_size=-1), eval_set, config)["psnr"]
-    tfl = evaluate_set(TiledTFLite(q, 3, tflite_check.interpreter(path), 64), eval_set, config)["psnr"]
+    tfl = evaluate_set(SRPredictor(open_exported(path), 3, tile_size=-1), eval_set, config)["psnr"]
     assert abs(tfl - fq) < 0.05, (fq, tfl)

@@ -49,14 +49,14 @@ from src.paths import resolve_path, select_checkpoint
 from src.utils.atomic import atomic_target
 from src.weights.loader import load_for_inference, load_quantized, quant_config_of
 from src.errors import UserError
+from src.engine.script_flags import CROP_FLAGS
 
 DEFAULT_METHODS = ("dbdc", "dbdc_pac", "dbdc_recon")
 DEFAULT_IMAGES = ("Set14/comic", "Set14/zebra", "DIV2K_valid_crop256/0803", "DIV2K_valid_crop256/0846")
 SELECTIONS = ("spread", "detail")
 DISPLAY_NAMES = {"minmax": "MinMax", "percentile": "Percentile", "omse": "OMSE", "dbdc": "DBDC",
                  "dbdc_pac": "DBDC+PaC", "dbdc_recon": "DBDC+recon"}
-FLAGS = ("methods", "quant_ckpts", "labels", "images", "box", "crop_size", "zoom", "select", "figure",
-         "save_quant_dir")
+FLAGS = tuple(CROP_FLAGS)  # the script's own flags, declared in src/engine/script_flags.py
 
 GAP = 4  # white pixels between cells
 FONT_PX = 13

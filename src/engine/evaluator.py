@@ -12,13 +12,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from tqdm import tqdm
 
-from src.data.eval_sets import SAMPLE_SET, dataset_exists, load_pair
+from src.data.eval_sets import SAMPLE_SET, dataset_exists, load_pair, resolve_eval_set
 from src.data.image_io import ImageError, write_png
 from src.metrics import calculate_psnr, calculate_ssim
 from src.metrics.psnr_ssim import SSIM_WINDOW
 from src.utils.atomic import atomic_target
+from src.engine.inference import SRPredictor
 from src.engine.sections import shave_pixels
 from src.errors import UserError
 
@@ -99,6 +101,16 @@ def evaluate_set(predictor, eval_set, protocol, save_dir=None):
         raise SetEvaluationError(eval_set.name, failures, per_image)
     return {"psnr": sum(psnrs) / len(psnrs), "ssim": sum(ssims) / len(ssims),
             "images": len(psnrs), "per_image": per_image, "alpha_dropped": alpha}
+
+
+def set_psnr(net, scale, data_path, name="Set5"):
+    """Mean PSNR-Y (dB) of ``net`` (a network taking NCHW float32 in [0, 1]) on the benchmark set ``name`` under
+    ``data_path`` (``<data_path>/benchmark/<name>/HR``, MATLAB-bicubic LR), whole images, shave = ``scale``: the
+    quick number of benchmarks and tests (eval.py's protocol options are not read)."""
+    eval_set = resolve_eval_set(data_path, name, scale)
+    predictor = SRPredictor(net, scale, tile_size=-1)
+    return float(np.mean([calculate_psnr(predictor.predict(lr), hr, shave=scale, channel="y")
+                          for lr, hr in (load_pair(eval_set, image, scale) for image in eval_set.images)]))
 
 
 def _evaluate_sets(eval_sets, run_one, log):

@@ -4,7 +4,7 @@ through these, so a file is run the same way when it is checked and when it is u
 when a session is made (an optional dependency of evaluation)."""
 import numpy as np
 import mindspore as ms
-from mindspore import nn
+from mindspore import Tensor, nn
 
 
 def ort_session(path_or_model, threads=0, optimized_path=None):
@@ -33,3 +33,27 @@ def load_mindir(path):
     """A callable ``nn.GraphCell`` running the MindIR graph at ``path`` (NCHW float32 in and out);
     MindSpore's own errors for an unreadable file pass through."""
     return nn.GraphCell(ms.load(path))
+
+
+class SessionNet:
+    """An onnxruntime session of ``model`` (a .onnx path or a ModelProto) as a predictor's network: Tensor in
+    (NCHW float32 in [0, 1]), Tensor out, with the model interface :class:`~src.engine.inference.SRPredictor`
+    reads (``n_colors``, ``scale``, ``receptive_radius``, ``peak_channels``) taken from the network ``like`` it
+    was exported from. For comparing a graph in memory with its network; a file on disk is run by
+    :func:`src.runtime.runners.open_exported`."""
+
+    def __init__(self, model, like):
+        for name in ("n_colors", "scale", "receptive_radius", "peak_channels"):
+            setattr(self, name, getattr(like, name))
+        self.session = ort_session(model)
+
+    def __call__(self, x):
+        return Tensor(run_onnx(self.session, x.asnumpy()))
+
+    def set_train(self, mode=False):  # pylint: disable=unused-argument
+        """A session has no training mode (the Cell interface SRPredictor calls)."""
+        return self
+
+    def set_inputs(self, *inputs):  # pylint: disable=unused-argument
+        """A session takes any input shape its graph allows (the Cell interface SRPredictor calls)."""
+        return self

@@ -1,9 +1,9 @@
 """Bad-input sweep (issue 13; item 20: issue 14's mobile files): hostile files, faults and bad values against the
 entry scripts.
 
-    python scripts/bad_input_sweep.py [--root DIR] [--only KIND|CASE,...] [--json out.json] [--jobs 1]
-    SR_SHARED=/path/to/shared python scripts/bad_input_sweep.py --root /path/to/checkout --json out.json
-    python scripts/bad_input_sweep.py --list
+    python tests/bad_input_sweep.py [--root DIR] [--only KIND|CASE,...] [--json out.json] [--jobs 1]
+    SR_SHARED=/path/to/shared python tests/bad_input_sweep.py --root /path/to/checkout --json out.json
+    python tests/bad_input_sweep.py --list
 
 Each case builds its own hostile input in a temporary folder, runs the project
 checked out at ``--root`` (``eval.py``, ``infer.py``, ``export.py``, ``train.py``,
@@ -65,8 +65,7 @@ import zipfile
 import numpy as np
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(PROJECT_ROOT, "tests"))
-# PyTorch zip-format files without torch (also hostile ones): the writer the tests use
+# PyTorch zip-format files without torch (also hostile ones): the writer the tests use (this folder)
 from torch_format import RawTensor as T, pickle_torch_tree, write_torch_zip  # noqa: E402
 GiB = 2 ** 30
 
@@ -3563,7 +3562,7 @@ def reliability_table(now, before=()):
                      f"{held_before.get(kind, '-')} |")
     skipped = sum(row["skipped"] for row in now["kinds"].values())
     lines.append(f"| **total** | | **{now['tried']}** | **{now['held']}** | |")
-    lines += ["", f"Written by `python scripts/bad_input_sweep.py --table {{now}}` from the full run "
+    lines += ["", f"Written by `python tests/bad_input_sweep.py --table {{now}}` from the full run "
                   f"`{_command_tail(now['command'])}` ({now['seconds'] / 60:.0f} min on 2 cores"
                   + (f"; {skipped} skipped" if skipped else "") + ")"
               + "".join(f" and the run `{_command_tail(r['command'])}` against the tree before those fixes"
@@ -3573,7 +3572,10 @@ def reliability_table(now, before=()):
 
 def _command_tail(command):
     """``command`` from the script's name on (without the Python executable's path)."""
-    return "python " + command[command.index("scripts/"):] if "scripts/" in command else command
+    for folder in ("tests/", "scripts/"):
+        if folder in command:
+            return "python " + command[command.index(folder):]
+    return command
 
 
 def write_table(now_path, before_paths, md_path):
