@@ -16,7 +16,7 @@ from src.models.choice import ModelChoice, model_choice
 from src.paths import resolve_path
 from src.quantlib import CalibrationConfig, PaCConfig, QuantConfig, ReconConfig, recipes
 from src.quantlib.fake_quant import check_bits
-from src.utils.sections import section_of as _from
+from src.utils.sections import dataclass_from_config as _from
 from src.errors import UserError
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from src.models.choice import ModelChoice, model_choice
 from src.paths import resolve_path
-from src.utils.sections import section_of
+from src.utils.sections import dataclass_from_config
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,6 @@ def export_sections(config):
     calibration = CalibrationData(str(config.calib_path), resolve_path(config, config.calib_path),
                                   int(config.calib_num), int(config.calib_seed),
                                   "calib_path" in getattr(config, "cli_keys", ()))
-    return ExportRequest(model_choice(config), section_of(ExportSettings, config),
+    return ExportRequest(model_choice(config), dataclass_from_config(ExportSettings, config),
                          resolve_path(config, config.output_path), config.device_target, config.option("export_file"),
                          calibration)
