@@ -3,6 +3,8 @@ declared once here, with their help, for the script (which reads them before Min
 imports only argparse) and for the engine that interprets them (:mod:`src.engine.crop_figure`,
 :mod:`src.engine.mixed_precision`). Every other argument is an eval.py option, read by the configuration."""
 import argparse
+import re
+import sys
 
 #: scripts/sr_crops.py: flag -> help
 CROP_FLAGS = {
@@ -36,11 +38,21 @@ def describe(flags):
     return "flags of this script: " + "; ".join(f"--{name}: {text}" for name, text in flags.items())
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse whose error is the project's one line (``error: --flag needs a value``, exit code 2), as the
+    configuration's parser prints it, instead of the usage block."""
+
+    def error(self, message):
+        missing = re.match(r"argument (--\w+): expected one argument", str(message))
+        print(f"error: {missing.group(1)} needs a value" if missing else f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def split_flags(argv, flags, prog):
     """``({flag: text} of the ``flags`` given, the other arguments)`` of ``argv``, parsed with argparse (``--flag
     value`` or ``--flag=value``; no abbreviations, so eval.py's options pass through whole). A flag without its
-    value exits with argparse's usage and one ``error:`` line (exit code 2)."""
-    parser = argparse.ArgumentParser(prog=prog, add_help=False, allow_abbrev=False)
+    value is one line, ``error: --flag needs a value``, exit code 2."""
+    parser = _OneLineParser(prog=prog, add_help=False, allow_abbrev=False)
     for name, text in flags.items():
         parser.add_argument(f"--{name}", default=None, help=text)
     known, rest = parser.parse_known_args(list(argv))
