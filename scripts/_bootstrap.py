@@ -5,6 +5,8 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: the user's own ONEDNN_MAX_CPU_ISA (None: unset), read before model_utils sets the project's default
+ORIGINAL_ONEDNN_ISA = os.environ.get("ONEDNN_MAX_CPU_ISA")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 

@@ -51,10 +51,10 @@ import subprocess
 import sys
 import time
 
-import _bootstrap  # noqa: E402,F401  pylint: disable=unused-import,wrong-import-position  (the project root on sys.path)
+import _bootstrap  # noqa: E402  pylint: disable=wrong-import-position  (the project root on sys.path)
 
-# Before model_utils sets its default: the torch side runs with the user's own value.
-_ORIGINAL_ISA = os.environ.get("ONEDNN_MAX_CPU_ISA")
+# Read before model_utils set its default: the torch side runs with the user's own value.
+_ORIGINAL_ISA = _bootstrap.ORIGINAL_ONEDNN_ISA
 
 MODEL, VARIANT, SCALE, NUM_BLOCK, NUM_FEAT, N_COLORS = "abpn", "M4C28", 3, 4, 28, 3
 LR_RATE, BETAS = 1e-3, (0.9, 0.999)
@@ -279,7 +279,11 @@ def main(argv=None):
     results = {}
     if args.only in ("both", "mindspore"):
         results["mindspore"] = bench_mindspore(args, lr, hr)
-    if args.only == "torch":
+    if args.only == "torch":  # a child: the environment its parent gave, not the project's default
+        if _ORIGINAL_ISA is None:
+            os.environ.pop("ONEDNN_MAX_CPU_ISA", None)
+        else:
+            os.environ["ONEDNN_MAX_CPU_ISA"] = _ORIGINAL_ISA
         results["torch"] = bench_torch(args, lr, hr)
     elif args.only == "both":
         results["torch"] = (torch_subprocess(args) if args.torch_process == "sub"

@@ -165,7 +165,7 @@ def _summary(row):
 
 
 def summary_lines(data):
-    """The README's short table: per model, the float checkpoint, their int8 files and ours (PSNR-Y on Set5 /
+    """The README's short table: per model, their int8 files and ours (PSNR-Y on Set5 /
     Set14, difference from float, LiteRT ms), with the page holding the whole table."""
     lines = ["| model | file | Set5 / Set14 PSNR-Y | vs float | LiteRT ms |", "|---|---|---|---|---|"]
     for row in data["rows"]:

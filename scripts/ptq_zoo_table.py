@@ -47,6 +47,10 @@ def main(argv=None):
     except (UserError, OSError) as exc:
         print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
+    except UnicodeDecodeError:
+        print(f"error: --readme {args.readme} is not UTF-8 text; give the Markdown file holding the ptq_zoo block",
+              file=sys.stderr)
+        return 2
     print(table)
     return 0
 

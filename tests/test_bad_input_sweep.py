@@ -115,10 +115,10 @@ def test_the_reliability_table_is_the_last_full_run(tmp_path):
 
 def test_table_lines_name_each_kind_without_item_numbers():
     now = {"kinds": {"config": {"tried": 3, "held": 3, "skipped": 1}}, "tried": 3, "held": 3,
-           "seconds": 60.0, "command": "/v/bin/python scripts/bad_input_sweep.py --json x.json"}
+           "seconds": 60.0, "command": "/v/bin/python tests/bad_input_sweep.py --json x.json"}
     before = {"kinds": {"config": {"tried": 3, "held": 1, "skipped": 0}}, "tried": 3, "held": 1,
-              "seconds": 6.0, "command": "/v/bin/python scripts/bad_input_sweep.py --only config --json b.json"}
+              "seconds": 6.0, "command": "/v/bin/python tests/bad_input_sweep.py --only config --json b.json"}
     lines = sweep.reliability_table(now, [before])
     assert lines[2] == "| `config` | config values | 3 | 3 | 1 of 3 |"
-    assert "python scripts/bad_input_sweep.py --json x.json" in lines[-1] and "/v/bin" not in lines[-1]
+    assert "python tests/bad_input_sweep.py --json x.json" in lines[-1] and "/v/bin" not in lines[-1]
     assert "1 skipped" in lines[-1]

@@ -136,6 +136,8 @@ def test_the_script_flags_are_declared_once_and_split_from_eval_options(capsys):
     assert raw == {"box": "1,2,3,4", "methods": "dbdc"} and rest == ["--model", "etds", "--scale", "3"]
     _, rest = split_flags(["--meth", "x"], CROP_FLAGS, "s")  # no abbreviations: eval.py options pass through whole
     assert rest == ["--meth", "x"]
+    raw, _ = split_flags(["--labels", "-a,b", "--scale", "3"], CROP_FLAGS, "s")  # one dash: the flag's value
+    assert raw == {"labels": "-a,b"}
     with pytest.raises(SystemExit) as info:
         split_flags(["--zoom", "--scale", "3"], CROP_FLAGS, "s")
     assert info.value.code == 2 and capsys.readouterr().err == "error: --zoom needs a value\n"

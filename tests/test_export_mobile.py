@@ -332,3 +332,17 @@ def test_mobile_onnx_fidelity_wrapper_runs_through_the_predictor():
     out = SRPredictor(wrapped, 2).forward(x)
     ref = SRPredictor(net, 2).forward(x)
     assert out.shape == (1, 3, 40, 48) and np.abs(out - ref).max() < 1e-4
+
+
+def test_a_network_without_a_mobile_form_is_a_one_line_user_error():
+    """EDSR-baseline's mean shift and x255 scaling (Mul/Div) are no delegate ops: the mobile profile refuses it
+    as a user error (one line, exit 2), not as a defect with a traceback."""
+    from src.errors import UserError  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.mobile_rewrites import MobileUnsupported  # pylint: disable=import-outside-toplevel
+    from src.export.onnx.profiles import build_onnx  # pylint: disable=import-outside-toplevel
+    from src.models import create_model  # pylint: disable=import-outside-toplevel
+    net = create_model("edsr", "baseline", 2)
+    x = np.random.default_rng(0).random((1, 3, 16, 16)).astype(np.float32)
+    with pytest.raises(MobileUnsupported, match="--target desktop") as info:
+        build_onnx(net, None, x, "mobile", "none")
+    assert isinstance(info.value, UserError) and "Mul" in str(info.value)

@@ -45,6 +45,19 @@ def test_a_given_value_that_agrees_is_kept_and_one_that_contradicts_is_refused(c
         assert f"{flag} {value} contradicts {ckpt}" in err and recorded in err and len(err.splitlines()) == 1
 
 
+def test_a_scale_stored_as_a_float_agrees_with_the_same_whole_number(ckpt, tmp_path):
+    """A checkpoint whose metadata went through float tensors (scale 3.0) is the x3 model: --scale 3 agrees
+    with it (it was refused as a contradiction of 3 and 3.0)."""
+    import mindspore as ms  # pylint: disable=import-outside-toplevel
+    raw = ms.load_checkpoint(ckpt)
+    params = [{"name": k, "data": v} for k, v in raw.items() if k not in ("model", "variant", "scale", "form")]
+    path = str(tmp_path / "float_scale.ckpt")
+    ms.save_checkpoint(params, path, append_dict={"model": "abpn", "variant": "M2C8", "form": "deploy",
+                                                  "scale": ms.Tensor(3.0, ms.float32)})
+    config = _config("export", "--pre_trained", path, "--scale", "3")
+    assert (config.model, config.variant, config.scale) == ("abpn", "M2C8", 3) and isinstance(config.scale, int)
+
+
 def test_a_preset_that_names_another_model_is_a_contradiction_too(ckpt, capsys):
     with pytest.raises(SystemExit):
         _config("eval", "--config_path", os.path.join(ROOT, "configs", "sesr_M5_x2.yaml"), "--pre_trained", ckpt)

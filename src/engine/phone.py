@@ -47,7 +47,7 @@ def run_export_entry(config, log=print):
     source = resolve_path(config, config.pre_trained) if config.pre_trained else select_checkpoint(config)
     if int8 and is_convertible(source) and not str(source).lower().endswith(".ckpt"):
         return run_phone(config, log)
-    read = open_checkpoint(select_checkpoint(config))
+    read = open_checkpoint(source)  # where the configuration locates it (a path typed, or one in a preset)
     if int8 and not read.calibrated:
         return run_phone(config, log)
     return run_export(config, log, checkpoint=read)

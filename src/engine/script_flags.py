@@ -51,9 +51,17 @@ class _OneLineParser(argparse.ArgumentParser):
 def split_flags(argv, flags, prog):
     """``({flag: text} of the ``flags`` given, the other arguments)`` of ``argv``, parsed with argparse (``--flag
     value`` or ``--flag=value``; no abbreviations, so eval.py's options pass through whole). A flag without its
-    value is one line, ``error: --flag needs a value``, exit code 2."""
+    value is one line, ``error: --flag needs a value``, exit code 2. A value starting with one dash
+    (``--labels -a,b``) is the flag's value; one starting with two is the next option."""
     parser = _OneLineParser(prog=prog, add_help=False, allow_abbrev=False)
     for name, text in flags.items():
         parser.add_argument(f"--{name}", default=None, help=text)
-    known, rest = parser.parse_known_args(list(argv))
+    args, joined = list(argv), []
+    while args:
+        arg = args.pop(0)
+        if arg[2:] in flags and arg.startswith("--") and args and args[0].startswith("-") \
+                and not args[0].startswith("--"):
+            arg = f"{arg}={args.pop(0)}"  # argparse would take '-a,b' for an option
+        joined.append(arg)
+    known, rest = parser.parse_known_args(joined)
     return {name: value for name, value in vars(known).items() if value is not None}, rest

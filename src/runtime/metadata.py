@@ -75,7 +75,6 @@ def export_metadata(net, kind="float"):
     Raises ValueError for a network that is not an ``SRNet``: only those declare these values, and no
     file may claim a value nobody measured.
     """
-    # imported here: it loads MindSpore, which the file readers of this module do not need
     if not isinstance(net, SRNet):
         raise ValueError(f"{type(net).__name__} is not an SRNet and does not declare {', '.join(REQUIRED)}; "
                          "every exported model must (see src/models/base.py)")

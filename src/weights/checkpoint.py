@@ -6,7 +6,7 @@ fails with a message that says which one the file was made for.
 """
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
@@ -64,7 +64,7 @@ def _meta_value(value):
     return array.item() if array.size == 1 else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CheckpointFile:
     """A checkpoint read once: ``path``, ``params`` ``{name: np.ndarray}`` (read-only arrays, as stored:
     float32 weights, quantizer bounds) and ``meta`` ``{key: value}`` (:data:`META_KEYS`, numbers as
@@ -72,8 +72,8 @@ class CheckpointFile:
     the loaders (:mod:`src.weights.loader`), :func:`load_into` and :func:`read_checkpoint` take it in
     place of a path without reading again."""
     path: str
-    params: Mapping
-    meta: Mapping
+    params: Mapping = field(repr=False)  # every tensor: not printed, not compared (eq=False: identity)
+    meta: Mapping = field(default_factory=dict)
 
     @property
     def calibrated(self):

@@ -37,7 +37,7 @@ def _newest_state(ckpt_dir):
         except (ValueError, OSError):
             continue  # a damaged newest state: the trainer reports it and takes the one before
         run = progress.get("run") or {}
-        return path, {k: run[k] for k in MODEL_KEYS if k in run}
+        return path, {k: _plain(run[k]) for k in MODEL_KEYS if k in run}
     return None, {}
 
 
@@ -60,4 +60,10 @@ def model_keys_from_file(values, locate, entry):
             or not os.path.isfile(path):
         return "", {}
     meta = read_meta(path, MODEL_KEYS)
-    return path, {k: meta[k] for k in MODEL_KEYS if k in meta and meta[k] not in ("", None)}
+    return path, {k: _plain(meta[k]) for k in MODEL_KEYS if k in meta and meta[k] not in ("", None)}
+
+
+def _plain(value):
+    """A whole number stored as a float (``scale`` 2.0: a file whose metadata went through a float tensor) as
+    the int it is, so it compares equal to ``--scale 2``; anything else as read."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value

@@ -21,6 +21,12 @@ import onnx
 from onnx import helper, numpy_helper
 
 from src.export.onnx.onnx_graph import attr, consumers, drop_dead, producers
+from src.errors import UserError
+
+
+class MobileUnsupported(UserError):
+    """The network has an operation the mobile profile (phone delegates' ops, fixed shapes) cannot express;
+    no mobile file of it exists. A judgement of the user's model, so one line."""
 
 
 def _initializers(graph):
@@ -90,10 +96,10 @@ def tile_to_concat(model):
     ValueError for a Tile whose repeats are not a constant of that form."""
     def to_concat(graph, inits, node):
         if node.input[1] not in inits:
-            raise ValueError(f"Tile {node.name} has non-constant repeats; the mobile profile cannot express it")
+            raise MobileUnsupported(f"Tile {node.name} has non-constant repeats; the mobile profile cannot express it")
         repeats = numpy_helper.to_array(inits[node.input[1]]).tolist()
         if len(repeats) != 4 or repeats[0] != 1 or repeats[2:] != [1, 1]:
-            raise ValueError(f"Tile {node.name} repeats {repeats}: only channel repeats (1, k, 1, 1) are mobile")
+            raise MobileUnsupported(f"Tile {node.name} repeats {repeats}: only channel repeats (1, k, 1, 1) are mobile")
         concat = helper.make_node("Concat", [node.input[0]] * int(repeats[1]), list(node.output), axis=1,
                                   name=(node.name or node.output[0]) + "_concat")
         _replace_nodes(graph, node, [concat])
@@ -167,6 +173,8 @@ def check_mobile_ops(model, allowed):
     ValidationError on a malformed graph). Returns 0 (a pass changes nothing)."""
     extra = sorted({n.op_type for n in model.graph.node} - set(allowed))
     if extra:
-        raise ValueError(f"the mobile graph still holds {', '.join(extra)}; phone delegates would split it there")
+        raise MobileUnsupported(f"this network's mobile graph holds {', '.join(extra)}, which phone delegates do not "
+                                "run (e.g. EDSR's mean shift and x255 scaling); export it with --target desktop "
+                                "(ONNX or MindIR), or use a family with a mobile form (e.g. edsr f32b5)")
     onnx.checker.check_model(model)
     return 0
