@@ -76,3 +76,20 @@ def test_quantization_options_of_a_plain_export_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         get_config(["--quant_method", "dbdc", "--file_format", "ONNX"], entry="export")
     assert "--quant_method has no effect without --quant int8" in capsys.readouterr().err
+
+
+def test_a_network_without_a_mobile_form_is_refused_before_calibrating(tmp_path):
+    """EDSR-baseline (mean shift, x255: Mul/Div, no delegate ops) asked for a phone file: one line naming
+    --target desktop, exit 2, before any calibration (no calibrated checkpoint, no report written)."""
+    from src.models.registry import create_model  # pylint: disable=import-outside-toplevel
+    from src.weights.checkpoint import model_meta, save_checkpoint  # pylint: disable=import-outside-toplevel
+    write_smooth_images(tmp_path / "calib", 2, 96, seed=1)
+    net = create_model("edsr", "baseline", 2)
+    save_checkpoint(net, str(tmp_path / "edsr.ckpt"), meta=model_meta(net))
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--pre_trained", str(tmp_path / "edsr.ckpt"),
+                          "--quant", "int8", "--calib_path", str(tmp_path / "calib"), "--output_path",
+                          str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode == 2 and len(errors) == 1 and "--target desktop" in errors[0], run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and "calibrat" not in run.stdout
+    assert not os.path.isdir(tmp_path / "out") or not any(name.endswith(".ckpt") for name in os.listdir(tmp_path / "out"))

@@ -24,11 +24,14 @@ import os
 import statistics
 
 from src.engine.evaluate import run_evaluation
-from src.export.exporter import EXTENSIONS, run_export
+from src.export.exporter import EXTENSIONS, example_inputs, run_export
+from src.export.onnx.profiles import build_onnx
+from src.models.choice import model_choice
 from src.paths import resolve_path, select_checkpoint
 from src.utils.atomic import atomic_target
 from src.weights.checkpoint import model_meta, open_checkpoint, save_checkpoint
 from src.weights.convert import convert_source, is_convertible
+from src.weights.loader import load_for_inference
 from src.errors import InputNotFoundError, UserError
 from src.runtime.tflite_check import interpreter, latency_samples, xnnpack_partitions
 
@@ -150,12 +153,22 @@ def _check_before_work(config):
                                 f"{calib} (set --calib_path to a folder of images)")
 
 
+def _refuse_without_mobile_form(config, float_ckpt):
+    """Build the float network's mobile graph at a small fixed shape before calibrating: a network the phone
+    delegates cannot run (:class:`~src.export.onnx.mobile_rewrites.MobileUnsupported`, e.g. EDSR-baseline's
+    mean shift) is refused in one line now, not after the calibration."""
+    choice = model_choice(config)
+    fp_net, _ = load_for_inference(choice.model, choice.variant, choice.scale, float_ckpt, choice.option_dict())
+    build_onnx(fp_net, None, example_inputs((1, fp_net.n_colors, 32, 32))[0], "mobile", "none")
+
+
 def run_phone(config, log=print):
     """The phone path (see the module docstring); returns the summary dict it writes as JSON."""
     _check_before_work(config)
     out_dir = resolve_path(config, config.output_path)
     source = resolve_path(config, config.pre_trained) if config.pre_trained else select_checkpoint(config)
     float_ckpt, config = _float_checkpoint(config, source, out_dir, log)
+    _refuse_without_mobile_form(config, float_ckpt)
     stem = f"{config.model}_{config.variant}_x{config.scale}"
     method = config.quant_method or DEFAULT_METHOD
     if not config.quant_method:
