@@ -390,8 +390,9 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
     if unknown:
         bad = [u for u in unknown if u.startswith("--")] or unknown
         hints = "".join(_hint(u.lstrip("-").split("=")[0], overridable, entry) for u in bad if u.startswith("--"))
-        _fail(f"unknown option(s) {' '.join(bad)}{hints} for {os.path.basename(known.config_path)}; "
-              f"valid keys: {', '.join(sorted(overridable))}")
+        hints = hints.replace("(did you mean ", "(did you mean --")
+        listing = ("--help lists the options" if hints else f"valid keys: {', '.join(sorted(overridable))}")
+        _fail(f"unknown option(s) {' '.join(bad)}{hints}; {listing}")
     overrides = {k: v for k, v in vars(args).items() if k != "config_path"}
     values = dict(cfg)
     origin = {k: os.path.basename(known.config_path) for k in cfg}

@@ -40,11 +40,17 @@ def test_defaults_and_overrides(cfg_path):
 
 
 def test_unknown_key_lists_valid_keys(cfg_path, capsys):
+    """A close misspelling gets the option to type (with its dashes) and no list of every key; an unknown key
+    without a close match gets the list."""
     with pytest.raises(SystemExit) as exc:
         get_config(["--config_path", cfg_path, "--sclae", "3"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "--sclae" in err and "valid keys:" in err and "scale" in err
+    assert "--sclae (did you mean --scale?); --help lists the options" in err and "valid keys:" not in err
+    with pytest.raises(SystemExit) as exc:
+        get_config(["--config_path", cfg_path, "--qqqqqq", "3"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--qqqqqq" in err and "valid keys:" in err and "scale" in err
 
 
 def test_abbreviated_keys_are_not_guessed(cfg_path, capsys):

@@ -240,7 +240,7 @@ def test_argparse_errors_are_one_line(capsys):
     assert _code(eval_entry.main, ["--batch_size"]) == 2
     assert "--batch_size: expected one argument" in _one_error(capsys)
     assert _code(eval_entry.main, ["--sclae", "3"]) == 2
-    assert "unknown option(s) --sclae (did you mean scale?)" in _one_error(capsys)
+    assert "unknown option(s) --sclae (did you mean --scale?)" in _one_error(capsys)
 
 
 def test_validate_accepts_keys_without_rules():
