@@ -52,7 +52,7 @@ def run_export_entry(config, log=print):
         return run_phone(config, log)
     read = open_checkpoint(source)  # where the configuration locates it (a path typed, or one in a preset)
     if int8 and not read.calibrated:
-        return run_phone(config, log)
+        return run_phone(config, log, checkpoint=read)
     return run_export(config, log, checkpoint=read)
 
 
@@ -156,19 +156,22 @@ def _check_before_work(config):
 def _refuse_without_mobile_form(config, float_ckpt):
     """Build the float network's mobile graph at a small fixed shape before calibrating: a network the phone
     delegates cannot run (:class:`~src.export.onnx.mobile_rewrites.MobileUnsupported`, e.g. EDSR-baseline's
-    mean shift) is refused in one line now, not after the calibration."""
+    mean shift) is refused in one line now, not after the calibration. ``float_ckpt``: a path or the
+    :class:`~src.weights.checkpoint.CheckpointFile` already read."""
     choice = model_choice(config)
     fp_net, _ = load_for_inference(choice.model, choice.variant, choice.scale, float_ckpt, choice.option_dict())
     build_onnx(fp_net, None, example_inputs((1, fp_net.n_colors, 32, 32))[0], "mobile", "none")
 
 
-def run_phone(config, log=print):
-    """The phone path (see the module docstring); returns the summary dict it writes as JSON."""
+def run_phone(config, log=print, checkpoint=None):
+    """The phone path (see the module docstring); returns the summary dict it writes as JSON. ``checkpoint``:
+    the float ``.ckpt`` when the caller has read it already (a :class:`~src.weights.checkpoint.CheckpointFile`),
+    so the check of its mobile form does not read it again."""
     _check_before_work(config)
     out_dir = resolve_path(config, config.output_path)
     source = resolve_path(config, config.pre_trained) if config.pre_trained else select_checkpoint(config)
     float_ckpt, config = _float_checkpoint(config, source, out_dir, log)
-    _refuse_without_mobile_form(config, float_ckpt)
+    _refuse_without_mobile_form(config, checkpoint if checkpoint is not None else float_ckpt)
     stem = f"{config.model}_{config.variant}_x{config.scale}"
     method = config.quant_method or DEFAULT_METHOD
     if not config.quant_method:
