@@ -20,7 +20,7 @@ import sys
 
 import yaml
 
-from model_utils.sections import ALIASES, ENTRY_SECTIONS, RETIRED, SECTIONS, section_of
+from model_utils.options import ALIASES, ENTRY_SECTIONS, RETIRED, SECTIONS, section_of
 from model_utils.validate import RULES, ConfigError, needs_problems, suggest, validate
 from src.errors import InputNotFoundError, UserError
 
@@ -341,11 +341,11 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
     """Parse ``argv`` (default ``sys.argv[1:]``) into a validated :class:`Config`.
 
     Every value, from the file or the command line, passes its rule in
-    :data:`model_utils.validate.RULES` (types coerced the same way for both; see that
+    :data:`model_utils.options.RULES` (types coerced the same way for both; see that
     module). The config file's keys must be a subset of the project's
     ``DIV2K_config.yaml`` keys, except that a self-describing file (one with its own help /
     allowed-values documents, like ``DIV2K_config.yaml`` itself) is its own schema. Given
-    ``needs``: refuse options ``entry`` would not read (:data:`model_utils.validate.NEEDS`); scripts that
+    ``needs``: refuse options ``entry`` would not read (:data:`model_utils.options.NEEDS`); scripts that
     reuse an entry's sections with their own method lists (``--methods``) pass False. Given
     ``schema_path`` (the entry scripts pass ``DEFAULT_CONFIG``), no file may hold a key that
     file lacks; a partial file is told to start with ``_base_:``, and a full copy (with its

@@ -12,7 +12,7 @@ def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=No
     """Parse ``argv``, check outputs, set up MindSpore, run ``load_engine()(config)``; exit code 2 on a user error.
 
     ``entry`` (``"train"``, ``"eval"``, ``"export"``, ``"infer"``) picks the sections its ``--help``
-    lists and its old option names (:mod:`model_utils.sections`); ``needs=False`` for scripts that reuse
+    lists and its old option names (:mod:`model_utils.options`); ``needs=False`` for scripts that reuse
     its sections with their own method lists (no refusal of options that eval.py alone would not read).
 
     ``load_engine`` imports the engine lazily, so MindSpore loads only after the

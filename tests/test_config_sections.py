@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from model_utils.config import DEFAULT_CONFIG, get_config
-from model_utils.sections import ALIASES, ENTRY_SECTIONS, SECTIONS, section_of
+from model_utils.options import ALIASES, ENTRY_SECTIONS, SECTIONS, section_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -134,22 +134,22 @@ QUANT_READS = {
     "quant_method": lambda q: q.method, "w_bit": lambda q: q.qcfg.w_bit, "a_bit": lambda q: q.qcfg.a_bit,
     "w_symmetric": lambda q: q.qcfg.w_symmetric, "int8_scope": lambda q: q.qcfg.int8_scope,
     "fp_scope": lambda q: q.qcfg.fp_scope, "bit_table": lambda q: q.qcfg.bit_table,
-    "calib_path": lambda q: q.calib_path, "calib_num": lambda q: q.calib_num, "calib_seed": lambda q: q.calib_seed,
-    "calib_batch": lambda q: q.calib.batch_size, "equalize": lambda q: q.calib.equalize,
+    "calib_path": lambda q: q.images.path, "calib_num": lambda q: q.images.num, "calib_seed": lambda q: q.images.seed,
+    "calib_batch": lambda q: q.calib.batch, "equalize": lambda q: q.calib.equalize,
     "weight_grid": lambda q: q.calib.weight_grid, "input_minmax": lambda q: q.calib.input_minmax,
     "percentile": lambda q: q.calib.percentile, "dbdc_p": lambda q: q.calib.dbdc_p,
-    "pac_hr_patch": lambda q: q.pac_hr_patch, "save_quant_ckpt": lambda q: q.save_quant_ckpt,
+    "pac_hr_patch": lambda q: q.images.hr_patch, "save_quant_ckpt": lambda q: q.save_quant_ckpt,
     "pac_act_iters": lambda q: q.pac.act_iters, "pac_weight_iters": lambda q: q.pac.weight_iters,
     "pac_act_lr": lambda q: q.pac.act_lr, "pac_act_lr_min": lambda q: q.pac.act_lr_min,
     "pac_weight_lr": lambda q: q.pac.weight_lr, "pac_weight_lr_min": lambda q: q.pac.weight_lr_min,
-    "pac_batch": lambda q: q.pac.batch_size, "pac_feature_weight": lambda q: q.pac.feature_weight,
+    "pac_batch": lambda q: q.pac.batch, "pac_feature_weight": lambda q: q.pac.feature_weight,
     "pac_relative_features": lambda q: q.pac.relative_features, "pac_loss": lambda q: q.pac.loss,
     "pac_graph": lambda q: q.pac.graph,
-    "recon_iters": lambda q: q.recon.iters, "recon_block": lambda q: q.recon.block_size,
-    "recon_batch": lambda q: q.recon.batch_size, "recon_round_lr": lambda q: q.recon.round_lr,
+    "recon_iters": lambda q: q.recon.iters, "recon_block": lambda q: q.recon.block,
+    "recon_batch": lambda q: q.recon.batch, "recon_round_lr": lambda q: q.recon.round_lr,
     "recon_act_lr": lambda q: q.recon.act_lr, "recon_round_weight": lambda q: q.recon.round_weight,
-    "recon_warmup": lambda q: q.recon.warmup, "recon_drop": lambda q: q.recon.drop_prob,
-    "recon_rounding": lambda q: q.recon.learn_rounding, "recon_act": lambda q: q.recon.learn_act,
+    "recon_warmup": lambda q: q.recon.warmup, "recon_drop": lambda q: q.recon.drop,
+    "recon_rounding": lambda q: q.recon.rounding, "recon_act": lambda q: q.recon.act,
     "quant_placement": lambda q: q.qcfg.placement,
 }
 
@@ -175,7 +175,7 @@ def test_quantization_section_reads_every_quantization_and_pac_key():
     assert quant.calib.method == "dbdc" and quant.pac.seed == 3  # dbdc_recon = DBDC + PaC + reconstruction
     assert quant.recon.seed == 3
     assert quantization_of(config.replace(quant_method="dbdc_pac")).recon is None
-    assert os.path.isabs(quant.calib_folder) or quant.calib_folder == "calib_x"
+    assert os.path.isabs(quant.images.folder) or quant.images.folder == "calib_x"
     assert quantization_of(get_config([])).qcfg is None  # float evaluation: no quantlib settings
 
 

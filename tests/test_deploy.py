@@ -246,7 +246,7 @@ def test_pac_learns_the_site_bounds():
     before = {s.cell: quant.bounds() for s, quant in site_quantizers(q)}
     q2 = _copy_of(fp)
     quantize(fp, qcfg, patches, CalibrationConfig("minmax"), qnet=q2,
-             pac=PaCConfig(act_iters=3, weight_iters=0, batch_size=2, graph=False))
+             pac=PaCConfig(act_iters=3, weight_iters=0, batch=2, graph=False))
     after = {s.cell: quant.bounds() for s, quant in site_quantizers(q2)}
     assert any(not np.allclose(before[c][0], after[c][0]) for c in before), (before, after)
 
@@ -370,7 +370,7 @@ def test_reconstruction_runs_through_the_deployment_model_and_the_file_keeps_its
     patches = _patches(3, 3, 4)
     q = _copy_of(fp)
     qcfg = QuantConfig(8, 8, placement="deploy", sites=[s.as_list() for s in deploy_sites(fp, patches)])
-    quantize(fp, qcfg, patches, CalibrationConfig("minmax"), qnet=q, recon=ReconConfig(iters=3, block_size=3))
+    quantize(fp, qcfg, patches, CalibrationConfig("minmax"), qnet=q, recon=ReconConfig(iters=3, block=3))
     q.set_train(False)
     assert isinstance(q.blocks[0].act, QuantPReLU) and all(layer.round_bias for _, layer in quant_layers(q))
     images = _images(3, 3, count=2)

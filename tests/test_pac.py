@@ -43,7 +43,7 @@ def test_pac_moves_bounds_only_and_lowers_the_error():
     weights = {p.name: p.asnumpy().copy() for p in q.get_parameters() if "quant" not in p.name}
     bounds = {p.name: p.asnumpy().copy() for p in q.get_parameters() if "quant" in p.name}
     before = _l1(fp, q, held_out)
-    history = pixel_aware_calibration(q, fp, calib, PaCConfig(act_iters=30, weight_iters=30, batch_size=4,
+    history = pixel_aware_calibration(q, fp, calib, PaCConfig(act_iters=30, weight_iters=30, batch=4,
                                                                feature_weight=0.0))
     assert set(history) == {"activation", "weight"}
     for p in q.get_parameters():
@@ -61,7 +61,7 @@ def test_pac_defaults_lower_the_calibration_loss():
     calib = _smooth(rng, 8)
     fp, q = _pair()
     calibrate(q, [calib[:4], calib[4:]], "dbdc", QuantConfig(4, 4))
-    history = pixel_aware_calibration(q, fp, calib, PaCConfig(act_iters=40, weight_iters=40, batch_size=8))
+    history = pixel_aware_calibration(q, fp, calib, PaCConfig(act_iters=40, weight_iters=40, batch=8))
     for losses in history.values():
         assert np.mean(losses[-5:]) < np.mean(losses[:5])
 
@@ -89,13 +89,13 @@ def test_feature_term_reaches_the_bounds():
 
 
 def test_pac_l2_loss_lowers_the_calibration_loss_and_bad_loss_is_rejected():
-    with pytest.raises(ValueError, match="pac_loss must be 'l1' or 'l2'"):
+    with pytest.raises(ValueError, match=r"PaCConfig.loss 'huber': must be 'l1' or 'l2'"):
         PaCConfig(loss="huber")
     rng = np.random.default_rng(3)
     calib = _smooth(rng, 8)
     fp, q = _pair()
     calibrate(q, [calib[:4], calib[4:]], "dbdc", QuantConfig(4, 4))
-    history = pixel_aware_calibration(q, fp, calib, PaCConfig(act_iters=30, weight_iters=0, batch_size=8, loss="l2"))
+    history = pixel_aware_calibration(q, fp, calib, PaCConfig(act_iters=30, weight_iters=0, batch=8, loss="l2"))
     assert np.mean(history["activation"][-5:]) < np.mean(history["activation"][:5])
 
 
@@ -119,7 +119,7 @@ def test_compiled_pac_equals_the_pynative_reference(loss, monkeypatch):
                   QuantConfig(4, 4))
         names = [p.name for p in q.get_parameters()]
         results["start"] = {p.name: p.asnumpy().copy() for p in q.get_parameters() if "quant" in p.name}
-        history = pixel_aware_calibration(q, fp, calib, PaCConfig(act_iters=6, weight_iters=6, batch_size=2, loss=loss,
+        history = pixel_aware_calibration(q, fp, calib, PaCConfig(act_iters=6, weight_iters=6, batch=2, loss=loss,
                                                                    seed=5, graph=path != "pynative"))
         assert [p.name for p in q.get_parameters()] == names
         assert "pac_" not in str([p.name for p in fp.get_parameters()])

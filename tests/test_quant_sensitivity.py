@@ -127,7 +127,7 @@ def test_hessian_grid_never_worse_than_minmax_and_keeps_the_float_weights():
     moved = [not np.array_equal(a.weight_quant.bounds()[1], b.weight_quant.bounds()[1])
              for (_, a), (_, b) in zip(quant_layers(q), quant_layers(plain))]
     assert any(moved)
-    with pytest.raises(ValueError, match="weight_grid 'x' is not one of minmax, hessian"):
+    with pytest.raises(ValueError, match=r"CalibrationConfig.weight_grid 'x': must be one of \['minmax', 'hessian'\]"):
         CalibrationConfig("dbdc", weight_grid="x")
 
 

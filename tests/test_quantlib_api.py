@@ -103,8 +103,8 @@ def _twins(scale=2):
 def test_quantize_equals_equalize_calibrate_then_pac_step_by_step():
     patches = np.random.default_rng(5).random((6, 3, 12, 12)).astype(np.float32)
     qcfg = QuantConfig(4, 4)
-    calib = CalibrationConfig("dbdc", dbdc_p=2e-4, batch_size=2, equalize=True)
-    pac = PaCConfig(act_iters=4, weight_iters=4, batch_size=2, seed=3)
+    calib = CalibrationConfig("dbdc", dbdc_p=2e-4, batch=2, equalize=True)
+    pac = PaCConfig(act_iters=4, weight_iters=4, batch=2, seed=3)
     fp_a, q_a, _ = _twins()
     equalize(fp_a, [patches[i:i + 2] for i in range(0, 6, 2)], others=(q_a,))
     calibrate(q_a, [patches[i:i + 2] for i in range(0, 6, 2)], calib, qcfg)

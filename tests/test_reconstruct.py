@@ -10,6 +10,7 @@ import mindspore as ms
 from mindspore import Tensor, nn
 
 from conftest import ROOT
+from src.errors import SettingError
 from src.quantlib import QuantConfig, ReconConfig, quantize, reconstruct
 from src.quantlib.calibrate import CalibrationConfig
 from src.quantlib.fake_quant import FakeQuant
@@ -45,7 +46,7 @@ def refined():
     fp = _float()
     calib = CalibrationConfig("dbdc")
     base = quantize(fp, QuantConfig(4, 4), patches, calib)
-    cfg = ReconConfig(iters=40, batch_size=2, round_lr=0.2, round_weight=1e-3, warmup=0.1, drop_prob=0.5)
+    cfg = ReconConfig(iters=40, batch=2, round_lr=0.2, round_weight=1e-3, warmup=0.1, drop=0.5)
     q = copy.deepcopy(base)
     history = reconstruct(q, fp, patches, cfg)
     return fp, base, q, history, patches
@@ -68,10 +69,14 @@ def test_schedule_warms_up_then_anneals_beta():
     assert cfg.schedule(100)[0] == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize("bad", [{"drop_prob": 1.0}, {"iters": 0}, {"beta_start": 1.0}, {"warmup": 1.0}])
-def test_bad_settings_are_refused(bad):
-    with pytest.raises(ValueError, match="out of range"):
+@pytest.mark.parametrize("bad,field,requirement", [({"drop": 1.0}, "drop", "in [0, 1)"), ({"iters": 0}, "iters", ">= 1"),
+                                                   ({"beta_start": 1.0}, "beta_end", "in (0, beta_start 1.0]"),
+                                                   ({"warmup": 1.0}, "warmup", "in [0, 1)")])
+def test_bad_settings_are_refused_in_the_librarys_terms(bad, field, requirement):
+    with pytest.raises(SettingError) as caught:
         ReconConfig(**bad)
+    assert (caught.value.owner, caught.value.field, caught.value.requirement) == ("ReconConfig", field, requirement)
+    assert str(caught.value).startswith(f"ReconConfig.{field} ") and "recon_" not in str(caught.value)
 
 
 def test_soft_rounding_starts_at_the_float_weight():
@@ -142,7 +147,7 @@ def test_learned_rounding_is_one_step_from_nearest_and_exact_integers(refined):
 def test_reconstruction_keeps_names_and_brings_the_output_closer(refined):
     fp, base, q, history, patches = refined
     assert [p.name for p in q.get_parameters()] == [p.name for p in base.get_parameters()]
-    assert len(history) == len(blocks_of(quant_layers(q), ReconConfig().block_size))  # 7 layers, blocks of 2
+    assert len(history) == len(blocks_of(quant_layers(q), ReconConfig().block))  # 7 layers, blocks of 2
     assert all(np.isfinite(np.asarray(losses)).all() for losses in history.values())
     assert _mse(fp, q, patches) < _mse(fp, base, patches)
 
@@ -167,7 +172,7 @@ def test_int8_export_of_a_refined_w8a8_model_matches_its_fake_quant_model(tmp_pa
     patches = _smooth(rng, 6, 32)
     fp = _float()
     q = quantize(fp, QuantConfig(8, 8), patches, CalibrationConfig("dbdc"),
-                 recon=ReconConfig(iters=20, batch_size=2, round_lr=0.2, warmup=0.1))
+                 recon=ReconConfig(iters=20, batch=2, round_lr=0.2, warmup=0.1))
     nearest = quantize(fp, QuantConfig(8, 8), patches, CalibrationConfig("dbdc"))
     assert any(np.abs(a.weight.asnumpy() - b.weight_quant(b.weight).asnumpy()).max() > 0
                for (_, a), (_, b) in zip(quant_layers(q), quant_layers(nearest)))  # the rounding was learned
@@ -197,7 +202,7 @@ def test_a_block_the_next_layer_does_not_read_is_fitted_to_the_output():
     fp = _Branches()
     base = quantize(fp, QuantConfig(4, 4, int8_scope=[]), patches, CalibrationConfig("minmax", weight_grid="minmax"))
     q, lines = copy.deepcopy(base), []
-    reconstruct(q, fp, patches, ReconConfig(iters=20, batch_size=2, round_lr=0.2, warmup=0.1, block_size=1),
+    reconstruct(q, fp, patches, ReconConfig(iters=20, batch=2, round_lr=0.2, warmup=0.1, block=1),
                 log=lines.append)
     assert any("conv_b does not read it; fitted to the network output" in line for line in lines)
     moved = np.abs(q.conv_a.weight.asnumpy() - base.conv_a.weight_quant(base.conv_a.weight).asnumpy()).max()
@@ -216,7 +221,7 @@ def test_an_error_inside_a_block_leaves_the_model_as_it_was(monkeypatch):
         raise RuntimeError("interrupted")
     monkeypatch.setattr(module, "ReconStep", broken)
     with pytest.raises(RuntimeError, match="interrupted"):
-        reconstruct(q, fp, patches, ReconConfig(iters=3, batch_size=2))
+        reconstruct(q, fp, patches, ReconConfig(iters=3, batch=2))
     after = {p.name: p.asnumpy() for p in q.get_parameters()}
     assert list(after) == list(before)
     for name, value in before.items():

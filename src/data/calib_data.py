@@ -5,6 +5,7 @@ position) downscaled with the MATLAB-compatible bicubic, so only the chosen imag
 are read. No ground truth is used by calibration.
 """
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -14,6 +15,23 @@ from src.data.imresize import imresize
 from src.data.train_set import find_images
 from src.data.transforms import rgb_to_ycbcr01
 from src.errors import InputNotFoundError
+
+
+@dataclass(frozen=True)
+class CalibrationImages:
+    """Where calibration patches come from: ``path`` as the user gave it (for messages), ``folder``
+    resolved, ``num`` LR patches of HR side ``hr_patch`` pixels drawn with ``seed``; ``given``: the
+    folder was named on the command line (export calibrates an older checkpoint's grids only then)."""
+    path: str
+    folder: str
+    num: int
+    seed: int
+    hr_patch: int = 192
+    given: bool = False
+
+    def patches(self, scale, n_colors):
+        """:func:`calibration_patches` of these images for ``scale`` in ``n_colors`` colours."""
+        return calibration_patches(self.folder, self.num, scale, self.hr_patch, self.seed, n_colors)
 
 
 def _image_size(path):

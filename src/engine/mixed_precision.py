@@ -360,7 +360,7 @@ def run_mixed_precision(config, options, log=print):
     study = Study(runs, layers, floats, gains, low, options, eval_sets)
     report = {"model": model.model, "variant": fp_net.variant, "scale": model.scale, "pre_trained": ckpt,
               "quant": {"method": config.quant_method, "low": list(low), "high": list(options.high),
-                        "equalize": str(config.equalize), "calib_num": config.calib_num},
+                        "equalize": str(config.equalize), "calib_num": evaluation.quant.images.num},
               "metric": options.metric, "budget_kind": options.budget_kind, "input_hw": list(options.input_hw),
               "sensitivity": {"kind": options.sensitivity, "datasets": [s.name for s in sens_sets],
                               "gain_db": gains, "seconds": round(time.time() - start, 1)},

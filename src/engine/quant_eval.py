@@ -7,7 +7,6 @@ from dataclasses import replace
 
 from src.export.deploy_calibration import DeployUnsupported, deploy_sites
 from src.quantlib import quantize
-from src.data.calib_data import calibration_patches
 from src.utils.atomic import refuse_same_file
 from src.weights.checkpoint import model_meta, open_checkpoint, save_checkpoint
 from src.weights.loader import load_float_and_quantized, load_for_inference, quant_config_of
@@ -15,10 +14,9 @@ from src.errors import UserError
 
 
 def calibration_patches_for(quant, scale, fp_net):
-    """The ``calib_num`` calibration patches of ``quant`` (:class:`~src.engine.sections.Quantization`)
-    from its (resolved) calibration folder, LR patches for ``scale`` in ``fp_net``'s colours (float32 N x C x h x w in [0, 1])."""
-    return calibration_patches(quant.calib_folder, quant.calib_num, scale, quant.pac_hr_patch, quant.calib_seed,
-                               fp_net.n_colors)
+    """The calibration patches of ``quant`` (:class:`~src.engine.sections.Quantization`; its ``images``),
+    LR patches for ``scale`` in ``fp_net``'s colours (float32 N x C x h x w in [0, 1])."""
+    return quant.images.patches(scale, fp_net.n_colors)
 
 
 def load_or_calibrate(model, quant, ckpt, log):
@@ -94,7 +92,7 @@ def build_quantized(model, quant, ckpt, log):
                                "placement": qcfg.placement, "calibration_seconds": 0.0, "from_checkpoint": True}
     seconds, count = calibration
     log(f"calibrated {quant.method} W{qcfg.w_bit}A{qcfg.a_bit} on {count} patches from "
-        f"{quant.calib_path} in {seconds:.1f} s")
+        f"{quant.images.path} in {seconds:.1f} s")
     if quant.save_quant_ckpt:
         meta_out = dict(model_meta(q_net), quant_config=qcfg.to_json(), quant_method=quant.method)
         save_checkpoint(q_net, quant.save_target, meta=meta_out)

@@ -1,22 +1,25 @@
 """Typed configuration sections of training, evaluation and upscaling (BasicSR's nested option
 sections, flat in the YAML).
 
-Each section is a frozen dataclass whose fields are configuration keys
-(:data:`model_utils.sections.SECTIONS` groups the same keys for ``--help``; a test checks
-they agree). :func:`training_sections`, :func:`evaluation_sections` and
-:func:`upscale_sections` build them once from the loaded configuration, where it enters
-``src`` (the Trainer, ``run_evaluation``, ``run_upscale``), so the engines read typed values
-and no default is written a second time here: every key comes from ``DIV2K_config.yaml`` (or
-a file checked against it). Paths are resolved here, as :func:`src.paths.resolve_path` finds
-them. Export's sections live in :mod:`src.export.sections` (export does not import the engine).
+Each section is a frozen dataclass filled by field name from the options of one group of
+:mod:`model_utils.options` (:func:`src.utils.config_fill.fill_section`: field ``f`` from option
+``<prefix>f``; a test checks every option of the group is read), and so are the library settings
+(:class:`~src.quantlib.ReconConfig` from ``recon_*``, :class:`~src.quantlib.PaCConfig` from
+``pac_*``, ...). :func:`training_sections`, :func:`evaluation_sections` and
+:func:`upscale_sections` build them once from the loaded configuration, where it enters ``src``
+(the Trainer, ``run_evaluation``, ``run_upscale``), so the engines read typed values and no
+default is written a second time here. Paths are resolved here, as :func:`src.paths.resolve_path`
+finds them. Export's sections live in :mod:`src.export.sections` (export does not import the engine).
 """
 from dataclasses import dataclass, replace
 
+from src.data.calib_data import CalibrationImages
+from src.export.sections import calibration_images
 from src.models.choice import ModelChoice, model_choice
 from src.paths import resolve_path
 from src.quantlib import CalibrationConfig, PaCConfig, QuantConfig, ReconConfig, recipes
 from src.quantlib.fake_quant import check_bits
-from src.utils.sections import dataclass_from_config as _from
+from src.utils.config_fill import fill_section
 from src.errors import UserError
 
 
@@ -118,8 +121,8 @@ class TrainingSections:
 
 def training_sections(config):
     """The training sections of a loaded configuration (:func:`model_utils.config.get_config`)."""
-    return TrainingSections(_from(TrainData, config), _from(Optimisation, config), _from(Schedule, config),
-                            _from(TrainingRun, config), eval_protocol_of(config))
+    return TrainingSections(fill_section(TrainData, config), fill_section(Optimisation, config), fill_section(Schedule, config),
+                            fill_section(TrainingRun, config), eval_protocol_of(config))
 
 
 @dataclass(frozen=True)
@@ -159,23 +162,19 @@ class Quantization:
 
     ``method``: the ``--quant_method`` string (empty: none; ``dbdc_pac``: DBDC refined by PaC;
     ``dbdc_recon``: ``dbdc_pac`` then learned rounding with block reconstruction, ``recon``);
-    ``qcfg`` / ``calib`` / ``pac``: the quantlib settings (:class:`~src.quantlib.QuantConfig`,
-    :class:`~src.quantlib.CalibrationConfig`, :class:`~src.quantlib.PaCConfig` or None) of
-    :func:`quant_settings_from`; calibration patches: ``calib_num`` LR
-    patches (HR side ``pac_hr_patch`` pixels, seed ``calib_seed``) from ``calib_path`` (as given;
-    ``calib_folder`` resolved); ``save_quant_ckpt`` (as given; ``save_target`` resolved, empty:
-    not saved) receives the calibrated model; ``recipe_note``: what the ``auto`` recipe options
-    resolved to (one line for the log; empty when none was ``auto``).
+    ``qcfg`` / ``calib`` / ``pac`` / ``recon``: the quantlib settings (:class:`~src.quantlib.QuantConfig`,
+    :class:`~src.quantlib.CalibrationConfig`, :class:`~src.quantlib.PaCConfig`,
+    :class:`~src.quantlib.ReconConfig`, or None where the method has none) of
+    :func:`quant_settings_from`; ``images``: where the calibration patches come from
+    (:class:`~src.data.calib_data.CalibrationImages`); ``save_quant_ckpt`` (as given; ``save_target``
+    resolved, empty: not saved) receives the calibrated model; ``recipe_note``: what the ``auto``
+    recipe options resolved to (one line for the log; empty when none was ``auto``).
     """
     method: str
     qcfg: QuantConfig
     calib: CalibrationConfig
     pac: PaCConfig
-    calib_path: str
-    calib_folder: str
-    calib_num: int
-    calib_seed: int
-    pac_hr_patch: int
+    images: CalibrationImages
     save_quant_ckpt: str
     save_target: str
     recipe_note: str = ""
@@ -211,7 +210,7 @@ def placement_of(config):
     return placement
 
 
-def quant_settings_from(config, method=None):
+def quant_settingsfill_section(config, method=None):
     """The config edge: ``(QuantConfig, CalibrationConfig, PaCConfig or None)`` from the run's config.
     ``method`` (default ``config.quant_method``) is the ``--quant_method`` string: an observer name,
     or ``dbdc_pac``, which means the DBDC observer refined by PaC. Recipe options left at ``auto``
@@ -219,47 +218,38 @@ def quant_settings_from(config, method=None):
     return _settings_and_note(config, method or config.quant_method)[:3]
 
 
-def _settings_and_note(config, method):
+def _settings_and_note(config, method, images=None):
     """:func:`quant_settings_from`'s three settings and :func:`recipe_settings`' note, the recipe
-    resolved once."""
-    qcfg = QuantConfig(config.w_bit, config.a_bit, config.w_symmetric, config.int8_scope, config.fp_scope,
-                       config.bit_table or {}, placement=placement_of(config))
+    resolved once; ``images``: the run's calibration images (their seed draws PaC's batches)."""
+    images = images or calibration_images(config)
+    qcfg = fill_section(QuantConfig, config, placement=placement_of(config), defaults=("sites",))
     recipe, picked, note = recipe_settings(config, method)
-    calib = CalibrationConfig("dbdc" if method in recipes.RECIPE_METHODS else method, config.percentile, recipe["dbdc_p"],
-                              int(config.calib_batch), bool(recipe["equalize"]),
-                              equalize_if_pairs="equalize" in picked,
-                              weight_grid=str(config.weight_grid), input_minmax=bool(config.input_minmax))
+    calib = fill_section(CalibrationConfig, config, ("calib_", ""), resolved=recipe,
+                         method="dbdc" if method in recipes.RECIPE_METHODS else method,
+                         equalize_if_pairs="equalize" in picked)
     pac = None
     if method in recipes.RECIPE_METHODS:
-        pac = PaCConfig(act_iters=recipe["pac_act_iters"], weight_iters=recipe["pac_weight_iters"],
-                        act_lr=config.pac_act_lr, act_lr_min=config.pac_act_lr_min, weight_lr=config.pac_weight_lr,
-                        weight_lr_min=config.pac_weight_lr_min, batch_size=config.pac_batch,
-                        feature_weight=recipe["pac_feature_weight"],
-                        relative_features=bool(config.pac_relative_features),
-                        loss=str(recipe["pac_loss"]), seed=config.calib_seed, graph=bool(config.pac_graph))
+        pac = fill_section(PaCConfig, config, "pac_", resolved=recipe, seed=images.seed)
     return qcfg, calib, pac, note
 
 
-def recon_settings(config, method):
-    """The :class:`~src.quantlib.ReconConfig` of ``method`` (``dbdc_recon``) from the ``recon_*`` keys, or
+def recon_settings(config, method, images=None):
+    """The :class:`~src.quantlib.ReconConfig` of ``method`` (``dbdc_recon``) from the ``recon_*`` options, or
     None for every other method."""
     if method != "dbdc_recon":
         return None
-    return ReconConfig(iters=config.recon_iters, block_size=config.recon_block, batch_size=config.recon_batch,
-                       round_lr=config.recon_round_lr, act_lr=config.recon_act_lr,
-                       round_weight=config.recon_round_weight, warmup=config.recon_warmup,
-                       drop_prob=config.recon_drop, learn_rounding=bool(config.recon_rounding),
-                       learn_act=bool(config.recon_act), seed=config.calib_seed)
+    images = images or calibration_images(config)
+    return fill_section(ReconConfig, config, "recon_", seed=images.seed, defaults=("beta_start", "beta_end"))
 
 
 def quantization_of(config, method=None):
     """The :class:`Quantization` of a loaded configuration; ``method`` overrides ``quant_method``
     (QAT calibrates with ``dbdc`` when none is given)."""
     method = method or config.quant_method
-    qcfg, calib, pac, note = _settings_and_note(config, method) if method else (None, None, None, "")
-    return Quantization(method, qcfg, calib, pac, config.calib_path, resolve_path(config, config.calib_path),
-                        config.calib_num, config.calib_seed, config.pac_hr_patch, config.save_quant_ckpt,
-                        resolve_path(config, config.save_quant_ckpt), note, recon_settings(config, method))
+    images = calibration_images(config, config.pac_hr_patch)
+    qcfg, calib, pac, note = _settings_and_note(config, method, images) if method else (None, None, None, "")
+    return Quantization(method, qcfg, calib, pac, images, config.save_quant_ckpt,
+                        resolve_path(config, config.save_quant_ckpt), note, recon_settings(config, method, images))
 
 
 @dataclass(frozen=True)
@@ -287,7 +277,7 @@ def evaluation_sections(config):
     data = EvalData(resolve_path(config, config.data_path), tuple(config.eval_datasets), config.sample_fallback)
     outputs = EvalOutputs(resolve_path(config, config.output_path), config.save_sr, config.result_file)
     return Evaluation(model_choice(config), config.pre_trained, data, eval_protocol_of(config),
-                      _from(Inference, config), outputs, frozenset(config.cli_keys), quantization_of(config))
+                      fill_section(Inference, config), outputs, frozenset(config.cli_keys), quantization_of(config))
 
 
 @dataclass(frozen=True)
@@ -306,4 +296,4 @@ class Upscale:
 def upscale_sections(config):
     """The :class:`Upscale` sections of a loaded configuration."""
     return Upscale(model_choice(config), resolve_path(config, config.input_path), config.model_file,
-                   resolve_path(config, config.output_path), _from(Inference, config), "scale" in config.cli_keys)
+                   resolve_path(config, config.output_path), fill_section(Inference, config), "scale" in config.cli_keys)

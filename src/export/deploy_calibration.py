@@ -28,6 +28,6 @@ def calibrate_missing_grids(fp_net, q_net, patches, method="dbdc"):
     sites = deploy_sites(fp_net, patches[:1])
     install_sites(q_net, sites)
     calib = CalibrationConfig(method)
-    bounds = calibrate_sites(q_net, batches_of(patches, calib.batch_size),
+    bounds = calibrate_sites(q_net, batches_of(patches, calib.batch),
                              lambda _site: observer_class(method).from_settings(8, calib), fp_net)
     return len(bounds)

@@ -23,7 +23,6 @@ from src.data.transforms import rgb_to_ycbcr01
 from src.export.deploy_calibration import calibrate_missing_grids
 from src.runtime.metadata import export_metadata
 from src.export.sections import export_sections
-from src.data.calib_data import calibration_patches
 from src.quantlib.deploy import is_deployment
 from src.quantlib.quant_layers import quant_layers
 from src.utils.atomic import atomic_target, refuse_same_file
@@ -227,7 +226,7 @@ def _deployment_grids(calibration, ckpt, fp_net, q_net, log):
     """Make sure the full-integer file's grids come from calibration, never from one example image: a
     deployment checkpoint carries them; an 8-bit checkpoint calibrated with PTQ4SR's placement (every
     checkpoint made before the deployment simulation) gets them calibrated on ``--calib_path`` when
-    given in ``calibration`` (:class:`~src.export.sections.CalibrationData`; DBDC on the patches eval.py
+    given in ``calibration`` (:class:`~src.data.calib_data.CalibrationImages`; DBDC on the patches eval.py
     draws), else ValueError saying what to pass. Below 8 bits no phone file is simulated: the extra
     grids are observed on the example, said in one line."""
     if q_net is None or is_deployment(q_net):
@@ -241,10 +240,9 @@ def _deployment_grids(calibration, ckpt, fp_net, q_net, log):
                          "existed), so its reported PSNR is not the int8 file's: pass --calib_path FOLDER to "
                          "calibrate the grids the file adds, or calibrate again with eval.py --quant_method dbdc_pac "
                          "--w_bit 8 --a_bit 8 --save_quant_ckpt FILE (deploy placement)")
-    patches = calibration_patches(calibration.calib_folder, calibration.calib_num, fp_net.scale, 192,
-                                  calibration.calib_seed, fp_net.n_colors)
+    patches = calibration.patches(fp_net.scale, fp_net.n_colors)
     count = calibrate_missing_grids(fp_net, q_net, patches)
-    log(f"{ckpt} had no deployment grids: calibrated {count} on {len(patches)} patches from {calibration.calib_path} "
+    log(f"{ckpt} had no deployment grids: calibrated {count} on {len(patches)} patches from {calibration.path} "
         "(DBDC); eval.py's number for this checkpoint was the ptq4sr placement's, evaluate the written file")
 
 

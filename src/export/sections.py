@@ -2,17 +2,17 @@
 :class:`src.models.choice.ModelChoice`).
 
 Built once from the loaded configuration by :func:`export_sections` (``run_export`` does it
-first); the exporter below reads these frozen values, never the configuration. Field names are
-configuration keys (:data:`model_utils.sections.SECTIONS` groups the same keys for ``--help``;
-a test checks they agree) and no default is written here: every key comes from
-``DIV2K_config.yaml`` (or a file checked against it). Paths are resolved here, as
-:func:`src.paths.resolve_path` finds them.
+first); the exporter below reads these frozen values, never the configuration. Each is filled by
+field name (:func:`src.utils.config_fill.fill_section`; the options are declared in
+:mod:`model_utils.options`, a test checks every option of a section is read) and no default is
+written here. Paths are resolved here, as :func:`src.paths.resolve_path` finds them.
 """
 from dataclasses import dataclass
 
+from src.data.calib_data import CalibrationImages
 from src.models.choice import ModelChoice, model_choice
 from src.paths import resolve_path
-from src.utils.sections import dataclass_from_config
+from src.utils.config_fill import fill_section
 
 
 @dataclass(frozen=True)
@@ -33,18 +33,6 @@ class ExportSettings:
 
 
 @dataclass(frozen=True)
-class CalibrationData:
-    """Calibration images for the deployment grids of a checkpoint that has none (``--quant int8``):
-    ``calib_path`` as given, ``calib_folder`` resolved, ``calib_num`` patches, ``calib_seed``;
-    ``given``: ``--calib_path`` was set (only then is anything calibrated at export)."""
-    calib_path: str
-    calib_folder: str
-    calib_num: int
-    calib_seed: int
-    given: bool
-
-
-@dataclass(frozen=True)
 class ExportRequest:
     """Everything export.py reads: the model, the export settings, the resolved ``output_path``,
     the device (``device_target``; AIR needs Ascend) and how ``--export_file`` was spelled on the
@@ -54,14 +42,19 @@ class ExportRequest:
     output_path: str
     device_target: str
     export_option: str
-    calibration: CalibrationData = None
+    calibration: CalibrationImages = None
+
+
+def calibration_images(config, hr_patch=192):
+    """The :class:`~src.data.calib_data.CalibrationImages` of a loaded configuration (its ``calib_*``
+    options; ``hr_patch``: the HR side of a patch)."""
+    path = str(config.calib_path)
+    return fill_section(CalibrationImages, config, "calib_", path=path, folder=resolve_path(config, path),
+                        hr_patch=int(hr_patch), given="calib_path" in getattr(config, "cli_keys", ()))
 
 
 def export_sections(config):
     """The :class:`ExportRequest` of a loaded configuration (:func:`model_utils.config.get_config`)."""
-    calibration = CalibrationData(str(config.calib_path), resolve_path(config, config.calib_path),
-                                  int(config.calib_num), int(config.calib_seed),
-                                  "calib_path" in getattr(config, "cli_keys", ()))
-    return ExportRequest(model_choice(config), dataclass_from_config(ExportSettings, config),
+    return ExportRequest(model_choice(config), fill_section(ExportSettings, config),
                          resolve_path(config, config.output_path), config.device_target, config.option("export_file"),
-                         calibration)
+                         calibration_images(config))

@@ -15,14 +15,14 @@ from src.quantlib.observers import observer_class
 from src.quantlib.quant_layers import layer_bits, quant_layers, quantizable_layers
 from src.quantlib.weight_grid import GRIDS, InputHessians, refine_weight_bounds
 from src.utils.hooks import forward_hooks
-from src.errors import UserError
+from src.errors import SettingError, UserError
 
 
 @dataclass
 class CalibrationConfig:
     """How bounds are fitted: observer ``method`` (a key of :data:`~src.quantlib.observers.OBSERVERS`),
     its options (``percentile`` in (0.5, 1], the DBDC clip fraction ``dbdc_p``), the calibration
-    ``batch_size`` (patches per forward pass; statistics are averaged per batch) and ``equalize``
+    ``batch`` (patches per forward pass; statistics are averaged per batch) and ``equalize``
     (cross-layer activation-range equalisation first, :mod:`src.quantlib.equalize`);
     ``equalize_if_pairs``: equalise only a model that declares conv pairs and skip the others
     (a per-bit-width recipe asks for equalisation on every model; a user's explicit
@@ -37,7 +37,7 @@ class CalibrationConfig:
     method: str = "dbdc"
     percentile: float = 0.9999
     dbdc_p: float = 1e-4
-    batch_size: int = 2
+    batch: int = 2
     equalize: bool = False
     equalize_if_pairs: bool = False
     weight_grid: str = "hessian"
@@ -46,7 +46,7 @@ class CalibrationConfig:
     def __post_init__(self):
         observer_class(self.method)
         if self.weight_grid not in GRIDS:
-            raise UserError(f"weight_grid '{self.weight_grid}' is not one of {', '.join(GRIDS)}")
+            raise SettingError("CalibrationConfig", "weight_grid", self.weight_grid, f"one of {list(GRIDS)}")
 
 
 def observe_inputs(net, layers, on_input, batches):

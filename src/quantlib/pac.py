@@ -32,22 +32,22 @@ from src.quantlib.quant_layers import quant_layers
 from src.utils.cosine import cosine_decay
 from src.quantlib.pac_step import FeatureCache, PaCStep, tapped
 from src.utils.hooks import forward_hooks, graph_mode, pynative_mode
-from src.errors import UserError
+from src.errors import SettingError
 
 
 @dataclass
 class PaCConfig:
     """PaC settings: iterations and Adam learning rates (start -> end of the cosine decay) of each
-    phase, patches per step (``batch_size``), the feature term's weight and form, the loss
-    (``"l1"`` or ``"l2"``; ``ValueError`` otherwise), the seed of the patch draws and ``graph``
-    (compiled steps; False: the PyNative reference path)."""
+    phase, patches per step (``batch``), the feature term's weight and form, the loss (``"l1"`` or
+    ``"l2"``; :class:`~src.errors.SettingError`, a ``ValueError``, otherwise), the seed of the patch
+    draws and ``graph`` (compiled steps; False: the PyNative reference path)."""
     act_iters: int = 250
     weight_iters: int = 250
     act_lr: float = 5e-3
     act_lr_min: float = 2e-3
     weight_lr: float = 1e-2
     weight_lr_min: float = 1e-3
-    batch_size: int = 2
+    batch: int = 2
     feature_weight: float = 5.0
     relative_features: bool = True
     loss: str = "l1"
@@ -56,7 +56,7 @@ class PaCConfig:
 
     def __post_init__(self):
         if self.loss not in ("l1", "l2"):
-            raise UserError(f"pac_loss must be 'l1' or 'l2', not '{self.loss}'")
+            raise SettingError("PaCConfig", "loss", self.loss, "'l1' or 'l2'")
 
 
 def cosine_rates(start, end, steps):
@@ -103,20 +103,20 @@ def _phases(layers, cfg, sites=()):
 
 
 class BatchDraws:
-    """Seeded batch draws from ``patches`` (float32 (N, C, h, w)): ``cfg.batch_size`` distinct patches per
+    """Seeded batch draws from ``patches`` (float32 (N, C, h, w)): ``cfg.batch`` distinct patches per
     step, from ``numpy.random.default_rng(cfg.seed)`` (``cfg``: :class:`PaCConfig` or
     :class:`~src.quantlib.reconstruct.ReconConfig`); PaC's two paths and reconstruction share it."""
 
     def __init__(self, patches, cfg):
-        self.patches, self.size = patches, cfg.batch_size
+        self.patches, self.size = patches, cfg.batch
         self.rng = np.random.default_rng(cfg.seed)
 
     def indices(self):
-        """The next batch's patch indices (int array of ``batch_size`` distinct values)."""
+        """The next batch's patch indices (int array of ``batch`` distinct values)."""
         return self.rng.choice(len(self.patches), self.size, replace=False)
 
     def next(self):
-        """The next batch (float32 Tensor (batch_size, C, h, w))."""
+        """The next batch (float32 Tensor (batch, C, h, w))."""
         return Tensor(self.patches[self.indices()])
 
 
@@ -188,7 +188,7 @@ def _graph_phases(qnet, fp_net, taps, draws, phases, cfg, log):
 def pixel_aware_calibration(qnet, fp_net, patches, cfg=PaCConfig(), log=None):
     """Optimise the bounds of ``qnet`` (calibrated, as :func:`~src.quantlib.calibrate.calibrate` leaves
     it) in place to match ``fp_net`` (the same float model) on ``patches`` (float32 array
-    (N, C, h, w), LR images in [0, 1], N >= ``cfg.batch_size``); weights never change.
+    (N, C, h, w), LR images in [0, 1], N >= ``cfg.batch``); weights never change.
     Returns ``{"activation": [loss per step], "weight": [...]}`` (phases with no step left out);
     ``log(str)`` gets five progress lines per phase. ``ValueError`` when the two models' layers differ.
     PTQ4SR's pixel-aware calibration (Tu et al., CVPR 2023), with the changes the module notes.

@@ -23,7 +23,7 @@ def quantize(fp_net, qcfg, patches, calib=None, pac=None, qnet=None, log=None, r
       (its float function is unchanged, exactly in real arithmetic), so it stays the reference.
     - ``qcfg``: :class:`~src.quantlib.quant_layers.QuantConfig` (bit widths, scopes).
     - ``patches``: float32 array (N, n_colors, h, w), unlabeled LR images in [0, 1]; calibrated on
-      in batches of ``calib.batch_size`` and drawn from by PaC.
+      in batches of ``calib.batch`` and drawn from by PaC.
     - ``calib``: :class:`~src.quantlib.calibrate.CalibrationConfig` (observer method and options;
       default DBDC).
     - ``pac``: :class:`~src.quantlib.pac.PaCConfig` to refine the bounds with pixel-aware
@@ -40,7 +40,7 @@ def quantize(fp_net, qcfg, patches, calib=None, pac=None, qnet=None, log=None, r
     calib = calib or CalibrationConfig()
     log = log or (lambda *_: None)
     qnet = copy.deepcopy(fp_net) if qnet is None else qnet
-    batches = batches_of(patches, int(calib.batch_size))
+    batches = batches_of(patches, int(calib.batch))
     if calib.equalize and calib.equalize_if_pairs and not list(fp_net.equalization_pairs()):
         log(f"{type(fp_net).__name__} declares no conv pairs to equalise: calibrating without equalisation")
     elif calib.equalize:

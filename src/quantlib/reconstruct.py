@@ -3,7 +3,7 @@
 After the bounds are calibrated (DBDC, optionally PaC), the quantized model is fitted to the float
 model block by block on the unlabeled calibration patches:
 
-- **Blocks.** The quantized layers in registration order, ``block_size`` at a time (2, default: two
+- **Blocks.** The quantized layers in registration order, ``block`` at a time (2, default: two
   convs with their activations; 1: one; 0: the whole network in one block). The zoo's deploy forms
   are chains, where that is the order data flows in; the blocks are consecutive layers, not a
   family's own modules (an EDSR residual block is not one block). A block's output is the input
@@ -21,7 +21,7 @@ model block by block on the unlabeled calibration patches:
   ``beta`` decays linearly from ``beta_start`` towards ``beta_end`` (reached one step after the last)
   after a ``warmup`` fraction of the iterations without it. The regulariser is a sum over the
   block's weights while the reconstruction loss is relative, so its balance shifts with the
-  block's size: ``round_weight`` 1e-3 was chosen at ``block_size`` 1 on ABPN's 3x3 convs (~7k
+  block's size: ``round_weight`` 1e-3 was chosen at ``block`` 1 on ABPN's 3x3 convs (~7k
   weights each). After the block's iterations the rounding is hardened (``h = 1`` where
   ``V >= 0``) and the quantized weight itself is stored as the layer's weight: it sits on the grid,
   so the model's round-to-nearest, the checkpoint and the int8 exporters all carry the learned
@@ -31,7 +31,7 @@ model block by block on the unlabeled calibration patches:
   Adam, cosine from ``act_lr`` to 0; BRECQ/QDrop learn the activation step the same way).
 - **QDrop** (Wei et al., ICLR 2022), activation dropping only: during a block's iterations each
   activation quantizer in the block passes the unquantized value instead of the quantized one for
-  a random ``drop_prob`` fraction of the elements (0 = off; the official code's ``drop_prob`` is the
+  a random ``drop`` fraction of the elements (0 = off; the official code's ``drop_prob`` is the
   opposite, the fraction kept quantized). The official code also mixes the block input element by
   element with the float model's; here the block input is always the quantized model's.
 
@@ -56,42 +56,42 @@ from src.quantlib.pac import BatchDraws, cosine_rates, layer_inputs
 from src.quantlib.pac_step import FeatureCache, distance, tapped
 from src.quantlib.quant_layers import quant_layers, replace_cell
 from src.utils.hooks import graph_mode, pynative_mode
-from src.errors import UserError
+from src.errors import SettingError
 
 ZETA, GAMMA = 1.1, -0.1
 
 
 @dataclass
 class ReconConfig:
-    """Settings of :func:`reconstruct` (see the module notes): ``iters`` per block, ``block_size``
-    quantized layers per block (0 = one block), patches per step ``batch_size``, Adam rates of the
+    """Settings of :func:`reconstruct` (see the module notes): ``iters`` per block, ``block``
+    quantized layers per block (0 = one block), patches per step ``batch``, Adam rates of the
     rounding variables (``round_lr``, constant) and of the activation bounds (``act_lr``, cosine to
-    0), the rounding regulariser's weight and ``beta`` schedule, QDrop's ``drop_prob``, which parts
-    learn (``learn_rounding``, ``learn_act``: the ablations), and the seed of the batch draws.
-    ``ValueError`` for a value out of range."""
+    0), the rounding regulariser's weight and ``beta`` schedule, QDrop's ``drop`` probability, which
+    parts learn (``rounding``, ``act``: the ablations), and the seed of the batch draws.
+    :class:`~src.errors.SettingError` (a ``ValueError``) for a value out of range."""
     iters: int = 500
-    block_size: int = 2
-    batch_size: int = 2
+    block: int = 2
+    batch: int = 2
     round_lr: float = 0.1
     act_lr: float = 1e-3
     round_weight: float = 1e-3
     beta_start: float = 20.0
     beta_end: float = 2.0
     warmup: float = 0.2
-    drop_prob: float = 0.5
-    learn_rounding: bool = True
-    learn_act: bool = True
+    drop: float = 0.5
+    rounding: bool = True
+    act: bool = True
     seed: int = 0
 
     def __post_init__(self):
-        checks = (("recon_iters", self.iters >= 1), ("recon_block", self.block_size >= 0),
-                  ("recon_batch", self.batch_size >= 1), ("recon_drop", 0.0 <= self.drop_prob < 1.0),
-                  ("recon_warmup", 0.0 <= self.warmup < 1.0), ("recon_round_weight", self.round_weight >= 0),
-                  ("recon_round_lr", self.round_lr > 0), ("recon_act_lr", self.act_lr >= 0),
-                  ("beta_start >= beta_end > 0", self.beta_start >= self.beta_end > 0))
-        for name, ok in checks:
+        checks = (("iters", self.iters >= 1, ">= 1"), ("block", self.block >= 0, ">= 0"),
+                  ("batch", self.batch >= 1, ">= 1"), ("drop", 0.0 <= self.drop < 1.0, "in [0, 1)"),
+                  ("warmup", 0.0 <= self.warmup < 1.0, "in [0, 1)"), ("round_weight", self.round_weight >= 0, ">= 0"),
+                  ("round_lr", self.round_lr > 0, "> 0"), ("act_lr", self.act_lr >= 0, ">= 0"),
+                  ("beta_end", self.beta_start >= self.beta_end > 0, f"in (0, beta_start {self.beta_start}]"))
+        for name, ok, requirement in checks:
             if not ok:
-                raise UserError(f"{name} is out of range in {self}")
+                raise SettingError("ReconConfig", name, getattr(self, name), requirement)
 
     def schedule(self, it):
         """``(beta, regulariser weight)`` at iteration ``it`` (0-based): no regulariser during the
@@ -244,8 +244,8 @@ def _block_params(names, layers, cfg):
     ``rounded`` = ``[(name, layer, AdaRoundWeight)]`` of the layers whose rounding is learned."""
     rounded = [(name, layer, AdaRoundWeight(layer.weight.asnumpy(), layer.weight_quant, f"{names[0]}.{i}"))
                for i, (name, layer) in enumerate(zip(names, layers))
-               if cfg.learn_rounding and layer.weight_quant.enabled]
-    acts = [p for layer in layers if cfg.learn_act and layer.act_quant.enabled
+               if cfg.rounding and layer.weight_quant.enabled]
+    acts = [p for layer in layers if cfg.act and layer.act_quant.enabled
             for p in (layer.act_quant.lower, layer.act_quant.upper) if cfg.act_lr > 0]
     return rounded, acts
 
@@ -267,9 +267,9 @@ class _BlockInPlace:
             self.rounded.append((name, layer, layer.weight_quant, rounder))
             replace_cell(self.qnet, f"{name}.weight_quant", rounder)
         for i, (name, layer) in enumerate((n, l) for n, l in zip(names, layers)
-                                          if cfg.drop_prob > 0 and l.act_quant.enabled):
+                                          if cfg.drop > 0 and l.act_quant.enabled):
             self.dropped.append((name, layer.act_quant))
-            replace_cell(self.qnet, f"{name}.act_quant", DroppedQuant(layer.act_quant, cfg.drop_prob, cfg.seed + i))
+            replace_cell(self.qnet, f"{name}.act_quant", DroppedQuant(layer.act_quant, cfg.drop, cfg.seed + i))
 
     def finish(self, harden=True):
         """Original quantizers back in place; with ``harden`` each rounded weight is replaced by its
@@ -367,27 +367,27 @@ def _block_end(fp_net, fp_cells, names, span, x):
 def reconstruct(qnet, fp_net, patches, cfg=ReconConfig(), log=None):
     """Fit ``qnet`` (calibrated, :func:`~src.quantlib.calibrate.calibrate` and optionally PaC) to
     ``fp_net`` (the same float model, deploy form) block by block on ``patches`` (float32 array
-    (N, C, h, w), LR images in [0, 1], N >= ``cfg.batch_size``), in place: learned rounding baked
+    (N, C, h, w), LR images in [0, 1], N >= ``cfg.batch``), in place: learned rounding baked
     into the quantized layers' weights, activation bounds moved (module notes). Weight bounds are
     not changed. Returns ``{block's first layer: [(reconstruction loss, regulariser) per step]}``; ``log(str)`` gets one line per
     block. A block is fitted to the input of the next quantized layer in registration order when
     that input depends on it (every chain of the zoo's deploy forms), else to the network output.
     An error during a block leaves it as it was (float weights, bounds restored).
     ``ValueError`` when a quantized layer has no namesake in ``fp_net`` or ``patches`` has fewer
-    than ``cfg.batch_size`` patches."""
+    than ``cfg.batch`` patches."""
     named = quant_layers(qnet)
     names = [n for n, _ in named]
     fp_cells = dict(fp_net.cells_and_names())
     if any(n not in fp_cells for n in names):
         raise ValueError("the float model's layers do not match the quantized model's")
-    if len(patches) < cfg.batch_size:
-        raise UserError(f"reconstruction needs at least recon_batch={cfg.batch_size} patches, got {len(patches)}")
+    if len(patches) < cfg.batch:
+        raise SettingError("ReconConfig", "batch", cfg.batch, f"at most the {len(patches)} calibration patches")
     qnet.set_train(False)
     fp_net.set_train(False)
     draws = BatchDraws(patches, cfg)
     history = {}
     probe = Tensor(patches[:1])
-    for first, stop in blocks_of(names, cfg.block_size):
+    for first, stop in blocks_of(names, cfg.block):
         end = _block_end(fp_net, fp_cells, names, (first, stop), probe)
         if end is None and stop < len(names) and log:
             log(f"reconstruction block {names[first]}..{names[stop - 1]}: {names[stop]} does not read it; "

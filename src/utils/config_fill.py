@@ -1,0 +1,67 @@
+"""Filling a typed settings object from the loaded configuration, by field name.
+
+A field ``f`` of a dataclass is read from the option ``<prefix>f`` (``ReconConfig.drop`` from
+``recon_drop``, ``PaCConfig.loss`` from ``pac_loss``, ``TrainData.patch_size`` from ``patch_size``):
+no hand-written mapping between options and fields, so an option's name is written once, in its
+declaration (:mod:`model_utils.options`). Values computed at the edge (a resolved ``auto``, a seed
+shared by two sections) are passed as ``given``. A test checks that every option of a section is a
+field of the class it fills.
+"""
+from collections.abc import Mapping
+from dataclasses import MISSING, fields
+
+from src.errors import SettingError, UserError
+
+
+def _read(config, key):
+    """(True, value) of option ``key`` in ``config`` (a mapping or an object with the options as
+    attributes), else (False, None)."""
+    if isinstance(config, Mapping):
+        return (True, config[key]) if key in config else (False, None)
+    try:
+        return True, getattr(config, key)
+    except AttributeError:
+        return False, None
+
+
+def fill_section(cls, config, prefix="", resolved=None, defaults=(), **given):
+    """``cls(**values)``: each field from ``given``, else from the option ``<prefix>name`` (``prefix``: one
+    text or several tried in order) of ``resolved`` (``{option: value}``, e.g. recipe values replacing
+    ``auto``) or ``config``; lists become tuples, so a frozen section is hashable. A field named in
+    ``defaults`` keeps the class's default when no option fills it; any other field without an option is
+    an ``AttributeError`` (a defect: a settings field no option fills). A
+    :class:`~src.errors.SettingError` the class raises about a field filled from an option is raised
+    again as a :class:`~src.errors.UserError` naming that option (``--recon_drop 1.5: ...``)."""
+    prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
+    values, options = {}, {}
+    for f in fields(cls):
+        if f.name in given:
+            values[f.name] = given[f.name]
+            continue
+        for key in (p + f.name for p in prefixes):
+            found, value = _read(resolved or {}, key)
+            if not found:
+                found, value = _read(config, key)
+            if found:
+                values[f.name] = tuple(value) if isinstance(value, list) else value
+                options[f.name] = key
+                break
+        else:
+            if f.name not in defaults or (f.default is MISSING and f.default_factory is MISSING):
+                raise AttributeError(f"{cls.__name__}.{f.name}: no option {' or '.join(p + f.name for p in prefixes)} "
+                                     "in the configuration")
+    try:
+        return cls(**values)
+    except SettingError as exc:
+        if exc.field not in options:
+            raise
+        key = options[exc.field]
+        raise UserError(f"--{key} {exc.value}: out of range; {key} must be {exc.requirement}") from exc
+
+
+def unread_options(cls, keys, prefix=""):
+    """The options among ``keys`` (a section's) that no field of ``cls`` reads through ``prefix`` (one or
+    several): empty when the class takes the whole section (what the tests check)."""
+    prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
+    names = {p + f.name for f in fields(cls) for p in prefixes}
+    return [key for key in keys if key not in names]
