@@ -4,26 +4,20 @@ evaluation of :mod:`src.engine.evaluator`."""
 from src.data.eval_sets import resolve_eval_set
 from src.engine.evaluator import Subject, describe_protocol, evaluate_subject, output_paths, select_datasets
 from src.engine.inference import SRPredictor
-from src.engine.sections import evaluation_sections
-from src.paths import select_checkpoint
 from src.utils.atomic import refuse_same_file
 from src.weights.checkpoint import open_checkpoint
 from src.weights.loader import load_for_inference
 from src.engine.quant_eval import build_quantized
 
 
-def run_checkpoint_evaluation(config, log=print):
-    """Evaluate the configured MindSpore checkpoint (float, or quantized: calibrated now with
-    ``--quant_method`` or already calibrated); returns the JSON-ready report dict.
-
-    ``config``: the loaded configuration; its sections (:func:`~src.engine.sections.evaluation_sections`)
-    are built here, once, and the evaluation below reads them.
+def run_checkpoint_evaluation(evaluation, ckpt, log=print):
+    """Evaluate the MindSpore checkpoint ``ckpt`` (its path: ``--pre_trained`` or the shipped one; float,
+    or quantized: calibrated now with ``--quant_method`` or already calibrated) as the sections
+    ``evaluation`` (:class:`~src.engine.sections.Evaluation`) say; returns the JSON-ready report dict.
     """
-    evaluation = evaluation_sections(config)
     names, note = select_datasets(evaluation)
     if note:
         log(note)
-    ckpt = select_checkpoint(config)
     if evaluation.outputs.result_file:  # the path write_json uses
         refuse_same_file(ckpt, evaluation.outputs.result_file, "--result_file", "--pre_trained")
     eval_sets = [resolve_eval_set(evaluation.data.data_path, name, evaluation.protocol.scale)

@@ -14,10 +14,8 @@ import os
 
 from src.engine.evaluator import Subject, describe_protocol, evaluate_subject, output_paths, select_datasets
 from src.engine.inference import SRPredictor
-from src.engine.sections import evaluation_sections
 from src.runtime.runners import EXTENSIONS, open_exported
 from src.data.eval_sets import resolve_eval_set
-from src.paths import resolve_path
 from src.utils.atomic import refuse_same_file
 from src.errors import InputNotFoundError, UserError
 
@@ -54,16 +52,14 @@ def _check_against_options(evaluation, runner, path):
                          f"--model {recorded}")
 
 
-def run_file_evaluation(config, log=print):
-    """Evaluate the exported file ``config.pre_trained``; returns the JSON-ready report dict.
+def run_file_evaluation(evaluation, path, log=print):
+    """Evaluate the exported file at ``path`` (``--pre_trained`` located) as the sections ``evaluation``
+    (:class:`~src.engine.sections.Evaluation`) say; returns the JSON-ready report dict.
 
-    ``config``: the loaded configuration; its sections are built here, once. Raises ValueError
-    (one line) for quantization options, a --scale or --model that disagrees with the file, and
-    the runners' errors (unreadable file, missing runtime package); dataset errors as the
-    checkpoint path.
+    Raises :class:`~src.errors.UserError` (one line) for quantization options, a --scale or --model that
+    disagrees with the file, and the runners' errors (unreadable file, missing runtime package); dataset
+    errors as the checkpoint path.
     """
-    evaluation = evaluation_sections(config)
-    path = resolve_path(config, evaluation.pre_trained)
     _refuse_quant_options(evaluation.given, evaluation.quant.method, path)
     if os.path.isdir(path):
         raise InputNotFoundError(f"--pre_trained {path} is a folder, not an exported model file; pass the file")

@@ -215,13 +215,12 @@ def quant_settingsfill_section(config, method=None):
     ``method`` (default ``config.quant_method``) is the ``--quant_method`` string: an observer name,
     or ``dbdc_pac``, which means the DBDC observer refined by PaC. Recipe options left at ``auto``
     take the bit width's values (:func:`recipe_settings`)."""
-    return _settings_and_note(config, method or config.quant_method)[:3]
+    return _settings_and_note(config, method or config.quant_method, calibration_images(config))[:3]
 
 
-def _settings_and_note(config, method, images=None):
+def _settings_and_note(config, method, images):
     """:func:`quant_settings_from`'s three settings and :func:`recipe_settings`' note, the recipe
     resolved once; ``images``: the run's calibration images (their seed draws PaC's batches)."""
-    images = images or calibration_images(config)
     qcfg = fill_section(QuantConfig, config, placement=placement_of(config), defaults=("sites",))
     recipe, picked, note = recipe_settings(config, method)
     calib = fill_section(CalibrationConfig, config, ("calib_", ""), resolved=recipe,
@@ -233,12 +232,11 @@ def _settings_and_note(config, method, images=None):
     return qcfg, calib, pac, note
 
 
-def recon_settings(config, method, images=None):
+def recon_settings(config, method, images):
     """The :class:`~src.quantlib.ReconConfig` of ``method`` (``dbdc_recon``) from the ``recon_*`` options, or
-    None for every other method."""
+    None for every other method; ``images``: the run's calibration images (their seed draws the batches)."""
     if method != "dbdc_recon":
         return None
-    images = images or calibration_images(config)
     return fill_section(ReconConfig, config, "recon_", seed=images.seed, defaults=("beta_start", "beta_end"))
 
 

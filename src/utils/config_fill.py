@@ -1,7 +1,7 @@
 """Filling a typed settings object from the loaded configuration, by field name.
 
-A field ``f`` of a dataclass is read from the option ``<prefix>f`` (``ReconConfig.drop`` from
-``recon_drop``, ``PaCConfig.loss`` from ``pac_loss``, ``TrainData.patch_size`` from ``patch_size``):
+A field ``f`` of a dataclass is read from the option ``<prefix>f`` (``ReconConfig.iters`` from
+``recon_iters``, ``PaCConfig.act_lr`` from ``pac_act_lr``, ``TrainData.patch_size`` from ``patch_size``):
 no hand-written mapping between options and fields, so an option's name is written once, in its
 declaration (:mod:`model_utils.options`). Values computed at the edge (a resolved ``auto``, a seed
 shared by two sections) are passed as ``given``. A test checks that every option of a section is a
@@ -31,7 +31,7 @@ def fill_section(cls, config, prefix="", resolved=None, defaults=(), **given):
     ``defaults`` keeps the class's default when no option fills it; any other field without an option is
     an ``AttributeError`` (a defect: a settings field no option fills). A
     :class:`~src.errors.SettingError` the class raises about a field filled from an option is raised
-    again as a :class:`~src.errors.UserError` naming that option (``--recon_drop 1.5: ...``)."""
+    again as a :class:`~src.errors.UserError` naming that option (``--<prefix><field> <value>: ...``)."""
     prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
     values, options = {}, {}
     for f in fields(cls):
