@@ -18,6 +18,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("src", "model_utils")
+# with ``derived``, a value built from the object by a function of one of these modules is the object too
+# (its typed sections: ``evaluation = evaluation_sections(config)``, ``evaluation.quant``)
+SECTION_MODULES = ("sections", "config_fill")
 
 
 def _module_files():
@@ -59,6 +62,7 @@ class ConfigFlow:
 
     def __init__(self, derived=False):
         self.derived = derived
+        self._module_of_call = None
         self.files = _module_files()
         self.modules = {}
         self.moves, self.same_file, self.unresolved = [], [], []
@@ -106,17 +110,20 @@ class ConfigFlow:
         return None
 
     def _from_tracked(self, value, tracked):
-        """Whether an assigned value is the object (a plain alias) or, with ``derived``, built from it: a
-        section of it (``config.quant``) or a call's result taking it (``evaluation_sections(config)``)."""
+        """Whether an assigned value is the object (a plain alias) or, with ``derived``, its typed sections:
+        an attribute of it (``evaluation.quant``) or what a function of :data:`SECTION_MODULES` builds from
+        it (``evaluation_sections(config)``)."""
         if isinstance(value, ast.Name):
             return value.id in tracked
         if not self.derived:
             return False
         if isinstance(value, ast.Attribute):
             return self._from_tracked(value.value, tracked)
-        if isinstance(value, ast.Call):
-            return any(isinstance(a, ast.Name) and a.id in tracked for a in value.args) or \
+        if isinstance(value, ast.Call) and self._module_of_call is not None:
+            takes = any(isinstance(a, ast.Name) and a.id in tracked for a in value.args) or \
                 any(isinstance(k.value, ast.Name) and k.value.id in tracked for k in value.keywords)
+            target = self._callee(self._module_of_call[0], self._module_of_call[1], value) if takes else None
+            return target is not None and target[0].rsplit(".", 1)[-1] in SECTION_MODULES
         return False
 
     @staticmethod
@@ -143,6 +150,7 @@ class ConfigFlow:
                 continue
             seen.add(key)
             tracked = {param}
+            self._module_of_call = (mod, cls)
             for _ in range(3):  # aliases (cfg = config) and, with derived, what is built from it
                 for node in ast.walk(fn):
                     if isinstance(node, ast.Assign) and self._from_tracked(node.value, tracked):
