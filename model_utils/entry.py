@@ -5,7 +5,7 @@ import traceback
 from model_utils.config import DEFAULT_CONFIG, get_config
 from model_utils.device_adapter import device_info
 from model_utils.moxing_adapter import moxing_wrapper
-from src.errors import USER_ERRORS, Interrupted, error_line, is_user_error
+from src.errors import USER_ERRORS, Interrupted, error_line, is_user_error, print_user_error
 
 
 def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=None, needs=True):
@@ -28,10 +28,7 @@ def run_entry(argv, entry, description, load_engine, extra_errors=(), outputs=No
     try:
         config = get_config(argv, description=description, schema_path=DEFAULT_CONFIG, entry=entry, needs=needs)
     except USER_ERRORS as exc:  # no or bad config file (ConfigError), an unreadable one
-        if not is_user_error(exc):
-            raise
-        print(f"error: {error_line(exc)}", file=sys.stderr)
-        return 2
+        return print_user_error(exc)
     except SystemExit as exc:  # a bad option or value (already printed as one line), or --help
         return exc.code if isinstance(exc.code, int) else 2
     try:

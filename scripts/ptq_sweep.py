@@ -115,11 +115,8 @@ def main(argv=None):
     try:
         return _sweep(list(sys.argv[1:] if argv is None else argv))
     except (ValueError, OSError) as exc:
-        from src.errors import error_line, is_user_error  # pylint: disable=import-outside-toplevel
-        if not is_user_error(exc):  # a defect: its traceback
-            raise
-        print(f"error: {error_line(exc)}", file=sys.stderr)
-        return 2
+        from src.errors import print_user_error  # pylint: disable=import-outside-toplevel
+        return print_user_error(exc)  # a defect is raised again: its traceback
 
 
 def _sweep(argv):

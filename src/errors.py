@@ -11,6 +11,7 @@ input. Every writer goes through ``src.utils.atomic``, so a failure leaves no pa
 This module imports nothing of the project, so every module can raise these.
 """
 import errno
+import sys
 
 
 class UserError(ValueError):
@@ -74,6 +75,18 @@ def error_line(exc):
         text = str(exc) or type(exc).__name__
     text = " ".join(text.split())
     return text if len(text) <= MAX_LINE else text[:MAX_LINE] + f"... ({len(text)} characters; cut)"
+
+
+def print_user_error(exc, action=None, stream=None):
+    """The entry points' handling of a caught exception: a user error (:func:`is_user_error`) is printed as
+    one line ``error: [<action>: ]<message>`` (``action`` prefixes an operating-system error only, e.g.
+    ``cannot write X``) on ``stream`` (default stderr) and 2 is returned, the exit code; anything else is
+    raised again (a defect keeps its traceback)."""
+    if not is_user_error(exc):
+        raise exc
+    prefix = f"{action}: " if action and isinstance(exc, OSError) and not isinstance(exc, UserError) else ""
+    print(f"error: {prefix}{error_line(exc)}", file=stream or sys.stderr)
+    return 2
 
 
 class Interrupted(Exception):

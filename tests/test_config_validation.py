@@ -434,6 +434,25 @@ def test_os_errors_become_one_line():
     assert error_line(FileNotFoundError("config file not found: a.yaml")) == "config file not found: a.yaml"
 
 
+def test_print_user_error_is_one_line_for_user_errors_and_raises_defects(capsys):
+    """The entry points' one handler: a user error -> one line and 2; a defect is raised again, traceback kept."""
+    from src.errors import UserError, print_user_error  # pylint: disable=import-outside-toplevel
+    assert print_user_error(UserError("--x 1: bad")) == 2
+    assert capsys.readouterr().err == "error: --x 1: bad\n"
+    disk = OSError(errno.ENOSPC, "No space left on device", "/o.ckpt")
+    assert print_user_error(disk, "cannot write /o.ckpt") == 2
+    assert capsys.readouterr().err.startswith("error: cannot write /o.ckpt: No space left on device: /o.ckpt; ")
+    assert print_user_error(UserError("u"), "cannot write") == 2 and capsys.readouterr().err == "error: u\n"
+    for defect in (ValueError("a bug"), OSError("no errno"), TypeError("t")):
+        try:
+            raise defect
+        except Exception as caught:  # pylint: disable=broad-except
+            with pytest.raises(type(defect)) as again:
+                print_user_error(caught)
+            assert again.value is defect and again.value.__traceback__ is not None
+    assert capsys.readouterr().err == ""
+
+
 # ---- inputs: a folder named like an image, calibration data -------------------------------------
 
 def test_folder_named_like_an_image_is_read_as_a_folder(tiny, tmp_path, capsys):

@@ -4,9 +4,8 @@ model metadata. A bad input is one ``error:`` line, exit code 2, nothing written
 :func:`src.weights.convert.convert_source`."""
 import argparse
 import os
-import sys
 
-from src.errors import USER_ERRORS, UserError, error_line, is_user_error
+from src.errors import USER_ERRORS, UserError, print_user_error
 from src.utils.atomic import refuse_same_file
 from src.weights.checkpoint import CheckpointError, model_meta, save_checkpoint
 from src.weights.convert import convert_source
@@ -45,13 +44,7 @@ def main(argv=None, description=__doc__):
         action = f"cannot write {args.dst}"
         save_checkpoint(params, args.dst, meta=model_meta(net))
     except USER_ERRORS as exc:
-        if not is_user_error(exc):
-            raise
-        if isinstance(exc, OSError) and not isinstance(exc, UserError):  # permissions, full disk, ...
-            print(f"error: {action}: {error_line(exc)}", file=sys.stderr)
-        else:
-            print(f"error: {error_line(exc)}", file=sys.stderr)
-        return 2
+        return print_user_error(exc, action)  # an OSError (permissions, full disk) says what it was doing
     for note in notes:
         print(note)
     print(f"wrote {args.dst}: {len(params)} tensors for {net.spec.model}-{net.variant} x{net.scale}")
