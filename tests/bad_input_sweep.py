@@ -3365,17 +3365,11 @@ def _(ctx, d):
     return held, why
 
 
-_HUGE_WINDOW_ONNX = r"""
+_HUGE_WINDOW_ONNX = f"""
 import json, sys
-import numpy as np, onnx
-x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 40000, 40000])
-y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 80000, 80000])
-node = onnx.helper.make_node("Resize", ["x", "", "s"], ["y"], mode="nearest")
-s = onnx.numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "s")
-m = onnx.helper.make_model(onnx.helper.make_graph([node], "g", [x], [y], [s]),
-                           opset_imports=[onnx.helper.make_opsetid("", 13)], ir_version=8)
-onnx.save(m, sys.argv[1])
-print("JSON:" + json.dumps(sys.argv[1]))
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+from onnx_files import save_huge_window_onnx
+print("JSON:" + json.dumps(save_huge_window_onnx(sys.argv[1])))
 """
 
 

@@ -66,6 +66,7 @@ class ConfigFlow:
         self.files = _module_files()
         self.modules = {}
         self.moves, self.same_file, self.unresolved = [], [], []
+        self.reached = set()  # the modules whose functions receive the object
 
     def module(self, name):
         if name not in self.modules and name in self.files:
@@ -145,6 +146,7 @@ class ConfigFlow:
         queue, seen = [(start[0], start[1], start[2], parameter)], set()
         while queue:
             mod, fn, cls, param = queue.pop(0)
+            self.reached.add(mod)
             key = (mod, id(fn), param)
             if key in seen:
                 continue
@@ -188,8 +190,9 @@ def main(argv):
     count = flow.follow(module_name, function, parameter)
     for here, there, param in flow.moves:
         print(f"  {here} -> {there} ({param})")
+    reached = sorted({flow.files[m].replace(ROOT + os.sep, "") for m in flow.reached})
     print(f"{count} moves between files, {len(flow.same_file)} calls within a file, "
-          f"{len(flow.unresolved)} calls not resolved")
+          f"{len(flow.unresolved)} calls not resolved; {len(reached)} files reached: {' '.join(reached)}")
     for here, func, line in flow.unresolved:
         print(f"  unresolved: {here} line {line}: {func}(...)")
     return 0

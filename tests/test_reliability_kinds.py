@@ -211,8 +211,8 @@ def test_inference_memory_is_checked_up_front_and_windows_are_bounded(tmp_path, 
     """Kind 2: an image whose output cannot fit is refused before any work, naming the sizes; a file declaring
     a 40000x40000 window (every image padded to it) is refused; alpha is upscaled in regions exactly."""
     import numpy as np  # pylint: disable=import-outside-toplevel
-    import onnx  # pylint: disable=import-outside-toplevel
     from conftest import write_smooth_images  # pylint: disable=import-outside-toplevel
+    from onnx_files import save_huge_window_onnx  # pylint: disable=import-outside-toplevel
     from src.data.image_io import ImageError  # pylint: disable=import-outside-toplevel
     from src.data.imresize import imresize  # pylint: disable=import-outside-toplevel
     from src.engine import upscale_images  # pylint: disable=import-outside-toplevel
@@ -223,14 +223,7 @@ def test_inference_memory_is_checked_up_front_and_windows_are_bounded(tmp_path, 
     with pytest.raises(ImageError, match=r"\(64x64\) upscaled x3 is 192x192 pixels: .* GiB is available"):
         upscale_images.check_output_memory([str(tmp_path / "in" / "0.png")], 3, lambda _: 0)
     # a window no machine should be asked for
-    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 40000, 40000])
-    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 80000, 80000])
-    node = onnx.helper.make_node("Resize", ["x", "", "s"], ["y"], mode="nearest")
-    scales = onnx.numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "s")
-    model = onnx.helper.make_model(onnx.helper.make_graph([node], "g", [x], [y], [scales]),
-                                   opset_imports=[onnx.helper.make_opsetid("", 13)], ir_version=8)
-    big = str(tmp_path / "big.onnx")
-    onnx.save(model, big)
+    big = save_huge_window_onnx(str(tmp_path / "big.onnx"))
     with pytest.raises(ExportedModelError, match="one window needs 89.4 GiB"):
         open_exported(big, log=lambda _: None)
     alpha = (np.random.default_rng(0).random((1100, 700)) * 255).astype(np.uint8)
