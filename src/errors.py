@@ -25,10 +25,10 @@ class InputNotFoundError(UserError, FileNotFoundError):
 
 
 class SettingError(UserError):
-    """A library settings object (``ReconConfig``, ``PaCConfig``, ...) refuses the value of one of its
-    fields, in the library's terms (``field``, ``value``, ``requirement``: what the value must be). Where
-    the object was filled from the configuration (:func:`src.utils.config_fill.fill_section`), the entry
-    point says it again with the option's name (``--<prefix><field>``)."""
+    """A library settings object (``ReconConfig``, ``PaCConfig``, ``CalibrationConfig``, ``QuantConfig``)
+    refuses the value of one of its fields, in the library's terms (``field``, ``value``, ``requirement``:
+    what the value must be). Where the object was filled from the configuration,
+    :func:`src.utils.config_fill.fill_section` says it again with the option's name (``--<prefix><field>``)."""
 
     def __init__(self, owner, field, value, requirement):
         super().__init__(f"{owner}.{field} {value!r}: must be {requirement}")

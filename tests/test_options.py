@@ -71,9 +71,17 @@ def _filled_by():
 
 
 def test_every_option_of_a_group_is_a_field_of_the_settings_it_fills():
+    from src.quantlib import CalibrationConfig, QuantConfig  # pylint: disable=import-outside-toplevel
     from src.utils.config_fill import unread_options  # pylint: disable=import-outside-toplevel
     for name, (cls, prefix) in _filled_by().items():
         assert unread_options(cls, SECTIONS[name][1], prefix) == [], name
+    # the quantization group fills two library settings; the rest is the method, the placement (resolved), the
+    # calibration patch size (CalibrationImages.hr_patch) and where the calibrated model goes
+    quantization = set(SECTIONS["quantization"][1]) - {"quant_method", "quant_placement", "pac_hr_patch",
+                                                       "save_quant_ckpt"}
+    unread = set(unread_options(QuantConfig, quantization)) & set(unread_options(CalibrationConfig, quantization,
+                                                                                  ("calib_", "")))
+    assert unread == set()
     # and the finder finds an option no field reads
     assert unread_options(_filled_by()["recon"][0], ("recon_iters", "recon_typo"), "recon_") == ["recon_typo"]
 
@@ -104,13 +112,24 @@ def test_a_library_refusal_is_said_again_with_the_options_name():
     with pytest.raises(UserError) as caught:
         recon_settings(dict(options, recon_drop=1.5), "dbdc_recon", images)
     assert not isinstance(caught.value, SettingError)
-    assert str(caught.value) == "--recon_drop 1.5: out of range; recon_drop must be in [0, 1)"
-    with pytest.raises(UserError, match=r"^--pac_loss huber: out of range; pac_loss must be 'l1' or 'l2'$"):
+    assert str(caught.value) == "--recon_drop 1.5: recon_drop must be in [0, 1)"
+    with pytest.raises(UserError, match=r"^--pac_loss huber: pac_loss must be 'l1' or 'l2'$"):
         fill_section(PaCConfig, {key: DEFAULTS[key] for key in SECTIONS["pac"][1]}, "pac_",
                      resolved={"pac_loss": "huber", "pac_act_iters": 1, "pac_weight_iters": 0, "pac_feature_weight": 0.0},
                      seed=0)
     with pytest.raises(SettingError):  # a value given in code (not an option) stays in the library's terms
         fill_section(ReconConfig, options, "recon_", drop=1.5, seed=0, defaults=("beta_start", "beta_end"))
+
+
+def test_fill_section_reads_options_not_attributes_of_the_loaded_configuration():
+    """A field named like an attribute of the loaded Config (path, get, option) is not filled from it."""
+    from src.utils.config_fill import fill_section  # pylint: disable=import-outside-toplevel
+
+    @dataclass
+    class Located:
+        path: str = "default"
+        scale: int = 0
+    assert fill_section(Located, get_config(["--scale", "3"]), defaults=("path",)) == Located("default", 3)
 
 
 def test_fill_section_refuses_a_field_no_option_fills():

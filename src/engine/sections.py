@@ -210,12 +210,13 @@ def placement_of(config):
     return placement
 
 
-def quant_settingsfill_section(config, method=None):
+def quant_settings_from(config, method=None):
     """The config edge: ``(QuantConfig, CalibrationConfig, PaCConfig or None)`` from the run's config.
     ``method`` (default ``config.quant_method``) is the ``--quant_method`` string: an observer name,
     or ``dbdc_pac``, which means the DBDC observer refined by PaC. Recipe options left at ``auto``
     take the bit width's values (:func:`recipe_settings`)."""
-    return _settings_and_note(config, method or config.quant_method, calibration_images(config))[:3]
+    quant = quantization_of(config, method)
+    return quant.qcfg, quant.calib, quant.pac
 
 
 def _settings_and_note(config, method, images):

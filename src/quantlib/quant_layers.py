@@ -24,7 +24,7 @@ import numpy as np
 from mindspore import Tensor, nn, ops
 
 from src.quantlib.fake_quant import FakeQuant, check_bits
-from src.errors import UserError
+from src.errors import SettingError, UserError
 
 
 #: ``QuantConfig.placement``: the full-integer file's roundings, or PTQ4SR's (conv inputs and weights)
@@ -55,7 +55,7 @@ class QuantConfig:
 
     def __post_init__(self):
         if self.placement not in PLACEMENTS:
-            raise UserError(f"placement must be one of {', '.join(PLACEMENTS)}, not {self.placement!r}")
+            raise SettingError("QuantConfig", "placement", self.placement, f"one of {list(PLACEMENTS)}")
         if not isinstance(self.sites, (list, tuple)):
             raise UserError(f"sites must be a list of [kind, cell, peer], not {self.sites!r}")
         self.sites = [list(s) if isinstance(s, (list, tuple)) else s for s in self.sites]

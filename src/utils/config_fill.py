@@ -16,8 +16,9 @@ from src.errors import SettingError, UserError
 def _read(config, key):
     """(True, value) of option ``key`` in ``config`` (a mapping or an object with the options as
     attributes), else (False, None)."""
-    if isinstance(config, Mapping):
-        return (True, config[key]) if key in config else (False, None)
+    if isinstance(config, Mapping) or hasattr(type(config), "__contains__"):  # a dict, a loaded Config: its keys
+        return (True, config[key] if isinstance(config, Mapping) else getattr(config, key)) if key in config \
+            else (False, None)
     try:
         return True, getattr(config, key)
     except AttributeError:
@@ -56,7 +57,7 @@ def fill_section(cls, config, prefix="", resolved=None, defaults=(), **given):
         if exc.field not in options:
             raise
         key = options[exc.field]
-        raise UserError(f"--{key} {exc.value}: out of range; {key} must be {exc.requirement}") from exc
+        raise UserError(f"--{key} {exc.value}: {key} must be {exc.requirement}") from exc
 
 
 def unread_options(cls, keys, prefix=""):
