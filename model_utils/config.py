@@ -182,6 +182,9 @@ def _load(path, _seen=()):
     if base is None:
         return cfg, helper, choices, self_describing
     base_path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), str(base)))
+    if not os.path.isfile(base_path):
+        raise InputNotFoundError(f"{path}: _base_: {base} is not a file ({base_path}; _base_ is taken from the "
+                                 "folder of the file that names it)")
     if base_path in _seen:
         raise ConfigError(f"{path}: _base_ chain loops back to {base_path}")
     base_cfg, base_help, base_choices, _ = _load(base_path, _seen + (base_path,))
@@ -328,6 +331,7 @@ def _add_options(parser, cfg, helper, entry):
             else:
                 target = parser
             shown = ",".join(map(str, default)) if isinstance(default, list) else default
+            shown = '""' if shown == "" else shown
             rule = RULES.get(key)
             allowed = f"; {rule.allowed()}" if rule is not None else ""
             text = f"{helper.get(key, '')} (default: {shown}{allowed})".strip()
@@ -359,7 +363,8 @@ def get_config(argv=None, default_path=DEFAULT_CONFIG, description=None, schema_
     aliases = ALIASES.get(entry, {})
     argv, spelled = _rename_aliases(argv, aliases)
     pre = _Parser(add_help=False, allow_abbrev=False)
-    pre.add_argument("--config_path", default=default_path)
+    pre.add_argument("--config_path", default=default_path,
+                     help="YAML file of the options (the shipped defaults, a preset in configs/, or your copy)")
     known, _ = pre.parse_known_args(argv)
     cfg, helper, choices, self_describing = _load(known.config_path)
     _retire_keys(cfg, known.config_path, aliases)

@@ -194,12 +194,14 @@ DECLARED = (
         Option('log_every', 100, Int(1), 'progress line (loss, lr, it/s, ETA) every N steps'),
         Option('tensorboard', False, Bool(), 'write TensorBoard scalars (tensorboardX) to <ckpt_dir>/tensorboard'),
     )),
-    Section('quantization', 'quantization (post-training; empty quant_method = float evaluation)', ('train', 'eval', 'export'), (
+    Section('quantization', 'quantization (eval.py: post-training, empty quant_method = float evaluation; export.py '
+            '--quant int8: the phone path, dbdc_pac by default; train.py QAT: its initialisation)',
+            ('train', 'eval', 'export'), (
         Option('quant_method', '', Choice(["", "minmax", "percentile", "omse", "dbdc", "dbdc_pac", "dbdc_recon"]),
                'post-training quantization: minmax, percentile, omse, dbdc, dbdc_pac, dbdc_recon (dbdc_pac then '
                'learned rounding with block reconstruction); empty = none'),
-        Option('w_bit', 8, Bits(), 'weight bits (2-8)'),
-        Option('a_bit', 8, Bits(), 'activation bits (2-8)'),
+        Option('w_bit', 8, Bits(), 'weight bits (2-8; 0 or 32: weights not quantized)'),
+        Option('a_bit', 8, Bits(), 'activation bits (2-8; 0 or 32: activations not quantized)'),
         Option('quant_placement', 'auto', Choice(["auto", "deploy", "ptq4sr"]),
                'which tensors the quantized model rounds: deploy (every tensor the full-integer phone file rounds, '
                "on its grids: the reported PSNR is the int8 file's), ptq4sr (conv inputs and weights only, as in the"
@@ -400,9 +402,10 @@ NEEDS = (
      "add --quant int8 or drop them"),
     (("eval", "export"), _keys_of("pac"), lambda v: v.get("quant_method") in ("",) + _PAC_METHODS,
      "--quant_method dbdc_pac or dbdc_recon", "pick one of those methods or drop them"),
-    (("eval", "export"), _keys_of("recon"), lambda v: v.get("quant_method") in ("", "dbdc_recon"),
+    # an empty --quant_method is dbdc_pac on export.py's phone path (eval.py refuses it by the first rule)
+    (("eval", "export"), _keys_of("recon"), lambda v: v.get("quant_method") == "dbdc_recon",
      "--quant_method dbdc_recon", "pick it or drop them"),
-    (("eval", "export"), ("percentile",), lambda v: v.get("quant_method") in ("", "percentile"),
+    (("eval", "export"), ("percentile",), lambda v: v.get("quant_method") == "percentile",
      "--quant_method percentile", "pick it or drop it"),
     (("eval", "export"), ("dbdc_p",), lambda v: not v.get("quant_method") or v["quant_method"].startswith("dbdc"),
      "--quant_method dbdc, dbdc_pac or dbdc_recon", "pick one of those methods or drop it"),
@@ -480,6 +483,10 @@ def main(argv=None):
     args = list(sys.argv[1:] if argv is None else argv)
     check = "--check" in args
     args = [a for a in args if a != "--check"]
+    if any(a.startswith("-") for a in args) or len(args) > 1:
+        print("usage: python -m model_utils.options [--check] [PATH]  (PATH: DIV2K_config.yaml by default; "
+              "--check: exit 1 when the file is not what would be written)", file=sys.stderr)
+        return 2
     path = args[0] if args else "DIV2K_config.yaml"
     text = yaml_text()
     if check:

@@ -29,17 +29,41 @@ def option_lines():
         lines += ["", f"### {section.title}", "", f"Read by {', '.join(readers) or 'no entry script'}.", "",
                   "| option | default | allowed | what it does |", "|---|---|---|---|"]
         for option in section.options:
-            needs = [what for entries, needed_keys, _, what, _ in NEEDS if option.key in needed_keys]
+            needs = {}
+            for entries, needed_keys, _, what, _ in NEEDS:
+                if option.key in needed_keys:
+                    for entry in entries:
+                        needs.setdefault(entry, []).append(what)
             text = option.help.replace("|", "\\|")
             if needs:
-                text += " Needs " + "; ".join(sorted(set(needs))).replace("|", "\\|") + "."
+                text += " Needs, " + "; ".join(f"in {entry}.py: {' and '.join(whats)}" for entry, whats in
+                                              sorted(needs.items())).replace("|", "\\|") + "."
             lines.append(f"| `--{option.key}` | `{_shown(option.default)}` | {option.rule.allowed()} | {text} |")
     return lines
 
 
 def main(argv=None):
+    """``python -m model_utils.options_doc [--check] [PATH]``: write the option list into PATH (default
+    docs/configuration.md); ``--check``: exit 1 when the file's block differs from what would be written."""
     from src.utils.readme_block import write_block  # pylint: disable=import-outside-toplevel
-    path = (argv or sys.argv[1:] or [os.path.join("docs", "configuration.md")])[0]
+    args = list(sys.argv[1:] if argv is None else argv)
+    check = "--check" in args
+    args = [a for a in args if a != "--check"]
+    if any(a.startswith("-") for a in args) or len(args) > 1:
+        print("usage: python -m model_utils.options_doc [--check] [PATH]  (PATH: docs/configuration.md by default)",
+              file=sys.stderr)
+        return 2
+    path = args[0] if args else os.path.join("docs", "configuration.md")
+    if not os.path.isfile(path):
+        print(f"error: {path} does not exist (the page holding the <!-- {BLOCK}:begin --> block)", file=sys.stderr)
+        return 2
+    if check:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        begin, end = f"<!-- {BLOCK}:begin -->", f"<!-- {BLOCK}:end -->"
+        same = begin in text and text.split(begin, 1)[1].split(end, 1)[0].strip("\n") == "\n".join(option_lines())
+        print(f"{path} {'is' if same else 'is NOT'} what model_utils/options_doc.py writes")
+        return 0 if same else 1
     if not write_block(path, BLOCK, option_lines()):
         print(f"error: {path} has no <!-- {BLOCK}:begin --> / <!-- {BLOCK}:end --> markers", file=sys.stderr)
         return 2

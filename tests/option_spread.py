@@ -1,9 +1,10 @@
-"""In how many files each configuration option's name is written (issue 28's measure).
+"""In how many files of the project's code each configuration option's name is written.
 
 A file counts when the option's name appears in it as a whole word (``recon_drop``, not ``drop``) in
-``src/``, ``model_utils/`` or ``DIV2K_config.yaml``: its value (the YAML), its declaration
-(``model_utils/options.py``) and the code that reads it. Library settings filled by field name
-(``ReconConfig.drop`` from ``recon_drop``) do not write the option's name.
+``src/``, ``model_utils/`` or ``DIV2K_config.yaml`` (tests and docs are not counted): its value (the
+YAML), its declaration (``model_utils/options.py``) and the code that reads it; the fewer, the fewer
+places a change of the option touches. Library settings filled by field name (``ReconConfig.drop``
+from ``recon_drop``) do not write the option's name.
 
     python tests/option_spread.py                         # every option, most-written first
     python tests/option_spread.py recon_drop pac_loss     # those options, with their files
@@ -44,12 +45,17 @@ def main(argv):
     root = ROOT
     if argv[:1] == ["--root"]:
         root, argv = argv[1], argv[2:]
+    unknown = [key for key in argv if key not in OPTIONS]
+    if unknown:
+        print(f"error: not an option: {', '.join(unknown)} (model_utils/options.py declares them)", file=sys.stderr)
+        return 2
     found = spread(argv or None, root)
+    print("files  option: the files of src/, model_utils/ and DIV2K_config.yaml writing its name")
     for key, files in sorted(found.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        print(f"{len(files):3d}  {key}: {' '.join(files) if argv else ''}".rstrip(": "))
+        print(f"{len(files):5d}  {key}: {' '.join(files) if argv else ''}".rstrip(": "))
     counts = [len(v) for v in found.values()]
-    print(f"{len(found)} options; files per option: max {max(counts)}, "
-          f"{sum(c <= 3 for c in counts)} in at most 3")
+    print(f"{len(found)} option(s): written in at most {max(counts)} files; {sum(c <= 3 for c in counts)} of them "
+          f"in 3 files or fewer")
     return 0
 
 

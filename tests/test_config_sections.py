@@ -129,35 +129,29 @@ def test_typed_eval_infer_export_sections_match_the_help_sections():
         assert set(sections) <= set(ENTRY_SECTIONS[entry])
 
 
-# every key of the quantization and PaC sections -> where the typed Quantization section holds it
+# every key of the quantization groups -> where the typed Quantization section holds it: the recon_*, pac_* and
+# calib_* groups by field name (ReconConfig.drop from recon_drop), the quantization group key by key
 QUANT_READS = {
     "quant_method": lambda q: q.method, "w_bit": lambda q: q.qcfg.w_bit, "a_bit": lambda q: q.qcfg.a_bit,
     "w_symmetric": lambda q: q.qcfg.w_symmetric, "int8_scope": lambda q: q.qcfg.int8_scope,
     "fp_scope": lambda q: q.qcfg.fp_scope, "bit_table": lambda q: q.qcfg.bit_table,
-    "calib_path": lambda q: q.images.path, "calib_num": lambda q: q.images.num, "calib_seed": lambda q: q.images.seed,
     "calib_batch": lambda q: q.calib.batch, "equalize": lambda q: q.calib.equalize,
     "weight_grid": lambda q: q.calib.weight_grid, "input_minmax": lambda q: q.calib.input_minmax,
     "percentile": lambda q: q.calib.percentile, "dbdc_p": lambda q: q.calib.dbdc_p,
     "pac_hr_patch": lambda q: q.images.hr_patch, "save_quant_ckpt": lambda q: q.save_quant_ckpt,
-    "pac_act_iters": lambda q: q.pac.act_iters, "pac_weight_iters": lambda q: q.pac.weight_iters,
-    "pac_act_lr": lambda q: q.pac.act_lr, "pac_act_lr_min": lambda q: q.pac.act_lr_min,
-    "pac_weight_lr": lambda q: q.pac.weight_lr, "pac_weight_lr_min": lambda q: q.pac.weight_lr_min,
-    "pac_batch": lambda q: q.pac.batch, "pac_feature_weight": lambda q: q.pac.feature_weight,
-    "pac_relative_features": lambda q: q.pac.relative_features, "pac_loss": lambda q: q.pac.loss,
-    "pac_graph": lambda q: q.pac.graph,
-    "recon_iters": lambda q: q.recon.iters, "recon_block": lambda q: q.recon.block,
-    "recon_batch": lambda q: q.recon.batch, "recon_round_lr": lambda q: q.recon.round_lr,
-    "recon_act_lr": lambda q: q.recon.act_lr, "recon_round_weight": lambda q: q.recon.round_weight,
-    "recon_warmup": lambda q: q.recon.warmup, "recon_drop": lambda q: q.recon.drop,
-    "recon_rounding": lambda q: q.recon.rounding, "recon_act": lambda q: q.recon.act,
     "quant_placement": lambda q: q.qcfg.placement,
 }
+for _group, _part, _prefix in (("pac", "pac", "pac_"), ("recon", "recon", "recon_"), ("calibration_data", "images", "calib_")):
+    QUANT_READS.update({key: (lambda q, part=_part, name=key[len(_prefix):]: getattr(getattr(q, part), name))
+                        for key in SECTIONS[_group][1]})
 
 
 def test_quantization_section_reads_every_quantization_and_pac_key():
     from src.engine.sections import quantization_of  # pylint: disable=import-outside-toplevel
-    assert set(QUANT_READS) == (set(SECTIONS["quantization"][1]) | set(SECTIONS["pac"][1]) | set(SECTIONS["recon"][1])
-                                | set(SECTIONS["calibration_data"][1]))
+    groups = set(SECTIONS["quantization"][1]) | set(SECTIONS["pac"][1]) | set(SECTIONS["recon"][1]) \
+        | set(SECTIONS["calibration_data"][1])
+    assert set(QUANT_READS) == groups, (f"a new option of the quantization group: add to QUANT_READS where the "
+                                        f"Quantization section holds it ({sorted(groups - set(QUANT_READS))})")
     given = {"quant_method": "dbdc_recon", "w_bit": "4", "a_bit": "6", "quant_placement": "ptq4sr", "w_symmetric": "False", "int8_scope": "conv1",
              "fp_scope": "tail", "calib_path": "calib_x", "calib_num": "7", "calib_seed": "3", "calib_batch": "5",
              "equalize": "True", "weight_grid": "minmax", "input_minmax": "False", "percentile": "0.99", "dbdc_p": "0.002", "pac_hr_patch": "48",

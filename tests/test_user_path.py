@@ -98,6 +98,9 @@ def test_eval_runs_a_checkpoint_without_model_flags(ckpt):
     ("train", ["--lr_scheduler", "multistep", "--min_lr", "1e-6"], "--min_lr"),
     ("train", ["--loss_scale", "none", "--loss_scale_value", "1024"], "--loss_scale_value"),
     ("export", ["--file_format", "ONNX", "--calib_path", "x"], "--calib_path"),
+    # the phone path's default method is dbdc_pac: reconstruction or percentile options would be ignored
+    ("export", ["--quant", "int8", "--recon_iters", "3"], "--recon_iters"),
+    ("export", ["--quant", "int8", "--percentile", "0.99"], "--percentile"),
 ])
 def test_an_option_that_would_do_nothing_is_refused(entry, args, named, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -110,6 +113,8 @@ def test_an_option_that_would_do_nothing_is_refused(entry, args, named, capsys):
 @pytest.mark.parametrize("entry,args", [
     ("eval", ["--quant_method", "dbdc_pac", "--w_bit", "4", "--pac_loss", "l1", "--save_quant_ckpt", "q.ckpt"]),
     ("eval", ["--quant_method", "dbdc_recon", "--recon_iters", "5", "--pac_batch", "2"]),
+    ("export", ["--quant", "int8", "--quant_method", "dbdc_recon", "--recon_iters", "3", "--pac_loss", "l1"]),
+    ("export", ["--quant", "int8", "--pac_loss", "l1"]),
     ("train", ["--qat", "True", "--w_bit", "4"]),
     ("train", ["--lr_scheduler", "multistep", "--lr_milestones", "10,20"]),
 ])
