@@ -76,7 +76,8 @@ DECLARED = (
         Option('default_models', {2: 'sesr/M5', 3: 'abpn/M4C28', 4: 'sesr/M5'},
                Mapping(Choice(SCALES, Int()), ModelSpec()),
                'YAML only: {scale: model/variant} that --model auto picks (the shipped default of each scale)'),
-        Option('default_variants', {'abpn': 'M4C28', 'edsr': 'baseline', 'sesr': 'M5', 'etds': 'M4C32', 'ecbsr': 'M4C16'},
+        Option('default_variants',
+               {'abpn': 'M4C28', 'edsr': 'baseline', 'sesr': 'M5', 'etds': 'M4C32', 'ecbsr': 'M4C16'},
                Mapping(Choice(MODEL_FAMILIES), Text(required=True)),
                'YAML only: {model: variant} that --variant auto picks for a chosen --model'),
         Option('pre_trained', '', Text(**_PATH),
@@ -233,7 +234,8 @@ DECLARED = (
         Option('save_quant_ckpt', '', Text(**_PATH),
                'write the calibrated model (weights + bounds + quant config) here'),
     )),
-    Section('calibration_data', 'calibration images (quantization; export --quant int8 of a checkpoint without deployment grids)', ('train', 'eval', 'export'), (
+    Section('calibration_data', 'calibration images (quantization; export --quant int8 of a checkpoint without '
+            'deployment grids)', ('train', 'eval', 'export'), (
         Option('calib_path', './data/DIV2K_train_HR', Text(required=True, **_PATH),
                'folder of unlabeled images for calibration patches'),
         Option('calib_num', 100, Int(1, 1_000_000), 'number of calibration patches'),
@@ -264,7 +266,8 @@ DECLARED = (
                'run each PaC step as a compiled graph (False: the PyNative reference path with forward hooks, ~10x '
                'slower)'),
     )),
-    Section('recon', 'learned rounding and block reconstruction (quant_method dbdc_recon)', ('train', 'eval', 'export'), (
+    Section('recon', 'learned rounding and block reconstruction (quant_method dbdc_recon)',
+            ('train', 'eval', 'export'), (
         Option('recon_iters', 500, Int(1),
                'dbdc_recon: iterations per block of the learned rounding and activation bounds'),
         Option('recon_block', 2, Int(0),

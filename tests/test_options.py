@@ -101,22 +101,21 @@ def test_library_settings_are_filled_by_field_name_from_the_options():
 def test_a_library_refusal_is_said_again_with_the_options_name():
     """ReconConfig refuses drop 1.5 in its own terms; filled from the configuration, the user reads --recon_drop
     (the loader's rule refuses it first on the command line; a configuration built in code meets the library's)."""
-    from src.data.calib_data import CalibrationImages  # pylint: disable=import-outside-toplevel
-    from src.engine.sections import recon_settings  # pylint: disable=import-outside-toplevel
+    from src.engine.sections import quantization_of  # pylint: disable=import-outside-toplevel
     from src.errors import SettingError, UserError  # pylint: disable=import-outside-toplevel
     from src.quantlib import PaCConfig, ReconConfig  # pylint: disable=import-outside-toplevel
     from src.utils.config_fill import fill_section  # pylint: disable=import-outside-toplevel
-    options = {key: DEFAULTS[key] for key in SECTIONS["recon"][1]}
-    images = CalibrationImages("calib", "/calib", 10, 0)
-    assert recon_settings(options, "dbdc_recon", images).drop == DEFAULTS["recon_drop"]
-    with pytest.raises(UserError) as caught:
-        recon_settings(dict(options, recon_drop=1.5), "dbdc_recon", images)
+    config = get_config(["--quant_method", "dbdc_recon"])
+    assert quantization_of(config).recon.drop == DEFAULTS["recon_drop"]
+    with pytest.raises(UserError) as caught:  # a value the loader never saw (set in code)
+        quantization_of(config.replace(recon_drop=1.5))
     assert not isinstance(caught.value, SettingError)
     assert str(caught.value) == "--recon_drop 1.5: recon_drop must be in [0, 1)"
     with pytest.raises(UserError, match=r"^--pac_loss huber: pac_loss must be 'l1' or 'l2'$"):
         fill_section(PaCConfig, {key: DEFAULTS[key] for key in SECTIONS["pac"][1]}, "pac_",
                      resolved={"pac_loss": "huber", "pac_act_iters": 1, "pac_weight_iters": 0, "pac_feature_weight": 0.0},
                      seed=0)
+    options = {key: DEFAULTS[key] for key in SECTIONS["recon"][1]}
     with pytest.raises(SettingError):  # a value given in code (not an option) stays in the library's terms
         fill_section(ReconConfig, options, "recon_", drop=1.5, seed=0, defaults=("beta_start", "beta_end"))
 
@@ -157,7 +156,7 @@ def test_an_option_is_written_in_at_most_three_files():
 
 def test_the_configuration_stops_near_the_top_of_evaluation():
     """Followed from run_evaluation through the calls that pass it on, the configuration object moves between
-    files at most 15 times (issue 28; 18 with the section builders before the evaluation took its sections)."""
+    files at most 15 times (issue 28)."""
     flow = ConfigFlow()
     moves = flow.follow("src.engine.evaluate", "run_evaluation", "config")
     assert moves <= 15, flow.moves

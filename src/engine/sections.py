@@ -14,7 +14,6 @@ finds them. Export's sections live in :mod:`src.export.sections` (export does no
 from dataclasses import dataclass, replace
 
 from src.data.calib_data import CalibrationImages
-from src.export.sections import calibration_images
 from src.models.choice import ModelChoice, model_choice
 from src.paths import resolve_path
 from src.quantlib import CalibrationConfig, PaCConfig, QuantConfig, ReconConfig, recipes
@@ -121,7 +120,8 @@ class TrainingSections:
 
 def training_sections(config):
     """The training sections of a loaded configuration (:func:`model_utils.config.get_config`)."""
-    return TrainingSections(fill_section(TrainData, config), fill_section(Optimisation, config), fill_section(Schedule, config),
+    return TrainingSections(fill_section(TrainData, config), fill_section(Optimisation, config),
+                            fill_section(Schedule, config),
                             fill_section(TrainingRun, config), eval_protocol_of(config))
 
 
@@ -219,36 +219,32 @@ def quant_settings_from(config, method=None):
     return quant.qcfg, quant.calib, quant.pac
 
 
-def _settings_and_note(config, method, images):
-    """:func:`quant_settings_from`'s three settings and :func:`recipe_settings`' note, the recipe
-    resolved once; ``images``: the run's calibration images (their seed draws PaC's batches)."""
-    qcfg = fill_section(QuantConfig, config, placement=placement_of(config), defaults=("sites",))
-    recipe, picked, note = recipe_settings(config, method)
-    calib = fill_section(CalibrationConfig, config, ("calib_", ""), resolved=recipe,
-                         method="dbdc" if method in recipes.RECIPE_METHODS else method,
-                         equalize_if_pairs="equalize" in picked)
-    pac = None
-    if method in recipes.RECIPE_METHODS:
-        pac = fill_section(PaCConfig, config, "pac_", resolved=recipe, seed=images.seed)
-    return qcfg, calib, pac, note
-
-
-def recon_settings(config, method, images):
-    """The :class:`~src.quantlib.ReconConfig` of ``method`` (``dbdc_recon``) from the ``recon_*`` options, or
-    None for every other method; ``images``: the run's calibration images (their seed draws the batches)."""
-    if method != "dbdc_recon":
-        return None
-    return fill_section(ReconConfig, config, "recon_", seed=images.seed, defaults=("beta_start", "beta_end"))
-
-
 def quantization_of(config, method=None):
     """The :class:`Quantization` of a loaded configuration; ``method`` overrides ``quant_method``
-    (QAT calibrates with ``dbdc`` when none is given)."""
+    (QAT calibrates with ``dbdc`` when none is given). Every library setting is filled by field name
+    from its group of options (:func:`~src.utils.config_fill.fill_section`): ``QuantConfig`` from the
+    quantization group, ``CalibrationConfig`` from ``calib_*`` and the quantization group, ``PaCConfig``
+    from ``pac_*``, ``ReconConfig`` from ``recon_*``, the calibration images from ``calib_*``; recipe
+    options left at ``auto`` take the bit width's values (:func:`recipe_settings`), PaC and the
+    reconstruction draw their batches with the calibration seed."""
     method = method or config.quant_method
-    images = calibration_images(config, config.pac_hr_patch)
-    qcfg, calib, pac, note = _settings_and_note(config, method, images) if method else (None, None, None, "")
+    images = fill_section(CalibrationImages, config, "calib_", folder="", hr_patch=config.pac_hr_patch,
+                          defaults=("given",))
+    images = replace(images, folder=resolve_path(config, images.path))
+    qcfg = calib = pac = recon = None
+    note = ""
+    if method:
+        qcfg = fill_section(QuantConfig, config, placement=placement_of(config), defaults=("sites",))
+        recipe, picked, note = recipe_settings(config, method)
+        calib = fill_section(CalibrationConfig, config, ("calib_", ""), resolved=recipe,
+                             method="dbdc" if method in recipes.RECIPE_METHODS else method,
+                             equalize_if_pairs="equalize" in picked)
+        if method in recipes.RECIPE_METHODS:
+            pac = fill_section(PaCConfig, config, "pac_", resolved=recipe, seed=images.seed)
+        if method == "dbdc_recon":
+            recon = fill_section(ReconConfig, config, "recon_", seed=images.seed, defaults=("beta_start", "beta_end"))
     return Quantization(method, qcfg, calib, pac, images, config.save_quant_ckpt,
-                        resolve_path(config, config.save_quant_ckpt), note, recon_settings(config, method, images))
+                        resolve_path(config, config.save_quant_ckpt), note, recon)
 
 
 @dataclass(frozen=True)
@@ -295,4 +291,5 @@ class Upscale:
 def upscale_sections(config):
     """The :class:`Upscale` sections of a loaded configuration."""
     return Upscale(model_choice(config), resolve_path(config, config.input_path), config.model_file,
-                   resolve_path(config, config.output_path), fill_section(Inference, config), "scale" in config.cli_keys)
+                   resolve_path(config, config.output_path), fill_section(Inference, config),
+                   "scale" in config.cli_keys)
