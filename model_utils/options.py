@@ -480,17 +480,28 @@ def yaml_text():
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    """``python -m model_utils.options [PATH]``: write the YAML (default DIV2K_config.yaml); ``--check``:
-    exit 1 when the file differs from what would be written."""
+def generator_args(argv, usage):
+    """``(check, path or None)`` of a generator's command line ``[--check] [PATH]`` (this module's and
+    :mod:`model_utils.options_doc`'s); None after printing ``usage`` for anything else (a flag such as
+    ``--help`` is never taken for a PATH to write)."""
     args = list(sys.argv[1:] if argv is None else argv)
     check = "--check" in args
     args = [a for a in args if a != "--check"]
     if any(a.startswith("-") for a in args) or len(args) > 1:
-        print("usage: python -m model_utils.options [--check] [PATH]  (PATH: DIV2K_config.yaml by default; "
-              "--check: exit 1 when the file is not what would be written)", file=sys.stderr)
+        print(f"usage: {usage}", file=sys.stderr)
+        return None
+    return check, (args[0] if args else None)
+
+
+def main(argv=None):
+    """``python -m model_utils.options [--check] [PATH]``: write the YAML (default DIV2K_config.yaml);
+    ``--check``: exit 1 when the file differs from what would be written."""
+    parsed = generator_args(argv, "python -m model_utils.options [--check] [PATH]  (PATH: DIV2K_config.yaml by "
+                                  "default; --check: exit 1 when the file is not what would be written)")
+    if parsed is None:
         return 2
-    path = args[0] if args else "DIV2K_config.yaml"
+    check, path = parsed
+    path = path or "DIV2K_config.yaml"
     text = yaml_text()
     if check:
         with open(path, encoding="utf-8") as handle:

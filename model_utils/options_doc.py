@@ -7,7 +7,7 @@ option's default, rule, help text, section and the entry scripts that read it, a
 import os
 import sys
 
-from model_utils.options import DECLARED, NEEDS, OPTIONS
+from model_utils.options import DECLARED, NEEDS, OPTIONS, generator_args
 
 BLOCK = "options"
 
@@ -45,23 +45,18 @@ def option_lines():
 def main(argv=None):
     """``python -m model_utils.options_doc [--check] [PATH]``: write the option list into PATH (default
     docs/configuration.md); ``--check``: exit 1 when the file's block differs from what would be written."""
-    from src.utils.readme_block import write_block  # pylint: disable=import-outside-toplevel
-    args = list(sys.argv[1:] if argv is None else argv)
-    check = "--check" in args
-    args = [a for a in args if a != "--check"]
-    if any(a.startswith("-") for a in args) or len(args) > 1:
-        print("usage: python -m model_utils.options_doc [--check] [PATH]  (PATH: docs/configuration.md by default)",
-              file=sys.stderr)
+    from src.utils.readme_block import read_block, write_block  # pylint: disable=import-outside-toplevel
+    parsed = generator_args(argv, "python -m model_utils.options_doc [--check] [PATH]  (PATH: docs/configuration.md "
+                                  "by default)")
+    if parsed is None:
         return 2
-    path = args[0] if args else os.path.join("docs", "configuration.md")
+    check, path = parsed
+    path = path or os.path.join("docs", "configuration.md")
     if not os.path.isfile(path):
         print(f"error: {path} does not exist (the page holding the <!-- {BLOCK}:begin --> block)", file=sys.stderr)
         return 2
     if check:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-        begin, end = f"<!-- {BLOCK}:begin -->", f"<!-- {BLOCK}:end -->"
-        same = begin in text and text.split(begin, 1)[1].split(end, 1)[0].strip("\n") == "\n".join(option_lines())
+        same = read_block(path, BLOCK) == option_lines()
         print(f"{path} {'is' if same else 'is NOT'} what model_utils/options_doc.py writes")
         return 0 if same else 1
     if not write_block(path, BLOCK, option_lines()):

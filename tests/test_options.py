@@ -163,3 +163,24 @@ def test_the_configuration_stops_near_the_top_of_evaluation():
     targets = {there for _, there, _ in flow.moves}
     assert "src.engine.sections.evaluation_sections" in targets  # the reader resolves calls across files
     assert not any(t.startswith(("src.engine.checkpoint_eval", "src.engine.file_eval")) for t in targets)
+
+
+def test_the_generators_check_and_refuse_a_flag_for_a_path(tmp_path, capsys):
+    from model_utils import options, options_doc  # pylint: disable=import-outside-toplevel
+    from src.utils.readme_block import read_block, write_block  # pylint: disable=import-outside-toplevel
+    assert options_doc.main(["--check", os.path.join(ROOT, "docs", "configuration.md")]) == 0
+    page = tmp_path / "page.md"
+    page.write_text("# t\n<!-- options:begin -->\nold\n<!-- options:end -->\ntail\n", encoding="utf-8")
+    assert options_doc.main(["--check", str(page)]) == 1
+    assert options_doc.main([str(page)]) == 0 and options_doc.main(["--check", str(page)]) == 0
+    assert read_block(str(page), "options") == options_doc.option_lines() and page.read_text().endswith("tail\n")
+    assert write_block(str(page), "other", ["x"]) is False and read_block(str(page), "other") is None
+    capsys.readouterr()
+    for main in (options.main, options_doc.main):
+        assert main(["--help"]) == 2 and main(["a", "b"]) == 2
+        assert capsys.readouterr().err.startswith("usage: python -m model_utils.")
+    assert not os.path.exists("--help")
+    yaml_copy = tmp_path / "c.yaml"
+    assert options.main([str(yaml_copy)]) == 0 and options.main(["--check", str(yaml_copy)]) == 0
+    yaml_copy.write_text(yaml_copy.read_text().replace("scale: 2\n", "scale: 3\n"))
+    assert options.main(["--check", str(yaml_copy)]) == 1

@@ -1,7 +1,7 @@
 """Post-training quantization inside evaluation: load or calibrate the quantized model (the float and
 quantized pair is evaluated side by side by :mod:`src.engine.evaluator`). Settings come from the
 typed :class:`~src.engine.sections.Quantization` section (its quantlib part from
-:func:`~src.engine.sections.quant_settings_from`, the config edge)."""
+:func:`~src.engine.sections.quantization_of`, the config edge)."""
 import time
 from dataclasses import replace
 

@@ -14,6 +14,7 @@ finds them. Export's sections live in :mod:`src.export.sections` (export does no
 from dataclasses import dataclass, replace
 
 from src.data.calib_data import CalibrationImages
+from src.export.sections import calibration_images
 from src.models.choice import ModelChoice, model_choice
 from src.paths import resolve_path
 from src.quantlib import CalibrationConfig, PaCConfig, QuantConfig, ReconConfig, recipes
@@ -165,7 +166,7 @@ class Quantization:
     ``qcfg`` / ``calib`` / ``pac`` / ``recon``: the quantlib settings (:class:`~src.quantlib.QuantConfig`,
     :class:`~src.quantlib.CalibrationConfig`, :class:`~src.quantlib.PaCConfig`,
     :class:`~src.quantlib.ReconConfig`, or None where the method has none) of
-    :func:`quant_settings_from`; ``images``: where the calibration patches come from
+    :func:`quantization_of`; ``images``: where the calibration patches come from
     (:class:`~src.data.calib_data.CalibrationImages`); ``save_quant_ckpt`` (as given; ``save_target``
     resolved, empty: not saved) receives the calibrated model; ``recipe_note``: what the ``auto``
     recipe options resolved to (one line for the log; empty when none was ``auto``).
@@ -210,27 +211,17 @@ def placement_of(config):
     return placement
 
 
-def quant_settings_from(config, method=None):
-    """The config edge: ``(QuantConfig, CalibrationConfig, PaCConfig or None)`` from the run's config.
-    ``method`` (default ``config.quant_method``) is the ``--quant_method`` string: an observer name,
-    or ``dbdc_pac``, which means the DBDC observer refined by PaC. Recipe options left at ``auto``
-    take the bit width's values (:func:`recipe_settings`)."""
-    quant = quantization_of(config, method)
-    return quant.qcfg, quant.calib, quant.pac
-
-
 def quantization_of(config, method=None):
     """The :class:`Quantization` of a loaded configuration; ``method`` overrides ``quant_method``
-    (QAT calibrates with ``dbdc`` when none is given). Every library setting is filled by field name
+    (QAT calibrates with ``dbdc`` when none is given): an observer name, or ``dbdc_pac`` (the DBDC
+    observer refined by PaC) or ``dbdc_recon``. Every library setting is filled by field name
     from its group of options (:func:`~src.utils.config_fill.fill_section`): ``QuantConfig`` from the
     quantization group, ``CalibrationConfig`` from ``calib_*`` and the quantization group, ``PaCConfig``
     from ``pac_*``, ``ReconConfig`` from ``recon_*``, the calibration images from ``calib_*``; recipe
     options left at ``auto`` take the bit width's values (:func:`recipe_settings`), PaC and the
     reconstruction draw their batches with the calibration seed."""
     method = method or config.quant_method
-    images = fill_section(CalibrationImages, config, "calib_", folder="", hr_patch=config.pac_hr_patch,
-                          defaults=("given",))
-    images = replace(images, folder=resolve_path(config, images.path))
+    images = calibration_images(config, config.pac_hr_patch)
     qcfg = calib = pac = recon = None
     note = ""
     if method:

@@ -14,15 +14,22 @@ from src.errors import SettingError, UserError
 
 
 def _read(config, key):
-    """(True, value) of option ``key`` in ``config`` (a mapping or an object with the options as
-    attributes), else (False, None)."""
-    if isinstance(config, Mapping) or hasattr(type(config), "__contains__"):  # a dict, a loaded Config: its keys
-        return (True, config[key] if isinstance(config, Mapping) else getattr(config, key)) if key in config \
-            else (False, None)
+    """(True, value) of option ``key`` in ``config``, else (False, None). ``config``: a mapping, a loaded
+    ``Config`` (its options, never its other attributes such as ``path``) or any object with the options
+    as attributes."""
+    if isinstance(config, Mapping):
+        return (True, config[key]) if key in config else (False, None)
+    if hasattr(type(config), "__contains__"):  # a loaded Config: ``in`` asks for an option
+        return (True, getattr(config, key)) if key in config else (False, None)
     try:
         return True, getattr(config, key)
     except AttributeError:
         return False, None
+
+
+def _prefixes(prefix):
+    """``prefix`` (one text or several) as a tuple."""
+    return (prefix,) if isinstance(prefix, str) else tuple(prefix)
 
 
 def fill_section(cls, config, prefix="", resolved=None, defaults=(), **given):
@@ -33,7 +40,7 @@ def fill_section(cls, config, prefix="", resolved=None, defaults=(), **given):
     an ``AttributeError`` (a defect: a settings field no option fills). A
     :class:`~src.errors.SettingError` the class raises about a field filled from an option is raised
     again as a :class:`~src.errors.UserError` naming that option (``--<prefix><field> <value>: ...``)."""
-    prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
+    prefixes = _prefixes(prefix)
     values, options = {}, {}
     for f in fields(cls):
         if f.name in given:
@@ -63,6 +70,5 @@ def fill_section(cls, config, prefix="", resolved=None, defaults=(), **given):
 def unread_options(cls, keys, prefix=""):
     """The options among ``keys`` (a section's) that no field of ``cls`` reads through ``prefix`` (one or
     several): empty when the class takes the whole section (what the tests check)."""
-    prefixes = (prefix,) if isinstance(prefix, str) else tuple(prefix)
-    names = {p + f.name for f in fields(cls) for p in prefixes}
+    names = {p + f.name for f in fields(cls) for p in _prefixes(prefix)}
     return [key for key in keys if key not in names]
